@@ -1,0 +1,50 @@
+//! Envelope types shared by every stored event: request metadata and the encoding contract of events.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who and what caused an event. Lives in the envelope, never in the event body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// The user whose request produced the event; `None` for system actions (worker, admin CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Uuid>,
+    /// Shared by every event caused by one original request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The event (or request) that directly caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// W3C `traceparent` of the request, so a trace can be followed through the projector and worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// Why a stored payload could not be turned back into a domain event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("event `{event_type}` has a malformed payload: {source}")]
+    Malformed {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// How a domain event enum is stored: a stable type name, a schema version and a JSON body.
+///
+/// Stored type names never follow a Rust rename; the `type` strings are part of the stored data.
+pub trait DomainEvent: Sized {
+    /// The stable stored name, e.g. `ProjectCreated`.
+    fn event_type(&self) -> &'static str;
+    /// The schema version this build writes for this event's type.
+    fn schema_version(&self) -> u32;
+    /// The body as stored (without the type name).
+    fn to_data(&self) -> serde_json::Value;
+    /// Decodes a body already upcast to the latest schema version.
+    fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError>;
+}

@@ -1,0 +1,117 @@
+//! PostgreSQL set-up shared by every crate that owns tables: database creation, pools, and
+//! migrations run under one advisory lock.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+/// One lock for every migration set, so processes starting at once migrate one after another.
+const MIGRATION_LOCK: i64 = 0x4241_434b_464f_5247; // "BACKFORG"
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Creates the database named in `url` if it does not exist (racing creators are fine).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let config = tokio_postgres::Config::from_str(url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    if name == "postgres" {
+        return Ok(());
+    }
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin
+        .connect(NoTls)
+        .await
+        .context("cannot reach PostgreSQL")?;
+    let driver = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let sql = format!("CREATE DATABASE {}", quote_ident(&name));
+        if let Err(e) = client.batch_execute(&sql).await {
+            if e.code() != Some(&SqlState::DUPLICATE_DATABASE)
+                && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+            {
+                return Err(e).context("cannot create the database");
+            }
+        }
+    }
+    drop(client);
+    driver.abort();
+    Ok(())
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A pool of `max_size` connections to `url`; connections are checked lazily.
+pub fn pool(url: &str, max_size: usize) -> anyhow::Result<Pool> {
+    let config = tokio_postgres::Config::from_str(url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .context("cannot build the connection pool")
+}
+
+/// Runs `runner` on a dedicated connection while holding the migration advisory lock. Each set of
+/// migrations keeps its own history table, so crates own their schemas independently.
+pub async fn migrate_with(
+    url: &str,
+    mut runner: refinery::Runner,
+    history_table: &str,
+) -> anyhow::Result<()> {
+    let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .context("cannot reach PostgreSQL to migrate")?;
+    let driver = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("cannot take the migration lock")?;
+    runner.set_migration_table_name(history_table);
+    let result = runner
+        .set_grouped(false)
+        .run_async(&mut client)
+        .await
+        .with_context(|| format!("migrations of {history_table} failed"));
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    drop(client);
+    driver.abort();
+    result?;
+    unlocked.context("cannot release the migration lock")?;
+    Ok(())
+}
+
+/// Creates the `events` table and its indexes.
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    migrate_with(
+        url,
+        embedded::migrations::runner(),
+        "event_store_migrations",
+    )
+    .await
+}

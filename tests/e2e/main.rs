@@ -1,0 +1,3 @@
+//! The end-to-end suite, one binary: each module tests one service against real PostgreSQL and NATS.
+
+mod event_store;
