@@ -1,0 +1,136 @@
+//! The command API: every write of API.md served by actix-web; load → decide → append, with the
+//! command-side tables (credentials, refresh tokens, idempotency keys) in the same transaction.
+
+pub mod auth_routes;
+pub mod execute;
+pub mod http;
+pub mod idempotency;
+pub mod load;
+pub mod passwords;
+pub mod rate_limit;
+pub mod tokens;
+pub mod users;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use event_store::PgEventStore;
+use runtime::auth::{PgSecurityLookup, Verifier};
+use runtime::json::BodyLimit;
+use runtime::{JwtKeys, Settings};
+
+use crate::execute::Executor;
+use crate::passwords::Passwords;
+use crate::rate_limit::RateLimiter;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Creates or updates the command-side tables.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    event_store::setup::migrate_with(
+        database_url,
+        embedded::migrations::runner(),
+        "command_side_migrations",
+    )
+    .await
+}
+
+/// Everything the write handlers share.
+pub struct CommandState {
+    pub store: PgEventStore,
+    pub pool: deadpool_postgres::Pool,
+    pub executor: Executor,
+    pub jwt: JwtKeys,
+    pub passwords: Passwords,
+    pub settings: Arc<Settings>,
+    pub ip_limiter: RateLimiter,
+    pub account_limiter: RateLimiter,
+}
+
+impl CommandState {
+    pub fn new(settings: Arc<Settings>, store: PgEventStore) -> anyhow::Result<Self> {
+        let pool = store.pool().clone();
+        Ok(Self {
+            executor: Executor {
+                store: store.clone(),
+                pool: pool.clone(),
+                idempotency_ttl: settings.idempotency_ttl,
+            },
+            jwt: JwtKeys::new(&settings),
+            passwords: Passwords::new(settings.hash_concurrency)?,
+            ip_limiter: RateLimiter::new(settings.login_per_ip_per_minute),
+            account_limiter: RateLimiter::new(settings.login_per_account_per_minute),
+            store,
+            pool,
+            settings,
+        })
+    }
+
+    /// The token verifier for this state's settings and database.
+    pub fn verifier(&self) -> Verifier {
+        Verifier {
+            keys: self.jwt.clone(),
+            lookup: Arc::new(PgSecurityLookup::new(self.pool.clone())),
+        }
+    }
+}
+
+/// Registers the write routes (under the caller's `/api/v1` scope) and the app data they need.
+pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(state.verifier()))
+            .app_data(BodyLimit(state.settings.body_limit_bytes))
+            .app_data(state.clone())
+            .service(auth_routes::register)
+            .service(auth_routes::login)
+            .service(auth_routes::refresh)
+            .service(auth_routes::logout)
+            .service(auth_routes::update_profile)
+            .service(auth_routes::change_password);
+    }
+}
+
+/// The command API as a stand-alone server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connects, migrates and binds `addr` (port 0 picks a free port).
+    pub async fn build(settings: Settings, addr: &str) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        event_store::setup::ensure_database(&settings.database_url).await?;
+        event_store::setup::migrate(&settings.database_url).await?;
+        migrate(&settings.database_url).await?;
+        let pool = event_store::setup::pool(&settings.database_url, settings.pool_size)?;
+        let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()));
+        let state = web::Data::new(CommandState::new(settings, store)?);
+        let listener = TcpListener::bind(addr)?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::NormalizePath::trim())
+                .service(web::scope("/api/v1").configure(configure(state.clone())))
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,425 @@
+//! Application functions for accounts: register, log in, refresh, log out, profile, password.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use domain::FieldError;
+use domain::email::{EmailReservationEvent, reservation_stream};
+use domain::ids::UserId;
+use domain::user::{Role, User, UserCommand, UserError, normalize_email, validate_password};
+use event_store::{ExpectedVersion, NewEvent, Position, StreamAppend};
+use runtime::{ApiError, Authenticated, ProblemType};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::CommandState;
+use crate::execute::{Idempotency, Plan, Reply, SideWrite};
+use crate::http::RequestMeta;
+use crate::load::{Loaded, load};
+use crate::tokens::{self, RefreshToken, Rotation};
+
+/// The same answer for an unknown e-mail, a wrong password and a deactivated account.
+const BAD_LOGIN: &str = "the e-mail address or password is wrong";
+
+pub fn user_error(e: UserError) -> ApiError {
+    match e {
+        UserError::Validation(errors) => ApiError::invalid("the request is invalid", errors),
+        UserError::NotFound => ApiError::not_found("no such user"),
+        UserError::AlreadyRegistered => {
+            ApiError::conflict(ProblemType::Conflict, "the user is registered already")
+        }
+        UserError::Deactivated => {
+            ApiError::conflict(ProblemType::Conflict, "the account is deactivated")
+        }
+    }
+}
+
+fn email_stream(email: &str) -> String {
+    reservation_stream(&hex::encode(Sha256::digest(email.as_bytes())))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn user_json(user: &User) -> Value {
+    json!({"id": user.id, "email": user.email, "name": user.name, "role": user.role})
+}
+
+fn profile_json(user: &User) -> Value {
+    json!({
+        "id": user.id, "email": user.email, "name": user.name, "role": user.role,
+        "created_at": rfc3339(user.created_at), "updated_at": rfc3339(user.updated_at),
+    })
+}
+
+fn events_of<E: domain::DomainEvent>(
+    events: &[E],
+    meta: &RequestMeta,
+    actor: Option<Uuid>,
+) -> Vec<NewEvent> {
+    events
+        .iter()
+        .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), meta.metadata(actor)))
+        .collect()
+}
+
+fn expected(version: u64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    }
+}
+
+/// The token fields of an answer.
+fn token_body(
+    state: &CommandState,
+    access: String,
+    refresh: &RefreshToken,
+) -> serde_json::Map<String, Value> {
+    let mut body = serde_json::Map::new();
+    body.insert("access_token".into(), Value::String(access));
+    body.insert("refresh_token".into(), Value::String(refresh.plain.clone()));
+    body.insert("token_type".into(), Value::String("Bearer".into()));
+    body.insert("expires_in".into(), json!(state.jwt.ttl().as_secs()));
+    body
+}
+
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+pub async fn register(
+    state: &CommandState,
+    req: &HttpRequest,
+    meta: &RequestMeta,
+    input: Registration,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.settings.limits;
+    let mut errors: Vec<FieldError> = Vec::new();
+    let email = normalize_email(&input.email, limits)
+        .map_err(|e| errors.push(e))
+        .ok();
+    if let Err(e) = validate_password(&input.password, limits) {
+        errors.push(e);
+    }
+    let user_id = UserId::from_uuid(Uuid::now_v7());
+    let now = OffsetDateTime::now_utc();
+    let command = UserCommand::Register {
+        user_id,
+        email: email
+            .clone()
+            .unwrap_or_else(|| "pending@invalid.example".into()),
+        name: input.name.clone(),
+        role: Role::Member,
+        at: now,
+    };
+    let decided = User::default().decide(&command, limits);
+    let events = match decided {
+        Ok(events) if errors.is_empty() => events,
+        Ok(_) => return Err(ApiError::invalid("the request is invalid", errors)),
+        Err(UserError::Validation(more)) => {
+            errors.extend(
+                more.into_iter()
+                    .filter(|e| e.field != "/email" || email.is_some()),
+            );
+            return Err(ApiError::invalid("the request is invalid", errors));
+        }
+        Err(other) => return Err(user_error(other)),
+    };
+    let email = email.ok_or_else(|| ApiError::invalid("the request is invalid", errors.clone()))?;
+    let hash = state.passwords.hash(input.password).await?;
+    let mut user = User::default();
+    for e in &events {
+        user.evolve(e);
+    }
+    let refresh = RefreshToken::generate();
+    let access = state.jwt.issue(user_id.as_uuid(), 1, now)?;
+    let reservation = EmailReservationEvent::EmailReserved { user_id };
+    let email_stream = email_stream(&email);
+    let stream = user_id.stream();
+    let make_plan = || {
+        let plan = Plan::new(stream.clone(), 0, Position::START)
+            .append(StreamAppend::new(
+                email_stream.clone(),
+                ExpectedVersion::NoStream,
+                events_of(std::slice::from_ref(&reservation), meta, Some(user_id.as_uuid())),
+            ))
+            .append(StreamAppend::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                events_of(&events, meta, Some(user_id.as_uuid())),
+            ))
+            .side_write(SideWrite::new(
+                "INSERT INTO credentials (user_id, email, password_hash, security_version, role, active)
+                 VALUES ($1, $2, $3, 1, 'member', true)",
+                vec![Box::new(user_id.as_uuid()), Box::new(email.clone()), Box::new(hash.clone())],
+            ))
+            .side_write(refresh.insert(Uuid::now_v7(), user_id.as_uuid(), now, state.settings.refresh_token_ttl))
+            .unique(
+                email_stream.clone(),
+                ProblemType::EmailTaken,
+                "an account with this e-mail address exists already",
+            );
+        let mut body = token_body(state, access.clone(), &refresh);
+        body.insert("user".into(), user_json(&user));
+        let id = user_id;
+        let plan = plan.reply(move |version, position| {
+            body.insert("version".into(), json!(version));
+            body.insert("position".into(), json!(position.to_token()));
+            Reply {
+                status: StatusCode::CREATED,
+                body: Some(Value::Object(body)),
+                location: Some(format!("/api/v1/auth/profile#{id}")),
+                version,
+                position,
+            }
+        });
+        async move { Ok(plan) }
+    };
+    state
+        .executor
+        .run(req, Idempotency::Refused, false, make_plan)
+        .await
+}
+
+pub async fn login(
+    state: &CommandState,
+    meta: &RequestMeta,
+    email: &str,
+    password: String,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .ip_limiter
+        .check(&format!("ip:{}", meta.client_ip))
+        .map_err(ApiError::rate_limited)?;
+    let email = normalize_email(email, &state.settings.limits)
+        .map_err(|e| ApiError::invalid(e.message.clone(), vec![e]))?;
+    state
+        .account_limiter
+        .check(&format!("account:{email}"))
+        .map_err(ApiError::rate_limited)?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT user_id, password_hash, security_version, active FROM credentials WHERE email = $1",
+            &[&email],
+        )
+        .await?;
+    let (user_id, hash, sv, active) = match &row {
+        Some(row) => (
+            Some(row.try_get::<_, Uuid>(0)?),
+            Some(row.try_get::<_, String>(1)?),
+            row.try_get::<_, i64>(2)?,
+            row.try_get::<_, bool>(3)?,
+        ),
+        None => (None, None, 0, false),
+    };
+    drop(client);
+    let verified = state.passwords.verify(password, hash).await?;
+    let user_id = match user_id {
+        Some(id) if verified && active => id,
+        _ => return Err(ApiError::unauthorized(BAD_LOGIN)),
+    };
+    let loaded: Loaded<User> = load(&state.store, &UserId::from_uuid(user_id).stream()).await?;
+    let now = OffsetDateTime::now_utc();
+    let refresh = RefreshToken::generate();
+    let insert = refresh.insert(
+        Uuid::now_v7(),
+        user_id,
+        now,
+        state.settings.refresh_token_ttl,
+    );
+    let client = state.pool.get().await?;
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        insert.params.iter().map(|p| p.as_ref() as _).collect();
+    client.execute(insert.sql, &params).await?;
+    let access = state.jwt.issue(user_id, sv, now)?;
+    let mut body = token_body(state, access, &refresh);
+    body.insert("user".into(), user_json(&loaded.state));
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Some(Value::Object(body)),
+        location: None,
+        version: loaded.version,
+        position: loaded.position,
+    }
+    .into_response())
+}
+
+pub async fn refresh(state: &CommandState, refresh_token: &str) -> Result<HttpResponse, ApiError> {
+    match tokens::rotate(&state.pool, refresh_token, state.settings.refresh_token_ttl).await? {
+        Rotation::Rotated {
+            user_id,
+            security_version,
+            successor,
+        } => {
+            let access = state
+                .jwt
+                .issue(user_id, security_version, OffsetDateTime::now_utc())?;
+            Ok(HttpResponse::Ok().json(Value::Object(token_body(state, access, &successor))))
+        }
+        Rotation::Refused => Err(ApiError::unauthorized(
+            "the refresh token is invalid, expired or revoked",
+        )),
+    }
+}
+
+pub async fn logout(state: &CommandState, refresh_token: &str) -> Result<HttpResponse, ApiError> {
+    tokens::revoke_family_of(&state.pool, refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn update_profile(
+    state: &CommandState,
+    req: &HttpRequest,
+    meta: &RequestMeta,
+    caller: &Authenticated,
+    name: String,
+) -> Result<HttpResponse, ApiError> {
+    let stream = UserId::from_uuid(caller.user_id).stream();
+    let make_plan = || {
+        let stream = stream.clone();
+        let name = name.clone();
+        async move {
+            let loaded: Loaded<User> = load(&state.store, &stream).await?;
+            let command = UserCommand::UpdateProfile {
+                name,
+                at: OffsetDateTime::now_utc(),
+            };
+            let events = loaded
+                .state
+                .decide(&command, &state.settings.limits)
+                .map_err(user_error)?;
+            let mut after = loaded.state.clone();
+            for e in &events {
+                after.evolve(e);
+            }
+            let mut plan = Plan::new(stream.clone(), loaded.version, loaded.position);
+            if !events.is_empty() {
+                plan = plan.append(StreamAppend::new(
+                    stream.clone(),
+                    expected(loaded.version),
+                    events_of(&events, meta, Some(caller.user_id)),
+                ));
+            }
+            Ok(plan.reply(move |version, position| {
+                let mut body = profile_json(&after);
+                body["version"] = json!(version);
+                body["position"] = json!(position.to_token());
+                Reply {
+                    status: StatusCode::OK,
+                    body: Some(body),
+                    location: None,
+                    version,
+                    position,
+                }
+            }))
+        }
+    };
+    state
+        .executor
+        .run(req, Idempotency::Refused, false, make_plan)
+        .await
+}
+
+pub async fn change_password(
+    state: &CommandState,
+    req: &HttpRequest,
+    meta: &RequestMeta,
+    caller: &Authenticated,
+    current_password: String,
+    new_password: String,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.settings.limits;
+    state
+        .account_limiter
+        .check(&format!("password:{}", caller.user_id))
+        .map_err(ApiError::rate_limited)?;
+    if let Err(e) = validate_password(&new_password, limits) {
+        return Err(ApiError::invalid(
+            "the new password is invalid",
+            vec![FieldError::new("/new_password", e.message)],
+        ));
+    }
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT password_hash FROM credentials WHERE user_id = $1",
+            &[&caller.user_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the access token has been revoked"))?;
+    let hash: String = row.try_get(0)?;
+    drop(client);
+    if !state.passwords.verify(current_password, Some(hash)).await? {
+        return Err(ApiError::invalid_field(
+            "/current_password",
+            "is not the current password",
+        ));
+    }
+    let new_hash = state.passwords.hash(new_password).await?;
+    let stream = UserId::from_uuid(caller.user_id).stream();
+    let make_plan = || {
+        let stream = stream.clone();
+        let new_hash = new_hash.clone();
+        async move {
+            let loaded: Loaded<User> = load(&state.store, &stream).await?;
+            let now = OffsetDateTime::now_utc();
+            let events = loaded
+                .state
+                .decide(
+                    &UserCommand::ChangePassword { at: now },
+                    &state.settings.limits,
+                )
+                .map_err(user_error)?;
+            let client = state.pool.get().await?;
+            let sv: i64 = client
+                .query_one(
+                    "SELECT security_version FROM credentials WHERE user_id = $1",
+                    &[&caller.user_id],
+                )
+                .await?
+                .try_get(0)?;
+            let refresh = RefreshToken::generate();
+            let access = state.jwt.issue(caller.user_id, sv + 1, now)?;
+            let body = token_body(state, access, &refresh);
+            Ok(Plan::new(stream.clone(), loaded.version, loaded.position)
+                .append(StreamAppend::new(
+                    stream.clone(),
+                    expected(loaded.version),
+                    events_of(&events, meta, Some(caller.user_id)),
+                ))
+                // The version check makes a concurrent change fail instead of skipping a bump.
+                .side_write(SideWrite::new(
+                    "UPDATE credentials SET password_hash = $2, security_version = security_version + 1,
+                            updated_at = now()
+                     WHERE user_id = $1",
+                    vec![Box::new(caller.user_id), Box::new(new_hash)],
+                ))
+                .side_write(tokens::revoke_all_of(caller.user_id))
+                .side_write(refresh.insert(Uuid::now_v7(), caller.user_id, now, state.settings.refresh_token_ttl))
+                .reply(move |version, position| {
+                    let mut body = body;
+                    body.insert("version".into(), json!(version));
+                    body.insert("position".into(), json!(position.to_token()));
+                    Reply {
+                        status: StatusCode::OK,
+                        body: Some(Value::Object(body)),
+                        location: None,
+                        version,
+                        position,
+                    }
+                }))
+        }
+    };
+    state
+        .executor
+        .run(req, Idempotency::Refused, false, make_plan)
+        .await
+}

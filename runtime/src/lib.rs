@@ -1,0 +1,13 @@
+//! The small runtime both APIs and every Backforge process share: settings, telemetry, JWT
+//! verification and the one mapping of errors to RFC 9457 problem documents.
+
+pub mod auth;
+pub mod json;
+pub mod problem;
+pub mod settings;
+pub mod telemetry;
+
+pub use auth::{AccessClaims, Authenticated, JwtKeys, SecurityLookup, SecurityState};
+pub use json::Json;
+pub use problem::{ApiError, ProblemType};
+pub use settings::{Environment, Secret, Settings};
