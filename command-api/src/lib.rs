@@ -6,7 +6,10 @@ pub mod execute;
 pub mod http;
 pub mod idempotency;
 pub mod load;
+pub mod openapi;
 pub mod passwords;
+pub mod project_routes;
+pub mod projects;
 pub mod rate_limit;
 pub mod tokens;
 pub mod users;
@@ -90,8 +93,20 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(auth_routes::refresh)
             .service(auth_routes::logout)
             .service(auth_routes::update_profile)
-            .service(auth_routes::change_password);
+            .service(auth_routes::change_password)
+            .service(project_routes::create_project)
+            .service(project_routes::update_project)
+            .service(project_routes::archive_project)
+            .service(project_routes::put_member)
+            .service(project_routes::delete_member)
+            .service(project_routes::add_feature)
+            .service(project_routes::update_feature)
+            .service(project_routes::remove_feature);
     }
+}
+
+async fn serve_openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(openapi::document())
 }
 
 /// The command API as a stand-alone server.
@@ -115,7 +130,11 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::NormalizePath::trim())
-                .service(web::scope("/api/v1").configure(configure(state.clone())))
+                .service(
+                    web::scope("/api/v1")
+                        .route("/openapi.json", web::get().to(serve_openapi))
+                        .configure(configure(state.clone())),
+                )
         })
         .listen(listener)?
         .run();

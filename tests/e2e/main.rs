@@ -2,3 +2,4 @@
 
 mod auth;
 mod event_store;
+mod projects;

@@ -1,0 +1,62 @@
+//! The OpenAPI 3.1 description of the write routes, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{auth_routes, project_routes};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Backforge API", version = "1", description = "Writes (command side) of the Backforge API"),
+    paths(
+        auth_routes::register,
+        auth_routes::login,
+        auth_routes::refresh,
+        auth_routes::logout,
+        auth_routes::update_profile,
+        auth_routes::change_password,
+        project_routes::create_project,
+        project_routes::update_project,
+        project_routes::archive_project,
+        project_routes::put_member,
+        project_routes::delete_member,
+        project_routes::add_feature,
+        project_routes::update_feature,
+        project_routes::remove_feature,
+    ),
+    components(schemas(
+        auth_routes::RegisterRequest,
+        auth_routes::LoginRequest,
+        auth_routes::RefreshRequest,
+        auth_routes::ProfileUpdate,
+        auth_routes::ChangePasswordRequest,
+        project_routes::FeatureInput,
+        project_routes::CreateProjectRequest,
+        project_routes::UpdateProjectRequest,
+        project_routes::UpdateFeatureRequest,
+        project_routes::MemberRequest,
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct CommandApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    CommandApiDoc::openapi()
+}

@@ -1,0 +1,428 @@
+//! HTTP handlers of project, feature and member writes: request bodies in, one application
+//! function each, answers out.
+
+use actix_web::{HttpRequest, HttpResponse, delete, post, put, web};
+use domain::FieldError;
+use domain::ids::{FeatureId, ProjectId, UserId};
+use domain::project::{
+    FeatureChanges, FeatureType, GenerationMode, NewFeature, ProjectCommand, ProjectRole,
+};
+use runtime::{ApiError, Authenticated, Json};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::CommandState;
+use crate::http::RequestMeta;
+use crate::projects::{self, Answer, ProjectWrite};
+
+/// Tells an absent member (`None`) from an explicit `null` (`Some(None)`).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A feature in a create request (alone or inside the project wizard).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureInput {
+    /// 1 to 100 characters, unique within the project (case-insensitive).
+    pub name: String,
+    /// `crud`, `auth`, `file_storage`, `background_jobs`, `analytics` or `custom_function`.
+    #[schema(value_type = String)]
+    pub feature_type: FeatureType,
+    /// `manual`, `ai_assisted` or `mixed`; absent follows the project.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub generation_mode: Option<GenerationMode>,
+    /// Must be absent or `{}` until a feature type defines its configuration.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub configuration: Option<Value>,
+    /// Required for `crud` (API.md, "The crud schema definition"); refused for other types.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub schema_definition: Option<Value>,
+    #[serde(default)]
+    pub is_enabled: Option<bool>,
+}
+
+impl FeatureInput {
+    fn into_new(self, id: FeatureId) -> NewFeature {
+        NewFeature {
+            id,
+            name: self.name,
+            feature_type: self.feature_type,
+            generation_mode: self.generation_mode,
+            configuration: self.configuration,
+            schema_definition: self.schema_definition,
+            is_enabled: self.is_enabled.unwrap_or(true),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub generation_mode: Option<GenerationMode>,
+    /// Features created with the project in the same atomic append.
+    #[serde(default)]
+    pub features: Vec<FeatureInput>,
+}
+
+/// A partial update: absent members are unchanged, `null` clears `description`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub generation_mode: Option<Option<GenerationMode>>,
+}
+
+/// A partial update of a feature; `feature_type` cannot change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFeatureRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// Present only to be refused with a clear message.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub feature_type: Option<Value>,
+    /// `null` makes the feature follow the project's mode again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub generation_mode: Option<Option<GenerationMode>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub configuration: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub schema_definition: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub is_enabled: Option<Option<bool>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    /// `viewer` (read-only) is the one project role.
+    #[schema(value_type = String)]
+    pub role: ProjectRole,
+}
+
+/// Ids in paths: anything that is not a UUID names nothing, so it is a 404.
+fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    raw.parse::<Uuid>()
+        .map_err(|_| ApiError::not_found(format!("no such {what}")))
+}
+
+fn refuse_null<T>(
+    value: Option<Option<T>>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    match value {
+        Some(None) => {
+            errors.push(FieldError::new(field, "must not be null"));
+            None
+        }
+        Some(Some(v)) => Some(v),
+        None => None,
+    }
+}
+
+/// Create a project, optionally with features (one atomic append).
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProjectRequest,
+    security(("bearer" = [])),
+    responses((status = 201, description = "`{id, version, position}` and `Location`"), (status = 422, description = "Invalid project or feature")))]
+#[post("/projects")]
+pub async fn create_project(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    body: Json<CreateProjectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let Json { value, raw } = body;
+    let features: Vec<NewFeature> = value
+        .features
+        .into_iter()
+        .map(|f| f.into_new(FeatureId::from_uuid(Uuid::now_v7())))
+        .collect();
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &raw,
+    };
+    projects::create(&state, write, |project_id, owner_id, at| {
+        ProjectCommand::CreateProject {
+            project_id,
+            owner_id,
+            name: value.name.clone(),
+            description: value.description.clone(),
+            generation_mode: value.generation_mode,
+            features: features.clone(),
+            at,
+        }
+    })
+    .await
+}
+
+/// Partially update a project.
+#[utoipa::path(put, path = "/api/v1/projects/{id}", tag = "projects", request_body = UpdateProjectRequest,
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id")),
+    responses((status = 200, description = "`{id, version, position}`"), (status = 412, description = "If-Match mismatch")))]
+#[put("/projects/{id}")]
+pub async fn update_project(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<String>,
+    body: Json<UpdateProjectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path, "project")?);
+    let Json { value, raw } = body;
+    let mut errors = Vec::new();
+    let name = refuse_null(value.name, "/name", &mut errors);
+    let generation_mode = refuse_null(value.generation_mode, "/generation_mode", &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("the request is invalid", errors));
+    }
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &raw,
+    };
+    let answer = Answer::Updated {
+        id: project_id.as_uuid(),
+    };
+    projects::change(&state, write, project_id, answer, |_, at| {
+        Ok(ProjectCommand::UpdateProject {
+            name: name.clone(),
+            description: value.description.clone(),
+            generation_mode,
+            at,
+        })
+    })
+    .await
+}
+
+/// Archive a project: current-state reads and writes then answer 404; history stays readable.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")), responses((status = 204, description = "Archived")))]
+#[delete("/projects/{id}")]
+pub async fn archive_project(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path, "project")?);
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &[],
+    };
+    projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
+        Ok(ProjectCommand::ArchiveProject { at })
+    })
+    .await
+}
+
+/// Add a member (owner or admin only).
+#[utoipa::path(put, path = "/api/v1/projects/{id}/members/{user_id}", tag = "members", request_body = MemberRequest,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"), ("user_id" = Uuid, Path, description = "User id")),
+    responses((status = 200, description = "`{version, position}`"), (status = 404, description = "Unknown project or user")))]
+#[put("/projects/{id}/members/{user_id}")]
+pub async fn put_member(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<(String, String)>,
+    body: Json<MemberRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
+    let user_id = UserId::from_uuid(id_of(&path.1, "user")?);
+    let Json { value, raw } = body;
+    projects::require_user(&state, user_id).await?;
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &raw,
+    };
+    projects::change(&state, write, project_id, Answer::Versioned, |_, at| {
+        Ok(ProjectCommand::AddMember {
+            user_id,
+            role: value.role,
+            at,
+        })
+    })
+    .await
+}
+
+/// Remove a member.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/members/{user_id}", tag = "members",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"), ("user_id" = Uuid, Path, description = "User id")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "Not a member")))]
+#[delete("/projects/{id}/members/{user_id}")]
+pub async fn delete_member(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
+    let user_id = UserId::from_uuid(id_of(&path.1, "member")?);
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &[],
+    };
+    projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
+        Ok(ProjectCommand::RemoveMember { user_id, at })
+    })
+    .await
+}
+
+/// Add a feature to a project.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/features", tag = "features", request_body = FeatureInput,
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id")),
+    responses((status = 201, description = "`{id, version, position}` and `Location`"), (status = 409, description = "Name taken")))]
+#[post("/projects/{id}/features")]
+pub async fn add_feature(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<String>,
+    body: Json<FeatureInput>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path, "project")?);
+    let Json { value, raw } = body;
+    let feature_id = FeatureId::from_uuid(Uuid::now_v7());
+    let feature = value.into_new(feature_id);
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &raw,
+    };
+    let answer = Answer::Created {
+        id: feature_id.as_uuid(),
+        location: format!("/api/v1/projects/{project_id}/features/{feature_id}"),
+    };
+    projects::change(&state, write, project_id, answer, |_, at| {
+        Ok(ProjectCommand::AddFeature {
+            feature: feature.clone(),
+            at,
+        })
+    })
+    .await
+}
+
+/// Partially update a feature.
+#[utoipa::path(put, path = "/api/v1/projects/{id}/features/{feature_id}", tag = "features",
+    request_body = UpdateFeatureRequest, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id")),
+    responses((status = 200, description = "`{id, version, position}`"), (status = 409, description = "Name taken or still referenced")))]
+#[put("/projects/{id}/features/{feature_id}")]
+pub async fn update_feature(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<(String, String)>,
+    body: Json<UpdateFeatureRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
+    let feature_id = FeatureId::from_uuid(id_of(&path.1, "feature")?);
+    let Json { value, raw } = body;
+    let mut errors = Vec::new();
+    if value.feature_type.is_some() {
+        errors.push(FieldError::new(
+            "/feature_type",
+            "a feature's type cannot change",
+        ));
+    }
+    let changes = FeatureChanges {
+        name: refuse_null(value.name, "/name", &mut errors),
+        feature_type: None,
+        generation_mode: value.generation_mode,
+        configuration: refuse_null(value.configuration, "/configuration", &mut errors),
+        schema_definition: value.schema_definition.map(|v| v.unwrap_or(Value::Null)),
+        is_enabled: refuse_null(value.is_enabled, "/is_enabled", &mut errors),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("the request is invalid", errors));
+    }
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &raw,
+    };
+    let answer = Answer::Updated {
+        id: feature_id.as_uuid(),
+    };
+    projects::change(&state, write, project_id, answer, |_, at| {
+        Ok(ProjectCommand::UpdateFeature {
+            feature_id,
+            changes: changes.clone(),
+            at,
+        })
+    })
+    .await
+}
+
+/// Remove a feature (409 while another entity references it).
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/features/{feature_id}", tag = "features",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id")),
+    responses((status = 204, description = "Removed"), (status = 409, description = "Still referenced")))]
+#[delete("/projects/{id}/features/{feature_id}")]
+pub async fn remove_feature(
+    state: web::Data<CommandState>,
+    req: HttpRequest,
+    meta: RequestMeta,
+    caller: Authenticated,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
+    let feature_id = FeatureId::from_uuid(id_of(&path.1, "feature")?);
+    let write = ProjectWrite {
+        req: &req,
+        meta: &meta,
+        caller: &caller,
+        body: &[],
+    };
+    projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
+        Ok(ProjectCommand::RemoveFeature { feature_id, at })
+    })
+    .await
+}
