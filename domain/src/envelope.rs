@@ -48,3 +48,40 @@ pub trait DomainEvent: Sized {
     /// Decodes a body already upcast to the latest schema version.
     fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError>;
 }
+
+/// The body of an event enum serialised by serde's external tagging (`{"<type>": {...}}`): the
+/// inner object, stored without its type name.
+///
+/// # Panics
+///
+/// If the event cannot be serialised, which only a timestamp outside RFC 3339's years 0000–9999
+/// can cause; commands are stamped by the clock, so that is a bug, not input.
+pub(crate) fn encode_tagged<E: Serialize>(event: &E, event_type: &str) -> serde_json::Value {
+    match serde_json::to_value(event) {
+        Ok(serde_json::Value::Object(mut tagged)) => match tagged.remove(event_type) {
+            Some(body) => body,
+            None => panic!("event enum does not serialise under its type name `{event_type}`"),
+        },
+        Ok(other) => panic!("event `{event_type}` serialised to a non-object: {other}"),
+        Err(error) => panic!("event `{event_type}` cannot be serialised: {error}"),
+    }
+}
+
+/// The inverse of [`encode_tagged`], for the types in `known`.
+pub(crate) fn decode_tagged<E: serde::de::DeserializeOwned>(
+    known: &[&str],
+    event_type: &str,
+    data: serde_json::Value,
+) -> Result<E, DecodeError> {
+    if !known.contains(&event_type) {
+        return Err(DecodeError::UnknownType(event_type.to_owned()));
+    }
+    let mut tagged = serde_json::Map::new();
+    tagged.insert(event_type.to_owned(), data);
+    serde_json::from_value(serde_json::Value::Object(tagged)).map_err(|source| {
+        DecodeError::Malformed {
+            event_type: event_type.to_owned(),
+            source,
+        }
+    })
+}

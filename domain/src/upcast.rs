@@ -61,7 +61,12 @@ impl Upcasters {
     }
 
     /// Brings `data` from `version` to the latest version, returning the payload and that version.
-    pub fn upcast(&self, event_type: &str, version: u32, data: Value) -> Result<(Value, u32), UpcastError> {
+    pub fn upcast(
+        &self,
+        event_type: &str,
+        version: u32,
+        data: Value,
+    ) -> Result<(Value, u32), UpcastError> {
         let latest = self.latest_version(event_type);
         if version > latest {
             return Err(UpcastError::FromTheFuture {

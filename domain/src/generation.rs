@@ -1,0 +1,1187 @@
+//! The generation aggregate: one run of a generator over a project version, from request to result.
+//!
+//! Status machine: `requested` → `running` → `succeeded` | `failed`. `Start` may repeat while
+//! running (a job redelivered after a worker died), and `Fail` is also accepted straight from
+//! `requested`, so a sweeper can end a job that never started and nothing stays unfinished forever.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::envelope::{DecodeError, DomainEvent, decode_tagged, encode_tagged};
+use crate::error::{ErrorClass, FieldError, join};
+use crate::ids::{GenerationId, ProjectId, UserId};
+use crate::limits::Limits;
+use crate::project::{FeatureType, Project, ProjectStatus};
+
+/// What a generation produces. Stored as its API name (`python-fastapi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Target {
+    /// FastAPI + SQLAlchemy 2 + Pydantic v2, SQLite by default.
+    #[default]
+    #[serde(rename = "python-fastapi")]
+    PythonFastapi,
+}
+
+impl Target {
+    pub const ALL: [Target; 1] = [Target::PythonFastapi];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::PythonFastapi => "python-fastapi",
+        }
+    }
+
+    /// Whether this target can generate features of `feature_type`.
+    pub fn supports(self, feature_type: FeatureType) -> bool {
+        match self {
+            Target::PythonFastapi => matches!(
+                feature_type,
+                FeatureType::Crud | FeatureType::Auth | FeatureType::FileStorage
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name is not one of [`Target::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown target `{0}`")]
+pub struct UnknownTarget(pub String);
+
+impl FromStr for Target {
+    type Err = UnknownTarget;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownTarget(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationStatus {
+    #[default]
+    Requested,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl GenerationStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, GenerationStatus::Succeeded | GenerationStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// One step of a run (render, package, verify ...), as `GET /generations/{id}` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    pub status: StepStatus,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// The result of the generated app's own test suite, when verification was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    pub passed: u32,
+    pub failed: u32,
+    pub report: String,
+}
+
+/// A generation as its events describe it; serialises with the field names of
+/// `GET /generations/{id}`. `Generation::default()` is the state before the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    pub id: GenerationId,
+    pub project_id: ProjectId,
+    pub project_version: u64,
+    pub target: Target,
+    pub verify: bool,
+    pub requested_by: UserId,
+    pub status: GenerationStatus,
+    /// The delivery attempt of the latest start; 0 before the first.
+    pub attempt: u32,
+    pub steps: Vec<StepReport>,
+    pub file_count: Option<u64>,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub tests: Option<TestReport>,
+    /// Why it failed.
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    /// When it succeeded or failed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    // A serialised generation was requested; only `default()` builds the state before.
+    #[serde(skip, default = "requested")]
+    requested: bool,
+}
+
+fn requested() -> bool {
+    true
+}
+
+impl Default for Generation {
+    fn default() -> Self {
+        Self {
+            id: GenerationId::from_uuid(uuid::Uuid::nil()),
+            project_id: ProjectId::from_uuid(uuid::Uuid::nil()),
+            project_version: 0,
+            target: Target::default(),
+            verify: false,
+            requested_by: UserId::from_uuid(uuid::Uuid::nil()),
+            status: GenerationStatus::Requested,
+            attempt: 0,
+            steps: Vec::new(),
+            file_count: None,
+            size_bytes: None,
+            sha256: None,
+            tests: None,
+            error: None,
+            requested_at: OffsetDateTime::UNIX_EPOCH,
+            started_at: None,
+            completed_at: None,
+            requested: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationCommand {
+    /// `project` is the project folded up to `project_version`; `current_project_version` is the
+    /// stream's version now. The caller checks access (and the current project's status) on the
+    /// current state before it loads the snapshot.
+    RequestGeneration {
+        generation_id: GenerationId,
+        project: Project,
+        project_version: u64,
+        current_project_version: u64,
+        /// Raw, as in the request; API.md's default is `python-fastapi`.
+        target: String,
+        verify: bool,
+        requested_by: UserId,
+        at: OffsetDateTime,
+    },
+    /// A worker took the job; `attempt` is its delivery count (1 for the first delivery).
+    Start { attempt: u32, at: OffsetDateTime },
+    Complete {
+        file_count: u64,
+        size_bytes: u64,
+        /// Lowercase hex SHA-256 of the ZIP.
+        sha256: String,
+        steps: Vec<StepReport>,
+        tests: Option<TestReport>,
+        at: OffsetDateTime,
+    },
+    Fail {
+        reason: String,
+        steps: Vec<StepReport>,
+        tests: Option<TestReport>,
+        at: OffsetDateTime,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GenerationEvent {
+    #[serde(rename = "GenerationRequested")]
+    GenerationRequested {
+        generation_id: GenerationId,
+        project_id: ProjectId,
+        project_version: u64,
+        target: Target,
+        verify: bool,
+        requested_by: UserId,
+        #[serde(with = "time::serde::rfc3339")]
+        requested_at: OffsetDateTime,
+    },
+    #[serde(rename = "GenerationStarted")]
+    GenerationStarted {
+        generation_id: GenerationId,
+        attempt: u32,
+        #[serde(with = "time::serde::rfc3339")]
+        started_at: OffsetDateTime,
+    },
+    #[serde(rename = "GenerationCompleted")]
+    GenerationCompleted {
+        generation_id: GenerationId,
+        file_count: u64,
+        size_bytes: u64,
+        sha256: String,
+        steps: Vec<StepReport>,
+        tests: Option<TestReport>,
+        #[serde(with = "time::serde::rfc3339")]
+        completed_at: OffsetDateTime,
+    },
+    #[serde(rename = "GenerationFailed")]
+    GenerationFailed {
+        generation_id: GenerationId,
+        reason: String,
+        steps: Vec<StepReport>,
+        tests: Option<TestReport>,
+        #[serde(with = "time::serde::rfc3339")]
+        failed_at: OffsetDateTime,
+    },
+}
+
+impl GenerationEvent {
+    pub const TYPES: &'static [&'static str] = &[
+        "GenerationRequested",
+        "GenerationStarted",
+        "GenerationCompleted",
+        "GenerationFailed",
+    ];
+}
+
+impl DomainEvent for GenerationEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            GenerationEvent::GenerationRequested { .. } => "GenerationRequested",
+            GenerationEvent::GenerationStarted { .. } => "GenerationStarted",
+            GenerationEvent::GenerationCompleted { .. } => "GenerationCompleted",
+            GenerationEvent::GenerationFailed { .. } => "GenerationFailed",
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    fn to_data(&self) -> serde_json::Value {
+        encode_tagged(self, self.event_type())
+    }
+
+    fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError> {
+        decode_tagged(Self::TYPES, event_type, data)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerationError {
+    #[error("the generation was requested already")]
+    AlreadyRequested,
+    #[error("no such generation")]
+    NotFound,
+    #[error("no such project")]
+    ProjectNotFound,
+    #[error("the project is archived")]
+    ProjectArchived,
+    #[error("the project has no version {version} (its latest is {current})")]
+    VersionNotFound { version: u64, current: u64 },
+    #[error("the generation has not started")]
+    NotStarted,
+    /// Callers treat this as an idempotent skip: a redelivered job finished already.
+    #[error("the generation has finished already")]
+    AlreadyFinished,
+    #[error("invalid request: {}", join(.0))]
+    Validation(Vec<FieldError>),
+}
+
+impl GenerationError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            GenerationError::NotFound
+            | GenerationError::ProjectNotFound
+            | GenerationError::VersionNotFound { .. } => ErrorClass::NotFound,
+            GenerationError::AlreadyRequested
+            | GenerationError::ProjectArchived
+            | GenerationError::NotStarted
+            | GenerationError::AlreadyFinished => ErrorClass::Conflict,
+            GenerationError::Validation(_) => ErrorClass::Invalid,
+        }
+    }
+}
+
+/// Why `project` cannot be generated for `target`. These problems are about the project's state,
+/// not about any member of the request body, so their pointer is `""` (the request as a whole);
+/// messages name the feature concerned.
+pub fn generation_problems(project: &Project, target: Target) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    let whole = |message: String| FieldError::new("", message);
+    let enabled: Vec<_> = project.features.iter().filter(|f| f.is_enabled).collect();
+    if enabled.is_empty() {
+        problems.push(whole(
+            "the project has no enabled feature to generate".into(),
+        ));
+    }
+    if project.generation_mode.needs_ai() {
+        problems.push(whole(format!(
+            "the project's generation mode `{}` is refused until the AI layer exists; use `manual`",
+            project.generation_mode.as_str()
+        )));
+    }
+    for feature in &enabled {
+        if let Some(mode) = feature.generation_mode.filter(|m| m.needs_ai()) {
+            problems.push(whole(format!(
+                "feature `{}` has generation mode `{}`, refused until the AI layer exists; use `manual`",
+                feature.name,
+                mode.as_str()
+            )));
+        }
+        if !target.supports(feature.feature_type) {
+            problems.push(whole(format!(
+                "feature `{}` is of type {}, which target {target} cannot generate yet; disable it",
+                feature.name, feature.feature_type
+            )));
+        }
+    }
+    problems
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Generation {
+    /// Whether a `GenerationRequested` has been folded in.
+    pub fn exists(&self) -> bool {
+        self.requested
+    }
+
+    pub fn decide(
+        &self,
+        command: &GenerationCommand,
+        _limits: &Limits,
+    ) -> Result<Vec<GenerationEvent>, GenerationError> {
+        use GenerationCommand::*;
+        if let RequestGeneration {
+            generation_id,
+            project,
+            project_version,
+            current_project_version,
+            target,
+            verify,
+            requested_by,
+            at,
+        } = command
+        {
+            if self.requested {
+                return Err(GenerationError::AlreadyRequested);
+            }
+            if !project.exists() {
+                return Err(GenerationError::ProjectNotFound);
+            }
+            if *project_version == 0 || project_version > current_project_version {
+                return Err(GenerationError::VersionNotFound {
+                    version: *project_version,
+                    current: *current_project_version,
+                });
+            }
+            if project.status == ProjectStatus::Archived {
+                return Err(GenerationError::ProjectArchived);
+            }
+            let target = match target.parse::<Target>() {
+                Ok(target) => target,
+                Err(unknown) => {
+                    let known: Vec<_> = Target::ALL.iter().map(|t| t.as_str()).collect();
+                    return Err(GenerationError::Validation(vec![FieldError::new(
+                        "/target",
+                        format!("{unknown}; known targets: {}", known.join(", ")),
+                    )]));
+                }
+            };
+            let problems = generation_problems(project, target);
+            if !problems.is_empty() {
+                return Err(GenerationError::Validation(problems));
+            }
+            return Ok(vec![GenerationEvent::GenerationRequested {
+                generation_id: *generation_id,
+                project_id: project.id,
+                project_version: *project_version,
+                target,
+                verify: *verify,
+                requested_by: *requested_by,
+                requested_at: *at,
+            }]);
+        }
+        if !self.requested {
+            return Err(GenerationError::NotFound);
+        }
+        if self.status.is_finished() {
+            return Err(match command {
+                RequestGeneration { .. } => GenerationError::AlreadyRequested,
+                _ => GenerationError::AlreadyFinished,
+            });
+        }
+        let generation_id = self.id;
+        match command {
+            RequestGeneration { .. } => Err(GenerationError::AlreadyRequested),
+            Start { attempt, at } => {
+                // A duplicate delivery of an attempt already recorded changes nothing.
+                if self.status == GenerationStatus::Running && *attempt <= self.attempt {
+                    return Ok(vec![]);
+                }
+                Ok(vec![GenerationEvent::GenerationStarted {
+                    generation_id,
+                    attempt: *attempt,
+                    started_at: *at,
+                }])
+            }
+            Complete {
+                file_count,
+                size_bytes,
+                sha256,
+                steps,
+                tests,
+                at,
+            } => {
+                if self.status != GenerationStatus::Running {
+                    return Err(GenerationError::NotStarted);
+                }
+                let mut problems = Vec::new();
+                if !is_sha256_hex(sha256) {
+                    problems.push(FieldError::new(
+                        "/sha256",
+                        "must be 64 lowercase hex digits",
+                    ));
+                }
+                // "Succeeded" must mean the app was verified when verification was asked for.
+                match tests {
+                    None if self.verify => problems.push(FieldError::new(
+                        "/tests",
+                        "verification was requested, so a test report is required",
+                    )),
+                    Some(report) if report.failed > 0 => problems.push(FieldError::new(
+                        "/tests",
+                        "a generation whose tests failed must be recorded as failed",
+                    )),
+                    _ => {}
+                }
+                if !problems.is_empty() {
+                    return Err(GenerationError::Validation(problems));
+                }
+                Ok(vec![GenerationEvent::GenerationCompleted {
+                    generation_id,
+                    file_count: *file_count,
+                    size_bytes: *size_bytes,
+                    sha256: sha256.clone(),
+                    steps: steps.clone(),
+                    tests: tests.clone(),
+                    completed_at: *at,
+                }])
+            }
+            Fail {
+                reason,
+                steps,
+                tests,
+                at,
+            } => Ok(vec![GenerationEvent::GenerationFailed {
+                generation_id,
+                reason: reason.clone(),
+                steps: steps.clone(),
+                tests: tests.clone(),
+                failed_at: *at,
+            }]),
+        }
+    }
+
+    pub fn evolve(&mut self, event: &GenerationEvent) {
+        match event {
+            GenerationEvent::GenerationRequested {
+                generation_id,
+                project_id,
+                project_version,
+                target,
+                verify,
+                requested_by,
+                requested_at,
+            } => {
+                *self = Generation {
+                    id: *generation_id,
+                    project_id: *project_id,
+                    project_version: *project_version,
+                    target: *target,
+                    verify: *verify,
+                    requested_by: *requested_by,
+                    requested_at: *requested_at,
+                    requested: true,
+                    ..Generation::default()
+                };
+            }
+            GenerationEvent::GenerationStarted {
+                attempt,
+                started_at,
+                ..
+            } => {
+                self.status = GenerationStatus::Running;
+                self.attempt = *attempt;
+                self.started_at = Some(*started_at);
+            }
+            GenerationEvent::GenerationCompleted {
+                file_count,
+                size_bytes,
+                sha256,
+                steps,
+                tests,
+                completed_at,
+                ..
+            } => {
+                self.status = GenerationStatus::Succeeded;
+                self.file_count = Some(*file_count);
+                self.size_bytes = Some(*size_bytes);
+                self.sha256 = Some(sha256.clone());
+                self.steps = steps.clone();
+                self.tests = tests.clone();
+                self.completed_at = Some(*completed_at);
+            }
+            GenerationEvent::GenerationFailed {
+                reason,
+                steps,
+                tests,
+                failed_at,
+                ..
+            } => {
+                self.status = GenerationStatus::Failed;
+                self.error = Some(reason.clone());
+                self.steps = steps.clone();
+                self.tests = tests.clone();
+                self.completed_at = Some(*failed_at);
+            }
+        }
+    }
+}
+
+impl crate::Decider for Generation {
+    type Command = GenerationCommand;
+    type Event = GenerationEvent;
+    type Error = GenerationError;
+
+    fn decide(
+        &self,
+        command: &GenerationCommand,
+        limits: &Limits,
+    ) -> Result<Vec<GenerationEvent>, GenerationError> {
+        Generation::decide(self, command, limits)
+    }
+
+    fn evolve(&mut self, event: &GenerationEvent) {
+        Generation::evolve(self, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Decider;
+    use crate::project::{Feature, GenerationMode, ProjectEvent};
+    use crate::schema::EntitySchema;
+    use crate::testing::{
+        feature_id, generation_id, given, given_nothing, project_id, t, t0, user_id,
+    };
+    use crate::{FieldError, Pointer};
+    use serde_json::{Map, json};
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn created(mode: GenerationMode) -> ProjectEvent {
+        ProjectEvent::ProjectCreated {
+            project_id: project_id(10),
+            owner_id: user_id(1),
+            name: "Shop".into(),
+            description: None,
+            generation_mode: mode,
+            created_at: t0(),
+        }
+    }
+
+    fn feature(id: u128, name: &str, feature_type: FeatureType) -> ProjectEvent {
+        let schema_definition = (feature_type == FeatureType::Crud).then(|| {
+            EntitySchema::parse(
+                &json!({"entity": name.to_lowercase(), "fields": [{"name": "label", "type": "string"}]}),
+                &Pointer::root(),
+                &Limits::default(),
+            )
+            .unwrap()
+        });
+        ProjectEvent::FeatureAdded {
+            project_id: project_id(10),
+            feature_id: feature_id(id),
+            name: name.into(),
+            feature_type,
+            generation_mode: None,
+            configuration: Map::new(),
+            schema_definition,
+            is_enabled: true,
+            added_at: t(1),
+        }
+    }
+
+    fn project(events: &[ProjectEvent]) -> Project {
+        Project::fold(events)
+    }
+
+    fn shop() -> Project {
+        project(&[
+            created(GenerationMode::Manual),
+            feature(1, "Customer", FeatureType::Crud),
+            feature(2, "Login", FeatureType::Auth),
+        ])
+    }
+
+    fn request_with(project: Project, project_version: u64, target: &str) -> GenerationCommand {
+        GenerationCommand::RequestGeneration {
+            generation_id: generation_id(7),
+            project,
+            project_version,
+            current_project_version: 3,
+            target: target.into(),
+            verify: false,
+            requested_by: user_id(1),
+            at: t(10),
+        }
+    }
+
+    fn request(project: Project) -> GenerationCommand {
+        request_with(project, 3, "python-fastapi")
+    }
+
+    fn requested(project_version: u64) -> GenerationEvent {
+        GenerationEvent::GenerationRequested {
+            generation_id: generation_id(7),
+            project_id: project_id(10),
+            project_version,
+            target: Target::PythonFastapi,
+            verify: false,
+            requested_by: user_id(1),
+            requested_at: t(10),
+        }
+    }
+
+    fn started(attempt: u32) -> GenerationEvent {
+        GenerationEvent::GenerationStarted {
+            generation_id: generation_id(7),
+            attempt,
+            started_at: t(11),
+        }
+    }
+
+    fn steps() -> Vec<StepReport> {
+        vec![
+            StepReport {
+                name: "render".into(),
+                status: StepStatus::Succeeded,
+                duration_ms: 12,
+                log: None,
+            },
+            StepReport {
+                name: "package".into(),
+                status: StepStatus::Succeeded,
+                duration_ms: 3,
+                log: Some("31 files".into()),
+            },
+        ]
+    }
+
+    fn complete(tests: Option<TestReport>) -> GenerationCommand {
+        GenerationCommand::Complete {
+            file_count: 31,
+            size_bytes: 20480,
+            sha256: SHA.into(),
+            steps: steps(),
+            tests,
+            at: t(12),
+        }
+    }
+
+    fn completed(tests: Option<TestReport>) -> GenerationEvent {
+        GenerationEvent::GenerationCompleted {
+            generation_id: generation_id(7),
+            file_count: 31,
+            size_bytes: 20480,
+            sha256: SHA.into(),
+            steps: steps(),
+            tests,
+            completed_at: t(12),
+        }
+    }
+
+    fn fail() -> GenerationCommand {
+        GenerationCommand::Fail {
+            reason: "deadline exceeded".into(),
+            steps: vec![],
+            tests: None,
+            at: t(30),
+        }
+    }
+
+    fn failed() -> GenerationEvent {
+        GenerationEvent::GenerationFailed {
+            generation_id: generation_id(7),
+            reason: "deadline exceeded".into(),
+            steps: vec![],
+            tests: None,
+            failed_at: t(30),
+        }
+    }
+
+    fn passing() -> TestReport {
+        TestReport {
+            passed: 12,
+            failed: 0,
+            report: "12 passed".into(),
+        }
+    }
+
+    /// The problems of a refused request, as (pointer, message) pairs.
+    #[track_caller]
+    fn invalid(outcome: Result<Vec<GenerationEvent>, GenerationError>) -> Vec<(String, String)> {
+        match outcome {
+            Err(GenerationError::Validation(errors)) => {
+                errors.into_iter().map(|e| (e.field, e.message)).collect()
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    // --- requests ---
+
+    #[test]
+    fn a_generation_of_the_current_version_is_requested() {
+        let generation = given_nothing::<Generation>()
+            .when(request(shop()))
+            .then([requested(3)]);
+        assert!(generation.exists());
+        assert_eq!(generation.status, GenerationStatus::Requested);
+        assert_eq!(generation.project_version, 3);
+    }
+
+    #[test]
+    fn an_older_project_version_may_be_generated() {
+        given_nothing::<Generation>()
+            .when(request_with(shop(), 1, "python-fastapi"))
+            .outcome()
+            .map(|events| assert_eq!(events, [requested(1)]))
+            .unwrap();
+    }
+
+    #[test]
+    fn version_zero_and_versions_beyond_the_current_one_are_not_found() {
+        given_nothing::<Generation>()
+            .when(request_with(shop(), 0, "python-fastapi"))
+            .then_err(GenerationError::VersionNotFound {
+                version: 0,
+                current: 3,
+            });
+        given_nothing::<Generation>()
+            .when(request_with(shop(), 4, "python-fastapi"))
+            .then_err(GenerationError::VersionNotFound {
+                version: 4,
+                current: 3,
+            });
+    }
+
+    #[test]
+    fn a_project_never_created_cannot_be_generated() {
+        given_nothing::<Generation>()
+            .when(request(Project::default()))
+            .then_err(GenerationError::ProjectNotFound);
+    }
+
+    #[test]
+    fn an_archived_project_cannot_be_generated() {
+        let archived = project(&[
+            created(GenerationMode::Manual),
+            feature(1, "Customer", FeatureType::Crud),
+            ProjectEvent::ProjectArchived {
+                project_id: project_id(10),
+                archived_at: t(2),
+            },
+        ]);
+        given_nothing::<Generation>()
+            .when(request(archived))
+            .then_err(GenerationError::ProjectArchived);
+    }
+
+    #[test]
+    fn an_unknown_target_is_rejected_at_the_target_pointer() {
+        let outcome = given_nothing::<Generation>()
+            .when(request_with(shop(), 3, "rust-axum"))
+            .outcome();
+        assert_eq!(
+            invalid(outcome),
+            [(
+                "/target".to_owned(),
+                "unknown target `rust-axum`; known targets: python-fastapi".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_project_without_an_enabled_feature_cannot_be_generated() {
+        let only_disabled = project(&[
+            created(GenerationMode::Manual),
+            feature(1, "Customer", FeatureType::Crud),
+            ProjectEvent::FeatureUpdated {
+                project_id: project_id(10),
+                feature_id: feature_id(1),
+                name: None,
+                generation_mode: None,
+                configuration: None,
+                schema_definition: None,
+                is_enabled: Some(false),
+                updated_at: t(2),
+            },
+        ]);
+        let outcome = given_nothing::<Generation>()
+            .when(request(only_disabled))
+            .outcome();
+        assert_eq!(
+            invalid(outcome),
+            [(
+                "".to_owned(),
+                "the project has no enabled feature to generate".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn ai_modes_are_refused_until_the_ai_layer_exists() {
+        let outcome = given_nothing::<Generation>()
+            .when(request(project(&[
+                created(GenerationMode::AiAssisted),
+                feature(1, "Customer", FeatureType::Crud),
+            ])))
+            .outcome();
+        assert_eq!(
+            invalid(outcome),
+            [(
+                "".to_owned(),
+                "the project's generation mode `ai_assisted` is refused until the AI layer exists; use `manual`".to_owned()
+            )]
+        );
+        let mut mixed = shop();
+        mixed.features[1].generation_mode = Some(GenerationMode::Mixed);
+        let outcome = given_nothing::<Generation>().when(request(mixed)).outcome();
+        assert_eq!(
+            invalid(outcome),
+            [(
+                "".to_owned(),
+                "feature `Login` has generation mode `mixed`, refused until the AI layer exists; use `manual`".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_disabled_feature_in_an_ai_mode_does_not_block_generation() {
+        let mut project = shop();
+        project.features[1] = Feature {
+            generation_mode: Some(GenerationMode::AiAssisted),
+            is_enabled: false,
+            ..project.features[1].clone()
+        };
+        given_nothing::<Generation>()
+            .when(request(project))
+            .then([requested(3)]);
+    }
+
+    #[test]
+    fn feature_types_the_target_cannot_generate_are_refused_by_name() {
+        let events = [
+            created(GenerationMode::Manual),
+            feature(1, "Customer", FeatureType::Crud),
+            feature(2, "Files", FeatureType::FileStorage),
+            feature(3, "Nightly", FeatureType::BackgroundJobs),
+            feature(4, "Stats", FeatureType::Analytics),
+            feature(5, "Hooks", FeatureType::CustomFunction),
+        ];
+        let outcome = given_nothing::<Generation>()
+            .when(request(project(&events)))
+            .outcome();
+        let messages: Vec<_> = invalid(outcome).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            messages,
+            [
+                "feature `Nightly` is of type background_jobs, which target python-fastapi cannot generate yet; disable it",
+                "feature `Stats` is of type analytics, which target python-fastapi cannot generate yet; disable it",
+                "feature `Hooks` is of type custom_function, which target python-fastapi cannot generate yet; disable it",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_request_is_reported_at_once() {
+        let mut project = project(&[
+            created(GenerationMode::Mixed),
+            feature(1, "Nightly", FeatureType::BackgroundJobs),
+        ]);
+        project.features[0].generation_mode = Some(GenerationMode::AiAssisted);
+        let outcome = given_nothing::<Generation>()
+            .when(request(project))
+            .outcome();
+        assert_eq!(invalid(outcome).len(), 3);
+    }
+
+    #[test]
+    fn requesting_the_same_generation_twice_is_refused() {
+        given([requested(3)])
+            .when(request(shop()))
+            .then_err(GenerationError::AlreadyRequested);
+    }
+
+    // --- running ---
+
+    #[test]
+    fn a_worker_starts_a_requested_generation() {
+        let generation = given([requested(3)])
+            .when(GenerationCommand::Start {
+                attempt: 1,
+                at: t(11),
+            })
+            .then([started(1)]);
+        assert_eq!(generation.status, GenerationStatus::Running);
+        assert_eq!(
+            (generation.attempt, generation.started_at),
+            (1, Some(t(11)))
+        );
+    }
+
+    #[test]
+    fn a_redelivered_job_starts_again_with_its_attempt() {
+        let generation = given([requested(3), started(1)])
+            .when(GenerationCommand::Start {
+                attempt: 2,
+                at: t(11),
+            })
+            .then([started(2)]);
+        assert_eq!(generation.attempt, 2);
+    }
+
+    #[test]
+    fn a_duplicate_delivery_of_the_same_attempt_changes_nothing() {
+        given([requested(3), started(2)])
+            .when(GenerationCommand::Start {
+                attempt: 2,
+                at: t(11),
+            })
+            .then_nothing();
+    }
+
+    #[test]
+    fn commands_on_a_generation_never_requested_are_refused() {
+        for command in [
+            GenerationCommand::Start {
+                attempt: 1,
+                at: t(11),
+            },
+            complete(None),
+            fail(),
+        ] {
+            given_nothing::<Generation>()
+                .when(command)
+                .then_err(GenerationError::NotFound);
+        }
+    }
+
+    // --- results ---
+
+    #[test]
+    fn a_running_generation_completes_with_its_artifact() {
+        let generation = given([requested(3), started(1)])
+            .when(complete(None))
+            .then([completed(None)]);
+        assert_eq!(generation.status, GenerationStatus::Succeeded);
+        assert_eq!(generation.sha256.as_deref(), Some(SHA));
+        assert_eq!(
+            (generation.file_count, generation.size_bytes),
+            (Some(31), Some(20480))
+        );
+        assert_eq!(generation.steps, steps());
+        assert_eq!(generation.completed_at, Some(t(12)));
+    }
+
+    #[test]
+    fn a_generation_cannot_complete_before_it_starts() {
+        given([requested(3)])
+            .when(complete(None))
+            .then_err(GenerationError::NotStarted);
+    }
+
+    #[test]
+    fn a_completion_needs_a_sha256_in_lowercase_hex() {
+        let outcome = given([requested(3), started(1)])
+            .when(GenerationCommand::Complete {
+                file_count: 1,
+                size_bytes: 1,
+                sha256: SHA.to_uppercase(),
+                steps: vec![],
+                tests: None,
+                at: t(12),
+            })
+            .outcome();
+        assert_eq!(
+            invalid(outcome),
+            [(
+                "/sha256".to_owned(),
+                "must be 64 lowercase hex digits".to_owned()
+            )]
+        );
+    }
+
+    fn verifying() -> GenerationEvent {
+        GenerationEvent::GenerationRequested {
+            generation_id: generation_id(7),
+            project_id: project_id(10),
+            project_version: 3,
+            target: Target::PythonFastapi,
+            verify: true,
+            requested_by: user_id(1),
+            requested_at: t(10),
+        }
+    }
+
+    #[test]
+    fn a_verified_generation_completes_only_with_passing_tests() {
+        given([verifying(), started(1)])
+            .when(complete(None))
+            .then_err(GenerationError::Validation(vec![FieldError::new(
+                "/tests",
+                "verification was requested, so a test report is required",
+            )]));
+        let failing = TestReport {
+            passed: 11,
+            failed: 1,
+            report: "1 failed".into(),
+        };
+        given([verifying(), started(1)])
+            .when(complete(Some(failing)))
+            .then_err(GenerationError::Validation(vec![FieldError::new(
+                "/tests",
+                "a generation whose tests failed must be recorded as failed",
+            )]));
+        let generation = given([verifying(), started(1)])
+            .when(complete(Some(passing())))
+            .then([completed(Some(passing()))]);
+        assert_eq!(generation.tests, Some(passing()));
+    }
+
+    #[test]
+    fn a_requested_generation_may_fail_without_starting() {
+        let generation = given([requested(3)]).when(fail()).then([failed()]);
+        assert_eq!(generation.status, GenerationStatus::Failed);
+        assert_eq!(generation.error.as_deref(), Some("deadline exceeded"));
+        assert_eq!(generation.completed_at, Some(t(30)));
+    }
+
+    #[test]
+    fn a_running_generation_fails_with_its_reason_and_steps() {
+        let command = GenerationCommand::Fail {
+            reason: "tests failed".into(),
+            steps: steps(),
+            tests: Some(TestReport {
+                passed: 1,
+                failed: 2,
+                report: "2 failed".into(),
+            }),
+            at: t(13),
+        };
+        let generation = given([requested(3), started(1)])
+            .when(command)
+            .outcome()
+            .unwrap();
+        assert!(matches!(
+            &generation[..],
+            [GenerationEvent::GenerationFailed { reason, tests: Some(TestReport { failed: 2, .. }), .. }] if reason == "tests failed"
+        ));
+    }
+
+    #[test]
+    fn a_finished_generation_refuses_every_further_result() {
+        for history in [
+            vec![requested(3), started(1), completed(None)],
+            vec![requested(3), failed()],
+        ] {
+            for command in [
+                GenerationCommand::Start {
+                    attempt: 3,
+                    at: t(40),
+                },
+                complete(None),
+                fail(),
+            ] {
+                given(history.clone())
+                    .when(command)
+                    .then_err(GenerationError::AlreadyFinished);
+            }
+        }
+    }
+
+    // --- shapes ---
+
+    #[test]
+    fn the_target_is_stored_by_its_api_name() {
+        assert_eq!(
+            serde_json::to_value(Target::PythonFastapi).unwrap(),
+            json!("python-fastapi")
+        );
+        assert_eq!(
+            "python-fastapi".parse::<Target>().unwrap(),
+            Target::default()
+        );
+        assert!("python".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn a_generation_serialises_with_the_field_names_of_the_api() {
+        let generation = given([requested(3), started(1), completed(Some(passing()))])
+            .state()
+            .clone();
+        let json = serde_json::to_value(&generation).unwrap();
+        assert_eq!(json["status"], "succeeded");
+        assert_eq!(json["target"], "python-fastapi");
+        assert_eq!(
+            json["steps"][0],
+            json!({"name": "render", "status": "succeeded", "duration_ms": 12})
+        );
+        assert_eq!(json["tests"]["passed"], 12);
+        assert_eq!(json["completed_at"], "2025-01-15T10:12:00Z");
+        assert_eq!(json["error"], serde_json::Value::Null);
+        let back: Generation = serde_json::from_value(json).unwrap();
+        assert!(back.exists());
+        assert_eq!(back, generation);
+    }
+
+    #[test]
+    fn generation_errors_map_to_their_classes() {
+        assert_eq!(
+            GenerationError::VersionNotFound {
+                version: 9,
+                current: 3
+            }
+            .class(),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            GenerationError::AlreadyFinished.class(),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            GenerationError::Validation(vec![]).class(),
+            ErrorClass::Invalid
+        );
+    }
+}

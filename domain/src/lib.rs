@@ -1,0 +1,293 @@
+//! Backforge's pure domain: deciders, their commands and events, and the rules of API.md.
+//!
+//! Nothing here does I/O, reads a clock or makes random ids: callers pass `now` and fresh ids in the
+//! commands, so every rule is a plain function that tests can call.
+
+pub mod email;
+pub mod envelope;
+pub mod error;
+pub mod generation;
+pub mod ids;
+pub mod limits;
+pub mod project;
+pub mod reserved;
+pub mod schema;
+pub mod testing;
+pub mod upcast;
+pub mod user;
+
+pub use envelope::{DecodeError, DomainEvent, EventMetadata};
+pub use error::{ErrorClass, FieldError, Pointer};
+pub use limits::Limits;
+pub use upcast::{UpcastError, Upcasters};
+
+/// An aggregate as two pure functions: `decide` holds every rule, `evolve` only changes state.
+///
+/// `Default` is the state before the aggregate's first event. Limits are configuration, not
+/// state, so they come beside the command rather than inside the aggregate.
+pub trait Decider: Default {
+    type Command;
+    type Event;
+    type Error;
+
+    /// The events `command` causes, or why it is refused. Taking the command by reference lets a
+    /// caller that lost an optimistic-concurrency race reload and decide the same command again.
+    fn decide(
+        &self,
+        command: &Self::Command,
+        limits: &Limits,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Applies one event. Infallible: stored events are facts, already decided.
+    fn evolve(&mut self, event: &Self::Event);
+
+    /// The state after `events`, from the state before the first event.
+    fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self
+    where
+        Self::Event: 'a,
+    {
+        let mut state = Self::default();
+        for event in events {
+            state.evolve(event);
+        }
+        state
+    }
+}
+
+/// Any stored Backforge event, for readers that follow every stream (projector, replay, history,
+/// NATS publishing).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyEvent {
+    User(user::UserEvent),
+    Email(email::EmailReservationEvent),
+    Project(project::ProjectEvent),
+    Generation(generation::GenerationEvent),
+}
+
+impl AnyEvent {
+    /// Every stored event type name, across all aggregates.
+    pub fn types() -> impl Iterator<Item = &'static str> {
+        user::UserEvent::TYPES
+            .iter()
+            .chain(email::EmailReservationEvent::TYPES)
+            .chain(project::ProjectEvent::TYPES)
+            .chain(generation::GenerationEvent::TYPES)
+            .copied()
+    }
+
+    /// The aggregate name used in NATS subjects and CloudEvents types (`user`, `project` ...).
+    pub fn aggregate(&self) -> &'static str {
+        match self {
+            AnyEvent::User(_) => ids::UserId::AGGREGATE,
+            AnyEvent::Email(_) => "email",
+            AnyEvent::Project(_) => ids::ProjectId::AGGREGATE,
+            AnyEvent::Generation(_) => ids::GenerationId::AGGREGATE,
+        }
+    }
+
+    /// Upcasts a stored payload to the latest version and decodes it.
+    pub fn decode(
+        upcasters: &Upcasters,
+        event_type: &str,
+        schema_version: u32,
+        data: serde_json::Value,
+    ) -> Result<Self, AnyDecodeError> {
+        let (data, _) = upcasters.upcast(event_type, schema_version, data)?;
+        Ok(Self::from_data(event_type, data)?)
+    }
+}
+
+/// Why a stored event could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AnyDecodeError {
+    #[error(transparent)]
+    Upcast(#[from] UpcastError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl DomainEvent for AnyEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            AnyEvent::User(e) => e.event_type(),
+            AnyEvent::Email(e) => e.event_type(),
+            AnyEvent::Project(e) => e.event_type(),
+            AnyEvent::Generation(e) => e.event_type(),
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        match self {
+            AnyEvent::User(e) => e.schema_version(),
+            AnyEvent::Email(e) => e.schema_version(),
+            AnyEvent::Project(e) => e.schema_version(),
+            AnyEvent::Generation(e) => e.schema_version(),
+        }
+    }
+
+    fn to_data(&self) -> serde_json::Value {
+        match self {
+            AnyEvent::User(e) => e.to_data(),
+            AnyEvent::Email(e) => e.to_data(),
+            AnyEvent::Project(e) => e.to_data(),
+            AnyEvent::Generation(e) => e.to_data(),
+        }
+    }
+
+    fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError> {
+        if user::UserEvent::TYPES.contains(&event_type) {
+            user::UserEvent::from_data(event_type, data).map(AnyEvent::User)
+        } else if email::EmailReservationEvent::TYPES.contains(&event_type) {
+            email::EmailReservationEvent::from_data(event_type, data).map(AnyEvent::Email)
+        } else if project::ProjectEvent::TYPES.contains(&event_type) {
+            project::ProjectEvent::from_data(event_type, data).map(AnyEvent::Project)
+        } else if generation::GenerationEvent::TYPES.contains(&event_type) {
+            generation::GenerationEvent::from_data(event_type, data).map(AnyEvent::Generation)
+        } else {
+            Err(DecodeError::UnknownType(event_type.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod golden_tests {
+    //! Golden files: one stored payload per event type and version, under `src/golden/`, named
+    //! `<EventType>.v<version>.json`. They must stay readable forever; never edit one, add a new
+    //! version beside it.
+
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn golden_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join("golden")
+    }
+
+    /// (event type, version, payload) of every golden file.
+    fn goldens() -> Vec<(String, u32, serde_json::Value)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(golden_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let stem = file
+                .strip_suffix(".json")
+                .unwrap_or_else(|| panic!("{file}: not a .json file"));
+            let (event_type, version) = stem
+                .rsplit_once(".v")
+                .unwrap_or_else(|| panic!("{file}: not named <EventType>.v<N>.json"));
+            let version: u32 = version
+                .parse()
+                .unwrap_or_else(|_| panic!("{file}: bad version"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let data = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            found.push((event_type.to_owned(), version, data));
+        }
+        found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        found
+    }
+
+    #[test]
+    fn every_event_type_has_a_golden_file_at_its_latest_version() {
+        let upcasters = Upcasters::backforge();
+        let present: BTreeSet<(String, u32)> =
+            goldens().into_iter().map(|(t, v, _)| (t, v)).collect();
+        for event_type in AnyEvent::types() {
+            let latest = upcasters.latest_version(event_type);
+            assert!(
+                present.contains(&(event_type.to_owned(), latest)),
+                "no golden file src/golden/{event_type}.v{latest}.json"
+            );
+        }
+    }
+
+    #[test]
+    fn every_golden_file_names_a_known_event_type() {
+        let known: BTreeSet<&str> = AnyEvent::types().collect();
+        for (event_type, _, _) in goldens() {
+            assert!(
+                known.contains(event_type.as_str()),
+                "unknown type {event_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_golden_payload_decodes_and_encodes_back_exactly() {
+        let upcasters = Upcasters::backforge();
+        for (event_type, version, data) in goldens() {
+            let event = AnyEvent::decode(&upcasters, &event_type, version, data.clone())
+                .unwrap_or_else(|e| panic!("{event_type}.v{version}: {e}"));
+            assert_eq!(event.event_type(), event_type);
+            assert_eq!(
+                event.schema_version(),
+                upcasters.latest_version(&event_type)
+            );
+            if version == upcasters.latest_version(&event_type) {
+                // Compared as text: the member order of stored payloads is part of "exactly".
+                assert_eq!(
+                    serde_json::to_string(&event.to_data()).unwrap(),
+                    serde_json::to_string(&data).unwrap(),
+                    "{event_type}.v{version} does not encode back to its golden payload"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_golden_feature_schema_is_normalised() {
+        let (_, _, data) = goldens()
+            .into_iter()
+            .find(|(t, _, _)| t == "FeatureAdded")
+            .unwrap();
+        let raw = &data["schema_definition"];
+        let parsed =
+            schema::EntitySchema::parse(raw, &Pointer::root(), &Limits::default()).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), *raw);
+    }
+
+    #[test]
+    fn type_names_are_unique_across_aggregates() {
+        let all: Vec<&str> = AnyEvent::types().collect();
+        let distinct: BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(all.len(), distinct.len());
+    }
+
+    #[test]
+    fn an_unknown_type_or_a_malformed_payload_is_a_decode_error() {
+        assert!(matches!(
+            AnyEvent::from_data("ProjectExploded", serde_json::json!({})),
+            Err(DecodeError::UnknownType(t)) if t == "ProjectExploded"
+        ));
+        assert!(matches!(
+            AnyEvent::from_data("ProjectArchived", serde_json::json!({"project_id": 5})),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            AnyEvent::decode(
+                &Upcasters::backforge(),
+                "ProjectArchived",
+                2,
+                serde_json::json!({})
+            ),
+            Err(AnyDecodeError::Upcast(UpcastError::FromTheFuture { .. }))
+        ));
+    }
+
+    #[test]
+    fn every_event_knows_its_aggregate() {
+        let upcasters = Upcasters::backforge();
+        for (event_type, version, data) in goldens() {
+            let event = AnyEvent::decode(&upcasters, &event_type, version, data).unwrap();
+            let expected = match &event {
+                AnyEvent::User(_) => "user",
+                AnyEvent::Email(_) => "email",
+                AnyEvent::Project(_) => "project",
+                AnyEvent::Generation(_) => "generation",
+            };
+            assert_eq!(event.aggregate(), expected);
+        }
+    }
+}
