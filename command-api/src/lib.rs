@@ -1,6 +1,7 @@
 //! The command API: every write of API.md served by actix-web; load → decide → append, with the
 //! command-side tables (credentials, refresh tokens, idempotency keys) in the same transaction.
 
+pub mod admin;
 pub mod auth_routes;
 pub mod execute;
 pub mod http;

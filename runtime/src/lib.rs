@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod json;
+pub mod metrics;
 pub mod problem;
 pub mod settings;
 pub mod telemetry;

@@ -1,0 +1,97 @@
+//! The HTTP shell shared by every Backforge server process: health, readiness, metrics, the merged
+//! OpenAPI document, request metrics and the 404 for unknown routes.
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
+use deadpool_postgres::Pool;
+use runtime::ApiError;
+use runtime::metrics::Metrics;
+use serde_json::json;
+
+/// What `/health/ready` checks in this process.
+#[derive(Clone)]
+pub struct Readiness {
+    pub postgres: Pool,
+}
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
+    let postgres = tokio::time::timeout(Duration::from_secs(2), async {
+        let client = readiness.postgres.get().await.ok()?;
+        client.query_one("SELECT 1", &[]).await.ok().map(|_| ())
+    })
+    .await
+    .ok()
+    .flatten()
+    .is_some();
+    let checks = json!({"postgres": if postgres { "up" } else { "down" }});
+    if postgres {
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    } else {
+        let mut response = ApiError::unavailable("PostgreSQL does not answer", 2).error_response();
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("backforge-checks"),
+            actix_web::http::header::HeaderValue::from_str(&checks.to_string())
+                .unwrap_or(actix_web::http::header::HeaderValue::from_static("{}")),
+        );
+        response
+    }
+}
+
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
+}
+
+pub async fn unknown_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}
+
+/// The OpenAPI document of the routes this process serves.
+pub fn openapi(command: bool, query: bool) -> utoipa::openapi::OpenApi {
+    let mut doc = command_api::openapi::document();
+    if !command {
+        doc.paths = Default::default();
+    }
+    if query {
+        doc.merge(query_api::document());
+    }
+    doc.info.description =
+        Some("Backforge: an event-sourced backend generator. See API.md.".into());
+    doc
+}
+
+/// Counts requests and their latency by method, route pattern and status.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        // The pattern, not the path: ids in paths would make a series per resource.
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        let status = response.status().as_u16().to_string();
+        let labels = vec![("method", method), ("route", route), ("status", status)];
+        metrics.inc("backforge_http_requests_total", labels.clone(), 1);
+        metrics.observe(
+            "backforge_http_request_duration_seconds",
+            labels[..2].to_vec(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(response)
+}

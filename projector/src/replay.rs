@@ -1,0 +1,122 @@
+//! `backforge replay`: rebuild the read models from the whole feed into fresh tables, then swap
+//! them in. Commits batch by batch, so it never holds the cluster-wide xmin horizon back.
+
+use std::io::Write;
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use event_store::{EventStore, PgEventStore, Position};
+
+use crate::apply::{Applied, apply_batch};
+use crate::schema::{self, LIVE, NEXT};
+
+/// Events per replay transaction.
+const REPLAY_BATCH: usize = 5000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayReport {
+    pub events: u64,
+    pub seconds: f64,
+    pub checkpoint: Position,
+}
+
+impl ReplayReport {
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Replays every event of `store` into fresh read-model tables in `target` (the store's own
+/// database, or another one) and swaps them in. `progress` gets (done, total estimate, events/s).
+pub async fn replay(
+    store: &PgEventStore,
+    target: &Pool,
+    mut progress: impl FnMut(u64, u64, f64),
+) -> anyhow::Result<ReplayReport> {
+    let client = target.get().await?;
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {NEXT} CASCADE; {}",
+            schema::ddl(NEXT)
+        ))
+        .await?;
+    let total: i64 = store
+        .pool()
+        .get()
+        .await?
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    drop(client);
+    let started = Instant::now();
+    let mut checkpoint = Position::START;
+    let mut done = 0u64;
+    loop {
+        let events = store.read_feed(checkpoint, REPLAY_BATCH).await?;
+        if events.is_empty() {
+            break;
+        }
+        let mut client = target.get().await?;
+        let tx = client.transaction().await?;
+        match apply_batch(&tx, NEXT, checkpoint, &events, None).await? {
+            Applied::To(to) => {
+                tx.commit().await?;
+                checkpoint = to;
+            }
+            Applied::Lost => anyhow::bail!("another replay is writing {NEXT}; run one at a time"),
+        }
+        done += events.len() as u64;
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        progress(done, (total.max(0) as u64).max(done), rate);
+        if events.len() < REPLAY_BATCH {
+            break;
+        }
+    }
+    swap(target).await?;
+    Ok(ReplayReport {
+        events: done,
+        seconds: started.elapsed().as_secs_f64(),
+        checkpoint,
+    })
+}
+
+/// Puts `rm_next` in place of `rm` atomically. A live projector's next compare-and-set on the
+/// checkpoint fails, and it continues from the replayed checkpoint.
+async fn swap(target: &Pool) -> anyhow::Result<()> {
+    let mut client = target.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS rm_old CASCADE;
+         ALTER SCHEMA IF EXISTS {LIVE} RENAME TO rm_old;"
+    ))
+    .await
+    .or_else(|_| Ok::<_, tokio_postgres::Error>(()))?;
+    tx.batch_execute(&format!(
+        "ALTER SCHEMA {NEXT} RENAME TO {LIVE}; DROP SCHEMA IF EXISTS rm_old CASCADE;"
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A one-line progress bar on stderr.
+pub fn print_progress(done: u64, total: u64, rate: f64) {
+    let width = 30usize;
+    let filled = if total == 0 {
+        width
+    } else {
+        (done as usize * width / total as usize).min(width)
+    };
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "\r[{}{}] {done}/{total} events, {rate:.0} events/s",
+        "=".repeat(filled),
+        " ".repeat(width - filled)
+    );
+    let _ = err.flush();
+}

@@ -1,0 +1,98 @@
+//! The read-model tables, created in a named schema so `replay` can build a fresh copy beside the
+//! live one and swap it in.
+
+use deadpool_postgres::GenericClient;
+
+/// The schema the query side reads.
+pub const LIVE: &str = "rm";
+/// Where `replay` builds the next copy.
+pub const NEXT: &str = "rm_next";
+/// The name of the read-model projection's checkpoint row.
+pub const PROJECTION: &str = "read_models";
+
+/// Read models are disposable: when their shape changes, bump this and `replay` rebuilds them.
+pub const SHAPE_VERSION: i32 = 1;
+
+pub fn ddl(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.users (
+             id uuid PRIMARY KEY,
+             email text NOT NULL,
+             name text NOT NULL,
+             role text NOT NULL,
+             active boolean NOT NULL,
+             version bigint NOT NULL,
+             created_at timestamptz NOT NULL,
+             updated_at timestamptz NOT NULL
+         );
+         -- The whole project as the domain folds it (`document`), plus the columns lists filter on.
+         CREATE TABLE IF NOT EXISTS {schema}.projects (
+             id uuid PRIMARY KEY,
+             owner_id uuid NOT NULL,
+             status text NOT NULL,
+             version bigint NOT NULL,
+             last_tx bigint NOT NULL,
+             last_seq bigint NOT NULL,
+             created_at timestamptz NOT NULL,
+             updated_at timestamptz NOT NULL,
+             document jsonb NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS projects_owner_idx ON {schema}.projects (owner_id, status, created_at DESC, id DESC);
+         CREATE TABLE IF NOT EXISTS {schema}.project_members (
+             project_id uuid NOT NULL,
+             user_id uuid NOT NULL,
+             role text NOT NULL,
+             added_at timestamptz NOT NULL,
+             PRIMARY KEY (project_id, user_id)
+         );
+         CREATE INDEX IF NOT EXISTS project_members_user_idx ON {schema}.project_members (user_id);
+         CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
+             name text PRIMARY KEY,
+             tx bigint NOT NULL,
+             seq bigint NOT NULL,
+             shape_version integer NOT NULL,
+             -- The projector instance that wrote it last: shows who held leadership.
+             instance uuid,
+             updated_at timestamptz NOT NULL DEFAULT now()
+         );
+         INSERT INTO {schema}.checkpoints (name, tx, seq, shape_version)
+         VALUES ('{PROJECTION}', 0, 0, {SHAPE_VERSION}) ON CONFLICT (name) DO NOTHING;"
+    )
+}
+
+/// Creates the live read-model tables if missing, under the migration lock.
+pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&0x5250_524fi64])
+        .await?;
+    let result = client.batch_execute(&ddl(LIVE)).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&0x5250_524fi64])
+        .await?;
+    drop(client);
+    driver.abort();
+    result?;
+    Ok(())
+}
+
+/// The checkpoint of the read-model projection in `schema`.
+pub async fn checkpoint<C: GenericClient>(
+    client: &C,
+    schema: &str,
+) -> Result<event_store::Position, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            &format!("SELECT tx, seq FROM {schema}.checkpoints WHERE name = $1"),
+            &[&PROJECTION],
+        )
+        .await?;
+    let tx: i64 = row.get(0);
+    let seq: i64 = row.get(1);
+    Ok(event_store::Position {
+        tx: tx.max(0) as u64,
+        seq: seq.max(0) as u64,
+    })
+}

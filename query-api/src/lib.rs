@@ -1,0 +1,50 @@
+//! The query API: every read of API.md from the read models, plus history and time travel folded
+//! from the event store. It never writes.
+
+pub mod params;
+pub mod routes;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use event_store::PgEventStore;
+use runtime::Settings;
+use utoipa::OpenApi;
+
+pub use params::Checkpoints;
+
+/// Everything the read handlers share.
+pub struct QueryState {
+    pub store: PgEventStore,
+    pub pool: deadpool_postgres::Pool,
+    pub settings: Arc<Settings>,
+    pub checkpoints: Checkpoints,
+}
+
+/// Registers the read routes (under the caller's `/api/v1` scope).
+pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state)
+            .service(routes::profile)
+            .service(routes::list_projects)
+            .service(routes::get_project)
+            .service(routes::history)
+            .service(routes::list_features)
+            .service(routes::get_feature);
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    routes::profile,
+    routes::list_projects,
+    routes::get_project,
+    routes::history,
+    routes::list_features,
+    routes::get_feature,
+))]
+pub struct QueryApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    QueryApiDoc::openapi()
+}

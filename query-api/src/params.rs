@@ -1,0 +1,169 @@
+//! Query-string parameters, opaque cursors and the read-your-writes wait shared by every read.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use event_store::Position;
+use runtime::ApiError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+pub const MIN_POSITION_HEADER: &str = "Backforge-Min-Position";
+
+/// The parsed query string; a malformed one is a 400.
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(req: &HttpRequest) -> Result<Self, ApiError> {
+        let mut map = HashMap::new();
+        for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                let s = s.replace('+', " ");
+                percent_decode(&s).ok_or_else(|| {
+                    ApiError::malformed("the query string is not valid percent-encoding")
+                })
+            };
+            let (k, v) = (decode(k)?, decode(v)?);
+            if map.insert(k.clone(), v).is_some() {
+                return Err(ApiError::malformed(format!(
+                    "query parameter `{k}` is given twice"
+                )));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// A whole number parameter: not a number → 400.
+    pub fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::malformed(format!("query parameter `{key}` must be a whole number"))
+                })
+            })
+            .transpose()
+    }
+
+    /// `limit`: 1–200, default 50; out of range → 422.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(50),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=200).contains(&n) => Ok(n as usize),
+                Ok(_) => Err(ApiError::invalid_field(
+                    "limit",
+                    "must be between 1 and 200",
+                )),
+                Err(_) => Err(ApiError::malformed(
+                    "query parameter `limit` must be a whole number",
+                )),
+            },
+        }
+    }
+
+    /// The decoded `cursor`, if any; anything we did not issue → 400.
+    pub fn cursor<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
+        self.get("cursor").map(decode_cursor).transpose()
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn encode_cursor<T: Serialize>(value: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default())
+}
+
+pub fn decode_cursor<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))
+}
+
+/// Where the read models are: always read from the checkpoint table (another process may lead
+/// the projection); an in-process projector's announcements only shorten the wait between reads.
+#[derive(Clone)]
+pub struct Checkpoints {
+    pub pool: deadpool_postgres::Pool,
+    pub wake: Option<watch::Receiver<Position>>,
+}
+
+impl Checkpoints {
+    async fn current(&mut self) -> Result<Position, ApiError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("SELECT tx, seq FROM rm.checkpoints WHERE name = 'read_models'")
+            .await?;
+        let row = client.query_opt(&stmt, &[]).await?;
+        Ok(row.map_or(Position::START, |r| Position {
+            tx: r.get::<_, i64>(0).max(0) as u64,
+            seq: r.get::<_, i64>(1).max(0) as u64,
+        }))
+    }
+
+    async fn changed(&mut self) {
+        match &mut self.wake {
+            Some(rx) => {
+                let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Read-your-writes: when the request names a position, wait until the read models reach it.
+pub async fn wait_for_position(
+    req: &HttpRequest,
+    checkpoints: &Checkpoints,
+    wait: Duration,
+) -> Result<(), ApiError> {
+    let Some(raw) = req.headers().get(MIN_POSITION_HEADER) else {
+        return Ok(());
+    };
+    let wanted = raw
+        .to_str()
+        .ok()
+        .and_then(|s| Position::parse_token(s.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::malformed("Backforge-Min-Position is not a position this API issued")
+        })?;
+    let mut checkpoints = checkpoints.clone();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if checkpoints.current().await? >= wanted {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable(
+                "the read models have not reached the requested position yet; retry shortly",
+                1,
+            ));
+        }
+        checkpoints.changed().await;
+    }
+}

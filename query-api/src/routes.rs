@@ -1,0 +1,470 @@
+//! HTTP handlers of the reads of API.md: profile, project lists and detail, time travel, history
+//! and features. Every handler honours `Backforge-Min-Position` first.
+
+use actix_web::http::header::{self, ETAG};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use domain::ids::ProjectId;
+use domain::project::{Project, ProjectEvent, ProjectStatus};
+use domain::user::Role;
+use event_store::{EventStore, ReadUntil};
+use runtime::{ApiError, Authenticated};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::QueryState;
+use crate::params::{Query, encode_cursor, wait_for_position};
+
+fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    raw.parse::<Uuid>()
+        .map_err(|_| ApiError::not_found(format!("no such {what}")))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// `If-None-Match` names the current version (or is `*`): the client's copy is fresh.
+fn not_modified(req: &HttpRequest, version: i64) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let current = etag(version);
+    value
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current)
+}
+
+async fn ready(state: &QueryState, req: &HttpRequest) -> Result<(), ApiError> {
+    wait_for_position(req, &state.checkpoints, state.settings.min_position_wait).await
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/v1/auth/profile", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "`{id, email, name, role, created_at, updated_at}` with ETag")))]
+#[get("/auth/profile")]
+pub async fn profile(
+    state: web::Data<QueryState>,
+    req: HttpRequest,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    ready(&state, &req).await?;
+    let client = state.pool.get().await?;
+    let stmt = client
+        .prepare_cached("SELECT id, email, name, role, created_at, updated_at, version FROM rm.users WHERE id = $1")
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&caller.user_id])
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("the profile is not readable yet; send Backforge-Min-Position")
+        })?;
+    let version: i64 = row.try_get(6)?;
+    let body = json!({
+        "id": row.try_get::<_, Uuid>(0)?, "email": row.try_get::<_, String>(1)?,
+        "name": row.try_get::<_, String>(2)?, "role": row.try_get::<_, String>(3)?,
+        "created_at": rfc3339(row.try_get(4)?), "updated_at": rfc3339(row.try_get(5)?),
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((ETAG, etag(version)))
+        .json(body))
+}
+
+/// A project row as the read model has it, with what the caller may see of it.
+struct Visible {
+    status: ProjectStatus,
+    version: i64,
+    document: Value,
+    /// Owner or admin: may read history and time travel even when archived.
+    privileged: bool,
+}
+
+/// Loads a project the caller may see. Strangers get 404, like for a project that does not exist.
+async fn visible(
+    state: &QueryState,
+    caller: &Authenticated,
+    project_id: Uuid,
+) -> Result<Visible, ApiError> {
+    let client = state.pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT p.owner_id, p.status, p.version, p.document,
+                    EXISTS (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $2)
+             FROM rm.projects p WHERE p.id = $1",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&project_id, &caller.user_id])
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such project"))?;
+    let owner: Uuid = row.try_get(0)?;
+    let status: String = row.try_get(1)?;
+    let member: bool = row.try_get(4)?;
+    let status = if status == "archived" {
+        ProjectStatus::Archived
+    } else {
+        ProjectStatus::Active
+    };
+    let privileged = caller.role == Role::Admin || owner == caller.user_id;
+    if !(privileged || (member && status == ProjectStatus::Active)) {
+        return Err(ApiError::not_found("no such project"));
+    }
+    Ok(Visible {
+        status,
+        version: row.try_get(2)?,
+        document: row.try_get(3)?,
+        privileged,
+    })
+}
+
+/// Current state: archived projects are gone (404) for current-state reads.
+async fn current(
+    state: &QueryState,
+    caller: &Authenticated,
+    project_id: Uuid,
+) -> Result<Visible, ApiError> {
+    let v = visible(state, caller, project_id).await?;
+    if v.status == ProjectStatus::Archived {
+        return Err(ApiError::not_found("no such project"));
+    }
+    Ok(v)
+}
+
+fn with_version(mut document: Value, version: i64) -> Value {
+    if let Some(obj) = document.as_object_mut() {
+        obj.insert("version".into(), json!(version));
+    }
+    document
+}
+
+#[derive(Serialize, Deserialize)]
+struct ListCursor {
+    created_at: String,
+    id: Uuid,
+}
+
+/// Projects the caller owns or is a member of, newest first.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "`active` (default) or `archived`"),
+           ("limit" = Option<u32>, Query, description = "1-200, default 50"),
+           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
+    responses((status = 200, description = "`{items, next_cursor}`, newest first")))]
+#[get("/projects")]
+pub async fn list_projects(
+    state: web::Data<QueryState>,
+    req: HttpRequest,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    ready(&state, &req).await?;
+    let query = Query::parse(&req)?;
+    let limit = query.limit()?;
+    let status = match query.get("status") {
+        None | Some("active") => "active",
+        Some("archived") => "archived",
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "status",
+                "must be `active` or `archived`",
+            ));
+        }
+    };
+    let cursor: Option<ListCursor> = query.cursor()?;
+    let (after_time, after_id) = match &cursor {
+        Some(c) => (
+            OffsetDateTime::parse(&c.created_at, &Rfc3339)
+                .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?,
+            c.id,
+        ),
+        None => (
+            OffsetDateTime::now_utc() + time::Duration::days(36500),
+            Uuid::max(),
+        ),
+    };
+    let client = state.pool.get().await?;
+    // Members see active projects only; archived ones stay visible to their owners.
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, version, document FROM rm.projects p
+             WHERE p.status = $2
+               AND (p.owner_id = $1 OR ($2 = 'active' AND EXISTS
+                    (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $1)))
+               AND (p.created_at, p.id) < ($3, $4)
+             ORDER BY p.created_at DESC, p.id DESC
+             LIMIT $5",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &caller.user_id,
+                &status,
+                &after_time,
+                &after_id,
+                &((limit + 1) as i64),
+            ],
+        )
+        .await?;
+    let mut items = Vec::with_capacity(limit);
+    for row in rows.iter().take(limit) {
+        let version: i64 = row.try_get(1)?;
+        let mut doc: Value = row.try_get(2)?;
+        if let Some(obj) = doc.as_object_mut() {
+            let features = obj.remove("features");
+            obj.remove("members");
+            let count = features
+                .as_ref()
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            obj.insert("feature_count".into(), json!(count));
+        }
+        items.push(with_version(doc, version));
+    }
+    let next_cursor = if rows.len() > limit {
+        items.last().and_then(|last| {
+            Some(encode_cursor(&ListCursor {
+                created_at: last["created_at"].as_str()?.to_owned(),
+                id: last["id"].as_str()?.parse().ok()?,
+            }))
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next_cursor})))
+}
+
+/// One project: the current state, or with `as_of_version` / `as_of` the state folded from its
+/// events up to that point.
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"),
+           ("as_of_version" = Option<u64>, Query, description = "State at this version"),
+           ("as_of" = Option<String>, Query, description = "State at this RFC 3339 instant")),
+    responses((status = 200, description = "The project with ETag"), (status = 304, description = "If-None-Match matched"),
+              (status = 404, description = "Unknown, not visible, archived, or version beyond the current one")))]
+#[get("/projects/{id}")]
+pub async fn get_project(
+    state: web::Data<QueryState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = id_of(&path, "project")?;
+    ready(&state, &req).await?;
+    let query = Query::parse(&req)?;
+    let as_of_version = query.number("as_of_version")?;
+    let as_of = query
+        .get("as_of")
+        .map(|raw| {
+            OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
+                ApiError::invalid_field(
+                    "as_of",
+                    "must be an RFC 3339 instant such as 2026-01-31T12:00:00Z",
+                )
+            })
+        })
+        .transpose()?;
+    let until = match (as_of_version, as_of) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "as_of",
+                "give as_of_version or as_of, not both",
+            ));
+        }
+        (Some(0), None) => {
+            return Err(ApiError::invalid_field(
+                "as_of_version",
+                "versions start at 1",
+            ));
+        }
+        (Some(v), None) => Some(ReadUntil::Version(v)),
+        (None, Some(t)) => Some(ReadUntil::Time(t)),
+        (None, None) => None,
+    };
+    let Some(until) = until else {
+        let v = current(&state, &caller, project_id).await?;
+        if not_modified(&req, v.version) {
+            return Ok(HttpResponse::NotModified()
+                .insert_header((ETAG, etag(v.version)))
+                .finish());
+        }
+        return Ok(HttpResponse::Ok()
+            .insert_header((ETAG, etag(v.version)))
+            .json(with_version(v.document, v.version)));
+    };
+    let v = visible(&state, &caller, project_id).await?;
+    if v.status == ProjectStatus::Archived && !v.privileged {
+        return Err(ApiError::not_found("no such project"));
+    }
+    let stream = ProjectId::from_uuid(project_id).stream();
+    let mut project = Project::default();
+    let mut version = 0u64;
+    loop {
+        let page = state
+            .store
+            .read_stream(&stream, version, until, 1000)
+            .await?;
+        let done = page.len() < 1000;
+        for recorded in &page {
+            let event: ProjectEvent = recorded.decode().map_err(ApiError::internal)?;
+            project.evolve(&event);
+            version = recorded.stream_version;
+        }
+        if done {
+            break;
+        }
+    }
+    if version == 0 || matches!(until, ReadUntil::Version(n) if n > version) {
+        return Err(ApiError::not_found("the project has no such version"));
+    }
+    let version = version as i64;
+    let document = serde_json::to_value(&project).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((ETAG, etag(version)))
+        .json(with_version(document, version)))
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryCursor {
+    after_version: u64,
+}
+
+/// The project's events, oldest first, with their metadata: the audit trail.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/history", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"),
+           ("after_version" = Option<u64>, Query, description = "Start after this version"),
+           ("limit" = Option<u32>, Query, description = "1-200, default 50"),
+           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
+    responses((status = 200, description = "`{items, next_cursor}`, oldest first")))]
+#[get("/projects/{id}/history")]
+pub async fn history(
+    state: web::Data<QueryState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = id_of(&path, "project")?;
+    ready(&state, &req).await?;
+    let query = Query::parse(&req)?;
+    let limit = query.limit()?;
+    let cursor: Option<HistoryCursor> = query.cursor()?;
+    let after_version = match (cursor, query.number("after_version")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "cursor",
+                "give cursor or after_version, not both",
+            ));
+        }
+        (Some(c), None) => c.after_version,
+        (None, Some(v)) => v,
+        (None, None) => 0,
+    };
+    let v = visible(&state, &caller, project_id).await?;
+    if v.status == ProjectStatus::Archived && !v.privileged {
+        return Err(ApiError::not_found("no such project"));
+    }
+    let stream = ProjectId::from_uuid(project_id).stream();
+    let events = state
+        .store
+        .read_stream(&stream, after_version, ReadUntil::End, limit + 1)
+        .await?;
+    let items: Vec<Value> = events
+        .iter()
+        .take(limit)
+        .map(|e| {
+            json!({
+                "event_id": e.event_id, "type": e.event_type, "version": e.stream_version,
+                "position": e.position.to_token(), "recorded_at": rfc3339(e.recorded_at), "data": e.data,
+                "metadata": {"actor": e.metadata.actor, "correlation_id": e.metadata.correlation_id,
+                             "causation_id": e.metadata.causation_id},
+            })
+        })
+        .collect();
+    let next_cursor = (events.len() > limit)
+        .then(|| {
+            events.get(limit - 1).map(|e| {
+                encode_cursor(&HistoryCursor {
+                    after_version: e.stream_version,
+                })
+            })
+        })
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next_cursor})))
+}
+
+#[derive(Serialize, Deserialize)]
+struct FeatureCursor {
+    offset: usize,
+}
+
+/// A project's features in creation order.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/features", tag = "features", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"), ("limit" = Option<u32>, Query, description = "1-200, default 50"),
+           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
+    responses((status = 200, description = "`{items, next_cursor}` in creation order")))]
+#[get("/projects/{id}/features")]
+pub async fn list_features(
+    state: web::Data<QueryState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = id_of(&path, "project")?;
+    ready(&state, &req).await?;
+    let query = Query::parse(&req)?;
+    let limit = query.limit()?;
+    let offset = query.cursor::<FeatureCursor>()?.map_or(0, |c| c.offset);
+    let v = current(&state, &caller, project_id).await?;
+    let features = v.document["features"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let page: Vec<Value> = features.iter().skip(offset).take(limit).cloned().collect();
+    let next_cursor = (offset + limit < features.len()).then(|| {
+        encode_cursor(&FeatureCursor {
+            offset: offset + limit,
+        })
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((ETAG, etag(v.version)))
+        .json(json!({"items": page, "next_cursor": next_cursor})))
+}
+
+/// One feature.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/features/{feature_id}", tag = "features", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id")),
+    responses((status = 200, description = "The feature")))]
+#[get("/projects/{id}/features/{feature_id}")]
+pub async fn get_feature(
+    state: web::Data<QueryState>,
+    req: HttpRequest,
+    caller: Authenticated,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = id_of(&path.0, "project")?;
+    let feature_id = id_of(&path.1, "feature")?;
+    ready(&state, &req).await?;
+    let v = current(&state, &caller, project_id).await?;
+    let wanted = feature_id.to_string();
+    let feature = v.document["features"]
+        .as_array()
+        .and_then(|fs| {
+            fs.iter()
+                .find(|f| f["id"].as_str() == Some(wanted.as_str()))
+        })
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("the project has no such feature"))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((ETAG, etag(v.version)))
+        .json(feature))
+}
