@@ -163,6 +163,13 @@ impl From<tokio_postgres::Error> for CommitError {
     }
 }
 
+fn transient(kind: ProblemType) -> bool {
+    matches!(
+        kind,
+        ProblemType::ConcurrentModification | ProblemType::IdempotencyKeyInFlight | ProblemType::RateLimited
+    )
+}
+
 /// Runs plans in transactions, with idempotency keys.
 #[derive(Clone)]
 pub struct Executor {
@@ -222,7 +229,8 @@ impl Executor {
             .await;
         match (result, claim) {
             (Ok(reply), _) => Ok(reply.into_response()),
-            (Err(error), Some(claim)) if error.kind().status().is_client_error() => {
+            // Transient refusals are not answers to store: a retry may well succeed.
+            (Err(error), Some(claim)) if error.kind().status().is_client_error() && !transient(error.kind()) => {
                 let problem = error.problem();
                 let stored = StoredResponse {
                     status: problem.status,

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth_routes;
 pub mod execute;
+pub mod generations;
 pub mod http;
 pub mod idempotency;
 pub mod load;
@@ -102,7 +103,8 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(project_routes::delete_member)
             .service(project_routes::add_feature)
             .service(project_routes::update_feature)
-            .service(project_routes::remove_feature);
+            .service(project_routes::remove_feature)
+            .service(generations::request_generation);
     }
 }
 

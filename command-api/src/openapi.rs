@@ -40,6 +40,7 @@ impl Modify for BearerAuth {
         project_routes::add_feature,
         project_routes::update_feature,
         project_routes::remove_feature,
+        crate::generations::request_generation,
     ),
     components(schemas(
         auth_routes::RegisterRequest,
@@ -52,6 +53,7 @@ impl Modify for BearerAuth {
         project_routes::UpdateProjectRequest,
         project_routes::UpdateFeatureRequest,
         project_routes::MemberRequest,
+        crate::generations::GenerationRequest,
     )),
     modifiers(&BearerAuth)
 )]

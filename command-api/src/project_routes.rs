@@ -99,10 +99,10 @@ pub struct UpdateFeatureRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
-    /// Present only to be refused with a clear message.
-    #[serde(default)]
+    /// Present only to be refused with a clear message (even as `null`).
+    #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
-    pub feature_type: Option<Value>,
+    pub feature_type: Option<Option<Value>>,
     /// `null` makes the feature follow the project's mode again.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]

@@ -150,7 +150,7 @@ pub async fn create(
 
 /// Loads a project for writing: 404 when the caller cannot see it or it is archived, 403 for a
 /// viewer, 412 when `If-Match` names another version.
-async fn load_for_write(
+pub(crate) async fn load_for_write(
     state: &CommandState,
     caller: &Authenticated,
     project_id: ProjectId,

@@ -9,7 +9,6 @@ use domain::error::FieldError;
 use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
-use serde_json::error::Category;
 
 use crate::problem::{ApiError, ProblemType};
 
@@ -98,39 +97,36 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 }
 
 /// Deserialises `bytes`, telling malformed JSON (400) from well-formed but invalid content (422).
+///
+/// Whether the bytes are JSON at all is decided first, on its own: serde reports some shape
+/// mismatches (a number where an enum's string belongs) as syntax errors, and a wrong shape before a
+/// syntax error as a data error, so its error category alone cannot tell the two apart.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::malformed(format!("the body is not valid JSON: {e}")));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    let value = match result {
-        Ok(v) => v,
+    match result {
+        Ok(value) => Ok(value),
         Err(err) => {
             let pointer = pointer_of(err.path());
             let inner = err.into_inner();
-            return Err(match inner.classify() {
-                Category::Data => {
-                    let message = strip_position(&inner.to_string());
-                    // serde_path_to_error already ends the path with an unknown key; older
-                    // versions stop at its parent, so add it only when missing.
-                    let field = match unknown_field(&message) {
-                        Some(name) if !pointer.ends_with(&format!("/{}", escape(&name))) => {
-                            format!("{pointer}/{}", escape(&name))
-                        }
-                        _ => pointer,
-                    };
-                    ApiError::invalid(
-                        "the body does not match the expected shape",
-                        vec![FieldError { field, message }],
-                    )
+            let message = strip_position(&inner.to_string());
+            // serde_path_to_error already ends the path with an unknown key; older versions stop
+            // at its parent, so add it only when missing.
+            let field = match unknown_field(&message) {
+                Some(name) if !pointer.ends_with(&format!("/{}", escape(&name))) => {
+                    format!("{pointer}/{}", escape(&name))
                 }
-                Category::Syntax | Category::Eof | Category::Io => {
-                    ApiError::malformed(format!("the body is not valid JSON: {}", inner))
-                }
-            });
+                _ => pointer,
+            };
+            Err(ApiError::invalid(
+                "the body does not match the expected shape",
+                vec![FieldError { field, message }],
+            ))
         }
-    };
-    de.end()
-        .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    }
 }
 
 fn pointer_of(path: &serde_path_to_error::Path) -> String {
@@ -226,6 +222,27 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn a_wrong_type_for_an_enum_is_a_422_and_a_wrong_prefix_before_bad_syntax_is_a_400() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        enum Colour {
+            Red,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Paint {
+            colour: Colour,
+        }
+        let err = parse::<Paint>(br#"{"colour": 1}"#).unwrap_err();
+        assert_eq!(field_of(err), (ProblemType::ValidationFailed, Some("/colour".into())));
+        let err = parse::<Paint>(br#"{"colour": 1} trailing"#).unwrap_err();
+        assert_eq!(err.kind(), ProblemType::MalformedRequest);
+        let err = parse::<Paint>(br#"{"colour":"#).unwrap_err();
+        assert_eq!(err.kind(), ProblemType::MalformedRequest);
     }
 
     #[test]
