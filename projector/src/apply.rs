@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
+use domain::generation::{Generation, GenerationStatus};
 use domain::project::{Project, ProjectStatus};
 use domain::user::UserEvent;
 use domain::{AnyEvent, DomainEvent};
@@ -45,6 +46,88 @@ struct ProjectRow {
     dirty: bool,
 }
 
+struct GenerationRow {
+    state: Generation,
+    version: u64,
+    dirty: bool,
+}
+
+async fn load_generations(
+    tx: &Transaction<'_>,
+    schema: &str,
+    decoded: &[(&RecordedEvent, AnyEvent)],
+) -> Result<HashMap<Uuid, GenerationRow>, ApplyError> {
+    let mut ids: Vec<Uuid> = decoded
+        .iter()
+        .filter(|(_, e)| matches!(e, AnyEvent::Generation(_)))
+        .filter_map(|(r, _)| domain::ids::GenerationId::from_stream(&r.stream_id).map(|g| g.as_uuid()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = tx
+        .query(
+            &format!("SELECT id, version, document FROM {schema}.generations WHERE id = ANY($1)"),
+            &[&ids],
+        )
+        .await?;
+    for row in rows {
+        let version: i64 = row.get(1);
+        let document: serde_json::Value = row.get(2);
+        out.insert(
+            row.get(0),
+            GenerationRow {
+                state: serde_json::from_value(document)?,
+                version: version.max(0) as u64,
+                dirty: false,
+            },
+        );
+    }
+    Ok(out)
+}
+
+pub fn status_str(status: GenerationStatus) -> &'static str {
+    match status {
+        GenerationStatus::Requested => "requested",
+        GenerationStatus::Running => "running",
+        GenerationStatus::Succeeded => "succeeded",
+        GenerationStatus::Failed => "failed",
+    }
+}
+
+async fn write_generation(tx: &Transaction<'_>, schema: &str, id: Uuid, row: &GenerationRow) -> Result<(), ApplyError> {
+    let g = &row.state;
+    let document = serde_json::to_value(g)?;
+    let upsert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {schema}.generations (id, project_id, status, sha256, version, requested_at, started_at, completed_at, document)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, sha256 = EXCLUDED.sha256,
+                 version = EXCLUDED.version, started_at = EXCLUDED.started_at,
+                 completed_at = EXCLUDED.completed_at, document = EXCLUDED.document"
+        ))
+        .await?;
+    tx.execute(
+        &upsert,
+        &[
+            &id,
+            &g.project_id.as_uuid(),
+            &status_str(g.status),
+            &g.sha256,
+            &as_i64(row.version),
+            &g.requested_at,
+            &g.started_at,
+            &g.completed_at,
+            &document,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -72,6 +155,7 @@ pub async fn apply_batch(
         decoded.push((e, event));
     }
     let mut projects = load_projects(tx, schema, &decoded).await?;
+    let mut generations = load_generations(tx, schema, &decoded).await?;
     for (recorded, event) in decoded.iter().map(|(r, e)| (*r, e.clone())) {
         match event {
             AnyEvent::User(e) => apply_user(tx, schema, recorded, &e).await?,
@@ -93,12 +177,31 @@ pub async fn apply_batch(
                 row.last = recorded.position;
                 row.dirty = true;
             }
-            // E-mail reservations have no read model; generations get theirs in a later projection.
-            AnyEvent::Email(_) | AnyEvent::Generation(_) => {}
+            AnyEvent::Generation(e) => {
+                let Some(id) = domain::ids::GenerationId::from_stream(&recorded.stream_id).map(|g| g.as_uuid()) else {
+                    continue;
+                };
+                let row = generations.entry(id).or_insert_with(|| GenerationRow {
+                    state: Generation::default(),
+                    version: 0,
+                    dirty: false,
+                });
+                if recorded.stream_version <= row.version {
+                    continue;
+                }
+                row.state.evolve(&e);
+                row.version = recorded.stream_version;
+                row.dirty = true;
+            }
+            // E-mail reservations are internal to registration and have no read model.
+            AnyEvent::Email(_) => {}
         }
     }
     for (id, row) in projects.iter().filter(|(_, r)| r.dirty) {
         write_project(tx, schema, *id, row).await?;
+    }
+    for (id, row) in generations.iter().filter(|(_, r)| r.dirty) {
+        write_generation(tx, schema, *id, row).await?;
     }
     let moved = tx
         .execute(

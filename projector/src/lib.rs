@@ -2,6 +2,8 @@
 //! leadership so one instance applies at a time, and replay into fresh tables.
 
 pub mod apply;
+pub mod nats;
+pub mod relay;
 pub mod replay;
 pub mod runner;
 pub mod schema;

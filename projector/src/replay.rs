@@ -89,14 +89,17 @@ pub async fn replay(
 async fn swap(target: &Pool) -> anyhow::Result<()> {
     let mut client = target.get().await?;
     let tx = client.transaction().await?;
+    // PostgreSQL has no `ALTER SCHEMA IF EXISTS`: rename the live schema only when it is there.
+    // (Swallowing an error here would leave the transaction aborted and the swap undone.)
     tx.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS rm_old CASCADE;
-         ALTER SCHEMA IF EXISTS {LIVE} RENAME TO rm_old;"
-    ))
-    .await
-    .or_else(|_| Ok::<_, tokio_postgres::Error>(()))?;
-    tx.batch_execute(&format!(
-        "ALTER SCHEMA {NEXT} RENAME TO {LIVE}; DROP SCHEMA IF EXISTS rm_old CASCADE;"
+         DO $$ BEGIN
+             IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{LIVE}') THEN
+                 ALTER SCHEMA {LIVE} RENAME TO rm_old;
+             END IF;
+         END $$;
+         ALTER SCHEMA {NEXT} RENAME TO {LIVE};
+         DROP SCHEMA IF EXISTS rm_old CASCADE;"
     ))
     .await?;
     tx.commit().await?;

@@ -25,18 +25,18 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Leadership held on a dedicated connection: a pooled one would go back to the pool still
 /// holding the lock, or be recycled and silently drop it.
-struct Leadership {
+pub(crate) struct Leadership {
     client: tokio_postgres::Client,
     driver: JoinHandle<()>,
 }
 
 impl Leadership {
-    fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         !self.driver.is_finished() && !self.client.is_closed()
     }
 }
 
-async fn try_lead(database_url: &str) -> anyhow::Result<Option<Leadership>> {
+pub(crate) async fn try_lead(database_url: &str, key: i64) -> anyhow::Result<Option<Leadership>> {
     let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
     let driver = tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -44,7 +44,7 @@ async fn try_lead(database_url: &str) -> anyhow::Result<Option<Leadership>> {
         }
     });
     let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
         .await?
         .get(0);
     if got {
@@ -99,7 +99,7 @@ impl Projector {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut announced = false;
         while !*shutdown.borrow() {
-            let leadership = match try_lead(&self.database_url).await {
+            let leadership = match try_lead(&self.database_url, LEADER_LOCK).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     if !announced {
@@ -221,7 +221,7 @@ enum Step {
     Idle,
 }
 
-async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, pause: Duration) {
+pub(crate) async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, pause: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(pause) => {}
         _ = shutdown.changed() => {}

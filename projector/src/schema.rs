@@ -47,6 +47,21 @@ pub fn ddl(schema: &str) -> String {
              PRIMARY KEY (project_id, user_id)
          );
          CREATE INDEX IF NOT EXISTS project_members_user_idx ON {schema}.project_members (user_id);
+         -- The whole generation as the domain folds it, plus the columns lists and the sweeper use.
+         CREATE TABLE IF NOT EXISTS {schema}.generations (
+             id uuid PRIMARY KEY,
+             project_id uuid NOT NULL,
+             status text NOT NULL,
+             sha256 text,
+             version bigint NOT NULL,
+             requested_at timestamptz NOT NULL,
+             started_at timestamptz,
+             completed_at timestamptz,
+             document jsonb NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS generations_project_idx ON {schema}.generations (project_id, requested_at DESC, id DESC);
+         CREATE INDEX IF NOT EXISTS generations_open_idx ON {schema}.generations (status, requested_at)
+             WHERE status IN ('requested', 'running');
          CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
              name text PRIMARY KEY,
              tx bigint NOT NULL,
@@ -61,6 +76,15 @@ pub fn ddl(schema: &str) -> String {
     )
 }
 
+/// Checkpoints of the feed relays to NATS. Outside the read-model schema on purpose: a replay
+/// swaps the read models and must not make the relays publish everything again.
+pub const RELAY_DDL: &str = "CREATE TABLE IF NOT EXISTS relay_checkpoints (
+    name text PRIMARY KEY,
+    tx bigint NOT NULL DEFAULT 0,
+    seq bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);";
+
 /// Creates the live read-model tables if missing, under the migration lock.
 pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
@@ -68,7 +92,7 @@ pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&0x5250_524fi64])
         .await?;
-    let result = client.batch_execute(&ddl(LIVE)).await;
+    let result = client.batch_execute(&format!("{}\n{RELAY_DDL}", ddl(LIVE))).await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&0x5250_524fi64])
         .await?;

@@ -1,6 +1,7 @@
 //! The query API: every read of API.md from the read models, plus history and time travel folded
 //! from the event store. It never writes.
 
+pub mod generations;
 pub mod params;
 pub mod routes;
 
@@ -30,7 +31,11 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
             .service(routes::get_project)
             .service(routes::history)
             .service(routes::list_features)
-            .service(routes::get_feature);
+            .service(routes::get_feature)
+            .service(generations::list_generations)
+            .service(generations::get_generation)
+            .service(generations::download_generation)
+            .service(generations::download_project);
     }
 }
 
@@ -42,6 +47,10 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
     routes::history,
     routes::list_features,
     routes::get_feature,
+    generations::list_generations,
+    generations::get_generation,
+    generations::download_generation,
+    generations::download_project,
 ))]
 pub struct QueryApiDoc;
 

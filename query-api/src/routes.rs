@@ -17,12 +17,12 @@ use uuid::Uuid;
 use crate::QueryState;
 use crate::params::{Query, encode_cursor, wait_for_position};
 
-fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     raw.parse::<Uuid>()
         .map_err(|_| ApiError::not_found(format!("no such {what}")))
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -46,7 +46,7 @@ fn not_modified(req: &HttpRequest, version: i64) -> bool {
         .any(|t| t == "*" || t == current)
 }
 
-async fn ready(state: &QueryState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) async fn ready(state: &QueryState, req: &HttpRequest) -> Result<(), ApiError> {
     wait_for_position(req, &state.checkpoints, state.settings.min_position_wait).await
 }
 
@@ -82,16 +82,16 @@ pub async fn profile(
 }
 
 /// A project row as the read model has it, with what the caller may see of it.
-struct Visible {
-    status: ProjectStatus,
-    version: i64,
-    document: Value,
+pub(crate) struct Visible {
+    pub(crate) status: ProjectStatus,
+    pub(crate) version: i64,
+    pub(crate) document: Value,
     /// Owner or admin: may read history and time travel even when archived.
-    privileged: bool,
+    pub(crate) privileged: bool,
 }
 
 /// Loads a project the caller may see. Strangers get 404, like for a project that does not exist.
-async fn visible(
+pub(crate) async fn visible(
     state: &QueryState,
     caller: &Authenticated,
     project_id: Uuid,
@@ -129,7 +129,7 @@ async fn visible(
 }
 
 /// Current state: archived projects are gone (404) for current-state reads.
-async fn current(
+pub(crate) async fn current(
     state: &QueryState,
     caller: &Authenticated,
     project_id: Uuid,
