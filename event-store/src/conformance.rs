@@ -548,12 +548,18 @@ where
     let mut expected: HashSet<Uuid> = HashSet::new();
     let mut doomed: HashSet<Uuid> = HashSet::new();
     let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Set before `reading` turns false: how many of this test's events the reader must end with.
+    let wanted = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
     let reader = {
         let store = store.clone();
         let reading = reading.clone();
+        let wanted = wanted.clone();
+        let tag = tag.clone();
         tokio::spawn(async move {
-            let mut seen = Vec::new();
+            let mut seen: Vec<RecordedEvent> = Vec::new();
+            let mut mine = 0usize;
             let mut checkpoint = Position::START;
+            let mut deadline = None;
             loop {
                 let stop = !reading.load(std::sync::atomic::Ordering::SeqCst);
                 let page = store.read_feed(checkpoint, 500).await.expect("feed");
@@ -561,9 +567,22 @@ where
                     checkpoint = last.position;
                 }
                 let empty = page.is_empty();
+                mine += page
+                    .iter()
+                    .filter(|e| e.stream_id.starts_with(&format!("rw{tag}")))
+                    .count();
                 seen.extend(page);
-                if stop && empty {
-                    return seen;
+                if stop {
+                    // Any transaction open anywhere on the server holds the feed back (the xmin
+                    // horizon is cluster-wide), so wait for the committed events, with a deadline,
+                    // rather than stopping at the first empty page.
+                    let deadline = *deadline.get_or_insert_with(|| {
+                        tokio::time::Instant::now() + Duration::from_secs(10)
+                    });
+                    let done = mine >= wanted.load(std::sync::atomic::Ordering::SeqCst);
+                    if (empty && done) || tokio::time::Instant::now() > deadline {
+                        return seen;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
@@ -618,8 +637,9 @@ where
             }
         }
     }
+    wanted.store(expected.len(), std::sync::atomic::Ordering::SeqCst);
     reading.store(false, std::sync::atomic::Ordering::SeqCst);
-    let seen = tokio::time::timeout(Duration::from_secs(10), reader)
+    let seen = tokio::time::timeout(Duration::from_secs(20), reader)
         .await
         .expect("reader finishes")
         .expect("reader task");
