@@ -166,7 +166,9 @@ impl From<tokio_postgres::Error> for CommitError {
 fn transient(kind: ProblemType) -> bool {
     matches!(
         kind,
-        ProblemType::ConcurrentModification | ProblemType::IdempotencyKeyInFlight | ProblemType::RateLimited
+        ProblemType::ConcurrentModification
+            | ProblemType::IdempotencyKeyInFlight
+            | ProblemType::RateLimited
     )
 }
 
@@ -230,7 +232,9 @@ impl Executor {
         match (result, claim) {
             (Ok(reply), _) => Ok(reply.into_response()),
             // Transient refusals are not answers to store: a retry may well succeed.
-            (Err(error), Some(claim)) if error.kind().status().is_client_error() && !transient(error.kind()) => {
+            (Err(error), Some(claim))
+                if error.kind().status().is_client_error() && !transient(error.kind()) =>
+            {
                 let problem = error.problem();
                 let stored = StoredResponse {
                     status: problem.status,

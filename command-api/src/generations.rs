@@ -3,10 +3,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use domain::ids::{GenerationId, ProjectId, UserId};
-use domain::project::{Project, ProjectEvent};
 use domain::generation::{Generation, GenerationCommand, GenerationError};
-use event_store::{EventStore, ExpectedVersion, NewEvent, Position, ReadUntil, StreamAppend};
+use domain::ids::{GenerationId, ProjectId, UserId};
+use domain::project::Project;
+use event_store::{ExpectedVersion, NewEvent, Position, ReadUntil, StreamAppend};
 use runtime::{ApiError, Authenticated, Json, ProblemType};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,28 +35,35 @@ pub struct GenerationRequest {
 
 pub fn generation_error(e: GenerationError) -> ApiError {
     match e {
-        GenerationError::Validation(errors) => ApiError::invalid("the project cannot be generated", errors),
-        GenerationError::ProjectNotFound | GenerationError::ProjectArchived => ApiError::not_found("no such project"),
+        GenerationError::Validation(errors) => {
+            ApiError::invalid("the project cannot be generated", errors)
+        }
+        GenerationError::ProjectNotFound | GenerationError::ProjectArchived => {
+            ApiError::not_found("no such project")
+        }
         e @ GenerationError::VersionNotFound { .. } => ApiError::not_found(e.to_string()),
         GenerationError::NotFound => ApiError::not_found("no such generation"),
-        e @ (GenerationError::AlreadyRequested | GenerationError::NotStarted | GenerationError::AlreadyFinished) => {
+        e @ (GenerationError::AlreadyRequested
+        | GenerationError::NotStarted
+        | GenerationError::AlreadyFinished) => {
             ApiError::conflict(ProblemType::Conflict, e.to_string())
         }
     }
 }
 
 /// The project folded up to `version`.
-async fn project_at(state: &CommandState, project_id: ProjectId, version: u64) -> Result<Project, ApiError> {
-    let events = state
-        .store
-        .read_stream(&project_id.stream(), 0, ReadUntil::Version(version), usize::MAX >> 1)
-        .await?;
-    let mut project = Project::default();
-    for recorded in &events {
-        let event: ProjectEvent = recorded.decode().map_err(ApiError::internal)?;
-        project.evolve(&event);
-    }
-    Ok(project)
+async fn project_at(
+    state: &CommandState,
+    project_id: ProjectId,
+    version: u64,
+) -> Result<Project, ApiError> {
+    let loaded: event_store::Loaded<Project> = event_store::load(
+        &state.store,
+        &project_id.stream(),
+        ReadUntil::Version(version),
+    )
+    .await?;
+    Ok(loaded.state)
 }
 
 /// Request a generation of the project (202); the job runs asynchronously.
@@ -87,7 +94,10 @@ pub async fn request_generation(
     let meta_ref = &meta;
     let make_plan = || {
         let stream = stream.clone();
-        let target = value.target.clone().unwrap_or_else(|| "python-fastapi".to_owned());
+        let target = value
+            .target
+            .clone()
+            .unwrap_or_else(|| "python-fastapi".to_owned());
         async move {
             let current = load_for_write(state_ref, caller_ref, project_id, None).await?;
             let version = value.project_version.unwrap_or(current.version);
@@ -117,7 +127,13 @@ pub async fn request_generation(
                 .map_err(generation_error)?;
             let new: Vec<NewEvent> = events
                 .iter()
-                .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), meta_ref.metadata(Some(caller_ref.user_id))))
+                .map(|e| {
+                    NewEvent::from_domain(
+                        e,
+                        Uuid::now_v7(),
+                        meta_ref.metadata(Some(caller_ref.user_id)),
+                    )
+                })
                 .collect();
             Ok(Plan::new(stream.clone(), 0, Position::START)
                 .append(StreamAppend::new(stream, ExpectedVersion::NoStream, new))
@@ -134,5 +150,8 @@ pub async fn request_generation(
         user_id: caller.user_id,
         body: &raw,
     };
-    state.executor.run(&req, idempotency, false, make_plan).await
+    state
+        .executor
+        .run(&req, idempotency, false, make_plan)
+        .await
 }

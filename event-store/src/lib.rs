@@ -1,6 +1,7 @@
 //! Backforge's event store: the `EventStore` trait, its PostgreSQL implementation, set-up and the
 //! conformance suite any backend must pass.
 
+pub mod aggregate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod notify;
@@ -11,6 +12,7 @@ pub mod store;
 pub mod testkit;
 pub mod types;
 
+pub use aggregate::{Loaded, load};
 pub use postgres::PgEventStore;
 pub use store::EventStore;
 pub use types::{

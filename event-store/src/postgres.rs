@@ -97,7 +97,15 @@ impl PgEventStore {
         let mut streams = Vec::with_capacity(appends.len());
         let mut position = Position::START;
         for append in appends {
-            let (appended, last) = append_stream(tx, append).await??;
+            // A unique violation aborts the whole transaction; the savepoint lets us roll back
+            // just this statement and still read the stream's current version for the conflict.
+            tx.batch_execute("SAVEPOINT bf_append")
+                .await
+                .map_err(map_pg)?;
+            let (appended, last) = append_stream(tx, append, true).await??;
+            tx.batch_execute("RELEASE SAVEPOINT bf_append")
+                .await
+                .map_err(map_pg)?;
             streams.push(appended);
             position = position.max(last);
         }
@@ -210,7 +218,7 @@ impl PgEventStore {
         let mut client = self.client().await?;
         if let [single] = appends {
             // The hot path: one statement in autocommit, one round trip.
-            let (appended, position) = append_stream(&client, single).await??;
+            let (appended, position) = append_stream(&client, single, false).await??;
             return Ok(AppendOutcome {
                 streams: vec![appended],
                 position,
@@ -239,6 +247,7 @@ fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
 async fn append_stream<C: GenericClient>(
     client: &C,
     append: &StreamAppend,
+    in_savepoint: bool,
 ) -> Result<Result<(StreamAppended, Position), StoreError>, StoreError> {
     let n = append.events.len();
     let mut ids = Vec::with_capacity(n);
@@ -278,6 +287,12 @@ async fn append_stream<C: GenericClient>(
                 .map(|db| (db.code().clone(), db.constraint().map(str::to_owned)))
             {
                 Some((SqlState::UNIQUE_VIOLATION, Some(c))) if c == "events_stream_version_key" => {
+                    if in_savepoint {
+                        client
+                            .batch_execute("ROLLBACK TO SAVEPOINT bf_append")
+                            .await
+                            .map_err(map_pg)?;
+                    }
                     Ok(Err(conflict(
                         append,
                         current_version(client, &append.stream_id).await?,

@@ -197,6 +197,12 @@ pub enum StoreError {
     InvalidAppend,
     #[error(transparent)]
     Upcast(#[from] UpcastError),
+    #[error("event {event_id} cannot be decoded")]
+    Decode {
+        event_id: Uuid,
+        #[source]
+        source: domain::DecodeError,
+    },
     #[error("stored metadata of event {event_id} is unreadable")]
     BadMetadata { event_id: Uuid },
     #[error("the event store is unavailable")]

@@ -27,7 +27,11 @@ fn present(document: Value) -> Value {
 }
 
 /// Loads a generation the caller may see (through its project).
-async fn visible_generation(state: &QueryState, caller: &Authenticated, id: Uuid) -> Result<(Value, String), ApiError> {
+async fn visible_generation(
+    state: &QueryState,
+    caller: &Authenticated,
+    id: Uuid,
+) -> Result<(Value, String), ApiError> {
     let client = state.pool.get().await?;
     let stmt = client
         .prepare_cached("SELECT project_id, document, status FROM rm.generations WHERE id = $1")
@@ -70,7 +74,10 @@ pub async fn list_generations(
                 .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?,
             c.id,
         ),
-        None => (OffsetDateTime::now_utc() + time::Duration::days(36500), Uuid::max()),
+        None => (
+            OffsetDateTime::now_utc() + time::Duration::days(36500),
+            Uuid::max(),
+        ),
     };
     let client = state.pool.get().await?;
     let stmt = client
@@ -81,7 +88,10 @@ pub async fn list_generations(
         )
         .await?;
     let rows = client
-        .query(&stmt, &[&project_id, &before_time, &before_id, &((limit + 1) as i64)])
+        .query(
+            &stmt,
+            &[&project_id, &before_time, &before_id, &((limit + 1) as i64)],
+        )
         .await?;
     let mut items = Vec::new();
     let mut last = None;
@@ -118,10 +128,14 @@ pub async fn get_generation(
     Ok(HttpResponse::Ok().json(present(document)))
 }
 
-async fn zip_response(state: &QueryState, req: &HttpRequest, document: &Value) -> Result<HttpResponse, ApiError> {
-    let sha256 = document["sha256"]
-        .as_str()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a succeeded generation has no sha256")))?;
+async fn zip_response(
+    state: &QueryState,
+    req: &HttpRequest,
+    document: &Value,
+) -> Result<HttpResponse, ApiError> {
+    let sha256 = document["sha256"].as_str().ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!("a succeeded generation has no sha256"))
+    })?;
     let tag = format!("\"{sha256}\"");
     if req
         .headers()
@@ -129,14 +143,19 @@ async fn zip_response(state: &QueryState, req: &HttpRequest, document: &Value) -
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
     {
-        return Ok(HttpResponse::NotModified().insert_header((ETAG, tag)).finish());
+        return Ok(HttpResponse::NotModified()
+            .insert_header((ETAG, tag))
+            .finish());
     }
     let client = state.pool.get().await?;
-    let stmt = client.prepare_cached("SELECT content FROM artifacts WHERE sha256 = $1").await?;
-    let row = client
-        .query_opt(&stmt, &[&sha256])
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("artifact {sha256} is missing from the store")))?;
+    let stmt = client
+        .prepare_cached("SELECT content FROM artifacts WHERE sha256 = $1")
+        .await?;
+    let row = client.query_opt(&stmt, &[&sha256]).await?.ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "artifact {sha256} is missing from the store"
+        ))
+    })?;
     let content: Vec<u8> = row.try_get(0)?;
     let name = format!(
         "backforge-{}-v{}.zip",
@@ -145,7 +164,10 @@ async fn zip_response(state: &QueryState, req: &HttpRequest, document: &Value) -
     );
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
-        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
         .insert_header((ETAG, tag))
         .body(content))
 }

@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, ETAG};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use domain::ids::ProjectId;
-use domain::project::{Project, ProjectEvent, ProjectStatus};
+use domain::project::{Project, ProjectStatus};
 use domain::user::Role;
 use event_store::{EventStore, ReadUntil};
 use runtime::{ApiError, Authenticated};
@@ -307,23 +307,9 @@ pub async fn get_project(
         return Err(ApiError::not_found("no such project"));
     }
     let stream = ProjectId::from_uuid(project_id).stream();
-    let mut project = Project::default();
-    let mut version = 0u64;
-    loop {
-        let page = state
-            .store
-            .read_stream(&stream, version, until, 1000)
-            .await?;
-        let done = page.len() < 1000;
-        for recorded in &page {
-            let event: ProjectEvent = recorded.decode().map_err(ApiError::internal)?;
-            project.evolve(&event);
-            version = recorded.stream_version;
-        }
-        if done {
-            break;
-        }
-    }
+    let loaded: event_store::Loaded<Project> =
+        event_store::load(&state.store, &stream, until).await?;
+    let (project, version) = (loaded.state, loaded.version);
     if version == 0 || matches!(until, ReadUntil::Version(n) if n > version) {
         return Err(ApiError::not_found("the project has no such version"));
     }
