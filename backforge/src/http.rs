@@ -16,12 +16,21 @@ use serde_json::json;
 #[derive(Clone)]
 pub struct Readiness {
     pub postgres: Pool,
+    /// Checked only by processes that use NATS (the projector's relays and the worker).
+    pub nats: Option<async_nats::Client>,
 }
 
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"ok\"}` while the process runs")))]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Readiness: 200 when this process's dependencies answer, each reported under `checks`.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, description = "`{status: \"ready\", checks}`"),
+              (status = 503, description = "A dependency does not answer; `Retry-After`")))]
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     let postgres = tokio::time::timeout(Duration::from_secs(2), async {
         let client = readiness.postgres.get().await.ok()?;
@@ -31,11 +40,23 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     .ok()
     .flatten()
     .is_some();
-    let checks = json!({"postgres": if postgres { "up" } else { "down" }});
-    if postgres {
+    let nats = readiness
+        .nats
+        .as_ref()
+        .map(|c| c.connection_state() == async_nats::connection::State::Connected);
+    let mut checks = json!({"postgres": if postgres { "up" } else { "down" }});
+    if let Some(up) = nats {
+        checks["nats"] = json!(if up { "up" } else { "down" });
+    }
+    if postgres && nats != Some(false) {
         HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
     } else {
-        let mut response = ApiError::unavailable("PostgreSQL does not answer", 2).error_response();
+        let down = if postgres {
+            "NATS is not connected"
+        } else {
+            "PostgreSQL does not answer"
+        };
+        let mut response = ApiError::unavailable(down, 2).error_response();
         response.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("backforge-checks"),
             actix_web::http::header::HeaderValue::from_str(&checks.to_string())
@@ -55,8 +76,14 @@ pub async fn unknown_route() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 
+/// The routes outside `/api/v1` that API.md lists (every server process serves them).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready))]
+struct ShellDoc;
+
 /// The OpenAPI document of the routes this process serves.
 pub fn openapi(command: bool, query: bool) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
     let mut doc = command_api::openapi::document();
     if !command {
         doc.paths = Default::default();
@@ -64,6 +91,7 @@ pub fn openapi(command: bool, query: bool) -> utoipa::openapi::OpenApi {
     if query {
         doc.merge(query_api::document());
     }
+    doc.merge(ShellDoc::openapi());
     doc.info.description =
         Some("Backforge: an event-sourced backend generator. See API.md.".into());
     doc

@@ -34,8 +34,15 @@ enum Action {
     CommandApi,
     /// The query API alone (default 127.0.0.1:8081).
     QueryApi,
-    /// The read-model projector alone; serves /health and /metrics when BACKFORGE_ADDR is set.
+    /// The projector alone (read models and the NATS relays); serves /health and /metrics when BACKFORGE_ADDR is set.
     Projector,
+    /// The generation worker alone; serves /health and /metrics when BACKFORGE_ADDR is set.
+    Worker,
+    /// Integration events.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Create the database if missing and run every migration, then exit.
     Migrate,
     /// Rebuild the read models from the whole event history into fresh tables and swap them in.
@@ -48,6 +55,16 @@ enum Action {
     Admin {
         #[command(subcommand)]
         action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsAction {
+    /// Print live integration events (CloudEvents JSON, one per line).
+    Tail {
+        /// A NATS subject filter; default: every event of this installation (`<prefix>.events.>`).
+        #[arg(long)]
+        subject: Option<String>,
     },
 }
 
@@ -81,6 +98,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     event_store::setup::migrate(&settings.database_url).await?;
     command_api::migrate(&settings.database_url).await?;
     projector::schema::ensure(&settings.database_url).await?;
+    worker::artifacts::migrate(&settings.database_url).await?;
     Ok(())
 }
 
@@ -97,7 +115,11 @@ async fn run(command: Action, settings: Settings) -> anyhow::Result<()> {
         Action::Serve => serve(settings, true, true, true).await,
         Action::CommandApi => serve(settings, true, false, false).await,
         Action::QueryApi => serve(settings, false, true, false).await,
-        Action::Projector => run_projector(settings).await,
+        Action::Projector => run_background(settings, true, false).await,
+        Action::Worker => run_background(settings, false, true).await,
+        Action::Events {
+            action: EventsAction::Tail { subject },
+        } => tail_events(settings, subject).await,
         Action::Migrate => {
             migrate(&settings).await?;
             println!("migrations applied");
@@ -116,6 +138,80 @@ async fn run(command: Action, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The background parts of a process: the projector and its NATS relays, and/or the worker.
+struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    checkpoints: Option<watch::Receiver<event_store::Position>>,
+    nats: Option<async_nats::Client>,
+}
+
+async fn start_background(
+    settings: &Settings,
+    store: &PgEventStore,
+    metrics: &Metrics,
+    stop: &watch::Receiver<bool>,
+    project: bool,
+    work: bool,
+) -> anyhow::Result<Background> {
+    let mut background = Background {
+        tasks: Vec::new(),
+        checkpoints: None,
+        nats: None,
+    };
+    if !project && !work {
+        return Ok(background);
+    }
+    // Connects in the background: a NATS outage delays relays and jobs, never writes or reads.
+    let nats = projector::nats::connect(&settings.nats_url).await?;
+    let names = projector::nats::Names::new(&settings.nats_prefix);
+    if project {
+        let projector = Arc::new(Projector::new(
+            store.clone(),
+            store.pool().clone(),
+            settings.database_url.clone(),
+            metrics.clone(),
+        ));
+        background.checkpoints = Some(projector.checkpoints());
+        let projector_stop = stop.clone();
+        background.tasks.push(tokio::spawn(
+            async move { projector.run(projector_stop).await },
+        ));
+        for kind in [
+            projector::relay::RelayKind::Events,
+            projector::relay::RelayKind::Jobs,
+        ] {
+            let relay = projector::relay::Relay {
+                kind,
+                store: store.clone(),
+                pool: store.pool().clone(),
+                database_url: settings.database_url.clone(),
+                nats: nats.clone(),
+                names: names.clone(),
+                metrics: metrics.clone(),
+            };
+            let stop = stop.clone();
+            background
+                .tasks
+                .push(tokio::spawn(async move { relay.run(stop).await }));
+        }
+    }
+    if work {
+        let worker = Arc::new(worker::Worker {
+            store: store.clone(),
+            nats: nats.clone(),
+            names: names.clone(),
+            settings: worker::WorkerSettings::from_env()?,
+            metrics: metrics.clone(),
+        });
+        let stop = stop.clone();
+        background
+            .tasks
+            .push(tokio::spawn(async move { worker.run(stop).await }));
+    }
+    background.nats = Some(nats);
+    Ok(background)
 }
 
 async fn serve(
@@ -144,17 +240,9 @@ async fn serve(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let projector = Arc::new(Projector::new(
-        store.clone(),
-        pool.clone(),
-        settings.database_url.clone(),
-        metrics.clone(),
-    ));
-    let projector_task = project.then(|| {
-        let projector = projector.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move { projector.run(stop).await })
-    });
+    // `serve` runs everything, the worker included; the split API processes run only their API.
+    let background =
+        start_background(&settings, &store, &metrics, &stop_rx, project, project).await?;
 
     let command_state = if command {
         Some(web::Data::new(command_api::CommandState::new(
@@ -171,7 +259,7 @@ async fn serve(
             settings: settings.clone(),
             checkpoints: Checkpoints {
                 pool: pool.clone(),
-                wake: project.then(|| projector.checkpoints()),
+                wake: background.checkpoints.clone(),
             },
         })
     });
@@ -183,6 +271,7 @@ async fn serve(
     let openapi = web::Data::new(http::openapi(command, query));
     let readiness = web::Data::new(http::Readiness {
         postgres: pool.clone(),
+        nats: background.nats.clone(),
     });
     let metrics_data = web::Data::new(metrics.clone());
     let body_limit = runtime::json::BodyLimit(settings.body_limit_bytes);
@@ -222,30 +311,22 @@ async fn serve(
     tracing::info!(%addr, command, query, projector = project, "backforge listening");
     let result = server.await;
     let _ = stop_tx.send(true);
-    if let Some(task) = projector_task {
+    for task in background.tasks {
         let _ = task.await;
     }
     result.context("the HTTP server failed")
 }
 
-async fn run_projector(settings: Settings) -> anyhow::Result<()> {
+async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let metrics = Metrics::new();
-    let projector = Arc::new(Projector::new(
-        store.clone(),
-        store.pool().clone(),
-        settings.database_url.clone(),
-        metrics.clone(),
-    ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = {
-        let projector = projector.clone();
-        tokio::spawn(async move { projector.run(stop_rx).await })
-    };
+    let background = start_background(&settings, &store, &metrics, &stop_rx, project, work).await?;
     let server = match &settings.addr {
         Some(addr) => {
             let readiness = web::Data::new(http::Readiness {
                 postgres: store.pool().clone(),
+                nats: background.nats.clone(),
             });
             let metrics_data = web::Data::new(metrics.clone());
             let server = HttpServer::new(move || {
@@ -257,6 +338,7 @@ async fn run_projector(settings: Settings) -> anyhow::Result<()> {
                     .route("/metrics", web::get().to(http::metrics))
                     .default_service(web::to(http::unknown_route))
             })
+            .workers(1)
             .bind(addr)
             .with_context(|| format!("cannot listen on {addr}"))?
             .disable_signals()
@@ -268,13 +350,38 @@ async fn run_projector(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     shutdown_signal().await;
-    tracing::info!("stopping the projector");
+    tracing::info!("stopping");
     let _ = stop_tx.send(true);
-    let _ = task.await;
+    for task in background.tasks {
+        let _ = task.await;
+    }
     if let Some(handle) = server {
         handle.stop(true).await;
     }
     Ok(())
+}
+
+async fn tail_events(settings: Settings, subject: Option<String>) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(3))
+        .connect(&settings.nats_url)
+        .await
+        .with_context(|| format!("cannot reach NATS at {}", settings.nats_url))?;
+    let subject = subject.unwrap_or_else(|| format!("{}.events.>", settings.nats_prefix));
+    let mut subscription = client.subscribe(subject.clone()).await?;
+    eprintln!("listening on {subject}; Ctrl-C to stop");
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            message = subscription.next() => {
+                let Some(message) = message else { return Ok(()) };
+                println!("{}", String::from_utf8_lossy(&message.payload));
+            }
+            _ = &mut stop => return Ok(()),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,1018 @@
+//! The application's generated modules: settings, models, schemas, routers and `main`.
+
+use std::fmt::Write as _;
+
+use domain::schema::{FieldDef, FieldKind};
+use serde_json::{Number, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::plan::{Entity, FILES_TABLE, Field, Names, Plan, USERS_TABLE};
+use super::{py_str_tuple, py_value};
+use crate::escape::python_str;
+
+/// `.env.example`: every setting with its default.
+pub fn env_example(plan: &Plan<'_>) -> String {
+    let mut out = String::from(
+        "# Settings of the generated application. Copy to .env and export them, e.g.\n\
+         #   set -a; . ./.env; set +a\n\
+         # or pass the file to Docker with --env-file.\n\n\
+         # SQLite by default; for PostgreSQL: postgresql://user:password@host:5432/dbname\n\
+         DATABASE_URL=sqlite:///./app.db\n\
+         # `production` refuses a missing or short JWT_SECRET.\n\
+         APP_ENV=development\n",
+    );
+    if !plan.auth.is_empty() {
+        out.push_str(
+            "\n# HS256 signing key for access tokens: at least 32 bytes in production.\n\
+             JWT_SECRET=change-me-to-a-long-random-string-of-32-bytes-or-more\n\
+             JWT_EXPIRES_MINUTES=15\n\
+             JWT_ISSUER=generated-app\n",
+        );
+    }
+    if !plan.files.is_empty() {
+        out.push_str(
+            "\n# Uploaded files live here, named by id.\n\
+             FILE_STORAGE_DIR=./data/files\n\
+             # Larger uploads answer 413.\n\
+             FILE_MAX_BYTES=10485760\n\
+             # Other content types answer 415 (comma-separated).\n\
+             FILE_ALLOWED_TYPES=image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/csv,application/json\n",
+        );
+    }
+    out
+}
+
+/// `app/config.py`: typed settings read once from the environment.
+pub fn config(plan: &Plan<'_>) -> String {
+    let auth = !plan.auth.is_empty();
+    let files = !plan.files.is_empty();
+    let mut out = String::from(
+        "\"\"\"Settings, read once from the environment (see .env.example).\"\"\"\n\n\
+         import dataclasses\n\
+         import logging\n\
+         import os\n\n\
+         _LOG = logging.getLogger(__name__)\n",
+    );
+    if auth {
+        out.push_str("_DEV_JWT_SECRET = \"development-only-secret-do-not-use-in-production\"\n");
+    }
+    if files {
+        out.push_str(
+            "_DEFAULT_TYPES = (\n    \"image/png,image/jpeg,image/gif,image/webp,application/pdf,\"\n    \
+             \"text/plain,text/csv,application/json\"\n)\n",
+        );
+    }
+    out.push_str(
+        "\n\n@dataclasses.dataclass(frozen=True)\nclass Settings:\n    \
+         database_url: str = \"sqlite:///./app.db\"\n    app_env: str = \"development\"\n",
+    );
+    if auth {
+        out.push_str(
+            "    jwt_secret: str = _DEV_JWT_SECRET\n    jwt_expires_minutes: int = 15\n    \
+             jwt_issuer: str = \"generated-app\"\n",
+        );
+    }
+    if files {
+        out.push_str(
+            "    file_storage_dir: str = \"./data/files\"\n    file_max_bytes: int = 10 * 1024 * 1024\n    \
+             file_allowed_types: tuple[str, ...] = tuple(_DEFAULT_TYPES.split(\",\"))\n",
+        );
+    }
+    out.push_str(
+        "\n    @classmethod\n    def from_env(cls) -> \"Settings\":\n        env = os.environ\n        \
+         return cls(\n            database_url=env.get(\"DATABASE_URL\", cls.database_url),\n            \
+         app_env=env.get(\"APP_ENV\", cls.app_env),\n",
+    );
+    if auth {
+        out.push_str(
+            "            jwt_secret=env.get(\"JWT_SECRET\", cls.jwt_secret),\n            \
+             jwt_expires_minutes=int(env.get(\"JWT_EXPIRES_MINUTES\", cls.jwt_expires_minutes)),\n            \
+             jwt_issuer=env.get(\"JWT_ISSUER\", cls.jwt_issuer),\n",
+        );
+    }
+    if files {
+        out.push_str(
+            "            file_storage_dir=env.get(\"FILE_STORAGE_DIR\", cls.file_storage_dir),\n            \
+             file_max_bytes=int(env.get(\"FILE_MAX_BYTES\", cls.file_max_bytes)),\n            \
+             file_allowed_types=tuple(\n                \
+             t.strip().lower()\n                \
+             for t in env.get(\"FILE_ALLOWED_TYPES\", _DEFAULT_TYPES).split(\",\")\n                \
+             if t.strip()\n            ),\n",
+        );
+    }
+    out.push_str(
+        "        )\n\n    def replace(self, **changes) -> \"Settings\":\n        \
+         return dataclasses.replace(self, **changes)\n\n    \
+         def check(self) -> None:\n        \"\"\"Refuses settings that are unsafe in production.\"\"\"\n",
+    );
+    if auth {
+        out.push_str(
+            "        weak = len(self.jwt_secret.encode()) < 32 or self.jwt_secret == _DEV_JWT_SECRET\n        \
+             if weak and self.app_env == \"production\":\n            \
+             raise RuntimeError(\"JWT_SECRET must be set to at least 32 bytes in production\")\n        \
+             if weak:\n            \
+             _LOG.warning(\"JWT_SECRET is unset or short: acceptable for development only\")\n",
+        );
+    } else {
+        out.push_str("        return None\n");
+    }
+    out
+}
+
+/// `app/main.py`: `create_app` and the module-level `app` uvicorn serves.
+pub fn main(plan: &Plan<'_>) -> String {
+    let project = plan.project;
+    let mut out = String::from(
+        "\"\"\"The application: routes of every entity, health and OpenAPI (/openapi.json).\"\"\"\n\n\
+         from fastapi import FastAPI\n\
+         from sqlalchemy.engine import Engine\n\
+         from sqlalchemy.orm import sessionmaker\n\n\
+         from app import errors\n\
+         from app.config import Settings\n\
+         from app.database import make_engine\n\
+         from app.health import ROUTER as _HEALTH_ROUTER\n",
+    );
+    if !plan.auth.is_empty() {
+        out.push_str("from app.auth import ROUTER as _AUTH_ROUTER\n");
+    }
+    if !plan.files.is_empty() {
+        out.push_str("from app.files import ROUTER as _FILES_ROUTER\n");
+    }
+    for entity in &plan.entities {
+        let _ = writeln!(
+            out,
+            "from app.routers.{} import ROUTER as _ROUTER_{}",
+            entity.name(),
+            entity.class
+        );
+    }
+    let _ = write!(
+        out,
+        "\nTITLE = {}\nDESCRIPTION = {}\nVERSION = {}\n",
+        python_str(&project.name),
+        python_str(project.description.as_deref().unwrap_or("")),
+        python_str(&plan.version.to_string()),
+    );
+    out.push_str("TAGS = [\n");
+    for entity in &plan.entities {
+        let _ = writeln!(
+            out,
+            "    {{\"name\": {}, \"description\": {}}},",
+            python_str(entity.table()),
+            python_str(&entity.feature.name)
+        );
+    }
+    out.push_str(
+        "]\n\n\n\
+         def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:\n    \
+         settings = settings or Settings.from_env()\n    \
+         settings.check()\n    \
+         app = FastAPI(title=TITLE, description=DESCRIPTION, version=VERSION, openapi_tags=TAGS)\n    \
+         app.state.settings = settings\n    \
+         app.state.engine = engine or make_engine(settings.database_url)\n    \
+         app.state.sessionmaker = sessionmaker(bind=app.state.engine, expire_on_commit=False)\n    \
+         errors.install(app)\n    \
+         app.include_router(_HEALTH_ROUTER)\n",
+    );
+    if !plan.auth.is_empty() {
+        out.push_str("    app.include_router(_AUTH_ROUTER)\n");
+    }
+    if !plan.files.is_empty() {
+        out.push_str("    app.include_router(_FILES_ROUTER)\n");
+    }
+    for entity in &plan.entities {
+        let _ = writeln!(out, "    app.include_router(_ROUTER_{})", entity.class);
+    }
+    out.push_str("    return app\n\n\napp = create_app()\n");
+    out
+}
+
+/// The SQLAlchemy column type of a field; `sa` is the module alias (`_sa` in models, `sa` in
+/// the migration).
+pub fn column_type(kind: &FieldKind, sa: &str, in_models: bool) -> String {
+    match kind {
+        FieldKind::String { max_length, .. } => format!("{sa}.String({max_length})"),
+        FieldKind::Text { .. } => format!("{sa}.Text()"),
+        FieldKind::Integer { .. } => format!("{sa}.BigInteger()"),
+        FieldKind::Decimal {
+            precision, scale, ..
+        } => format!("{sa}.Numeric({precision}, {scale})"),
+        FieldKind::Float { .. } => format!("{sa}.Double()"),
+        FieldKind::Boolean => format!("{sa}.Boolean()"),
+        FieldKind::Date => format!("{sa}.Date()"),
+        FieldKind::Datetime if in_models => "_UTCDateTime()".into(),
+        FieldKind::Datetime => format!("{sa}.DateTime(timezone=True)"),
+        FieldKind::Uuid | FieldKind::Reference { .. } => format!("{sa}.Uuid()"),
+        FieldKind::Json => format!("{sa}.JSON(none_as_null=True)"),
+        FieldKind::Enum { values } => {
+            let longest = values.iter().map(String::len).max().unwrap_or(1);
+            format!("{sa}.String({longest})")
+        }
+    }
+}
+
+/// A number as SQL and Python both read it.
+fn number_text(n: &Number) -> String {
+    n.to_string()
+}
+
+fn float_text(f: f64) -> String {
+    format!("{f:?}")
+}
+
+/// The check constraints of a field: (name suffix, SQL condition). The column is double-quoted
+/// (standard SQL, read the same by PostgreSQL and SQLite, and the name is lower-case, so quoting
+/// changes nothing but keyword parsing); enum values are identifiers, so they need no escaping
+/// inside the SQL quotes.
+pub fn checks(field: &FieldDef) -> Vec<(&'static str, String)> {
+    let name = format!("\"{}\"", field.name);
+    let mut out = Vec::new();
+    match &field.kind {
+        FieldKind::String {
+            min_length,
+            max_length,
+            ..
+        } => {
+            if let Some(min) = min_length.filter(|m| *m > 0) {
+                out.push(("min_length", format!("length({name}) >= {min}")));
+            }
+            out.push(("max_length", format!("length({name}) <= {max_length}")));
+        }
+        FieldKind::Text {
+            max_length: Some(max),
+        } => out.push(("max_length", format!("length({name}) <= {max}"))),
+        FieldKind::Integer { min, max } => {
+            if let Some(min) = min {
+                out.push(("min", format!("{name} >= {min}")));
+            }
+            if let Some(max) = max {
+                out.push(("max", format!("{name} <= {max}")));
+            }
+        }
+        FieldKind::Decimal { min, max, .. } => {
+            if let Some(min) = min {
+                out.push(("min", format!("{name} >= {}", number_text(min))));
+            }
+            if let Some(max) = max {
+                out.push(("max", format!("{name} <= {}", number_text(max))));
+            }
+        }
+        FieldKind::Float { min, max } => {
+            if let Some(min) = min {
+                out.push(("min", format!("{name} >= {}", float_text(*min))));
+            }
+            if let Some(max) = max {
+                out.push(("max", format!("{name} <= {}", float_text(*max))));
+            }
+        }
+        FieldKind::Enum { values } => {
+            let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+            out.push(("values", format!("{name} IN ({})", quoted.join(", "))));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The SQL object names of one entity's table, shared by the model and the migration.
+pub struct TableNames {
+    pub primary_key: String,
+    /// One per unique field, then one per composite unique: (fields, name).
+    pub uniques: Vec<(Vec<String>, String)>,
+    /// (field, suffix, SQL, name)
+    pub checks: Vec<(String, String, String)>,
+    /// (field index, name) for reference fields.
+    pub foreign_keys: Vec<(usize, String)>,
+    /// (field, name) for reference fields.
+    pub indexes: Vec<(String, String)>,
+}
+
+pub fn table_names(names: &mut Names, entity: &Entity<'_>) -> TableNames {
+    let table = entity.table();
+    let primary_key = names.constraint("pk", table, &[]);
+    let mut uniques = Vec::new();
+    for field in entity.fields.iter().filter(|f| f.def.unique) {
+        uniques.push((
+            vec![field.name().to_owned()],
+            names.constraint("uq", table, &[field.name()]),
+        ));
+    }
+    for group in &entity.schema.unique {
+        let parts: Vec<&str> = group.iter().map(String::as_str).collect();
+        let mut key_parts = vec!["composite"];
+        key_parts.extend(&parts);
+        let key = format!("uq:{table}:{}", key_parts.join(":"));
+        let name = names.get(&key, &format!("uq_{table}_{}", parts.join("_")));
+        uniques.push((group.clone(), name));
+    }
+    let mut check_names = Vec::new();
+    for field in &entity.fields {
+        for (suffix, sql) in checks(field.def) {
+            let name = names.constraint("ck", table, &[field.name(), suffix]);
+            check_names.push((sql, name, field.name().to_owned()));
+        }
+    }
+    let mut foreign_keys = Vec::new();
+    let mut indexes = Vec::new();
+    for (i, field) in entity.fields.iter().enumerate() {
+        if field.target.is_some() {
+            foreign_keys.push((i, names.constraint("fk", table, &[field.name()])));
+            indexes.push((
+                field.name().to_owned(),
+                names.constraint("ix", table, &[field.name()]),
+            ));
+        }
+    }
+    TableNames {
+        primary_key,
+        uniques,
+        checks: check_names
+            .into_iter()
+            .map(|(sql, name, field)| (field, sql, name))
+            .collect(),
+        foreign_keys,
+        indexes,
+    }
+}
+
+/// The Python type of a field's values (as stored and read back).
+fn python_type(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::String { .. } | FieldKind::Text { .. } | FieldKind::Enum { .. } => "str",
+        FieldKind::Integer { .. } => "int",
+        FieldKind::Decimal { .. } => "_decimal.Decimal",
+        FieldKind::Float { .. } => "float",
+        FieldKind::Boolean => "bool",
+        FieldKind::Date => "_dt.date",
+        FieldKind::Datetime => "_dt.datetime",
+        FieldKind::Uuid | FieldKind::Reference { .. } => "_uuid.UUID",
+        FieldKind::Json => "_Any",
+    }
+}
+
+fn optional(ty: &str, nullable: bool) -> String {
+    if nullable {
+        format!("_Optional[{ty}]")
+    } else {
+        ty.to_owned()
+    }
+}
+
+/// `app/models.py`: one SQLAlchemy model per entity, with every constraint the database holds.
+pub fn models(plan: &mut Plan<'_>) -> String {
+    let mut out = String::new();
+    for i in 0..plan.entities.len() {
+        let names = table_names(&mut plan.names, &plan.entities[i]);
+        let entity = &plan.entities[i];
+        let _ = write!(
+            out,
+            "\n\nclass {}(_Base):\n    \"\"\"The `{}` entity.\"\"\"\n\n    __tablename__ = {}\n    __table_args__ = (\n        _sa.PrimaryKeyConstraint(\"id\", name={}),\n",
+            entity.class,
+            entity.name(),
+            python_str(entity.table()),
+            python_str(&names.primary_key)
+        );
+        for (fields, name) in &names.uniques {
+            let columns: Vec<String> = fields.iter().map(|f| python_str(f)).collect();
+            let _ = writeln!(
+                out,
+                "        _sa.UniqueConstraint({}, name={}),",
+                columns.join(", "),
+                python_str(name)
+            );
+        }
+        for (_, sql, name) in &names.checks {
+            let _ = writeln!(
+                out,
+                "        _sa.CheckConstraint({}, name={}),",
+                python_str(sql),
+                python_str(name)
+            );
+        }
+        for (field, name) in &names.indexes {
+            let _ = writeln!(
+                out,
+                "        _sa.Index({}, {}),",
+                python_str(name),
+                python_str(field)
+            );
+        }
+        out.push_str("    )\n\n");
+        out.push_str(
+            "    id: _orm.Mapped[_uuid.UUID] = _orm.mapped_column(_sa.Uuid(), default=_uuid.uuid4)\n",
+        );
+        for (f, field) in entity.fields.iter().enumerate() {
+            let mut args = vec![column_type(&field.def.kind, "_sa", true)];
+            if let Some(t) = field.target {
+                let target = &plan.entities[t];
+                let fk_name = &names
+                    .foreign_keys
+                    .iter()
+                    .find(|(index, _)| *index == f)
+                    .expect("every reference has a foreign key name")
+                    .1;
+                let deferred = plan.deferred_fks.contains(&(i, f));
+                args.push(format!(
+                    "_sa.ForeignKey({}, name={}, ondelete=\"RESTRICT\"{})",
+                    python_str(&format!("{}.id", target.table())),
+                    python_str(fk_name),
+                    if deferred { ", use_alter=True" } else { "" }
+                ));
+            }
+            args.push(format!(
+                "nullable={}",
+                if field.nullable() { "True" } else { "False" }
+            ));
+            let _ = writeln!(
+                out,
+                "    {}: _orm.Mapped[{}] = _orm.mapped_column({})",
+                field.name(),
+                optional(python_type(&field.def.kind), field.nullable()),
+                args.join(", ")
+            );
+        }
+        out.push_str(
+            "    created_at: _orm.Mapped[_dt.datetime] = _orm.mapped_column(\n        \
+             _UTCDateTime(), nullable=False, default=_utcnow\n    )\n    \
+             updated_at: _orm.Mapped[_dt.datetime] = _orm.mapped_column(\n        \
+             _UTCDateTime(), nullable=False, default=_utcnow\n    )\n",
+        );
+    }
+    let header = "\"\"\"SQLAlchemy models: one table per entity, named by its plural, with every constraint\n\
+         the database can hold (the migration in alembic/versions creates the same schema).\n\n\
+         Generated names bound here start with `_` or a capital letter, so no field can shadow them.\n\
+         \"\"\"\n\n";
+    let imports = import_block(
+        &out,
+        &[
+            (&["_dt."], "import datetime as _dt"),
+            (&["_decimal."], "import decimal as _decimal"),
+            (&["_uuid."], "import uuid as _uuid"),
+            (&["_Any"], "from typing import Any as _Any"),
+            (&["_Optional["], "from typing import Optional as _Optional"),
+            (&[""], ""),
+            (&["_sa."], "import sqlalchemy as _sa"),
+            (&["_orm."], "from sqlalchemy import orm as _orm"),
+            (&[""], ""),
+            (&["_Base"], "from app.database import Base as _Base"),
+            (
+                &["_UTCDateTime"],
+                "from app.database import UTCDateTime as _UTCDateTime",
+            ),
+            (&["_utcnow"], "from app.database import utcnow as _utcnow"),
+        ],
+    );
+    format!("{header}{imports}{out}")
+}
+
+/// `app/system_models.py`: the tables of the auth and file_storage features.
+pub fn system_models(plan: &mut Plan<'_>) -> String {
+    let mut out = String::from(
+        "\"\"\"Tables of the built-in features. Their names start with `_`, which no entity's\n\
+         plural can, so they never collide with an entity's table.\"\"\"\n\n\
+         import datetime as dt\n\
+         import uuid\n\n\
+         import sqlalchemy as sa\n\
+         from sqlalchemy import orm\n\n\
+         from app.database import Base, UTCDateTime, utcnow\n",
+    );
+    if !plan.auth.is_empty() {
+        let pk = plan.names.constraint("pk", USERS_TABLE, &[]);
+        let uq = plan.names.constraint("uq", USERS_TABLE, &["email"]);
+        let _ = write!(
+            out,
+            "\n\nclass AuthUser(Base):\n    \"\"\"An account of the auth feature.\"\"\"\n\n    \
+             __tablename__ = {}\n    __table_args__ = (\n        \
+             sa.PrimaryKeyConstraint(\"id\", name={}),\n        \
+             sa.UniqueConstraint(\"email\", name={}),\n    )\n\n    \
+             id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), default=uuid.uuid4)\n    \
+             email: orm.Mapped[str] = orm.mapped_column(sa.String(254), nullable=False)\n    \
+             password_hash: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)\n    \
+             created_at: orm.Mapped[dt.datetime] = orm.mapped_column(\n        \
+             UTCDateTime(), nullable=False, default=utcnow\n    )\n",
+            python_str(USERS_TABLE),
+            python_str(&pk),
+            python_str(&uq),
+        );
+    }
+    if !plan.files.is_empty() {
+        let pk = plan.names.constraint("pk", FILES_TABLE, &[]);
+        let _ = write!(
+            out,
+            "\n\nclass StoredFile(Base):\n    \"\"\"An uploaded file's metadata; its bytes live in FILE_STORAGE_DIR.\"\"\"\n\n    \
+             __tablename__ = {}\n    __table_args__ = (\n        \
+             sa.PrimaryKeyConstraint(\"id\", name={}),\n",
+            python_str(FILES_TABLE),
+            python_str(&pk),
+        );
+        if !plan.auth.is_empty() {
+            let ix = plan.names.constraint("ix", FILES_TABLE, &["owner_id"]);
+            let _ = writeln!(out, "        sa.Index({}, \"owner_id\"),", python_str(&ix));
+        }
+        out.push_str(
+            "    )\n\n    \
+             id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), default=uuid.uuid4)\n    \
+             filename: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)\n    \
+             content_type: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)\n    \
+             size_bytes: orm.Mapped[int] = orm.mapped_column(sa.BigInteger(), nullable=False)\n    \
+             sha256: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)\n",
+        );
+        if plan.auth.is_empty() {
+            out.push_str(
+                "    owner_id: orm.Mapped[uuid.UUID | None] = orm.mapped_column(sa.Uuid(), nullable=True)\n",
+            );
+        } else {
+            let fk = plan.names.constraint("fk", FILES_TABLE, &["owner_id"]);
+            let _ = writeln!(
+                out,
+                "    owner_id: orm.Mapped[uuid.UUID | None] = orm.mapped_column(\n        \
+                 sa.Uuid(),\n        \
+                 sa.ForeignKey({}, name={}, ondelete=\"RESTRICT\"),\n        \
+                 nullable=True,\n    )",
+                python_str(&format!("{USERS_TABLE}.id")),
+                python_str(&fk)
+            );
+        }
+        out.push_str(
+            "    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(\n        \
+             UTCDateTime(), nullable=False, default=utcnow\n    )\n",
+        );
+    }
+    out
+}
+
+/// The annotated Pydantic type of a request field, with every constraint of the schema.
+fn request_type(def: &FieldDef) -> String {
+    let field = |args: Vec<String>| format!("_Field({})", args.join(", "));
+    match &def.kind {
+        FieldKind::String {
+            min_length,
+            max_length,
+            pattern,
+        } => {
+            let mut args = vec!["strict=True".to_owned()];
+            if let Some(min) = min_length {
+                args.push(format!("min_length={min}"));
+            }
+            args.push(format!("max_length={max_length}"));
+            if let Some(pattern) = pattern {
+                args.push(format!("pattern={}", python_str(pattern)));
+            }
+            format!("_Annotated[str, {}]", field(args))
+        }
+        FieldKind::Text { max_length } => {
+            let mut args = vec!["strict=True".to_owned()];
+            if let Some(max) = max_length {
+                args.push(format!("max_length={max}"));
+            }
+            format!("_Annotated[str, {}]", field(args))
+        }
+        FieldKind::Integer { min, max } => format!(
+            "_Annotated[int, {}]",
+            field(vec![
+                "strict=True".into(),
+                format!("ge={}", min.unwrap_or(i64::MIN)),
+                format!("le={}", max.unwrap_or(i64::MAX)),
+            ])
+        ),
+        FieldKind::Decimal {
+            precision,
+            scale,
+            min,
+            max,
+        } => {
+            let mut args = vec![
+                format!("max_digits={precision}"),
+                format!("decimal_places={scale}"),
+                "allow_inf_nan=False".into(),
+            ];
+            if let Some(min) = min {
+                args.push(format!(
+                    "ge=_decimal.Decimal({})",
+                    python_str(&number_text(min))
+                ));
+            }
+            if let Some(max) = max {
+                args.push(format!(
+                    "le=_decimal.Decimal({})",
+                    python_str(&number_text(max))
+                ));
+            }
+            format!("_Annotated[_decimal.Decimal, {}]", field(args))
+        }
+        FieldKind::Float { min, max } => {
+            let mut args = vec!["strict=True".to_owned(), "allow_inf_nan=False".into()];
+            if let Some(min) = min {
+                args.push(format!("ge={}", float_text(*min)));
+            }
+            if let Some(max) = max {
+                args.push(format!("le={}", float_text(*max)));
+            }
+            format!("_Annotated[float, {}]", field(args))
+        }
+        FieldKind::Boolean => "_Annotated[bool, _Field(strict=True)]".into(),
+        FieldKind::Date => "_fields.IsoDate".into(),
+        FieldKind::Datetime => "_fields.IsoDateTime".into(),
+        FieldKind::Uuid | FieldKind::Reference { .. } => "_uuid.UUID".into(),
+        FieldKind::Json if def.required => "_fields.JsonNotNull".into(),
+        FieldKind::Json => "_fields.Json".into(),
+        FieldKind::Enum { values } => literal_type(values),
+    }
+}
+
+fn literal_type(values: &[String]) -> String {
+    let values: Vec<String> = values.iter().map(|v| python_str(v)).collect();
+    format!("_Literal[{}]", values.join(", "))
+}
+
+/// The Python expression of a field's default, or a `_Field(default_factory=…)` for JSON.
+fn default_expr(def: &FieldDef, default: &Value) -> String {
+    match (&def.kind, default) {
+        (FieldKind::Decimal { .. }, Value::Number(n)) => {
+            format!("_decimal.Decimal({})", python_str(&n.to_string()))
+        }
+        (FieldKind::Float { .. }, Value::Number(n)) => float_text(n.as_f64().unwrap_or(0.0)),
+        (FieldKind::Date, Value::String(s)) => match domain::schema::parse_date(s) {
+            Some(d) => format!(
+                "_dt.date({}, {}, {})",
+                d.year(),
+                u8::from(d.month()),
+                d.day()
+            ),
+            None => "None".into(),
+        },
+        (FieldKind::Datetime, Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => {
+                let t = t.to_offset(time::UtcOffset::UTC);
+                format!(
+                    "_dt.datetime({}, {}, {}, {}, {}, {}, {}, tzinfo=_dt.timezone.utc)",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    t.microsecond()
+                )
+            }
+            Err(_) => "None".into(),
+        },
+        (FieldKind::Uuid, Value::String(s)) => format!("_uuid.UUID({})", python_str(s)),
+        (FieldKind::Json, value) => format!(
+            "_Field(default_factory=lambda: _json.loads({}))",
+            python_str(&value.to_string())
+        ),
+        (_, value) => py_value(value),
+    }
+}
+
+/// The JSON a default comes back as in responses (the tests compare with it).
+pub fn default_as_json(def: &FieldDef, default: &Value) -> Value {
+    match (&def.kind, default) {
+        (FieldKind::Decimal { .. }, Value::Number(n)) => Value::String(n.to_string()),
+        (FieldKind::Datetime, Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => {
+                let t = t.to_offset(time::UtcOffset::UTC);
+                Value::String(format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    t.microsecond()
+                ))
+            }
+            Err(_) => default.clone(),
+        },
+        _ => default.clone(),
+    }
+}
+
+/// The Python type of a field in responses.
+fn response_type(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Json => "_fields.Json",
+        other => python_type(other),
+    }
+}
+
+/// `app/schemas.py`: the request and response bodies of every entity.
+pub fn schemas(plan: &Plan<'_>) -> String {
+    let mut out = String::from(
+        "\n\nclass _Input(_BaseModel):\n    \
+         model_config = _ConfigDict(extra=\"forbid\", regex_engine=\"rust-regex\")\n\n\n\
+         class _Output(_BaseModel):\n    \
+         model_config = _ConfigDict(from_attributes=True)\n",
+    );
+    for entity in &plan.entities {
+        let class = &entity.class;
+        let path = entity.path();
+        let _ = write!(
+            out,
+            "\n\nclass {class}Create(_Input):\n    \"\"\"The body of POST {path}.\"\"\"\n\n"
+        );
+        for field in &entity.fields {
+            out.push_str(&create_line(field));
+        }
+        let _ = write!(
+            out,
+            "\n\nclass {class}Update(_Input):\n    \"\"\"The body of PUT {path}/{{id}}: a partial update. Absent fields stay as they\n    \
+             are, null clears an optional field (a required one refuses null).\"\"\"\n\n"
+        );
+        for field in &entity.fields {
+            let ty = request_type(field.def);
+            let _ = writeln!(
+                out,
+                "    {}: {} = None",
+                field.name(),
+                optional(&ty, field.nullable())
+            );
+        }
+        let _ = write!(
+            out,
+            "\n\nclass {class}Read(_Output):\n    \"\"\"A `{}` row as the API answers it.\"\"\"\n\n    id: _uuid.UUID\n",
+            entity.name()
+        );
+        for field in &entity.fields {
+            let ty = response_type(&field.def.kind);
+            if field.nullable() {
+                let _ = writeln!(out, "    {}: _Optional[{ty}] = None", field.name());
+            } else {
+                let _ = writeln!(out, "    {}: {ty}", field.name());
+            }
+        }
+        out.push_str("    created_at: _dt.datetime\n    updated_at: _dt.datetime\n");
+        let _ = write!(
+            out,
+            "\n\nclass {class}Page(_BaseModel):\n    items: list[{class}Read]\n    total: int\n    limit: int\n    offset: int\n"
+        );
+    }
+    let header = "\"\"\"Request and response bodies: Create, Update, Read and Page models per entity.\n\n\
+         Every constraint of the schema is enforced here, before any database work: required\n\
+         fields, lengths, patterns (the `rust-regex` engine with search semantics, as Backforge\n\
+         validated them: anchor with ^...$ to constrain the whole value), ranges, decimal\n\
+         precision and scale, enum values. Unknown fields are refused. Uniqueness and references\n\
+         need the database and are checked in app/crud.py.\n\n\
+         Generated names bound here start with `_` or a capital letter, so no field can shadow them.\n\
+         \"\"\"\n\n";
+    let imports = import_block(
+        &out,
+        &[
+            (&["_dt."], "import datetime as _dt"),
+            (&["_decimal."], "import decimal as _decimal"),
+            (&["_json."], "import json as _json"),
+            (&["_uuid."], "import uuid as _uuid"),
+            (
+                &["_Annotated["],
+                "from typing import Annotated as _Annotated",
+            ),
+            (&["_Literal["], "from typing import Literal as _Literal"),
+            (&["_Optional["], "from typing import Optional as _Optional"),
+            (&[""], ""),
+            (
+                &["_BaseModel"],
+                "from pydantic import BaseModel as _BaseModel",
+            ),
+            (
+                &["_ConfigDict"],
+                "from pydantic import ConfigDict as _ConfigDict",
+            ),
+            (&["_Field("], "from pydantic import Field as _Field"),
+            (&[""], ""),
+            (&["_fields."], "from app import fields as _fields"),
+        ],
+    );
+    format!("{header}{imports}{out}")
+}
+
+/// The import lines whose markers occur in `body`; an empty line keeps a blank separator
+/// between groups (collapsed when a group is empty).
+fn import_block(body: &str, lines: &[(&[&str], &str)]) -> String {
+    let mut groups: Vec<Vec<&str>> = vec![Vec::new()];
+    for (markers, line) in lines {
+        if line.is_empty() {
+            groups.push(Vec::new());
+        } else if markers.iter().any(|m| body.contains(m)) {
+            groups.last_mut().expect("one group at least").push(line);
+        }
+    }
+    let blocks: Vec<String> = groups
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .map(|g| g.join("\n") + "\n")
+        .collect();
+    blocks.join("\n")
+}
+
+fn create_line(field: &Field<'_>) -> String {
+    let def = field.def;
+    let ty = request_type(def);
+    let name = field.name();
+    match (&def.default, def.required) {
+        (None, true) => format!("    {name}: {ty}\n"),
+        (None, false) => format!("    {name}: _Optional[{ty}] = None\n"),
+        (Some(default), required) => format!(
+            "    {name}: {} = {}\n",
+            optional(&ty, !required),
+            default_expr(def, default)
+        ),
+    }
+}
+
+/// The query parameter type of a field's equality filter, or `None` for JSON fields.
+fn filter_type(kind: &FieldKind) -> Option<String> {
+    Some(match kind {
+        FieldKind::Json => return None,
+        FieldKind::Enum { values } => literal_type(values),
+        FieldKind::Datetime => "_AwareDatetime".into(),
+        other => python_type(other).to_owned(),
+    })
+}
+
+/// `app/routers/<entity>.py`: the five routes of one entity.
+pub fn router(plan: &Plan<'_>, index: usize) -> String {
+    let entity = &plan.entities[index];
+    let class = &entity.class;
+    let name = entity.name();
+    let table = entity.table();
+    let auth = !plan.auth.is_empty();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "_PATH = {}\n\nROUTER = _APIRouter(\n    prefix=_PATH,\n    tags=[{}],\n",
+        python_str(&entity.path()),
+        python_str(table)
+    );
+    if auth {
+        out.push_str("    dependencies=[_Depends(_require_user)],\n");
+    }
+    out.push_str(")\n\n");
+
+    // The entity's checks that need the database.
+    let mut unique: Vec<Vec<String>> = entity
+        .fields
+        .iter()
+        .filter(|f| f.def.unique)
+        .map(|f| vec![f.name().to_owned()])
+        .collect();
+    unique.extend(entity.schema.unique.iter().cloned());
+    let unique: Vec<String> = unique.iter().map(|g| py_str_tuple(g)).collect();
+    let _ = write!(
+        out,
+        "_SPEC = _crud.EntitySpec(\n    model=_models.{class},\n    label={},\n    unique=({}),\n    references=(\n",
+        python_str(name),
+        match unique.len() {
+            0 => String::new(),
+            1 => format!("{},", unique[0]),
+            _ => unique.join(", "),
+        }
+    );
+    for field in &entity.fields {
+        if let Some(t) = field.target {
+            let target = &plan.entities[t];
+            let _ = writeln!(
+                out,
+                "        _crud.Reference({}, _models.{}, {}),",
+                python_str(field.name()),
+                target.class,
+                python_str(target.name())
+            );
+        }
+    }
+    out.push_str("    ),\n    referrers=(\n");
+    for &(e, f) in &entity.referrers {
+        let referrer = &plan.entities[e];
+        let _ = writeln!(
+            out,
+            "        _crud.Referrer(_models.{}, {}, {}),",
+            referrer.class,
+            python_str(referrer.fields[f].name()),
+            python_str(referrer.name())
+        );
+    }
+    out.push_str("    ),\n)\n");
+
+    // List with filters.
+    let _ = write!(
+        out,
+        "\n\n@ROUTER.get(\"\", response_model=_schemas.{class}Page)\ndef list_{table}(\n    \
+         limit: _Annotated[int, _Query(ge=1, le=200)] = 50,\n    \
+         offset: _Annotated[int, _Query(ge=0)] = 0,\n"
+    );
+    let mut filters = Vec::new();
+    for field in &entity.fields {
+        if let Some(ty) = filter_type(&field.def.kind) {
+            let _ = writeln!(out, "    {}: _Optional[{ty}] = None,", field.name());
+            filters.push(field.name());
+        }
+    }
+    out.push_str("    _session: _Session = _Depends(_get_session),\n):\n");
+    let _ = writeln!(
+        out,
+        "    \"\"\"Rows of `{name}`, oldest first; each given field filters by equality.\"\"\""
+    );
+    out.push_str("    _filters = {\n");
+    for filter in &filters {
+        let _ = writeln!(out, "        {}: {filter},", python_str(filter));
+    }
+    out.push_str("    }\n    return _crud.list_rows(_session, _SPEC, _filters, limit, offset)\n");
+
+    let _ = write!(
+        out,
+        "\n\n@ROUTER.post(\"\", status_code=201, response_model=_schemas.{class}Read)\n\
+         def create_{name}(\n    \
+         _body: _schemas.{class}Create,\n    \
+         _response: _Response,\n    \
+         _session: _Session = _Depends(_get_session),\n):\n    \
+         _row = _crud.create_row(_session, _SPEC, _body.model_dump())\n    \
+         _response.headers[\"Location\"] = f\"{{_PATH}}/{{_row.id}}\"\n    \
+         return _row\n\n\n\
+         @ROUTER.get(\"/{{id}}\", response_model=_schemas.{class}Read)\n\
+         def get_{name}(id: _uuid.UUID, _session: _Session = _Depends(_get_session)):\n    \
+         return _crud.get_row(_session, _SPEC, id)\n\n\n\
+         @ROUTER.put(\"/{{id}}\", response_model=_schemas.{class}Read)\n\
+         def update_{name}(\n    \
+         id: _uuid.UUID,\n    \
+         _body: _schemas.{class}Update,\n    \
+         _session: _Session = _Depends(_get_session),\n):\n    \
+         return _crud.update_row(_session, _SPEC, id, _body.model_dump(exclude_unset=True))\n\n\n\
+         @ROUTER.delete(\"/{{id}}\", status_code=204)\n\
+         def delete_{name}(id: _uuid.UUID, _session: _Session = _Depends(_get_session)):\n    \
+         _crud.delete_row(_session, _SPEC, id)\n    \
+         return _Response(status_code=204)\n"
+    );
+    let header = format!(
+        "\"\"\"Routes of the `{name}` entity: GET/POST {path} and GET/PUT/DELETE {path}/{{id}}.\n\n\
+         Generated names bound here start with `_` or a capital letter, so no field can shadow them.\n\
+         \"\"\"\n\n",
+        path = entity.path()
+    );
+    let imports = import_block(
+        &out,
+        &[
+            (&["_dt."], "import datetime as _dt"),
+            (&["_decimal."], "import decimal as _decimal"),
+            (&["_uuid."], "import uuid as _uuid"),
+            (
+                &["_Annotated["],
+                "from typing import Annotated as _Annotated",
+            ),
+            (&["_Literal["], "from typing import Literal as _Literal"),
+            (&["_Optional["], "from typing import Optional as _Optional"),
+            (&[""], ""),
+            (
+                &["_APIRouter"],
+                "from fastapi import APIRouter as _APIRouter",
+            ),
+            (&["_Depends"], "from fastapi import Depends as _Depends"),
+            (&["_Query"], "from fastapi import Query as _Query"),
+            (&["_Response"], "from fastapi import Response as _Response"),
+            (
+                &["_AwareDatetime"],
+                "from pydantic import AwareDatetime as _AwareDatetime",
+            ),
+            (
+                &["_Session"],
+                "from sqlalchemy.orm import Session as _Session",
+            ),
+            (&[""], ""),
+            (&["_crud."], "from app import crud as _crud"),
+            (&["_models."], "from app import models as _models"),
+            (&["_schemas."], "from app import schemas as _schemas"),
+            (
+                &["_require_user"],
+                "from app.auth import require_user as _require_user",
+            ),
+            (
+                &["_get_session"],
+                "from app.database import get_session as _get_session",
+            ),
+        ],
+    );
+    format!("{header}{imports}\n{out}")
+}
+
+/// `app/files.py`, with the owner of a file taken from the token when the auth feature exists.
+pub fn files_module(plan: &Plan<'_>) -> String {
+    let template = include_str!("templates/files.py");
+    let (doc, import, dependency) = if plan.auth.is_empty() {
+        (
+            "Without an auth feature, every file is visible to every client.",
+            "",
+            "def owner_id() -> None:\n    \"\"\"Without an auth feature, files have no owner.\"\"\"\n    return None\n",
+        )
+    } else {
+        (
+            "Every route needs a bearer token; a file is visible only to the account that uploaded it.",
+            "from app.auth import require_user\nfrom app.system_models import AuthUser\n",
+            "def owner_id(user: AuthUser = Depends(require_user)) -> uuid.UUID:\n    \"\"\"The account a file belongs to: the caller's.\"\"\"\n    return user.id\n",
+        )
+    };
+    template
+        .replace("__OWNER_DOC__", doc)
+        .replace("__OWNER_IMPORT__\n", import)
+        .replace("__OWNER_DEPENDENCY__", &format!("\n{dependency}"))
+}

@@ -1,0 +1,144 @@
+//! Target `python-fastapi`: FastAPI + SQLAlchemy 2 + Pydantic v2, an Alembic migration, SQLite by
+//! default and PostgreSQL through `DATABASE_URL`, and a pytest suite derived from the schema.
+//!
+//! Naming contract (see `domain::reserved`): in every generated module where user-chosen names
+//! appear as identifiers (models, schemas, routers), every name the generated code binds itself
+//! starts with `_` or an upper-case letter, so a field can never shadow it.
+
+mod app;
+mod migration;
+mod plan;
+mod readme;
+mod tests;
+
+use std::collections::BTreeMap;
+
+use domain::project::Project;
+use serde_json::Value;
+
+use crate::GenerateError;
+use crate::escape::python_str;
+
+/// Every pinned requirement: the direct dependencies and, for reproducible installs, theirs.
+pub const REQUIREMENTS: &str = include_str!("templates/requirements.txt");
+
+/// The file tree of `project` for this target.
+pub fn files(
+    project: &Project,
+    project_version: u64,
+) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> {
+    let mut plan = plan::build(project, project_version).map_err(GenerateError::Refused)?;
+    let mut out = Files::default();
+
+    out.add("requirements.txt", REQUIREMENTS);
+    out.add("Dockerfile", include_str!("templates/Dockerfile"));
+    out.add(".dockerignore", include_str!("templates/dockerignore"));
+    out.add(".gitignore", include_str!("templates/gitignore"));
+    out.add(".env.example", &app::env_example(&plan));
+    out.add("pytest.ini", include_str!("templates/pytest.ini"));
+    out.add("alembic.ini", include_str!("templates/alembic.ini"));
+    out.add("alembic/env.py", include_str!("templates/env.py"));
+    out.add(
+        "alembic/script.py.mako",
+        include_str!("templates/script.py.mako"),
+    );
+    out.add(
+        "alembic/versions/0001_initial.py",
+        &migration::initial(&mut plan),
+    );
+
+    out.add("app/__init__.py", "");
+    out.add("app/config.py", &app::config(&plan));
+    out.add("app/database.py", include_str!("templates/database.py"));
+    out.add("app/errors.py", include_str!("templates/errors.py"));
+    out.add("app/crud.py", include_str!("templates/crud.py"));
+    out.add("app/fields.py", include_str!("templates/fields.py"));
+    out.add("app/health.py", include_str!("templates/health.py"));
+    out.add("app/main.py", &app::main(&plan));
+    out.add("app/models.py", &app::models(&mut plan));
+    out.add("app/system_models.py", &app::system_models(&mut plan));
+    out.add("app/schemas.py", &app::schemas(&plan));
+    out.add("app/routers/__init__.py", "");
+    for i in 0..plan.entities.len() {
+        let entity = &plan.entities[i];
+        out.add(
+            &format!("app/routers/{}.py", entity.name()),
+            &app::router(&plan, i),
+        );
+    }
+    if !plan.auth.is_empty() {
+        out.add("app/auth.py", include_str!("templates/auth.py"));
+    }
+    if !plan.files.is_empty() {
+        out.add("app/files.py", &app::files_module(&plan));
+    }
+
+    out.add("tests/__init__.py", "");
+    out.add("tests/support.py", include_str!("templates/support.py"));
+    out.add("tests/conftest.py", &tests::conftest(&plan));
+    out.add(
+        "tests/database.py",
+        include_str!("templates/database_test.py"),
+    );
+    out.add("tests/data.py", &tests::data(&plan));
+    out.add("tests/test_app.py", &tests::test_app(&plan));
+    for i in 0..plan.entities.len() {
+        out.add(
+            &format!("tests/test_crud_{}.py", plan.entities[i].name()),
+            &tests::entity_tests(&plan, i),
+        );
+    }
+    if !plan.auth.is_empty() {
+        out.add("tests/test_auth.py", include_str!("templates/test_auth.py"));
+    }
+    if !plan.files.is_empty() {
+        out.add("tests/test_files.py", &tests::test_files(&plan));
+    }
+
+    out.add("README.md", &readme::readme(&plan));
+    Ok(out.0)
+}
+
+#[derive(Default)]
+struct Files(BTreeMap<String, Vec<u8>>);
+
+impl Files {
+    fn add(&mut self, name: &str, content: &str) {
+        let previous = self.0.insert(name.to_owned(), content.as_bytes().to_vec());
+        assert!(previous.is_none(), "{name} generated twice");
+    }
+}
+
+/// A JSON value as a Python literal; every string goes through [`python_str`].
+pub fn py_value(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => python_str(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(py_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(members) => {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}: {}", python_str(k), py_value(v)))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+    }
+}
+
+/// A Python tuple literal of strings: `("a", "b")`, `("a",)`, `()`.
+pub fn py_str_tuple<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => "()".into(),
+        [one] => format!("({},)", python_str(one.as_ref())),
+        many => {
+            let items: Vec<String> = many.iter().map(|s| python_str(s.as_ref())).collect();
+            format!("({})", items.join(", "))
+        }
+    }
+}

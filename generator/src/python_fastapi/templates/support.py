@@ -1,0 +1,106 @@
+"""Helpers of the generated tests: rows made from the sampled data, and value comparisons."""
+
+import decimal
+import uuid
+
+import pytest
+from pydantic import AwareDatetime, TypeAdapter
+
+from tests import data
+
+MISSING = object()
+"""Stands for "leave the field out of the body"."""
+
+_DATETIME = TypeAdapter(AwareDatetime)
+
+
+def same(kind: str, left, right) -> bool:
+    """Whether two JSON values denote the same value of a field of `kind`."""
+    if left is None or right is None:
+        return left is None and right is None
+    if kind == "decimal":
+        return decimal.Decimal(str(left)) == decimal.Decimal(str(right))
+    if kind == "float":
+        return float(left) == float(right)
+    if kind == "datetime":
+        return _DATETIME.validate_python(left) == _DATETIME.validate_python(right)
+    if kind in ("uuid", "reference"):
+        return uuid.UUID(str(left)) == uuid.UUID(str(right))
+    return left == right
+
+
+def instant(text: str):
+    """An RFC 3339 timestamp of a response as an aware datetime."""
+    return _DATETIME.validate_python(text)
+
+
+def query_value(value) -> str:
+    """A JSON value as a query parameter."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def assert_invalid(response, field: str, types) -> None:
+    """A 422 whose errors name `field`, with one of `types` (any type when empty)."""
+    assert response.status_code == 422, f"{response.status_code}: {response.text}"
+    errors = response.json()["detail"]
+    named = [error for error in errors if list(error["loc"][:2]) == ["body", field]]
+    assert named, f"no error names {field}: {errors}"
+    if types:
+        found = [error["type"] for error in named]
+        assert set(found) & set(types), f"expected one of {types} for {field}, got {found}"
+
+
+class Api:
+    """A test client and a factory of rows that satisfy every constraint.
+
+    Each entity's rows come from `data.ENTITIES[...]["rows"]`, one after the other, so rows made
+    in one test never collide on a unique constraint. Required references get a parent: a shared
+    one, or a fresh one per row when the reference is part of a unique constraint.
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self._used: dict[str, int] = {}
+        self._shared: dict[str, dict] = {}
+
+    def payload(self, entity: str, overrides: dict | None = None) -> dict:
+        spec = data.ENTITIES[entity]
+        used = self._used.get(entity, 0)
+        if used >= spec["capacity"]:
+            pytest.skip(
+                f"{entity} can hold only {spec['capacity']} rows of the sampled values "
+                "without breaking a unique constraint"
+            )
+        self._used[entity] = used + 1
+        row = dict(spec["rows"][used])
+        overrides = overrides or {}
+        for field, target, fresh in spec["required_references"]:
+            if field not in overrides:
+                parent = self.create(target) if fresh else self.shared(target)
+                row[field] = parent["id"]
+        row.update(overrides)
+        return row
+
+    def create(self, entity: str, overrides: dict | None = None) -> dict:
+        payload = self.payload(entity, overrides)
+        response = self.client.post(data.ENTITIES[entity]["path"], json=payload)
+        assert response.status_code == 201, f"creating {entity}: {response.text}"
+        return response.json()
+
+    def shared(self, entity: str) -> dict:
+        """One row of `entity` that this test's rows may all reference."""
+        if entity not in self._shared:
+            self._shared[entity] = self.create(entity)
+        return self._shared[entity]
+
+    def optional_references(self, entity: str, fields, fresh: bool = False) -> dict:
+        """Parents for the optional references among `fields`: the shared ones, or new ones."""
+        return {
+            field: (self.create(target) if fresh else self.shared(target))["id"]
+            for field, target in data.ENTITIES[entity]["optional_references"]
+            if field in fields
+        }

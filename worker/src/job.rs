@@ -1,0 +1,248 @@
+//! One generation job: start it, fold the project at the requested version, generate, store the
+//! artifact, verify when asked, and append the outcome to the generation's own stream.
+
+use std::time::{Duration, Instant};
+
+use domain::generation::{
+    Generation, GenerationCommand, GenerationError, StepReport, StepStatus, TestReport,
+};
+use domain::ids::{GenerationId, ProjectId};
+use domain::project::Project;
+use domain::{EventMetadata, Limits};
+use event_store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, ReadUntil, StreamAppend};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The job message the projector publishes for `GenerationRequested`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GenerationJob {
+    pub generation_id: Uuid,
+    pub project_id: Uuid,
+    pub project_version: u64,
+    pub event_id: Uuid,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished earlier (a redelivery): nothing to do.
+    AlreadyFinished,
+    Succeeded,
+    /// Failed for a reason retrying cannot change (recorded as `GenerationFailed`).
+    Failed(String),
+}
+
+pub struct JobContext<'a> {
+    pub store: &'a PgEventStore,
+    pub verify_timeout: Duration,
+}
+
+fn metadata(job: &GenerationJob) -> EventMetadata {
+    EventMetadata {
+        correlation_id: Some(job.generation_id),
+        causation_id: Some(job.event_id),
+        request_id: Some("worker".into()),
+        ..EventMetadata::default()
+    }
+}
+
+async fn load_generation(
+    store: &PgEventStore,
+    id: GenerationId,
+) -> anyhow::Result<(Generation, u64)> {
+    let loaded: event_store::Loaded<Generation> =
+        event_store::load(store, &id.stream(), ReadUntil::End).await?;
+    Ok((loaded.state, loaded.version))
+}
+
+/// Decides `command` on the generation's current state and appends the result.
+pub async fn decide_and_append(
+    store: &PgEventStore,
+    job: &GenerationJob,
+    command: GenerationCommand,
+) -> anyhow::Result<Result<(), GenerationError>> {
+    let id = GenerationId::from_uuid(job.generation_id);
+    let (state, version) = load_generation(store, id).await?;
+    let events = match state.decide(&command, &Limits::default()) {
+        Ok(events) => events,
+        Err(e) => return Ok(Err(e)),
+    };
+    if events.is_empty() {
+        return Ok(Ok(()));
+    }
+    let new: Vec<NewEvent> = events
+        .iter()
+        .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), metadata(job)))
+        .collect();
+    store
+        .append(vec![StreamAppend::new(
+            id.stream(),
+            ExpectedVersion::Exact(version),
+            new,
+        )])
+        .await?;
+    Ok(Ok(()))
+}
+
+async fn project_at(
+    store: &PgEventStore,
+    project_id: Uuid,
+    version: u64,
+) -> anyhow::Result<Project> {
+    let stream = ProjectId::from_uuid(project_id).stream();
+    let loaded: event_store::Loaded<Project> =
+        event_store::load(store, &stream, ReadUntil::Version(version)).await?;
+    anyhow::ensure!(
+        loaded.version == version,
+        "project {project_id} has no version {version}"
+    );
+    Ok(loaded.state)
+}
+
+fn step(name: &str, started: Instant, status: StepStatus, log: Option<String>) -> StepReport {
+    StepReport {
+        name: name.into(),
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        log,
+    }
+}
+
+/// Runs the job; errors are infrastructure failures worth a redelivery.
+pub async fn run(
+    ctx: &JobContext<'_>,
+    job: &GenerationJob,
+    attempt: u32,
+) -> anyhow::Result<Outcome> {
+    let id = GenerationId::from_uuid(job.generation_id);
+    let (state, _) = load_generation(ctx.store, id).await?;
+    if !state.exists() {
+        anyhow::bail!("generation {} is not in the store yet", job.generation_id);
+    }
+    if state.status.is_finished() {
+        return Ok(Outcome::AlreadyFinished);
+    }
+    let start = GenerationCommand::Start {
+        attempt,
+        at: OffsetDateTime::now_utc(),
+    };
+    match decide_and_append(ctx.store, job, start).await? {
+        Ok(()) => {}
+        Err(GenerationError::AlreadyFinished) => return Ok(Outcome::AlreadyFinished),
+        Err(e) => anyhow::bail!("cannot start generation {}: {e}", job.generation_id),
+    }
+    let mut steps = Vec::new();
+    let t = Instant::now();
+    let project = project_at(ctx.store, job.project_id, job.project_version).await?;
+    steps.push(step("load_project", t, StepStatus::Succeeded, None));
+
+    let t = Instant::now();
+    let artifact = match generator::generate(&project, job.project_version, state.target) {
+        Ok(a) => a,
+        Err(e) => {
+            let reason = format!("generation refused: {e}");
+            steps.push(step("generate", t, StepStatus::Failed, Some(e.to_string())));
+            return fail(ctx, job, reason, steps, None).await;
+        }
+    };
+    steps.push(step(
+        "generate",
+        t,
+        StepStatus::Succeeded,
+        Some(format!(
+            "{} files, {} bytes",
+            artifact.file_count, artifact.size_bytes
+        )),
+    ));
+
+    let t = Instant::now();
+    crate::artifacts::store(ctx.store.pool(), &artifact.sha256, &artifact.zip).await?;
+    steps.push(step("store", t, StepStatus::Succeeded, None));
+
+    let mut tests: Option<TestReport> = None;
+    if state.verify {
+        let t = Instant::now();
+        match crate::verify::verify(&artifact.files, ctx.verify_timeout).await {
+            Ok(report) if report.failed == 0 && report.passed > 0 => {
+                steps.push(step("verify", t, StepStatus::Succeeded, None));
+                tests = Some(report);
+            }
+            Ok(report) => {
+                let reason = format!(
+                    "the generated test suite failed: {} passed, {} failed",
+                    report.passed, report.failed
+                );
+                steps.push(step("verify", t, StepStatus::Failed, None));
+                return fail(ctx, job, reason, steps, Some(report)).await;
+            }
+            Err(e) => {
+                steps.push(step(
+                    "verify",
+                    t,
+                    StepStatus::Failed,
+                    Some(format!("{e:#}")),
+                ));
+                return fail(
+                    ctx,
+                    job,
+                    format!("verification could not run: {e:#}"),
+                    steps,
+                    None,
+                )
+                .await;
+            }
+        }
+    } else {
+        steps.push(StepReport {
+            name: "verify".into(),
+            status: StepStatus::Skipped,
+            duration_ms: 0,
+            log: None,
+        });
+    }
+    let complete = GenerationCommand::Complete {
+        file_count: artifact.file_count as u64,
+        size_bytes: artifact.size_bytes as u64,
+        sha256: artifact.sha256.clone(),
+        steps,
+        tests,
+        at: OffsetDateTime::now_utc(),
+    };
+    match decide_and_append(ctx.store, job, complete).await? {
+        Ok(()) => Ok(Outcome::Succeeded),
+        Err(GenerationError::AlreadyFinished) => Ok(Outcome::AlreadyFinished),
+        Err(e) => anyhow::bail!("cannot complete generation {}: {e}", job.generation_id),
+    }
+}
+
+async fn fail(
+    ctx: &JobContext<'_>,
+    job: &GenerationJob,
+    reason: String,
+    steps: Vec<StepReport>,
+    tests: Option<TestReport>,
+) -> anyhow::Result<Outcome> {
+    record_failure(ctx.store, job, &reason, steps, tests).await?;
+    Ok(Outcome::Failed(reason))
+}
+
+/// Appends `GenerationFailed` unless the generation has finished already.
+pub async fn record_failure(
+    store: &PgEventStore,
+    job: &GenerationJob,
+    reason: &str,
+    steps: Vec<StepReport>,
+    tests: Option<TestReport>,
+) -> anyhow::Result<()> {
+    let command = GenerationCommand::Fail {
+        reason: reason.to_owned(),
+        steps,
+        tests,
+        at: OffsetDateTime::now_utc(),
+    };
+    match decide_and_append(store, job, command).await? {
+        Ok(()) | Err(GenerationError::AlreadyFinished) => Ok(()),
+        Err(e) => anyhow::bail!("cannot record the failure of {}: {e}", job.generation_id),
+    }
+}

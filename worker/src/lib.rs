@@ -1,0 +1,265 @@
+//! The worker: a durable pull consumer of generation jobs with explicit acks, progress acks while
+//! working, a deadline per job, bounded concurrency and bounded redelivery with backoff; the last
+//! failed delivery and a deadline sweeper record failures, so nothing stays running forever.
+
+pub mod artifacts;
+pub mod job;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use event_store::PgEventStore;
+use futures::StreamExt;
+use projector::nats::{self, Names};
+use runtime::metrics::Metrics;
+use tokio::sync::{Semaphore, watch};
+
+use crate::job::{GenerationJob, JobContext, Outcome};
+
+/// How the worker behaves; every value has a `BACKFORGE_` variable.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs handled at once.
+    pub concurrency: usize,
+    /// A job still running after this is abandoned and retried (or failed on its last delivery).
+    pub job_deadline: Duration,
+    /// Deliveries of one job, the first included.
+    pub max_deliver: i64,
+    pub verify_timeout: Duration,
+    /// How long the server waits for an ack (or a progress ack) before redelivering.
+    pub ack_wait: Duration,
+}
+
+impl WorkerSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let num = |key: &str, default: u64| -> anyhow::Result<u64> {
+            match std::env::var(key) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{key} must be a whole number")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(Self {
+            concurrency: num("BACKFORGE_WORKER_CONCURRENCY", 2)?.max(1) as usize,
+            job_deadline: Duration::from_secs(num("BACKFORGE_JOB_DEADLINE_SECS", 600)?.max(5)),
+            max_deliver: num("BACKFORGE_JOB_MAX_DELIVER", 4)?.clamp(1, 20) as i64,
+            verify_timeout: Duration::from_secs(num("BACKFORGE_VERIFY_TIMEOUT_SECS", 300)?.max(5)),
+            ack_wait: Duration::from_secs(num("BACKFORGE_JOB_ACK_WAIT_SECS", 30)?.max(1)),
+        })
+    }
+}
+
+/// Redelivery delays after the 1st, 2nd, … failed delivery.
+fn backoff(max_deliver: i64) -> Vec<Duration> {
+    let steps = [2u64, 10, 30, 60, 120];
+    (0..(max_deliver - 1).max(0) as usize)
+        .map(|i| Duration::from_secs(steps[i.min(steps.len() - 1)]))
+        .collect()
+}
+
+pub struct Worker {
+    pub store: PgEventStore,
+    pub nats: async_nats::Client,
+    pub names: Names,
+    pub settings: WorkerSettings,
+    pub metrics: Metrics,
+}
+
+impl Worker {
+    /// Consumes jobs until `shutdown`; reconnects and recreates the consumer after failures.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let sweeper = {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { me.sweep(stop).await })
+        };
+        let mut pause = Duration::from_millis(500);
+        while !*shutdown.borrow() {
+            match self.consume(&mut shutdown).await {
+                Ok(()) => pause = Duration::from_millis(500),
+                Err(error) => {
+                    tracing::warn!(error = ?error, "worker lost its job stream; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        let _ = sweeper.await;
+    }
+
+    async fn consume(self: &Arc<Self>, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        let js = jetstream::new(self.nats.clone());
+        nats::ensure_streams(&js, &self.names).await?;
+        let stream = js.get_stream(self.names.jobs_stream()).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                "generation-worker",
+                pull::Config {
+                    durable_name: Some("generation-worker".into()),
+                    filter_subject: self.names.job_subject("generation"),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.settings.ack_wait,
+                    max_deliver: self.settings.max_deliver,
+                    backoff: backoff(self.settings.max_deliver),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        tracing::info!("worker consuming generation jobs");
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p?,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let message = tokio::select! {
+                m = messages.next() => m,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let Some(message) = message else {
+                anyhow::bail!("the job stream ended");
+            };
+            let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.handle(message).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn handle(&self, message: jetstream::Message) {
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        let job: GenerationJob = match serde_json::from_slice(&message.payload) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(%error, "malformed generation job; dropping it");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let span = tracing::info_span!("generation", id = %job.generation_id, attempt = delivered);
+        let _entered = span.enter();
+        // Keep the server from redelivering while this is still working.
+        let progress_every = (self.settings.ack_wait / 3).max(Duration::from_millis(300));
+        let progress = {
+            let message = message.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(progress_every).await;
+                    if message.ack_with(AckKind::Progress).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let ctx = JobContext {
+            store: &self.store,
+            verify_timeout: self.settings.verify_timeout,
+        };
+        let attempt = u32::try_from(delivered).unwrap_or(u32::MAX);
+        let result =
+            tokio::time::timeout(self.settings.job_deadline, job::run(&ctx, &job, attempt)).await;
+        progress.abort();
+        let error = match result {
+            Ok(Ok(outcome)) => {
+                let label = match &outcome {
+                    Outcome::Succeeded => "succeeded",
+                    Outcome::Failed(reason) => {
+                        tracing::info!(%reason, "generation failed");
+                        "failed"
+                    }
+                    Outcome::AlreadyFinished => "skipped",
+                };
+                self.metrics.inc(
+                    "backforge_generation_jobs_total",
+                    vec![("outcome", label.into())],
+                    1,
+                );
+                let _ = message.ack().await;
+                return;
+            }
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(_) => format!(
+                "the job exceeded its deadline of {} s",
+                self.settings.job_deadline.as_secs()
+            ),
+        };
+        if delivered >= self.settings.max_deliver {
+            tracing::error!(%error, "generation failed on its last delivery");
+            let reason = format!("failed after {delivered} attempts: {error}");
+            match job::record_failure(&self.store, &job, &reason, Vec::new(), None).await {
+                Ok(()) => {
+                    self.metrics.inc(
+                        "backforge_generation_jobs_total",
+                        vec![("outcome", "failed".into())],
+                        1,
+                    );
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+                // The sweeper records it later if the store is down now.
+                Err(e) => {
+                    tracing::error!(error = ?e, "could not record the failure");
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+            }
+        } else {
+            tracing::warn!(%error, "generation attempt failed; it will be redelivered");
+            let delay = backoff(self.settings.max_deliver)
+                .get((delivered - 1).max(0) as usize)
+                .copied();
+            let _ = message.ack_with(AckKind::Nak(delay)).await;
+        }
+    }
+
+    /// Fails generations that have been running past every delivery's deadline, or whose job was
+    /// dropped, so none stays `running` forever.
+    async fn sweep(&self, mut shutdown: watch::Receiver<bool>) {
+        let limit = self.settings.job_deadline * (self.settings.max_deliver as u32 + 1)
+            + backoff(self.settings.max_deliver).iter().sum::<Duration>();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(error) = self.sweep_once(limit).await {
+                tracing::warn!(error = ?error, "generation sweep failed");
+            }
+        }
+    }
+
+    /// One sweep: generations started longer ago than `limit` and still running are failed.
+    pub async fn sweep_once(&self, limit: Duration) -> anyhow::Result<usize> {
+        let client = self.store.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT id, project_id, (document->>'project_version')::bigint FROM rm.generations
+                 WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)",
+                &[&limit.as_secs_f64()],
+            )
+            .await?;
+        drop(client);
+        for row in &rows {
+            let job = GenerationJob {
+                generation_id: row.get(0),
+                project_id: row.get(1),
+                project_version: row.get::<_, i64>(2).max(0) as u64,
+                event_id: uuid::Uuid::nil(),
+            };
+            let reason = format!(
+                "the generation exceeded its deadline of {} s",
+                limit.as_secs()
+            );
+            job::record_failure(&self.store, &job, &reason, Vec::new(), None).await?;
+        }
+        Ok(rows.len())
+    }
+}
