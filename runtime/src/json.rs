@@ -103,7 +103,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 /// syntax error as a data error, so its error category alone cannot tell the two apart.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Err(ApiError::malformed(format!("the body is not valid JSON: {e}")));
+        return Err(ApiError::malformed(format!(
+            "the body is not valid JSON: {e}"
+        )));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
@@ -238,7 +240,10 @@ mod tests {
             colour: Colour,
         }
         let err = parse::<Paint>(br#"{"colour": 1}"#).unwrap_err();
-        assert_eq!(field_of(err), (ProblemType::ValidationFailed, Some("/colour".into())));
+        assert_eq!(
+            field_of(err),
+            (ProblemType::ValidationFailed, Some("/colour".into()))
+        );
         let err = parse::<Paint>(br#"{"colour": 1} trailing"#).unwrap_err();
         assert_eq!(err.kind(), ProblemType::MalformedRequest);
         let err = parse::<Paint>(br#"{"colour":"#).unwrap_err();

@@ -198,6 +198,7 @@ mod tests {
         assert_eq!(s.nats_prefix, "backforge");
         assert_eq!(s.min_position_wait, Duration::from_millis(5000));
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.body_limit_bytes, 1024 * 1024);
         assert_eq!(s.environment, Environment::Development);
     }
 

@@ -1,5 +1,13 @@
 //! The end-to-end suite, one binary: each module tests one service against real PostgreSQL and NATS.
 
+mod access;
 mod auth;
 mod event_store;
+mod generated_app;
+mod generations;
+mod idempotency;
+mod nats;
+mod pipeline;
+mod processes;
 mod projects;
+mod read_side;

@@ -94,6 +94,10 @@ impl TestApp {
         let app = command_api::Application::build(settings, "127.0.0.1:0")
             .await
             .expect("command api");
+        // The read-model and relay tables too, for tests that run projections in-process.
+        projector::schema::ensure(&db.url)
+            .await
+            .expect("read-model tables");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.server_handle();
         tokio::spawn(app.run_until_stopped());
@@ -272,3 +276,6 @@ impl Drop for TestApp {
         drop(handle.stop(false));
     }
 }
+
+pub mod nats;
+pub mod process;

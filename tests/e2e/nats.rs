@@ -1,0 +1,209 @@
+//! The NATS relays end to end: every event published once as a CloudEvent, without e-mail
+//! addresses, in feed order; and generation jobs published once NATS comes back after an outage.
+
+use std::time::Duration;
+
+use event_store::EventStore;
+use projector::nats::Names;
+use projector::relay::{Relay, RelayKind};
+use serde_json::{Value, json};
+use tests::TestApp;
+use tests::nats::{PrivateNats, delete_streams, read_stream, shared_url, unique_prefix};
+use tokio::sync::watch;
+
+fn relay(app: &TestApp, kind: RelayKind, nats: async_nats::Client, prefix: &str) -> Relay {
+    Relay {
+        kind,
+        store: (*app.store).clone(),
+        pool: app.pool.clone(),
+        database_url: app.db.url.clone(),
+        nats,
+        names: Names::new(prefix),
+        metrics: runtime::metrics::Metrics::new(),
+    }
+}
+
+/// Polls `stream` until it holds `count` messages or 15 s pass.
+async fn wait_for_messages(
+    url: &str,
+    stream: &str,
+    count: usize,
+) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let messages = read_stream(url, stream).await.unwrap_or_default();
+        if messages.len() >= count || tokio::time::Instant::now() > deadline {
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_published_once_as_a_cloudevent_without_e_mail_addresses() {
+    let app = TestApp::spawn().await;
+    let prefix = unique_prefix();
+    let url = shared_url();
+    let owner = app.register("Ivy").await;
+    let created = app
+        .post(
+            "/projects",
+            Some(&owner.access_token),
+            json!({"name": "Integrations", "features": [{"name": "Login", "feature_type": "auth"}]}),
+        )
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    app.put(
+        &format!("/projects/{id}"),
+        Some(&owner.access_token),
+        json!({"name": "Renamed"}),
+    )
+    .await
+    .expect(200);
+
+    let client = projector::nats::connect(&url).await.expect("nats");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let events_relay = relay(&app, RelayKind::Events, client, &prefix);
+    let task = tokio::spawn(async move { events_relay.run(stop_rx).await });
+
+    // Everything but the e-mail reservation: UserRegistered, ProjectCreated, FeatureAdded, ProjectUpdated.
+    let stream = format!("{}_EVENTS", prefix.to_uppercase());
+    let messages = wait_for_messages(&url, &stream, 4).await;
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    assert_eq!(messages.len(), 4, "one message per published event");
+
+    let feed = app
+        .store
+        .read_feed(event_store::Position::START, 100)
+        .await
+        .expect("feed");
+    let published: Vec<&event_store::RecordedEvent> = feed
+        .iter()
+        .filter(|e| e.event_type != "EmailReserved")
+        .collect();
+    for ((subject, msg_id, payload), recorded) in messages.iter().zip(&published) {
+        let doc: Value = serde_json::from_slice(payload).expect("json");
+        let aggregate = if recorded.stream_id.starts_with("user-") {
+            "user"
+        } else {
+            "project"
+        };
+        let aggregate_id = recorded.stream_id.split_once('-').expect("id").1;
+        assert_eq!(doc["specversion"], "1.0");
+        assert_eq!(doc["id"], json!(recorded.event_id), "feed order is kept");
+        assert_eq!(
+            msg_id.as_deref(),
+            Some(recorded.event_id.to_string().as_str()),
+            "Nats-Msg-Id is the event id"
+        );
+        assert_eq!(
+            doc["type"],
+            format!("{prefix}.{aggregate}.{}", recorded.event_type)
+        );
+        assert_eq!(
+            doc["source"],
+            format!("/{prefix}/{aggregate}/{aggregate_id}")
+        );
+        assert_eq!(doc["subject"], aggregate_id);
+        assert_eq!(
+            subject,
+            &format!(
+                "{prefix}.events.{aggregate}.{aggregate_id}.{}",
+                recorded.event_type
+            )
+        );
+        assert_eq!(doc["datacontenttype"], "application/json");
+        assert_eq!(doc["streamversion"], json!(recorded.stream_version));
+        assert_eq!(doc["position"], recorded.position.to_token());
+        assert_eq!(
+            doc["correlationid"],
+            json!(recorded.metadata.correlation_id)
+        );
+        assert!(doc["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(
+            !String::from_utf8_lossy(payload).contains(&owner.email),
+            "no e-mail address is published"
+        );
+    }
+    let client = app.pool.get().await.expect("client");
+    let row = client
+        .query_one(
+            "SELECT tx, seq FROM relay_checkpoints WHERE name = 'nats_events'",
+            &[],
+        )
+        .await
+        .expect("checkpoint");
+    let last = feed.last().expect("events").position;
+    assert_eq!(
+        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64),
+        (last.tx, last.seq),
+        "the checkpoint reached the end of the acknowledged prefix"
+    );
+    delete_streams(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_requested_while_nats_is_down_is_published_once_it_returns() {
+    let app = TestApp::spawn().await;
+    let prefix = unique_prefix();
+    let mut nats = PrivateNats::new();
+    let owner = app.register("Noa").await;
+    let created = app
+        .post(
+            "/projects",
+            Some(&owner.access_token),
+            json!({"name": "Offline", "features": [{"name": "Things", "feature_type": "crud",
+                "schema_definition": {"entity": "thing", "fields": [{"name": "label", "type": "string"}]}}]}),
+        )
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+
+    // NATS is down: the relay runs and retries, and the command still succeeds.
+    let client = projector::nats::connect(&nats.url())
+        .await
+        .expect("a client that retries");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let jobs_relay = relay(&app, RelayKind::Jobs, client, &prefix);
+    let task = tokio::spawn(async move { jobs_relay.run(stop_rx).await });
+    let requested = app
+        .post(
+            &format!("/projects/{id}/generations"),
+            Some(&owner.access_token),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    let generation_id = requested.body["id"]
+        .as_str()
+        .expect("generation id")
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    nats.start();
+    let stream = format!("{}_JOBS", prefix.to_uppercase());
+    let messages = wait_for_messages(&nats.url(), &stream, 1).await;
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    assert_eq!(messages.len(), 1, "the job is published exactly once");
+    let (subject, msg_id, payload) = &messages[0];
+    assert_eq!(subject, &format!("{prefix}.jobs.generation"));
+    let job: Value = serde_json::from_slice(payload).expect("json");
+    assert_eq!(job["generation_id"], generation_id);
+    assert_eq!(job["project_id"], id);
+    assert_eq!(job["project_version"], 2);
+    let requested_event = app
+        .all_events()
+        .await
+        .into_iter()
+        .filter(|e| e.1 == "GenerationRequested")
+        .count();
+    assert_eq!(requested_event, 1);
+    assert_eq!(
+        msg_id.as_deref(),
+        job["event_id"].as_str(),
+        "Nats-Msg-Id is the event id"
+    );
+}

@@ -1,0 +1,275 @@
+//! The generation pipeline through the real processes: request → job over NATS → worker →
+//! artifact → download, including a worker that arrives late and one killed mid-job.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tests::TestDatabase;
+use tests::process::{Backforge, eventually, position_of};
+
+fn shop() -> Value {
+    json!({"name": "Shop", "features": [
+        {"name": "Customers", "feature_type": "crud", "schema_definition": {"entity": "customer", "fields": [
+            {"name": "email", "type": "string", "required": true, "unique": true, "max_length": 200}]}},
+        {"name": "Orders", "feature_type": "crud", "schema_definition": {"entity": "order", "fields": [
+            {"name": "title", "type": "string", "required": true, "max_length": 120},
+            {"name": "total", "type": "decimal", "precision": 12, "scale": 2, "min": 0},
+            {"name": "status", "type": "enum", "values": ["new", "paid"], "default": "new"},
+            {"name": "code", "type": "string", "unique": true, "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+            {"name": "customer_id", "type": "reference", "references": "customer", "required": true}],
+            "unique": [["customer_id", "title"]]}},
+        {"name": "Login", "feature_type": "auth"},
+        {"name": "Uploads", "feature_type": "file_storage"}
+    ]})
+}
+
+async fn download(
+    api: &tests::process::Api,
+    path: &str,
+    token: &str,
+) -> (u16, Option<String>, Vec<u8>) {
+    let response = api
+        .client
+        .get(api.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("download");
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        status,
+        etag,
+        response.bytes().await.expect("bytes").to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_waits_for_a_worker_then_is_generated_stored_and_downloadable() {
+    let db = TestDatabase::create().await.expect("db");
+    let writes = Backforge::start("command-api", &db.url, &[]).await;
+    let reads = Backforge::start("query-api", &db.url, &[]).await;
+    let _projector = Backforge::start("projector", &db.url, &[]).await;
+    let (owner, _) = writes.register("Gwen").await;
+    let token = owner.access_token.as_str();
+    let created = writes
+        .post("/projects", Some(token), shop())
+        .await
+        .expect(201);
+    let project = created.body["id"].as_str().expect("id").to_owned();
+    let requested = writes
+        .post(
+            &format!("/projects/{project}/generations"),
+            Some(token),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    let generation = requested.body["id"].as_str().expect("id").to_owned();
+    let position = position_of(&requested);
+
+    // No worker yet: the generation is requested, and its download is a 409.
+    let pending = reads
+        .send(
+            Method::GET,
+            &format!("/generations/{generation}"),
+            Some(token),
+            None,
+            &[("Backforge-Min-Position", &position)],
+        )
+        .await
+        .expect(200);
+    assert_eq!(pending.body["status"], "requested");
+    let (status, _, _) = download(
+        &reads,
+        &format!("/generations/{generation}/download"),
+        token,
+    )
+    .await;
+    assert_eq!(status, 409, "an unfinished generation cannot be downloaded");
+    let (status, _, _) = download(&reads, &format!("/projects/{project}/download"), token).await;
+    assert_eq!(status, 404, "no succeeded generation yet");
+
+    let _worker = Backforge::start("worker", &db.url, &[]).await;
+    let done = eventually(
+        "the generation finishes",
+        Duration::from_secs(60),
+        || async {
+            let answer = reads
+                .get(&format!("/generations/{generation}"), Some(token))
+                .await;
+            matches!(
+                answer.body["status"].as_str(),
+                Some("succeeded") | Some("failed")
+            )
+            .then_some(answer.body)
+        },
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["project_version"], 5);
+    assert!(done["file_count"].as_u64().is_some_and(|n| n > 10));
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(steps.contains(&"generate"), "{steps:?}");
+    let sha = done["sha256"].as_str().expect("sha256").to_owned();
+
+    let (status, etag, zip) = download(
+        &reads,
+        &format!("/generations/{generation}/download"),
+        token,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(etag, Some(format!("\"{sha}\"")));
+    assert_eq!(
+        hex::encode(Sha256::digest(&zip)),
+        sha,
+        "the ZIP is the recorded artifact"
+    );
+    assert_eq!(done["size_bytes"], json!(zip.len()));
+    let (status, _, latest) =
+        download(&reads, &format!("/projects/{project}/download"), token).await;
+    assert_eq!((status, latest), (200, zip.clone()));
+    let list = reads
+        .get(&format!("/projects/{project}/generations"), Some(token))
+        .await
+        .expect(200);
+    assert_eq!(list.body["items"][0]["id"], generation.as_str());
+
+    // The same project version generates byte-identical bytes.
+    let again = writes
+        .post(
+            &format!("/projects/{project}/generations"),
+            Some(token),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    let second = again.body["id"].as_str().expect("id").to_owned();
+    let redone = eventually(
+        "the second generation finishes",
+        Duration::from_secs(60),
+        || async {
+            let answer = reads
+                .get(&format!("/generations/{second}"), Some(token))
+                .await;
+            (answer.body["status"] == "succeeded").then_some(answer.body)
+        },
+    )
+    .await;
+    assert_eq!(redone["sha256"], sha.as_str(), "generation is reproducible");
+    // Someone else sees none of it.
+    let (stranger, _) = writes.register("Stranger").await;
+    reads
+        .get(
+            &format!("/generations/{generation}"),
+            Some(&stranger.access_token),
+        )
+        .await
+        .expect(404);
+    let (status, _, _) = download(
+        &reads,
+        &format!("/generations/{generation}/download"),
+        &stranger.access_token,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_is_replaced_and_the_verified_generation_finishes() {
+    let db = TestDatabase::create().await.expect("db");
+    let venvs = std::env::current_dir()
+        .expect("cwd")
+        .join("../target/tmp/worker-venvs")
+        .display()
+        .to_string();
+    let worker_env = [
+        ("BACKFORGE_JOB_ACK_WAIT_SECS", "3"),
+        ("BACKFORGE_VENV_DIR", venvs.as_str()),
+        ("BACKFORGE_VERIFY_TIMEOUT_SECS", "600"),
+    ];
+    let writes = Backforge::start("command-api", &db.url, &[]).await;
+    let reads = Backforge::start("query-api", &db.url, &[]).await;
+    let _projector = Backforge::start("projector", &db.url, &[]).await;
+    let mut first = Backforge::start("worker", &db.url, &worker_env).await;
+    let (owner, _) = writes.register("Kai").await;
+    let token = owner.access_token.as_str();
+    let project = writes
+        .post("/projects", Some(token), shop())
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let requested = writes
+        .post(
+            &format!("/projects/{project}/generations"),
+            Some(token),
+            json!({"verify": true}),
+        )
+        .await
+        .expect(202);
+    let generation = requested.body["id"].as_str().expect("id").to_owned();
+    eventually(
+        "the first worker starts the job",
+        Duration::from_secs(60),
+        || async {
+            let answer = reads
+                .get(&format!("/generations/{generation}"), Some(token))
+                .await;
+            (answer.body["status"] == "running").then_some(())
+        },
+    )
+    .await;
+    first.kill();
+
+    let _second = Backforge::start("worker", &db.url, &worker_env).await;
+    let done = eventually(
+        "the job finishes after redelivery",
+        Duration::from_secs(400),
+        || async {
+            let answer = reads
+                .get(&format!("/generations/{generation}"), Some(token))
+                .await;
+            matches!(
+                answer.body["status"].as_str(),
+                Some("succeeded") | Some("failed")
+            )
+            .then_some(answer.body)
+        },
+    )
+    .await;
+    assert!(
+        done["attempt"].as_u64().is_some_and(|a| a >= 2),
+        "redelivered: {done}"
+    );
+    match done["status"].as_str() {
+        Some("succeeded") => {
+            assert!(
+                done["tests"]["passed"].as_u64().is_some_and(|n| n > 50),
+                "{}",
+                done["tests"]
+            );
+            assert_eq!(done["tests"]["failed"], 0);
+            let verify = done["steps"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "verify"))
+                .expect("a verify step");
+            assert_eq!(verify["status"], "succeeded");
+        }
+        _ => panic!("the verified generation failed: {}", done["error"]),
+    }
+}
