@@ -60,7 +60,9 @@ async fn load_generations(
     let mut ids: Vec<Uuid> = decoded
         .iter()
         .filter(|(_, e)| matches!(e, AnyEvent::Generation(_)))
-        .filter_map(|(r, _)| domain::ids::GenerationId::from_stream(&r.stream_id).map(|g| g.as_uuid()))
+        .filter_map(|(r, _)| {
+            domain::ids::GenerationId::from_stream(&r.stream_id).map(|g| g.as_uuid())
+        })
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -98,7 +100,12 @@ pub fn status_str(status: GenerationStatus) -> &'static str {
     }
 }
 
-async fn write_generation(tx: &Transaction<'_>, schema: &str, id: Uuid, row: &GenerationRow) -> Result<(), ApplyError> {
+async fn write_generation(
+    tx: &Transaction<'_>,
+    schema: &str,
+    id: Uuid,
+    row: &GenerationRow,
+) -> Result<(), ApplyError> {
     let g = &row.state;
     let document = serde_json::to_value(g)?;
     let upsert = tx
@@ -178,7 +185,9 @@ pub async fn apply_batch(
                 row.dirty = true;
             }
             AnyEvent::Generation(e) => {
-                let Some(id) = domain::ids::GenerationId::from_stream(&recorded.stream_id).map(|g| g.as_uuid()) else {
+                let Some(id) = domain::ids::GenerationId::from_stream(&recorded.stream_id)
+                    .map(|g| g.as_uuid())
+                else {
                     continue;
                 };
                 let row = generations.entry(id).or_insert_with(|| GenerationRow {

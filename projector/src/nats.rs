@@ -19,7 +19,9 @@ pub struct Names {
 
 impl Names {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
 
     /// Stream names may not contain `.`; the prefix is validated to letters, digits, `_` and `-`.
@@ -78,12 +80,20 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
 
 /// The integration form of `event`, or `None` for events that are not published (the e-mail
 /// reservation stream is an internal uniqueness device and names a hash of an address).
-pub fn cloud_event(names: &Names, recorded: &RecordedEvent, event: &AnyEvent) -> Option<(String, Value)> {
+pub fn cloud_event(
+    names: &Names,
+    recorded: &RecordedEvent,
+    event: &AnyEvent,
+) -> Option<(String, Value)> {
     let aggregate = match event {
         AnyEvent::Email(_) => return None,
         other => other.aggregate(),
     };
-    let id = recorded.stream_id.split_once('-').map(|(_, id)| id)?.to_owned();
+    let id = recorded
+        .stream_id
+        .split_once('-')
+        .map(|(_, id)| id)?
+        .to_owned();
     let mut data = recorded.data.clone();
     if let (AnyEvent::User(_), Some(obj)) = (event, data.as_object_mut()) {
         // User events never carry e-mail addresses to integrations.

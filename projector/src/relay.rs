@@ -101,9 +101,12 @@ impl Relay {
             while !*shutdown.borrow() && leadership.alive() {
                 if !streams_ready {
                     // Bounded: a request sent while disconnected may never be answered.
-                    let ensured = tokio::time::timeout(Duration::from_secs(5), nats::ensure_streams(&js, &self.names))
-                        .await
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS did not answer within 5 s")));
+                    let ensured = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        nats::ensure_streams(&js, &self.names),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS did not answer within 5 s")));
                     match ensured {
                         Ok(()) => streams_ready = true,
                         Err(error) => {
@@ -116,7 +119,11 @@ impl Relay {
                 }
                 let stepped = tokio::time::timeout(Duration::from_secs(30), self.step(&js))
                     .await
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS acknowledgements did not arrive within 30 s")));
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "NATS acknowledgements did not arrive within 30 s"
+                        ))
+                    });
                 match stepped {
                     Ok(true) => backoff = Duration::from_millis(200),
                     Ok(false) => {
@@ -146,7 +153,10 @@ impl Relay {
             )
             .await?;
         let row = client
-            .query_one("SELECT tx, seq FROM relay_checkpoints WHERE name = $1", &[&self.kind.name()])
+            .query_one(
+                "SELECT tx, seq FROM relay_checkpoints WHERE name = $1",
+                &[&self.kind.name()],
+            )
             .await?;
         Ok(Position {
             tx: row.get::<_, i64>(0).max(0) as u64,
@@ -212,7 +222,9 @@ impl Relay {
                     }
                 }
                 // Not published: passes as soon as everything before it is acknowledged.
-                None => in_flight.push_back(futures::future::Either::Right(futures::future::ready(Ok(position)))),
+                None => in_flight.push_back(futures::future::Either::Right(
+                    futures::future::ready(Ok(position)),
+                )),
             }
             while in_flight.len() >= IN_FLIGHT {
                 match in_flight.next().await {

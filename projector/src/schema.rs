@@ -92,7 +92,9 @@ pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&0x5250_524fi64])
         .await?;
-    let result = client.batch_execute(&format!("{}\n{RELAY_DDL}", ddl(LIVE))).await;
+    let result = client
+        .batch_execute(&format!("{}\n{RELAY_DDL}", ddl(LIVE)))
+        .await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&0x5250_524fi64])
         .await?;
