@@ -252,6 +252,24 @@ async fn serve(
     } else {
         None
     };
+    if command {
+        // Idempotency records are kept 24 h; past that they only take space.
+        let pool = pool.clone();
+        let ttl = settings.idempotency_ttl;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+                    _ = stop.changed() => return,
+                }
+                match command_api::idempotency::purge_expired(&pool, ttl).await {
+                    Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+                    Err(error) => tracing::warn!(?error, "could not purge idempotency keys"),
+                }
+            }
+        });
+    }
     let query_state = query.then(|| {
         web::Data::new(QueryState {
             store: store.clone(),

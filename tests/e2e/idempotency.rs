@@ -560,3 +560,43 @@ async fn eight_concurrent_duplicates_append_exactly_once_on_create_add_and_remov
         "the shop and one Race"
     );
 }
+
+#[tokio::test]
+async fn keys_older_than_their_retention_are_purged_and_younger_ones_kept() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("Purge").await;
+    for key in ["old-key", "new-key"] {
+        app.send(
+            reqwest::Method::POST,
+            "/projects",
+            Some(&owner.access_token),
+            Some(serde_json::json!({"name": key})),
+            &[("Idempotency-Key", key)],
+        )
+        .await
+        .expect(201);
+    }
+    let client = app.pool.get().await.expect("client");
+    client
+        .execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old-key'",
+            &[],
+        )
+        .await
+        .expect("age the key");
+    let purged = command_api::idempotency::purge_expired(
+        &app.pool,
+        std::time::Duration::from_secs(24 * 3600),
+    )
+    .await
+    .expect("purge");
+    assert_eq!(purged, 1);
+    let left: Vec<String> = client
+        .query("SELECT key FROM idempotency_keys", &[])
+        .await
+        .expect("keys")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, vec!["new-key".to_owned()]);
+}
