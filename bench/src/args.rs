@@ -1,19 +1,25 @@
-//! The command line: a small hand-written parser for `bench <command> [options]`.
+//! The command line: a small hand-written parser for `bench [command] [options]`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: bench append [--quick] [--out FILE]
+usage: bench [--quick] [--out FILE] [--url URL]
+       bench append [--quick] [--out FILE]
 
+  (no command)  the suite: W1-W6 and M1 against raw-PostgreSQL baselines in the same run
   append        raw single-row INSERTs (a) against PgEventStore::append (b), alternating a, b, a, b
-  --quick       0.5 s warm-up and 2 s per run instead of 2 s and 10 s
-  --out FILE    where to write the JSON report (default: target/bench-append.json)
+  --quick       small N and short windows (the suite finishes in under 60 s)
+  --out FILE    where to write the JSON report
+                (default: target/bench-suite.json, or target/bench-append.json for append)
+  --url URL     drive a running Backforge instead of starting `backforge serve`; its database
+                must be DATABASE_URL (seeding and baselines use it); M1 is then not measured
 ";
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    Suite(SuiteArgs),
     Append(AppendArgs),
     Help,
 }
@@ -22,6 +28,13 @@ pub enum Command {
 pub struct AppendArgs {
     pub quick: bool,
     pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteArgs {
+    pub quick: bool,
+    pub out: PathBuf,
+    pub url: Option<String>,
 }
 
 impl AppendArgs {
@@ -46,34 +59,55 @@ impl AppendArgs {
 
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let mut args = args.into_iter();
-    let command = match args.next() {
-        None => return Err("missing command".to_owned()),
-        Some(c) if c == "-h" || c == "--help" || c == "help" => return Ok(Command::Help),
-        Some(c) => c,
+    let mut args = args.into_iter().peekable();
+    let append = match args.peek().map(String::as_str) {
+        Some("-h" | "--help" | "help") => return Ok(Command::Help),
+        Some("append") => {
+            args.next();
+            true
+        }
+        Some("suite") => {
+            args.next();
+            false
+        }
+        Some(c) if !c.starts_with("--") => return Err(format!("unknown command `{c}`")),
+        _ => false,
     };
-    if command != "append" {
-        return Err(format!("unknown command `{command}`"));
-    }
-    let mut parsed = AppendArgs {
-        quick: false,
-        out: PathBuf::from("target/bench-append.json"),
-    };
+    let mut quick = false;
+    let mut out = None;
+    let mut url = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => parsed.quick = true,
-            "--out" => {
-                let file = args.next().ok_or("--out needs a file name")?;
-                parsed.out = PathBuf::from(file);
-            }
+            "--quick" => quick = true,
+            "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a file name")?)),
+            "--url" if !append => url = Some(args.next().ok_or("--url needs a URL")?),
             "-h" | "--help" => return Ok(Command::Help),
-            other => match other.strip_prefix("--out=") {
-                Some(file) if !file.is_empty() => parsed.out = PathBuf::from(file),
-                _ => return Err(format!("unknown option `{other}`")),
-            },
+            other => {
+                if let Some(file) = other.strip_prefix("--out=").filter(|f| !f.is_empty()) {
+                    out = Some(PathBuf::from(file));
+                } else if let Some(u) = other
+                    .strip_prefix("--url=")
+                    .filter(|u| !append && !u.is_empty())
+                {
+                    url = Some(u.to_owned());
+                } else {
+                    return Err(format!("unknown option `{other}`"));
+                }
+            }
         }
     }
-    Ok(Command::Append(parsed))
+    if append {
+        Ok(Command::Append(AppendArgs {
+            quick,
+            out: out.unwrap_or_else(|| PathBuf::from("target/bench-append.json")),
+        }))
+    } else {
+        Ok(Command::Suite(SuiteArgs {
+            quick,
+            out: out.unwrap_or_else(|| PathBuf::from("target/bench-suite.json")),
+            url: url.map(|u| u.trim_end_matches('/').to_owned()),
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -111,10 +145,31 @@ mod tests {
     }
 
     #[test]
+    fn the_suite_is_the_default() {
+        assert_eq!(
+            parse_str(""),
+            Ok(Command::Suite(SuiteArgs {
+                quick: false,
+                out: PathBuf::from("target/bench-suite.json"),
+                url: None,
+            }))
+        );
+        assert_eq!(
+            parse_str("--quick --url http://127.0.0.1:8080/ --out=s.json"),
+            Ok(Command::Suite(SuiteArgs {
+                quick: true,
+                out: PathBuf::from("s.json"),
+                url: Some("http://127.0.0.1:8080".to_owned()),
+            }))
+        );
+    }
+
+    #[test]
     fn bad_arguments_are_refused() {
-        assert!(parse_str("").is_err());
         assert!(parse_str("read").is_err());
         assert!(parse_str("append --out").is_err());
         assert!(parse_str("append --fast").is_err());
+        assert!(parse_str("append --url http://x").is_err());
+        assert!(parse_str("--url").is_err());
     }
 }

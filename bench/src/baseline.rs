@@ -12,7 +12,7 @@ use crate::workload::Worker;
 /// schema of its own so the index and constraint names do not clash.
 pub const TABLE: &str = "baseline.events";
 
-const INSERT_SQL: &str = "INSERT INTO baseline.events \
+pub const INSERT_SQL: &str = "INSERT INTO baseline.events \
      (stream_id, stream_version, event_id, event_type, schema_version, data, metadata) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 

@@ -20,6 +20,8 @@ pub struct Snapshot {
     host_total: u64,
     cpus: u64,
     own: u64,
+    /// The `backforge serve` child, when one is watched.
+    child: Option<u64>,
     /// The server processes found on this host, by pid; `None` when there were none.
     server: Option<HashMap<u32, u64>>,
 }
@@ -32,6 +34,8 @@ pub struct Delta {
     pub cpus: u64,
     pub bench: u64,
     pub server: Option<u64>,
+    /// The watched `backforge serve` child, if any.
+    pub child: Option<u64>,
 }
 
 impl std::ops::AddAssign for Delta {
@@ -41,6 +45,10 @@ impl std::ops::AddAssign for Delta {
         self.cpus = self.cpus.max(o.cpus);
         self.bench += o.bench;
         self.server = match (self.server, o.server) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        self.child = match (self.child, o.child) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
         };
@@ -58,6 +66,11 @@ pub struct Usage {
     pub other_pct: Option<f64>,
     pub bench_ms_per_1k_events: f64,
     pub postgres_ms_per_1k_events: Option<f64>,
+    /// The `backforge serve` child (suite only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve_ms_per_1k_events: Option<f64>,
 }
 
 impl Delta {
@@ -81,11 +94,15 @@ impl Delta {
             host_busy_pct: pct(self.host_busy),
             bench_pct: pct(self.bench),
             postgres_pct: self.server.map(pct),
-            other_pct: self
-                .server
-                .map(|s| pct(self.host_busy.saturating_sub(self.bench + s))),
+            other_pct: self.server.map(|s| {
+                pct(self
+                    .host_busy
+                    .saturating_sub(self.bench + s + self.child.unwrap_or(0)))
+            }),
             bench_ms_per_1k_events: per_1k(self.bench),
             postgres_ms_per_1k_events: self.server.map(per_1k),
+            serve_pct: self.child.map(pct),
+            serve_ms_per_1k_events: self.child.map(per_1k),
         })
     }
 }
@@ -94,12 +111,22 @@ impl Delta {
 #[derive(Clone)]
 pub struct Probe {
     client: Arc<Client>,
+    child: Option<u32>,
 }
 
 impl Probe {
     /// `client` is connected to the benchmark database.
     pub fn new(client: Arc<Client>) -> Self {
-        Self { client }
+        Self {
+            client,
+            child: None,
+        }
+    }
+
+    /// Also counts the CPU of process `pid` (the `backforge serve` child).
+    pub fn with_child(mut self, pid: Option<u32>) -> Self {
+        self.child = pid;
+        self
     }
 
     pub async fn snapshot(&self) -> Option<Snapshot> {
@@ -119,9 +146,17 @@ impl Probe {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        tokio::task::spawn_blocking(move || Snapshot::take(&pids))
-            .await
-            .ok()?
+        let child = self.child;
+        tokio::task::spawn_blocking(move || {
+            let mut snapshot = Snapshot::take(&pids)?;
+            snapshot.child = child.and_then(|pid| {
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                Some(process_ticks(&stat)?.1)
+            });
+            Some(snapshot)
+        })
+        .await
+        .ok()?
     }
 }
 
@@ -157,6 +192,7 @@ impl Snapshot {
             host_total: total,
             cpus,
             own,
+            child: None,
             server: (!server.is_empty()).then_some(server),
         })
     }
@@ -179,6 +215,10 @@ impl Snapshot {
             cpus: later.cpus,
             bench: later.own.saturating_sub(self.own),
             server,
+            child: match (self.child, later.child) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            },
         }
     }
 }
@@ -212,6 +252,7 @@ mod tests {
             cpus: 2,
             bench: 50,
             server: Some(200),
+            child: None,
         };
         let u = d.usage(1000).expect("usage");
         assert_eq!(u.host_busy_pct, 150.0);

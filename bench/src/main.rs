@@ -8,6 +8,7 @@ mod cpu;
 mod payload;
 mod report;
 mod stats;
+mod suite;
 mod workload;
 
 use std::process::ExitCode;
@@ -27,6 +28,24 @@ async fn main() -> ExitCode {
         Command::Help => {
             print!("{}", args::USAGE);
             ExitCode::SUCCESS
+        }
+        Command::Suite(args) => {
+            eprintln!(
+                "running the benchmark suite{}",
+                if args.quick {
+                    " (--quick, under a minute)"
+                } else {
+                    ""
+                }
+            );
+            match suite::run(&args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("bench: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Append(args) => {
             eprintln!(

@@ -123,6 +123,7 @@ mod tests {
             cpus: 2,
             bench: 50,
             server: Some(200),
+            child: None,
         };
         let run = RunResult {
             window: Duration::from_secs(2),
