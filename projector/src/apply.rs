@@ -44,6 +44,8 @@ struct ProjectRow {
     version: u64,
     last: Position,
     dirty: bool,
+    /// The members as stored, so unchanged member rows are not rewritten.
+    members_before: Vec<domain::project::Member>,
 }
 
 struct GenerationRow {
@@ -163,7 +165,7 @@ pub async fn apply_batch(
     }
     let mut projects = load_projects(tx, schema, &decoded).await?;
     let mut generations = load_generations(tx, schema, &decoded).await?;
-    for (recorded, event) in decoded.iter().map(|(r, e)| (*r, e.clone())) {
+    for (recorded, event) in decoded {
         match event {
             AnyEvent::User(e) => apply_user(tx, schema, recorded, &e).await?,
             AnyEvent::Project(e) => {
@@ -174,6 +176,7 @@ pub async fn apply_batch(
                     version: 0,
                     last: Position::START,
                     dirty: false,
+                    members_before: Vec::new(),
                 });
                 // Idempotent: a version already folded in is never folded twice.
                 if recorded.stream_version <= row.version {
@@ -206,9 +209,7 @@ pub async fn apply_batch(
             AnyEvent::Email(_) => {}
         }
     }
-    for (id, row) in projects.iter().filter(|(_, r)| r.dirty) {
-        write_project(tx, schema, *id, row).await?;
-    }
+    write_projects(tx, schema, projects.iter().filter(|(_, r)| r.dirty)).await?;
     for (id, row) in generations.iter().filter(|(_, r)| r.dirty) {
         write_generation(tx, schema, *id, row).await?;
     }
@@ -268,6 +269,7 @@ async fn load_projects(
         let seq: i64 = row.get(3);
         let document: serde_json::Value = row.get(4);
         let state: Project = serde_json::from_value(document)?;
+        let state_members = state.members.clone();
         out.insert(
             id,
             ProjectRow {
@@ -278,28 +280,64 @@ async fn load_projects(
                     seq: seq.max(0) as u64,
                 },
                 dirty: false,
+                members_before: state_members,
             },
         );
     }
     Ok(out)
 }
 
-async fn write_project(
+/// Upserts every changed project of a batch in one statement, and rewrites the member rows of
+/// those whose members changed: a batch costs a few round trips, not a few per project.
+async fn write_projects<'a>(
     tx: &Transaction<'_>,
     schema: &str,
-    id: Uuid,
-    row: &ProjectRow,
+    rows: impl Iterator<Item = (&'a Uuid, &'a ProjectRow)>,
 ) -> Result<(), ApplyError> {
-    let p = &row.state;
-    let status = match p.status {
-        ProjectStatus::Active => "active",
-        ProjectStatus::Archived => "archived",
-    };
-    let document = serde_json::to_value(p)?;
+    let mut ids = Vec::new();
+    let mut owners = Vec::new();
+    let mut statuses = Vec::new();
+    let mut versions = Vec::new();
+    let mut txs = Vec::new();
+    let mut seqs = Vec::new();
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    let mut documents = Vec::new();
+    let mut members_changed = Vec::new();
+    let (mut m_projects, mut m_users, mut m_roles, mut m_added) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, row) in rows {
+        let p = &row.state;
+        ids.push(*id);
+        owners.push(p.owner_id.as_uuid());
+        statuses.push(match p.status {
+            ProjectStatus::Active => "active",
+            ProjectStatus::Archived => "archived",
+        });
+        versions.push(as_i64(row.version));
+        txs.push(as_i64(row.last.tx));
+        seqs.push(as_i64(row.last.seq));
+        created.push(p.created_at);
+        updated.push(p.updated_at);
+        documents.push(serde_json::to_value(p)?);
+        if p.members != row.members_before {
+            members_changed.push(*id);
+            for m in &p.members {
+                m_projects.push(*id);
+                m_users.push(m.user_id.as_uuid());
+                m_roles.push("viewer");
+                m_added.push(m.added_at);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
     let upsert = tx
         .prepare_cached(&format!(
             "INSERT INTO {schema}.projects (id, owner_id, status, version, last_tx, last_seq, created_at, updated_at, document)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
+                                  $7::timestamptz[], $8::timestamptz[], $9::jsonb[])
              ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, status = EXCLUDED.status,
                  version = EXCLUDED.version, last_tx = EXCLUDED.last_tx, last_seq = EXCLUDED.last_seq,
                  created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, document = EXCLUDED.document"
@@ -308,35 +346,27 @@ async fn write_project(
     tx.execute(
         &upsert,
         &[
-            &id,
-            &p.owner_id.as_uuid(),
-            &status,
-            &as_i64(row.version),
-            &as_i64(row.last.tx),
-            &as_i64(row.last.seq),
-            &p.created_at,
-            &p.updated_at,
-            &document,
+            &ids, &owners, &statuses, &versions, &txs, &seqs, &created, &updated, &documents,
         ],
     )
     .await?;
-    tx.execute(
-        &format!("DELETE FROM {schema}.project_members WHERE project_id = $1"),
-        &[&id],
-    )
-    .await?;
-    if !p.members.is_empty() {
-        let users: Vec<Uuid> = p.members.iter().map(|m| m.user_id.as_uuid()).collect();
-        let roles: Vec<&str> = p.members.iter().map(|_| "viewer").collect();
-        let added: Vec<time::OffsetDateTime> = p.members.iter().map(|m| m.added_at).collect();
-        tx.execute(
-            &format!(
-                "INSERT INTO {schema}.project_members (project_id, user_id, role, added_at)
-                 SELECT $1, u, r, a FROM unnest($2::uuid[], $3::text[], $4::timestamptz[]) AS t(u, r, a)"
-            ),
-            &[&id, &users, &roles, &added],
-        )
-        .await?;
+    if !members_changed.is_empty() {
+        let delete = tx
+            .prepare_cached(&format!(
+                "DELETE FROM {schema}.project_members WHERE project_id = ANY($1)"
+            ))
+            .await?;
+        tx.execute(&delete, &[&members_changed]).await?;
+        if !m_projects.is_empty() {
+            let insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {schema}.project_members (project_id, user_id, role, added_at)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])"
+                ))
+                .await?;
+            tx.execute(&insert, &[&m_projects, &m_users, &m_roles, &m_added])
+                .await?;
+        }
     }
     Ok(())
 }
