@@ -897,3 +897,39 @@ async fn the_served_app_answers_the_contract() {
     drop(server);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The worker's own verification step, fed the generated files plus one failing test: it must
+/// report the failure with counts from pytest's JUnit XML, so a failing suite fails the generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
+    let mut files = artifact().files.clone();
+    files.insert(
+        "tests/test_zz_deliberately_failing.py".into(),
+        b"def test_this_one_fails():\n    assert 1 == 2\n".to_vec(),
+    );
+    let root = std::env::current_dir()
+        .expect("cwd")
+        .join("../target/tmp/worker-venvs");
+    let report = worker::verify::verify(&files, &root, Duration::from_secs(600))
+        .await
+        .expect("the suite ran");
+    assert_eq!(
+        report.failed, 1,
+        "exactly the added test fails: {}",
+        report.report
+    );
+    assert!(
+        report.passed > 50,
+        "the generated tests still pass: {}",
+        report.passed
+    );
+    assert!(
+        report.report.contains("test_this_one_fails"),
+        "the report names the failure"
+    );
+    files.remove("tests/test_zz_deliberately_failing.py");
+    let clean = worker::verify::verify(&files, &root, Duration::from_secs(600))
+        .await
+        .expect("the suite ran");
+    assert_eq!(clean.failed, 0, "{}", clean.report);
+}

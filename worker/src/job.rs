@@ -163,7 +163,13 @@ pub async fn run(
     let mut tests: Option<TestReport> = None;
     if state.verify {
         let t = Instant::now();
-        match crate::verify::verify(&artifact.files, ctx.verify_timeout).await {
+        match crate::verify::verify(
+            &artifact.files,
+            &crate::verify::venv_root(),
+            ctx.verify_timeout,
+        )
+        .await
+        {
             Ok(report) if report.failed == 0 && report.passed > 0 => {
                 steps.push(step("verify", t, StepStatus::Succeeded, None));
                 tests = Some(report);

@@ -22,9 +22,13 @@ pub fn venv_root() -> PathBuf {
 }
 
 /// A virtual environment with `requirements` installed, reused for identical requirements.
-pub async fn ensure_venv(requirements: &[u8], timeout: Duration) -> anyhow::Result<PathBuf> {
+pub async fn ensure_venv(
+    root: &Path,
+    requirements: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<PathBuf> {
     let key = hex::encode(Sha256::digest(requirements));
-    let dir = venv_root().join(&key[..16]);
+    let dir = root.join(&key[..16]);
     let ready_marker = dir.join(".backforge-ready");
     if ready_marker.exists() {
         return Ok(dir);
@@ -36,7 +40,7 @@ pub async fn ensure_venv(requirements: &[u8], timeout: Duration) -> anyhow::Resu
     if dir.exists() {
         tokio::fs::remove_dir_all(&dir).await.ok();
     }
-    tokio::fs::create_dir_all(venv_root()).await?;
+    tokio::fs::create_dir_all(root).await?;
     run(
         Command::new("python3").arg("-m").arg("venv").arg(&dir),
         timeout,
@@ -111,12 +115,13 @@ pub fn junit_counts(xml: &str) -> Option<(u64, u64, u64)> {
 /// Writes `files` under a fresh directory and runs the suite; the report says what happened.
 pub async fn verify(
     files: &BTreeMap<String, Vec<u8>>,
+    venv_root: &Path,
     timeout: Duration,
 ) -> anyhow::Result<TestReport> {
     let requirements = files
         .get("requirements.txt")
         .context("the generated backend has no requirements.txt")?;
-    let venv = ensure_venv(requirements, timeout).await?;
+    let venv = ensure_venv(venv_root, requirements, timeout).await?;
     let work = std::env::temp_dir().join(format!(
         "backforge-verify-{}",
         uuid::Uuid::new_v4().simple()
