@@ -5,21 +5,14 @@ use actix_web::http::header::{self, ETAG};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use domain::project::ProjectStatus;
 use runtime::{ApiError, Authenticated, ProblemType};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::QueryState;
-use crate::params::{Query, encode_cursor};
+use crate::params::{NewestFirst, Query, encode_cursor};
 use crate::routes::{current, id_of, ready, visible};
-
-#[derive(Serialize, Deserialize)]
-struct GenerationCursor {
-    requested_at: String,
-    id: Uuid,
-}
 
 /// A generation with the API's field names.
 fn present(document: Value) -> Value {
@@ -66,19 +59,8 @@ pub async fn list_generations(
     ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
-    let cursor: Option<GenerationCursor> = query.cursor()?;
+    let (before_time, before_id) = query.newest_first()?;
     current(&state, &caller, project_id).await?;
-    let (before_time, before_id) = match &cursor {
-        Some(c) => (
-            OffsetDateTime::parse(&c.requested_at, &Rfc3339)
-                .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?,
-            c.id,
-        ),
-        None => (
-            OffsetDateTime::now_utc() + time::Duration::days(36500),
-            Uuid::max(),
-        ),
-    };
     let client = state.pool.get().await?;
     let stmt = client
         .prepare_cached(
@@ -102,8 +84,8 @@ pub async fn list_generations(
         last = Some((at, id));
     }
     let next_cursor = match (rows.len() > limit, last) {
-        (true, Some((at, id))) => Some(encode_cursor(&GenerationCursor {
-            requested_at: at.format(&Rfc3339).unwrap_or_default(),
+        (true, Some((at, id))) => Some(encode_cursor(&NewestFirst {
+            at: at.format(&Rfc3339).unwrap_or_default(),
             id,
         })),
         _ => None,

@@ -93,6 +93,31 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The cursor of newest-first lists: the next page holds rows strictly before `(at, id)`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct NewestFirst {
+    /// RFC 3339.
+    pub at: String,
+    pub id: uuid::Uuid,
+}
+
+impl Query {
+    /// Where a newest-first page starts: before the cursor's `(at, id)`, or from the newest row.
+    pub fn newest_first(&self) -> Result<(time::OffsetDateTime, uuid::Uuid), ApiError> {
+        match self.cursor::<NewestFirst>()? {
+            Some(c) => Ok((
+                time::OffsetDateTime::parse(&c.at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?,
+                c.id,
+            )),
+            None => Ok((
+                time::OffsetDateTime::now_utc() + time::Duration::days(36500),
+                uuid::Uuid::max(),
+            )),
+        }
+    }
+}
+
 pub fn encode_cursor<T: Serialize>(value: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default())
 }

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::QueryState;
-use crate::params::{Query, encode_cursor, wait_for_position};
+use crate::params::{NewestFirst, Query, encode_cursor, wait_for_position};
 
 pub(crate) fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     raw.parse::<Uuid>()
@@ -148,12 +148,6 @@ fn with_version(mut document: Value, version: i64) -> Value {
     document
 }
 
-#[derive(Serialize, Deserialize)]
-struct ListCursor {
-    created_at: String,
-    id: Uuid,
-}
-
 /// Projects the caller owns or is a member of, newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "`active` (default) or `archived`"),
@@ -179,18 +173,7 @@ pub async fn list_projects(
             ));
         }
     };
-    let cursor: Option<ListCursor> = query.cursor()?;
-    let (after_time, after_id) = match &cursor {
-        Some(c) => (
-            OffsetDateTime::parse(&c.created_at, &Rfc3339)
-                .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?,
-            c.id,
-        ),
-        None => (
-            OffsetDateTime::now_utc() + time::Duration::days(36500),
-            Uuid::max(),
-        ),
-    };
+    let (after_time, after_id) = query.newest_first()?;
     let client = state.pool.get().await?;
     // Members see active projects only; archived ones stay visible to their owners.
     let stmt = client
@@ -233,8 +216,8 @@ pub async fn list_projects(
     }
     let next_cursor = if rows.len() > limit {
         items.last().and_then(|last| {
-            Some(encode_cursor(&ListCursor {
-                created_at: last["created_at"].as_str()?.to_owned(),
+            Some(encode_cursor(&NewestFirst {
+                at: last["created_at"].as_str()?.to_owned(),
                 id: last["id"].as_str()?.parse().ok()?,
             }))
         })
