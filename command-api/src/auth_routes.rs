@@ -86,7 +86,7 @@ pub async fn login(
     meta: RequestMeta,
     body: Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_idempotency_key(&req)?;
+    crate::execute::refuse_idempotency_key(&req)?;
     let LoginRequest { email, password } = body.into_inner();
     users::login(&state, &meta, &email, password).await
 }
@@ -100,7 +100,7 @@ pub async fn refresh(
     req: HttpRequest,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_idempotency_key(&req)?;
+    crate::execute::refuse_idempotency_key(&req)?;
     users::refresh(&state, &body.value.refresh_token).await
 }
 
@@ -113,7 +113,7 @@ pub async fn logout(
     req: HttpRequest,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_idempotency_key(&req)?;
+    crate::execute::refuse_idempotency_key(&req)?;
     users::logout(&state, &body.value.refresh_token).await
 }
 
@@ -149,14 +149,4 @@ pub async fn change_password(
         new_password,
     } = body.into_inner();
     users::change_password(&state, &req, &meta, &caller, current_password, new_password).await
-}
-
-fn refuse_idempotency_key(req: &HttpRequest) -> Result<(), ApiError> {
-    if crate::idempotency::key_of(req)?.is_some() {
-        return Err(ApiError::invalid_field(
-            "",
-            "Idempotency-Key is not accepted on /auth routes (the answer would store tokens)",
-        ));
-    }
-    Ok(())
 }

@@ -30,6 +30,27 @@ impl SideWrite {
     pub fn new(sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Self {
         Self { sql, params }
     }
+
+    /// Runs the statement on `client` (a pooled connection or a transaction).
+    pub async fn run<C: deadpool_postgres::GenericClient>(
+        &self,
+        client: &C,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            self.params.iter().map(|p| p.as_ref() as _).collect();
+        client.execute(self.sql, &params).await
+    }
+}
+
+/// The answer to an `Idempotency-Key` on `/auth/*`: storing the answer would store tokens.
+pub fn refuse_idempotency_key(req: &HttpRequest) -> Result<(), ApiError> {
+    if idempotency::key_of(req)?.is_some() {
+        return Err(ApiError::invalid_field(
+            "",
+            "Idempotency-Key is not accepted on /auth routes (the answer would store tokens)",
+        ));
+    }
+    Ok(())
 }
 
 /// The answer to a successful write.
@@ -205,10 +226,8 @@ impl Executor {
         let claim = match (key, idempotency) {
             (None, _) => None,
             (Some(_), Idempotency::Refused) => {
-                return Err(ApiError::invalid_field(
-                    "",
-                    "Idempotency-Key is not accepted on /auth routes (the answer would store tokens)",
-                ));
+                refuse_idempotency_key(req)?;
+                None
             }
             (Some(key), Idempotency::Caller { user_id, body }) => {
                 let claim = Claim {
@@ -328,9 +347,7 @@ impl Executor {
             }
         };
         for write in &side_writes {
-            let params: Vec<&(dyn ToSql + Sync)> =
-                write.params.iter().map(|p| p.as_ref() as _).collect();
-            tx.execute(write.sql, &params).await?;
+            write.run(&tx).await?;
         }
         let (version, position) = match &outcome {
             Some(o) => (o.version_of(&stream).unwrap_or(current_version), o.position),

@@ -7,7 +7,7 @@ use domain::generation::{Generation, GenerationCommand, GenerationError};
 use domain::ids::{GenerationId, ProjectId, UserId};
 use domain::project::Project;
 use event_store::{ExpectedVersion, NewEvent, Position, ReadUntil, StreamAppend};
-use runtime::{ApiError, Authenticated, Json, ProblemType};
+use runtime::{ApiError, Authenticated, Json, ProblemType, path_id};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -81,10 +81,7 @@ pub async fn request_generation(
     path: web::Path<String>,
     body: Json<GenerationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(
-        path.parse::<Uuid>()
-            .map_err(|_| ApiError::not_found("no such project"))?,
-    );
+    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
     let Json { value, raw } = body;
     let generation_id = GenerationId::from_uuid(Uuid::now_v7());
     let stream = generation_id.stream();

@@ -7,7 +7,7 @@ use domain::ids::{FeatureId, ProjectId, UserId};
 use domain::project::{
     FeatureChanges, FeatureType, GenerationMode, NewFeature, ProjectCommand, ProjectRole,
 };
-use runtime::{ApiError, Authenticated, Json};
+use runtime::{ApiError, Authenticated, Json, path_id};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -125,12 +125,6 @@ pub struct MemberRequest {
     pub role: ProjectRole,
 }
 
-/// Ids in paths: anything that is not a UUID names nothing, so it is a 404.
-fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    raw.parse::<Uuid>()
-        .map_err(|_| ApiError::not_found(format!("no such {what}")))
-}
-
 fn refuse_null<T>(
     value: Option<Option<T>>,
     field: &str,
@@ -197,7 +191,7 @@ pub async fn update_project(
     path: web::Path<String>,
     body: Json<UpdateProjectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path, "project")?);
+    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
     let Json { value, raw } = body;
     let mut errors = Vec::new();
     let name = refuse_null(value.name, "/name", &mut errors);
@@ -236,7 +230,7 @@ pub async fn archive_project(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path, "project")?);
+    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
     let write = ProjectWrite {
         req: &req,
         meta: &meta,
@@ -263,8 +257,8 @@ pub async fn put_member(
     path: web::Path<(String, String)>,
     body: Json<MemberRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
-    let user_id = UserId::from_uuid(id_of(&path.1, "user")?);
+    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
+    let user_id = UserId::from_uuid(path_id(&path.1, "user")?);
     let Json { value, raw } = body;
     projects::require_user(&state, user_id).await?;
     let write = ProjectWrite {
@@ -296,8 +290,8 @@ pub async fn delete_member(
     caller: Authenticated,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
-    let user_id = UserId::from_uuid(id_of(&path.1, "member")?);
+    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
+    let user_id = UserId::from_uuid(path_id(&path.1, "member")?);
     let write = ProjectWrite {
         req: &req,
         meta: &meta,
@@ -323,7 +317,7 @@ pub async fn add_feature(
     path: web::Path<String>,
     body: Json<FeatureInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path, "project")?);
+    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
     let Json { value, raw } = body;
     let feature_id = FeatureId::from_uuid(Uuid::now_v7());
     let feature = value.into_new(feature_id);
@@ -360,8 +354,8 @@ pub async fn update_feature(
     path: web::Path<(String, String)>,
     body: Json<UpdateFeatureRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
-    let feature_id = FeatureId::from_uuid(id_of(&path.1, "feature")?);
+    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
+    let feature_id = FeatureId::from_uuid(path_id(&path.1, "feature")?);
     let Json { value, raw } = body;
     let mut errors = Vec::new();
     if value.feature_type.is_some() {
@@ -413,8 +407,8 @@ pub async fn remove_feature(
     caller: Authenticated,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(id_of(&path.0, "project")?);
-    let feature_id = FeatureId::from_uuid(id_of(&path.1, "feature")?);
+    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
+    let feature_id = FeatureId::from_uuid(path_id(&path.1, "feature")?);
     let write = ProjectWrite {
         req: &req,
         meta: &meta,

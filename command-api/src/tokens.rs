@@ -106,10 +106,7 @@ pub async fn rotate(pool: &Pool, plain: &str, ttl: Duration) -> Result<Rotation,
     )
     .await?;
     let successor = RefreshToken::generate();
-    let insert = successor.insert(family, user_id, now, ttl);
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        insert.params.iter().map(|p| p.as_ref() as _).collect();
-    tx.execute(insert.sql, &params).await?;
+    successor.insert(family, user_id, now, ttl).run(&tx).await?;
     tx.commit().await?;
     Ok(Rotation::Rotated {
         user_id,

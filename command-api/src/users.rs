@@ -235,10 +235,7 @@ pub async fn login(
         now,
         state.settings.refresh_token_ttl,
     );
-    let client = state.pool.get().await?;
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        insert.params.iter().map(|p| p.as_ref() as _).collect();
-    client.execute(insert.sql, &params).await?;
+    insert.run(&state.pool.get().await?).await?;
     let access = state.jwt.issue(user_id, sv, now)?;
     let mut body = token_body(state, access, &refresh);
     body.insert("user".into(), user_json(&loaded.state));

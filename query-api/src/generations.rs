@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, ETAG};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use domain::project::ProjectStatus;
-use runtime::{ApiError, Authenticated, ProblemType};
+use runtime::{ApiError, Authenticated, ProblemType, path_id};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::QueryState;
 use crate::params::{NewestFirst, Query, encode_cursor};
-use crate::routes::{current, id_of, ready, visible};
+use crate::routes::{current, ready, visible};
 
 /// A generation with the API's field names.
 fn present(document: Value) -> Value {
@@ -55,7 +55,7 @@ pub async fn list_generations(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = id_of(&path, "project")?;
+    let project_id = path_id(&path, "project")?;
     ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
@@ -104,7 +104,7 @@ pub async fn get_generation(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path, "generation")?;
+    let id = path_id(&path, "generation")?;
     ready(&state, &req).await?;
     let (document, _) = visible_generation(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(present(document)))
@@ -166,7 +166,7 @@ pub async fn download_generation(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id_of(&path, "generation")?;
+    let id = path_id(&path, "generation")?;
     ready(&state, &req).await?;
     let (document, status) = visible_generation(&state, &caller, id).await?;
     match status.as_str() {
@@ -194,7 +194,7 @@ pub async fn download_project(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = id_of(&path, "project")?;
+    let project_id = path_id(&path, "project")?;
     ready(&state, &req).await?;
     current(&state, &caller, project_id).await?;
     let client = state.pool.get().await?;

@@ -7,7 +7,7 @@ use domain::ids::ProjectId;
 use domain::project::{Project, ProjectStatus};
 use domain::user::Role;
 use event_store::{EventStore, ReadUntil};
-use runtime::{ApiError, Authenticated};
+use runtime::{ApiError, Authenticated, path_id};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -16,11 +16,6 @@ use uuid::Uuid;
 
 use crate::QueryState;
 use crate::params::{NewestFirst, Query, encode_cursor, wait_for_position};
-
-pub(crate) fn id_of(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    raw.parse::<Uuid>()
-        .map_err(|_| ApiError::not_found(format!("no such {what}")))
-}
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
@@ -242,7 +237,7 @@ pub async fn get_project(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = id_of(&path, "project")?;
+    let project_id = path_id(&path, "project")?;
     ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let as_of_version = query.number("as_of_version")?;
@@ -322,7 +317,7 @@ pub async fn history(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = id_of(&path, "project")?;
+    let project_id = path_id(&path, "project")?;
     ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
@@ -388,7 +383,7 @@ pub async fn list_features(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = id_of(&path, "project")?;
+    let project_id = path_id(&path, "project")?;
     ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
@@ -420,8 +415,8 @@ pub async fn get_feature(
     caller: Authenticated,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = id_of(&path.0, "project")?;
-    let feature_id = id_of(&path.1, "feature")?;
+    let project_id = path_id(&path.0, "project")?;
+    let feature_id = path_id(&path.1, "feature")?;
     ready(&state, &req).await?;
     let v = current(&state, &caller, project_id).await?;
     let wanted = feature_id.to_string();

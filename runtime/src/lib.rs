@@ -10,5 +10,5 @@ pub mod telemetry;
 
 pub use auth::{AccessClaims, Authenticated, JwtKeys, SecurityLookup, SecurityState};
 pub use json::Json;
-pub use problem::{ApiError, ProblemType};
+pub use problem::{ApiError, ProblemType, path_id};
 pub use settings::{Environment, Secret, Settings};

@@ -253,6 +253,12 @@ impl ApiError {
     }
 }
 
+/// An id in a path: anything that is not a UUID names nothing, so it is a 404 like an unknown id.
+pub fn path_id(raw: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    raw.parse::<uuid::Uuid>()
+        .map_err(|_| ApiError::not_found(format!("no such {what}")))
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
