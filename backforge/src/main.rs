@@ -3,6 +3,12 @@
 
 mod http;
 
+/// mimalloc instead of glibc's allocator: the hot paths (event decoding, read-model documents,
+/// HTTP bodies) make many short-lived small allocations, where glibc's malloc and its free-list
+/// consolidation took about two thirds of replay's CPU in a profile (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};

@@ -4,12 +4,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: bench [--quick] [--out FILE] [--url URL]
+usage: bench [--quick] [--only LIST] [--out FILE] [--url URL]
        bench append [--quick] [--out FILE]
 
   (no command)  the suite: W1-W6 and M1 against raw-PostgreSQL baselines in the same run
   append        raw single-row INSERTs (a) against PgEventStore::append (b), alternating a, b, a, b
   --quick       small N and short windows (the suite finishes in under 60 s)
+  --only LIST   run only these workloads, e.g. `--only W1,W4` (W2 needs W1: it runs at half of
+                W1's best rate; M1 is measured with W1)
   --out FILE    where to write the JSON report
                 (default: target/bench-suite.json, or target/bench-append.json for append)
   --url URL     drive a running Backforge instead of starting `backforge serve`; its database
@@ -35,6 +37,38 @@ pub struct SuiteArgs {
     pub quick: bool,
     pub out: PathBuf,
     pub url: Option<String>,
+    /// Workload ids to run; empty means all.
+    pub only: Vec<String>,
+}
+
+/// The suite's workloads, in the order they run.
+pub const WORKLOADS: [&str; 7] = ["W1", "M1", "W2", "W3", "W5", "W6", "W4"];
+
+impl SuiteArgs {
+    /// Whether workload `id` runs in this invocation.
+    pub fn runs(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
+    }
+}
+
+fn parse_only(list: &str) -> Result<Vec<String>, String> {
+    let mut only: Vec<String> = Vec::new();
+    for id in list.split(',').map(|w| w.trim().to_ascii_uppercase()) {
+        if !WORKLOADS.contains(&id.as_str()) {
+            return Err(format!(
+                "unknown workload `{id}` in --only (one of {})",
+                WORKLOADS.join(", ")
+            ));
+        }
+        only.push(id);
+    }
+    if only.iter().any(|w| w == "W2") && !only.iter().any(|w| w == "W1") {
+        return Err("--only W2 needs W1 too: W2 runs at half of W1's best rate".into());
+    }
+    if only.iter().any(|w| w == "W1") && !only.iter().any(|w| w == "M1") {
+        only.push("M1".into());
+    }
+    Ok(only)
 }
 
 impl AppendArgs {
@@ -76,11 +110,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut quick = false;
     let mut out = None;
     let mut url = None;
+    let mut only = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a file name")?)),
             "--url" if !append => url = Some(args.next().ok_or("--url needs a URL")?),
+            "--only" if !append => {
+                only = parse_only(&args.next().ok_or("--only needs a list of workloads")?)?
+            }
             "-h" | "--help" => return Ok(Command::Help),
             other => {
                 if let Some(file) = other.strip_prefix("--out=").filter(|f| !f.is_empty()) {
@@ -90,6 +128,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                     .filter(|u| !append && !u.is_empty())
                 {
                     url = Some(u.to_owned());
+                } else if let Some(list) = other.strip_prefix("--only=").filter(|_| !append) {
+                    only = parse_only(list)?;
                 } else {
                     return Err(format!("unknown option `{other}`"));
                 }
@@ -106,6 +146,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             quick,
             out: out.unwrap_or_else(|| PathBuf::from("target/bench-suite.json")),
             url: url.map(|u| u.trim_end_matches('/').to_owned()),
+            only,
         }))
     }
 }
@@ -152,6 +193,7 @@ mod tests {
                 quick: false,
                 out: PathBuf::from("target/bench-suite.json"),
                 url: None,
+                only: vec![],
             }))
         );
         assert_eq!(
@@ -160,8 +202,21 @@ mod tests {
                 quick: true,
                 out: PathBuf::from("s.json"),
                 url: Some("http://127.0.0.1:8080".to_owned()),
+                only: vec![],
             }))
         );
+    }
+
+    #[test]
+    fn only_selects_workloads_and_keeps_their_dependencies() {
+        let Ok(Command::Suite(args)) = parse_str("--only w1,W4") else {
+            panic!("--only was refused");
+        };
+        assert_eq!(args.only, vec!["W1", "W4", "M1"]);
+        assert!(args.runs("W4") && args.runs("M1") && !args.runs("W3"));
+        assert!(parse_str("--only W2").is_err());
+        assert!(parse_str("--only W9").is_err());
+        assert!(parse_str("append --only W1").is_err());
     }
 
     #[test]

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use event_store::PgEventStore;
+use domain::project::Project;
+use event_store::{PgEventStore, StateCache};
 use runtime::auth::{PgSecurityLookup, Verifier};
 use runtime::json::BodyLimit;
 use runtime::{JwtKeys, Settings};
@@ -54,7 +55,12 @@ pub struct CommandState {
     pub settings: Arc<Settings>,
     pub ip_limiter: RateLimiter,
     pub account_limiter: RateLimiter,
+    /// Folded project states, so a command reads only the events it has not folded yet.
+    pub projects: StateCache<Project>,
 }
+
+/// How many project states the command side keeps folded (a few KB to a few hundred KB each).
+const PROJECT_CACHE_CAPACITY: usize = 2048;
 
 impl CommandState {
     pub fn new(settings: Arc<Settings>, store: PgEventStore) -> anyhow::Result<Self> {
@@ -69,6 +75,7 @@ impl CommandState {
             passwords: Passwords::new(settings.hash_concurrency)?,
             ip_limiter: RateLimiter::new(settings.login_per_ip_per_minute),
             account_limiter: RateLimiter::new(settings.login_per_account_per_minute),
+            projects: StateCache::new(PROJECT_CACHE_CAPACITY),
             store,
             pool,
             settings,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::CommandState;
 use crate::execute::{Idempotency, Plan, Reply};
 use crate::http::{IfMatch, RequestMeta};
-use crate::load::{Loaded, load};
+use crate::load::Loaded;
 
 /// The one mapping of project rules to HTTP answers.
 pub fn project_error(e: ProjectError) -> ApiError {
@@ -156,7 +156,10 @@ pub(crate) async fn load_for_write(
     project_id: ProjectId,
     if_match: Option<IfMatch>,
 ) -> Result<Loaded<Project>, ApiError> {
-    let loaded: Loaded<Project> = load(&state.store, &project_id.stream()).await?;
+    let loaded = state
+        .projects
+        .load(&state.store, &project_id.stream())
+        .await?;
     match loaded
         .state
         .access_for(UserId::from_uuid(caller.user_id), caller.role)

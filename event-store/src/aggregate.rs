@@ -1,5 +1,9 @@
 //! Folding an aggregate from its stream: the one way every crate loads decision or read state
-//! (command handling, time travel, the worker), so they cannot disagree.
+//! (command handling, time travel, the worker), so they cannot disagree; and the bounded cache of
+//! folded states that lets a command read only the events it has not folded yet.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use domain::{Decider, DomainEvent};
 
@@ -18,6 +22,16 @@ pub struct Loaded<A> {
     pub position: Position,
 }
 
+impl<A: Default> Default for Loaded<A> {
+    fn default() -> Self {
+        Self {
+            state: A::default(),
+            version: 0,
+            position: Position::START,
+        }
+    }
+}
+
 /// Folds `stream_id` from its first event up to `until` with the aggregate's own `evolve`.
 pub async fn load<A, S>(
     store: &S,
@@ -29,9 +43,26 @@ where
     A::Event: DomainEvent,
     S: EventStore + ?Sized,
 {
-    let mut state = A::default();
-    let mut version = 0;
-    let mut position = Position::START;
+    fold_from(store, stream_id, until, Loaded::default()).await
+}
+
+/// Folds the events of `stream_id` after `start.version` (up to `until`) into `start`.
+async fn fold_from<A, S>(
+    store: &S,
+    stream_id: &str,
+    until: ReadUntil,
+    start: Loaded<A>,
+) -> Result<Loaded<A>, StoreError>
+where
+    A: Decider,
+    A::Event: DomainEvent,
+    S: EventStore + ?Sized,
+{
+    let Loaded {
+        mut state,
+        mut version,
+        mut position,
+    } = start;
     loop {
         let page = store.read_stream(stream_id, version, until, PAGE).await?;
         let done = page.len() < PAGE;
@@ -51,5 +82,75 @@ where
                 position,
             });
         }
+    }
+}
+
+/// Folded states of recently used streams, so loading one for a command reads only the events
+/// appended since it was last folded (usually none or one) instead of the whole stream.
+///
+/// It is always safe: events are immutable and every load still reads the stream's tail, so a
+/// state from the cache is brought to the stream's end before anything is decided on it, and
+/// writes made by other processes are picked up the same way. At most `capacity` streams are
+/// kept; beyond that an arbitrary entry is dropped and that stream is folded in full next time.
+pub struct StateCache<A> {
+    entries: Mutex<HashMap<String, Loaded<A>>>,
+    capacity: usize,
+}
+
+impl<A> StateCache<A>
+where
+    A: Decider + Clone,
+    A::Event: DomainEvent,
+{
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The state of `stream_id` at its end: the cached fold plus the events after it.
+    pub async fn load<S>(&self, store: &S, stream_id: &str) -> Result<Loaded<A>, StoreError>
+    where
+        S: EventStore + ?Sized,
+    {
+        let start = self.get(stream_id).unwrap_or_default();
+        let loaded = fold_from(store, stream_id, ReadUntil::End, start).await?;
+        if loaded.version > 0 {
+            self.put(stream_id, &loaded);
+        }
+        Ok(loaded)
+    }
+
+    fn get(&self, stream_id: &str) -> Option<Loaded<A>> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(stream_id).cloned()
+    }
+
+    fn put(&self, stream_id: &str, loaded: &Loaded<A>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(current) = entries.get_mut(stream_id) {
+            // Two loads may race; the later fold wins, never an older one.
+            if current.version < loaded.version {
+                *current = loaded.clone();
+            }
+            return;
+        }
+        if entries.len() >= self.capacity {
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(stream_id.to_owned(), loaded.clone());
+    }
+
+    /// How many streams are cached.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

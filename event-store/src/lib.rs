@@ -12,7 +12,7 @@ pub mod store;
 pub mod testkit;
 pub mod types;
 
-pub use aggregate::{Loaded, load};
+pub use aggregate::{Loaded, StateCache, load};
 pub use postgres::PgEventStore;
 pub use store::EventStore;
 pub use types::{

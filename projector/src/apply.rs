@@ -39,6 +39,48 @@ pub enum Applied {
     Lost,
 }
 
+/// Project rows as this writer last committed them, so a batch reads from PostgreSQL only the
+/// projects it has not seen. Valid only while one writer owns the schema: the caller takes it out
+/// before a batch and keeps it only once the batch has committed (a rolled-back batch or a lost
+/// checkpoint drops it, and the next batch reads the rows again).
+pub struct ProjectStates {
+    rows: HashMap<Uuid, ProjectRow>,
+    capacity: usize,
+}
+
+impl ProjectStates {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            rows: HashMap::new(),
+            capacity,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Keeps the rows a batch wrote (as now stored), dropping arbitrary others beyond capacity.
+    fn keep(&mut self, rows: HashMap<Uuid, ProjectRow>) {
+        for (id, mut row) in rows {
+            row.dirty = false;
+            row.members_before.clone_from(&row.state.members);
+            self.rows.insert(id, row);
+        }
+        let excess = self.rows.len().saturating_sub(self.capacity);
+        if excess > 0 {
+            let victims: Vec<Uuid> = self.rows.keys().take(excess).copied().collect();
+            for id in victims {
+                self.rows.remove(&id);
+            }
+        }
+    }
+}
+
 struct ProjectRow {
     state: Project,
     version: u64,
@@ -141,13 +183,16 @@ fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Applies `events` (which follow `from` in feed order) inside `tx`.
+/// Applies `events` (which follow `from` in feed order) inside `tx`, starting from the project rows
+/// in `states` where it has them; `states` then holds the rows as this batch wrote them, so the
+/// caller must drop it unless `tx` commits.
 pub async fn apply_batch(
     tx: &Transaction<'_>,
     schema: &str,
     from: Position,
     events: &[RecordedEvent],
     instance: Option<Uuid>,
+    states: &mut ProjectStates,
 ) -> Result<Applied, ApplyError> {
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(Applied::To(from));
@@ -163,7 +208,7 @@ pub async fn apply_batch(
         })?;
         decoded.push((e, event));
     }
-    let mut projects = load_projects(tx, schema, &decoded).await?;
+    let mut projects = load_projects(tx, schema, &decoded, states).await?;
     let mut generations = load_generations(tx, schema, &decoded).await?;
     for (recorded, event) in decoded {
         match event {
@@ -210,6 +255,7 @@ pub async fn apply_batch(
         }
     }
     write_projects(tx, schema, projects.iter().filter(|(_, r)| r.dirty)).await?;
+    states.keep(projects);
     for (id, row) in generations.iter().filter(|(_, r)| r.dirty) {
         write_generation(tx, schema, *id, row).await?;
     }
@@ -244,6 +290,7 @@ async fn load_projects(
     tx: &Transaction<'_>,
     schema: &str,
     decoded: &[(&RecordedEvent, AnyEvent)],
+    states: &mut ProjectStates,
 ) -> Result<HashMap<Uuid, ProjectRow>, ApplyError> {
     let mut ids: Vec<Uuid> = decoded
         .iter()
@@ -253,6 +300,13 @@ async fn load_projects(
     ids.sort_unstable();
     ids.dedup();
     let mut out = HashMap::with_capacity(ids.len());
+    ids.retain(|id| match states.rows.remove(id) {
+        Some(row) => {
+            out.insert(*id, row);
+            false
+        }
+        None => true,
+    });
     if ids.is_empty() {
         return Ok(out);
     }

@@ -7,11 +7,13 @@ use std::time::Instant;
 use deadpool_postgres::Pool;
 use event_store::{EventStore, PgEventStore, Position};
 
-use crate::apply::{Applied, apply_batch};
+use crate::apply::{Applied, ProjectStates, apply_batch};
 use crate::schema::{self, LIVE, NEXT};
 
 /// Events per replay transaction.
 const REPLAY_BATCH: usize = 5000;
+/// Project rows a replay keeps folded between batches (a few KB each).
+const REPLAY_STATES: usize = 20_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayReport {
@@ -55,14 +57,24 @@ pub async fn replay(
     let started = Instant::now();
     let mut checkpoint = Position::START;
     let mut done = 0u64;
-    loop {
-        let events = store.read_feed(checkpoint, REPLAY_BATCH).await?;
-        if events.is_empty() {
-            break;
-        }
+    let mut states = ProjectStates::new(REPLAY_STATES);
+    let mut events = store.read_feed(checkpoint, REPLAY_BATCH).await?;
+    while !events.is_empty() {
+        // Read the next page (on its own connection and task) while this one is applied: the
+        // feed query and its decoding overlap the writes instead of waiting for them.
+        let next = match events.last() {
+            Some(last) if events.len() == REPLAY_BATCH => {
+                let store = store.clone();
+                let after = last.position;
+                Some(tokio::spawn(async move {
+                    store.read_feed(after, REPLAY_BATCH).await
+                }))
+            }
+            _ => None,
+        };
         let mut client = target.get().await?;
         let tx = client.transaction().await?;
-        match apply_batch(&tx, NEXT, checkpoint, &events, None).await? {
+        match apply_batch(&tx, NEXT, checkpoint, &events, None, &mut states).await? {
             Applied::To(to) => {
                 tx.commit().await?;
                 checkpoint = to;
@@ -72,9 +84,10 @@ pub async fn replay(
         done += events.len() as u64;
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         progress(done, (total.max(0) as u64).max(done), rate);
-        if events.len() < REPLAY_BATCH {
-            break;
-        }
+        events = match next {
+            Some(next) => next.await??,
+            None => Vec::new(),
+        };
     }
     swap(target).await?;
     Ok(ReplayReport {

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::apply::{Applied, apply_batch};
+use crate::apply::{Applied, ProjectStates, apply_batch};
 use crate::schema::{self, LIVE, PROJECTION};
 
 /// Events read and applied per transaction.
@@ -22,6 +22,17 @@ pub const BATCH: usize = 1000;
 const LEADER_LOCK: i64 = 0x5250_4c45_4144_0001;
 /// How long an idle projector waits for a feed signal before polling anyway.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Project rows the live projector keeps as it last wrote them (a few KB each).
+const PROJECT_STATES: usize = 4096;
+
+/// What the leader knows from its own last committed batch: the checkpoint it moved to and the
+/// project rows it wrote. Taken out for a batch and put back only after that batch committed, so
+/// a failure or a lost compare-and-set (a replay swap, another writer) makes the next batch read
+/// both from PostgreSQL again.
+struct Warm {
+    checkpoint: Position,
+    states: ProjectStates,
+}
 
 /// Leadership held on a dedicated connection: a pooled one would go back to the pool still
 /// holding the lock, or be recycled and silently drop it.
@@ -63,6 +74,7 @@ pub struct Projector {
     pub metrics: Metrics,
     pub instance: Uuid,
     checkpoint_tx: Arc<watch::Sender<Position>>,
+    warm: std::sync::Mutex<Option<Warm>>,
 }
 
 impl Projector {
@@ -87,6 +99,7 @@ impl Projector {
             metrics,
             instance: Uuid::new_v4(),
             checkpoint_tx: Arc::new(checkpoint_tx),
+            warm: std::sync::Mutex::new(None),
         }
     }
 
@@ -122,6 +135,7 @@ impl Projector {
                 vec![("projection", PROJECTION.into())],
                 1.0,
             );
+            self.take_warm();
             self.lead(&leadership, &mut shutdown).await;
             self.metrics.set(
                 "backforge_projection_leader",
@@ -142,7 +156,9 @@ impl Projector {
             }
             match self.step().await {
                 Ok(Step::Applied) => backoff = Duration::from_millis(100),
-                Ok(Step::Idle) => {
+                // A short batch reached the end of the visible feed: wait for the next commit
+                // (one that landed meanwhile has already marked the signal) instead of re-reading.
+                Ok(Step::Idle | Step::CaughtUp) => {
                     backoff = Duration::from_millis(100);
                     tokio::select! {
                         _ = signal.changed() => {}
@@ -159,10 +175,24 @@ impl Projector {
         }
     }
 
-    /// Reads one batch after the stored checkpoint and applies it.
+    fn take_warm(&self) -> Option<Warm> {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn keep_warm(&self, warm: Warm) {
+        *self.warm.lock().unwrap_or_else(|e| e.into_inner()) = Some(warm);
+    }
+
+    /// Reads one batch after the checkpoint and applies it.
     async fn step(&self) -> anyhow::Result<Step> {
         let mut client = self.pool.get().await?;
-        let from = schema::checkpoint(&client, LIVE).await?;
+        let (from, mut states) = match self.take_warm() {
+            Some(warm) => (warm.checkpoint, warm.states),
+            None => (
+                schema::checkpoint(&client, LIVE).await?,
+                ProjectStates::new(PROJECT_STATES),
+            ),
+        };
         self.checkpoint_tx.send_if_modified(|c| {
             let changed = *c != from;
             *c = from;
@@ -175,13 +205,21 @@ impl Projector {
                 vec![("projection", PROJECTION.into())],
                 0.0,
             );
+            self.keep_warm(Warm {
+                checkpoint: from,
+                states,
+            });
             return Ok(Step::Idle);
         }
         let started = Instant::now();
         let tx = client.transaction().await?;
-        match apply_batch(&tx, LIVE, from, &events, Some(self.instance)).await? {
+        match apply_batch(&tx, LIVE, from, &events, Some(self.instance), &mut states).await? {
             Applied::To(to) => {
                 tx.commit().await?;
+                self.keep_warm(Warm {
+                    checkpoint: to,
+                    states,
+                });
                 self.checkpoint_tx.send_replace(to);
                 let newest = events
                     .last()
@@ -203,7 +241,11 @@ impl Projector {
                     events.len() as u64,
                 );
                 tracing::debug!(events = events.len(), elapsed = ?started.elapsed(), "batch projected");
-                Ok(Step::Applied)
+                Ok(if events.len() < BATCH {
+                    Step::CaughtUp
+                } else {
+                    Step::Applied
+                })
             }
             Applied::Lost => {
                 tracing::info!(
@@ -217,7 +259,11 @@ impl Projector {
 }
 
 enum Step {
+    /// A full batch: more may be waiting.
     Applied,
+    /// A short batch: the visible feed is applied.
+    CaughtUp,
+    /// Nothing to apply.
     Idle,
 }
 

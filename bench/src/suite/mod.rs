@@ -152,7 +152,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
             }
         };
         let pid = serve.as_ref().map(server::Serve::pid);
-        let figures = measure(&plan, &base, &db_url, pool_size, pid, &binary).await?;
+        let figures = measure(&plan, args, &base, &db_url, pool_size, pid, &binary).await?;
         anyhow::Ok(figures)
     }
     .await;
@@ -204,8 +204,8 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
         .map(|f| format!("{} {}", f.id, f.name))
         .collect();
     let mut ok = true;
-    for id in ["W1", "W2", "W3", "W4", "W5", "W6", "M1"] {
-        if !report.figures.iter().any(|f| f.id == id) {
+    for id in crate::args::WORKLOADS.iter().filter(|id| args.runs(id)) {
+        if !report.figures.iter().any(|f| f.id == *id) {
             eprintln!("workload {id} produced no figure");
             ok = false;
         }
@@ -219,6 +219,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
 
 async fn measure(
     plan: &Plan,
+    args: &SuiteArgs,
     base: &str,
     db_url: &str,
     pool_size: usize,
@@ -287,7 +288,12 @@ async fn measure(
     let event = templates.instance(&templates.added, Uuid::new_v4(), Uuid::new_v4(), 0);
     let metadata = serde_json::to_value(&event.metadata)?;
     let mut w1_max: f64 = 0.0;
-    for &c in &plan.w1_clients {
+    let w1_clients: &[usize] = if args.runs("W1") {
+        &plan.w1_clients
+    } else {
+        &[]
+    };
+    for &c in w1_clients {
         let workers = (0..c)
             .map(|t| pg::RawInsert {
                 pool: raw_pool.clone(),
@@ -351,28 +357,37 @@ async fn measure(
     }
 
     // ---- M1 ----
-    let mut m1 = Figure::new("M1", "peak RSS of backforge serve (VmHWM) after W1", "MB");
-    match pid.and_then(server::memory_mb) {
-        Some((hwm, rss)) => {
-            m1.value = hwm;
-            m1.note = Some(format!(
-                "VmRSS now {rss:.1} MB; VmHWM covers start-up, preparation and W1"
-            ));
-            m1.goal(format!("M1 <= 150 MB ({hwm:.1})"), hwm <= 150.0);
+    if args.runs("M1") {
+        let mut m1 = Figure::new("M1", "peak RSS of backforge serve (VmHWM) after W1", "MB");
+        match pid.and_then(server::memory_mb) {
+            Some((hwm, rss)) => {
+                m1.value = hwm;
+                m1.note = Some(format!(
+                    "VmRSS now {rss:.1} MB; VmHWM covers start-up, preparation and W1"
+                ));
+                m1.goal(format!("M1 <= 150 MB ({hwm:.1})"), hwm <= 150.0);
+            }
+            None => {
+                m1.note = Some("not measured: no child process (--url) or no /proc".into());
+            }
         }
-        None => {
-            m1.note = Some("not measured: no child process (--url) or no /proc".into());
-        }
+        eprintln!("M1: {:.1} MB", m1.value);
+        figures.push(m1);
     }
-    eprintln!("M1: {:.1} MB", m1.value);
-    figures.push(m1);
 
     // ---- W2 ----
-    settle(&api, &projects, &counter).await?;
-    figures.push(w2(plan, &api, &projects, &counter, w1_max * 0.5).await?);
+    if args.runs("W2") {
+        settle(&api, &projects, &counter).await?;
+        figures.push(w2(plan, &api, &projects, &counter, w1_max * 0.5).await?);
+    }
 
     // ---- W3 ----
     settle(&api, &projects, &counter).await?;
+    let w3_clients: &[usize] = if args.runs("W3") {
+        &plan.w3_clients
+    } else {
+        &[]
+    };
     let paths = Arc::new(
         projects
             .iter()
@@ -385,7 +400,7 @@ async fn measure(
             .map(|p| QueryParams::TwoUuids(*p, user))
             .collect::<Vec<_>>(),
     );
-    for &c in &plan.w3_clients {
+    for &c in w3_clients {
         let workers = (0..c)
             .map(|t| pg::Query {
                 pool: raw_pool.clone(),
@@ -431,10 +446,14 @@ async fn measure(
     }
 
     // ---- W5 ----
-    figures.extend(w5(plan, &api, &store, &templates, &raw_pool, &probe).await?);
+    if args.runs("W5") {
+        figures.extend(w5(plan, &api, &store, &templates, &raw_pool, &probe).await?);
+    }
 
     // ---- W6 ----
-    figures.extend(w6(plan, &api, store.as_ref()).await?);
+    if args.runs("W6") {
+        figures.extend(w6(plan, &api, store.as_ref()).await?);
+    }
 
     raw_pool.close();
     store_pool.close();
@@ -443,7 +462,9 @@ async fn measure(
     driver.abort();
 
     // ---- W4 (a database of its own) ----
-    figures.push(w4(plan, &templates, binary, pool_size).await?);
+    if args.runs("W4") {
+        figures.push(w4(plan, &templates, binary, pool_size).await?);
+    }
     Ok((figures, machine))
 }
 

@@ -28,7 +28,10 @@ pub fn binary() -> anyhow::Result<PathBuf> {
     let mut build = Command::new(cargo);
     build
         .current_dir(workspace)
-        .args(["build", "--quiet", "-p", "backforge"]);
+        // The same package selection `cargo run -p bench` resolves features for (bench turns on
+        // features of shared crates), so this reuses bench's artifacts instead of building
+        // every shared crate a second time with other features.
+        .args(["build", "--quiet", "-p", "backforge", "-p", "bench"]);
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("release") => {
             build.arg("--release");
