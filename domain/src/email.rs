@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{DecodeError, DomainEvent, decode_tagged, encode_tagged};
+use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
 use crate::ids::{EMAIL_STREAM_PREFIX, UserId};
 
 /// The reservation stream of an address: `email-` and the lowercase hex SHA-256 of the output of
@@ -45,6 +45,10 @@ impl DomainEvent for EmailReservationEvent {
 
     fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError> {
         decode_tagged(Self::TYPES, event_type, data)
+    }
+
+    fn from_json(event_type: &str, json: &str) -> Result<Self, DecodeError> {
+        decode_tagged_json(Self::TYPES, event_type, json)
     }
 }
 

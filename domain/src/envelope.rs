@@ -47,6 +47,9 @@ pub trait DomainEvent: Sized {
     fn to_data(&self) -> serde_json::Value;
     /// Decodes a body already upcast to the latest schema version.
     fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError>;
+    /// Decodes a body given as JSON text, straight into the event without building a
+    /// `serde_json::Value` first; the same answer as [`DomainEvent::from_data`] on the parsed text.
+    fn from_json(event_type: &str, json: &str) -> Result<Self, DecodeError>;
 }
 
 /// The body of an event enum serialised by serde's external tagging (`{"<type>": {...}}`): the
@@ -83,5 +86,28 @@ pub(crate) fn decode_tagged<E: serde::de::DeserializeOwned>(
             event_type: event_type.to_owned(),
             source,
         }
+    })
+}
+
+/// The inverse of [`encode_tagged`] on JSON text, for the types in `known`: the body is wrapped
+/// under its type name as text and parsed once, straight into `E`.
+pub(crate) fn decode_tagged_json<E: serde::de::DeserializeOwned>(
+    known: &[&str],
+    event_type: &str,
+    json: &str,
+) -> Result<E, DecodeError> {
+    if !known.contains(&event_type) {
+        return Err(DecodeError::UnknownType(event_type.to_owned()));
+    }
+    // `event_type` is one of `known`, plain identifiers: nothing in it needs escaping.
+    let mut tagged = String::with_capacity(json.len() + event_type.len() + 5);
+    tagged.push_str("{\"");
+    tagged.push_str(event_type);
+    tagged.push_str("\":");
+    tagged.push_str(json);
+    tagged.push('}');
+    serde_json::from_str(&tagged).map_err(|source| DecodeError::Malformed {
+        event_type: event_type.to_owned(),
+        source,
     })
 }

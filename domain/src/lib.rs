@@ -147,6 +147,20 @@ impl DomainEvent for AnyEvent {
             Err(DecodeError::UnknownType(event_type.to_owned()))
         }
     }
+
+    fn from_json(event_type: &str, json: &str) -> Result<Self, DecodeError> {
+        if user::UserEvent::TYPES.contains(&event_type) {
+            user::UserEvent::from_json(event_type, json).map(AnyEvent::User)
+        } else if email::EmailReservationEvent::TYPES.contains(&event_type) {
+            email::EmailReservationEvent::from_json(event_type, json).map(AnyEvent::Email)
+        } else if project::ProjectEvent::TYPES.contains(&event_type) {
+            project::ProjectEvent::from_json(event_type, json).map(AnyEvent::Project)
+        } else if generation::GenerationEvent::TYPES.contains(&event_type) {
+            generation::GenerationEvent::from_json(event_type, json).map(AnyEvent::Generation)
+        } else {
+            Err(DecodeError::UnknownType(event_type.to_owned()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +248,37 @@ mod golden_tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn decoding_json_text_gives_what_decoding_its_value_gives() {
+        // Given every golden payload, as stored text and as a parsed value
+        for (event_type, _, data) in goldens() {
+            let text = serde_json::to_string(&data).unwrap();
+            // When both decoders read it
+            let from_text = AnyEvent::from_json(&event_type, &text);
+            let from_value = AnyEvent::from_data(&event_type, data);
+            // Then they agree
+            assert_eq!(
+                format!("{from_text:?}"),
+                format!("{from_value:?}"),
+                "{event_type}"
+            );
+            assert!(from_text.is_ok(), "{event_type}: {from_text:?}");
+        }
+        // And both refuse an unknown type and a malformed body the same way
+        assert!(matches!(
+            AnyEvent::from_json("NoSuchEvent", "{}"),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            AnyEvent::from_json("ProjectCreated", r#"{"name": 3}"#),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            AnyEvent::from_json("ProjectCreated", "{} trailing"),
+            Err(DecodeError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::envelope::{DecodeError, DomainEvent, decode_tagged, encode_tagged};
+use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
 use crate::error::{ErrorClass, FieldError, Pointer, join};
 use crate::ids::{FeatureId, ProjectId, UserId};
 use crate::limits::Limits;
@@ -484,6 +484,10 @@ impl DomainEvent for ProjectEvent {
 
     fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
         decode_tagged(Self::TYPES, event_type, data)
+    }
+
+    fn from_json(event_type: &str, json: &str) -> Result<Self, DecodeError> {
+        decode_tagged_json(Self::TYPES, event_type, json)
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::envelope::{DecodeError, DomainEvent, decode_tagged, encode_tagged};
+use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
 use crate::error::{ErrorClass, FieldError, join};
 use crate::ids::UserId;
 use crate::limits::Limits;
@@ -173,6 +173,10 @@ impl DomainEvent for UserEvent {
 
     fn from_data(event_type: &str, data: serde_json::Value) -> Result<Self, DecodeError> {
         decode_tagged(Self::TYPES, event_type, data)
+    }
+
+    fn from_json(event_type: &str, json: &str) -> Result<Self, DecodeError> {
+        decode_tagged_json(Self::TYPES, event_type, json)
     }
 }
 

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use domain::{DecodeError, DomainEvent, EventMetadata, UpcastError};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -153,7 +154,7 @@ impl AppendOutcome {
 }
 
 /// A stored event, upcast to the latest schema version of its type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RecordedEvent {
     pub position: Position,
     pub stream_id: String,
@@ -162,14 +163,35 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The schema version of `data` after upcasting (the latest known).
     pub schema_version: u32,
-    pub data: Value,
+    /// The body as JSON text (PostgreSQL's normalised `jsonb` text): decoded straight into a
+    /// domain event, or written into a response as it is, never parsed into a tree on the way.
+    pub data: Box<RawValue>,
     pub metadata: EventMetadata,
     pub recorded_at: OffsetDateTime,
 }
 
 impl RecordedEvent {
     pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
-        E::from_data(&self.event_type, self.data.clone())
+        E::from_json(&self.event_type, self.data.get())
+    }
+
+    /// The body as a JSON value, for the few readers that change it.
+    pub fn data_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.data.get())
+    }
+}
+
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.position == other.position
+            && self.stream_id == other.stream_id
+            && self.stream_version == other.stream_version
+            && self.event_id == other.event_id
+            && self.event_type == other.event_type
+            && self.schema_version == other.schema_version
+            && self.data.get() == other.data.get()
+            && self.metadata == other.metadata
+            && self.recorded_at == other.recorded_at
     }
 }
 

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::Json;
 use domain::generation::{Generation, GenerationStatus};
 use domain::project::{Project, ProjectStatus};
 use domain::user::UserEvent;
-use domain::{AnyEvent, DomainEvent};
+use domain::AnyEvent;
 use event_store::{Position, RecordedEvent};
 use uuid::Uuid;
 
@@ -121,12 +122,12 @@ async fn load_generations(
         )
         .await?;
     for row in rows {
-        let version: i64 = row.get(1);
-        let document: serde_json::Value = row.get(2);
+        let version: i64 = row.try_get(1)?;
+        let Json(state): Json<Generation> = row.try_get(2)?;
         out.insert(
-            row.get(0),
+            row.try_get(0)?,
             GenerationRow {
-                state: serde_json::from_value(document)?,
+                state,
                 version: version.max(0) as u64,
                 dirty: false,
             },
@@ -151,7 +152,7 @@ async fn write_generation(
     row: &GenerationRow,
 ) -> Result<(), ApplyError> {
     let g = &row.state;
-    let document = serde_json::to_value(g)?;
+    let document = Json(g);
     let upsert = tx
         .prepare_cached(&format!(
             "INSERT INTO {schema}.generations (id, project_id, status, sha256, version, requested_at, started_at, completed_at, document)
@@ -199,7 +200,7 @@ pub async fn apply_batch(
     };
     let mut decoded = Vec::with_capacity(events.len());
     for e in events {
-        let event = AnyEvent::from_data(&e.event_type, e.data.clone()).map_err(|source| {
+        let event = e.decode::<AnyEvent>().map_err(|source| {
             ApplyError::Poison {
                 event_id: e.event_id,
                 event_type: e.event_type.clone(),
@@ -317,12 +318,12 @@ async fn load_projects(
         )
         .await?;
     for row in rows {
-        let id: Uuid = row.get(0);
-        let version: i64 = row.get(1);
-        let tx_id: i64 = row.get(2);
-        let seq: i64 = row.get(3);
-        let document: serde_json::Value = row.get(4);
-        let state: Project = serde_json::from_value(document)?;
+        let id: Uuid = row.try_get(0)?;
+        let version: i64 = row.try_get(1)?;
+        let tx_id: i64 = row.try_get(2)?;
+        let seq: i64 = row.try_get(3)?;
+        // Straight from the stored text into the state, without a JSON tree in between.
+        let Json(state): Json<Project> = row.try_get(4)?;
         let state_members = state.members.clone();
         out.insert(
             id,
@@ -373,7 +374,7 @@ async fn write_projects<'a>(
         seqs.push(as_i64(row.last.seq));
         created.push(p.created_at);
         updated.push(p.updated_at);
-        documents.push(serde_json::to_value(p)?);
+        documents.push(Json(p));
         if p.members != row.members_before {
             members_changed.push(*id);
             for m in &p.members {

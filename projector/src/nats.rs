@@ -94,7 +94,7 @@ pub fn cloud_event(
         .split_once('-')
         .map(|(_, id)| id)?
         .to_owned();
-    let mut data = recorded.data.clone();
+    let mut data = recorded.data_value().ok()?;
     if let (AnyEvent::User(_), Some(obj)) = (event, data.as_object_mut()) {
         // User events never carry e-mail addresses to integrations.
         obj.remove("email");

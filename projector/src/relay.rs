@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
 use domain::generation::GenerationEvent;
-use domain::{AnyEvent, DomainEvent};
+use domain::AnyEvent;
 use event_store::{EventStore, PgEventStore, Position, RecordedEvent};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -176,7 +176,8 @@ impl Relay {
     }
 
     fn message(&self, recorded: &RecordedEvent) -> anyhow::Result<Option<(String, Value)>> {
-        let event = AnyEvent::from_data(&recorded.event_type, recorded.data.clone())
+        let event = recorded
+            .decode::<AnyEvent>()
             .map_err(|e| anyhow::anyhow!("event {} cannot be decoded: {e}", recorded.event_id))?;
         Ok(match (self.kind, event.clone()) {
             (RelayKind::Events, ref any) => nats::cloud_event(&self.names, recorded, any),

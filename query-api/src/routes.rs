@@ -222,6 +222,32 @@ pub async fn list_projects(
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next_cursor})))
 }
 
+/// One entry of a project's history; the event body is written out as stored, not re-encoded.
+#[derive(Serialize)]
+struct HistoryItem<'a> {
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    version: u64,
+    position: String,
+    recorded_at: String,
+    data: &'a serde_json::value::RawValue,
+    metadata: HistoryMetadata,
+}
+
+#[derive(Serialize)]
+struct HistoryMetadata {
+    actor: Option<Uuid>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+}
+
+#[derive(Serialize)]
+struct HistoryPage<'a> {
+    items: Vec<HistoryItem<'a>>,
+    next_cursor: Option<String>,
+}
+
 /// One project: the current state, or with `as_of_version` / `as_of` the state folded from its
 /// events up to that point.
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
@@ -342,16 +368,21 @@ pub async fn history(
         .store
         .read_stream(&stream, after_version, ReadUntil::End, limit + 1)
         .await?;
-    let items: Vec<Value> = events
+    let items: Vec<HistoryItem> = events
         .iter()
         .take(limit)
-        .map(|e| {
-            json!({
-                "event_id": e.event_id, "type": e.event_type, "version": e.stream_version,
-                "position": e.position.to_token(), "recorded_at": rfc3339(e.recorded_at), "data": e.data,
-                "metadata": {"actor": e.metadata.actor, "correlation_id": e.metadata.correlation_id,
-                             "causation_id": e.metadata.causation_id},
-            })
+        .map(|e| HistoryItem {
+            event_id: e.event_id,
+            kind: &e.event_type,
+            version: e.stream_version,
+            position: e.position.to_token(),
+            recorded_at: rfc3339(e.recorded_at),
+            data: &e.data,
+            metadata: HistoryMetadata {
+                actor: e.metadata.actor,
+                correlation_id: e.metadata.correlation_id,
+                causation_id: e.metadata.causation_id,
+            },
         })
         .collect();
     let next_cursor = (events.len() > limit)
@@ -363,7 +394,7 @@ pub async fn history(
             })
         })
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next_cursor})))
+    Ok(HttpResponse::Ok().json(HistoryPage { items, next_cursor }))
 }
 
 #[derive(Serialize, Deserialize)]
