@@ -186,7 +186,10 @@ impl From<tokio_postgres::Error> for CommitError {
 
 /// A lost version check is a race to retry, or a fixed answer on a stream that reserves a unique
 /// value (an e-mail address); anything else is the store's own error.
-fn conflict_or(error: StoreError, unique_streams: &[(String, ProblemType, &'static str)]) -> CommitError {
+fn conflict_or(
+    error: StoreError,
+    unique_streams: &[(String, ProblemType, &'static str)],
+) -> CommitError {
     match error {
         StoreError::WrongExpectedVersion { stream_id, .. } => {
             match unique_streams.iter().find(|(s, _, _)| *s == stream_id) {

@@ -433,7 +433,32 @@ mod double_option {
     }
 }
 
+/// Which of a project's features an event changes, for read models that keep a row per feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeaturesTouched {
+    None,
+    /// Added or changed in place; the others keep their place in the list.
+    One(FeatureId),
+    /// The list as a whole: created anew, or shortened so later features move up.
+    All,
+}
+
 impl ProjectEvent {
+    /// What [`Project::evolve`] changes of the feature list when it folds this event.
+    pub fn features_touched(&self) -> FeaturesTouched {
+        match self {
+            ProjectEvent::ProjectCreated { .. } | ProjectEvent::FeatureRemoved { .. } => {
+                FeaturesTouched::All
+            }
+            ProjectEvent::FeatureAdded { feature_id, .. }
+            | ProjectEvent::FeatureUpdated { feature_id, .. } => FeaturesTouched::One(*feature_id),
+            ProjectEvent::ProjectUpdated { .. }
+            | ProjectEvent::ProjectArchived { .. }
+            | ProjectEvent::ProjectMemberAdded { .. }
+            | ProjectEvent::ProjectMemberRemoved { .. } => FeaturesTouched::None,
+        }
+    }
+
     pub const TYPES: &'static [&'static str] = &[
         "ProjectCreated",
         "ProjectUpdated",
@@ -2131,6 +2156,55 @@ mod tests {
     }
 
     // --- members ---
+
+    #[test]
+    fn an_event_changes_no_feature_beyond_the_ones_it_says_it_touches() {
+        // Given a shop with three features
+        let mut project = Project::default();
+        let mut history = shop();
+        history.push(crud_added(3, "Notes", raw_entity("note", None)));
+        let later = vec![
+            // When it is renamed, shared, a feature is disabled, one added, one removed
+            ProjectEvent::ProjectUpdated {
+                project_id: pid(),
+                name: Some("Shop 2".into()),
+                description: None,
+                generation_mode: None,
+                updated_at: t(3),
+            },
+            member_added(),
+            disabled(1),
+            crud_added(4, "Tags", raw_entity("tag", None)),
+            ProjectEvent::FeatureRemoved {
+                project_id: pid(),
+                feature_id: feature_id(3),
+                removed_at: t(5),
+            },
+            archived(),
+        ];
+        for event in history.iter().chain(&later) {
+            let before = project.features.clone();
+            project.evolve(event);
+            // Then every feature it does not name keeps its content and its place
+            match event.features_touched() {
+                FeaturesTouched::None => assert_eq!(project.features, before, "{event:?}"),
+                FeaturesTouched::One(id) => {
+                    let others = |fs: &[Feature]| -> Vec<Feature> {
+                        fs.iter().filter(|f| f.id != id).cloned().collect()
+                    };
+                    assert_eq!(others(&project.features), others(&before), "{event:?}");
+                    assert!(project.features.iter().any(|f| f.id == id));
+                }
+                FeaturesTouched::All => {}
+            }
+        }
+        assert_eq!(
+            later[4].features_touched(),
+            FeaturesTouched::All,
+            "a removal moves the later features up"
+        );
+        assert_eq!(project.features.len(), 3);
+    }
 
     fn member_added() -> ProjectEvent {
         ProjectEvent::ProjectMemberAdded {

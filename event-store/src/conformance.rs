@@ -270,7 +270,12 @@ pub async fn streams_read_forward_up_to_a_version_or_time<H: Harness>(h: &H) {
     for (i, (r, w)) in all.iter().zip(&written).enumerate() {
         assert_eq!(r.stream_version, i as u64 + 1);
         assert_eq!(
-            (r.event_id, &r.event_type, &r.data_value().expect("stored JSON"), &r.metadata),
+            (
+                r.event_id,
+                &r.event_type,
+                &r.data_value().expect("stored JSON"),
+                &r.metadata
+            ),
             (w.event_id, &w.event_type, &w.data, &w.metadata)
         );
     }
@@ -344,7 +349,10 @@ pub async fn old_schema_versions_are_upcast_on_every_read<H: Harness>(h: &H) {
         .read_stream(&s, 0, ReadUntil::End, 10)
         .await
         .expect("read");
-    assert_eq!(read[0].data_value().expect("stored JSON"), json!({"name": "first"}));
+    assert_eq!(
+        read[0].data_value().expect("stored JSON"),
+        json!({"name": "first"})
+    );
     assert_eq!(read[0].schema_version, 2);
     let feed = read_until(
         store.as_ref(),
@@ -355,7 +363,10 @@ pub async fn old_schema_versions_are_upcast_on_every_read<H: Harness>(h: &H) {
     .await;
     let from_feed = feed.iter().find(|e| e.stream_id == s).expect("on the feed");
     assert_eq!(
-        (from_feed.data_value().expect("stored JSON"), from_feed.schema_version),
+        (
+            from_feed.data_value().expect("stored JSON"),
+            from_feed.schema_version
+        ),
         (json!({"name": "first"}), 2)
     );
 }

@@ -7,10 +7,10 @@ use deadpool_postgres::{GenericClient, Pool, Transaction};
 use domain::{EventMetadata, Upcasters};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio_postgres::types::Json;
 use tokio::sync::watch;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::notify::Signals;
@@ -135,7 +135,8 @@ impl PgEventStore {
             .try_get("metadata")
             .map_err(|_| StoreError::BadMetadata { event_id })?;
         let stored_version = u32::try_from(stored_version).unwrap_or(1);
-        let (data, schema_version) = if stored_version == self.upcasters.latest_version(&event_type) {
+        let (data, schema_version) = if stored_version == self.upcasters.latest_version(&event_type)
+        {
             // Nothing to upcast (the common case): the text goes on as it was read.
             (data, stored_version)
         } else {

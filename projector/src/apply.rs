@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
-use tokio_postgres::types::Json;
-use domain::generation::{Generation, GenerationStatus};
-use domain::project::{Project, ProjectStatus};
-use domain::user::UserEvent;
 use domain::AnyEvent;
+use domain::generation::{Generation, GenerationStatus};
+use domain::ids::FeatureId;
+use domain::project::{Feature, FeaturesTouched, Project, ProjectStatus};
+use domain::user::UserEvent;
 use event_store::{Position, RecordedEvent};
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::schema::PROJECTION;
@@ -70,6 +71,8 @@ impl ProjectStates {
         for (id, mut row) in rows {
             row.dirty = false;
             row.members_before.clone_from(&row.state.members);
+            row.features_all = false;
+            row.features_changed.clear();
             self.rows.insert(id, row);
         }
         let excess = self.rows.len().saturating_sub(self.capacity);
@@ -89,6 +92,35 @@ struct ProjectRow {
     dirty: bool,
     /// The members as stored, so unchanged member rows are not rewritten.
     members_before: Vec<domain::project::Member>,
+    /// The feature rows this batch must write: `all` rewrites the project's rows.
+    features_all: bool,
+    features_changed: Vec<FeatureId>,
+}
+
+impl ProjectRow {
+    fn new() -> Self {
+        Self {
+            state: Project::default(),
+            version: 0,
+            last: Position::START,
+            dirty: false,
+            members_before: Vec::new(),
+            features_all: false,
+            features_changed: Vec::new(),
+        }
+    }
+
+    fn touched(&mut self, touched: FeaturesTouched) {
+        match touched {
+            FeaturesTouched::None => {}
+            FeaturesTouched::All => self.features_all = true,
+            FeaturesTouched::One(id) => {
+                if !self.features_changed.contains(&id) {
+                    self.features_changed.push(id);
+                }
+            }
+        }
+    }
 }
 
 struct GenerationRow {
@@ -200,13 +232,13 @@ pub async fn apply_batch(
     };
     let mut decoded = Vec::with_capacity(events.len());
     for e in events {
-        let event = e.decode::<AnyEvent>().map_err(|source| {
-            ApplyError::Poison {
+        let event = e
+            .decode::<AnyEvent>()
+            .map_err(|source| ApplyError::Poison {
                 event_id: e.event_id,
                 event_type: e.event_type.clone(),
                 source,
-            }
-        })?;
+            })?;
         decoded.push((e, event));
     }
     let mut projects = load_projects(tx, schema, &decoded, states).await?;
@@ -217,17 +249,12 @@ pub async fn apply_batch(
             AnyEvent::Project(e) => {
                 let id = project_id(&recorded.stream_id);
                 let Some(id) = id else { continue };
-                let row = projects.entry(id).or_insert_with(|| ProjectRow {
-                    state: Project::default(),
-                    version: 0,
-                    last: Position::START,
-                    dirty: false,
-                    members_before: Vec::new(),
-                });
+                let row = projects.entry(id).or_insert_with(ProjectRow::new);
                 // Idempotent: a version already folded in is never folded twice.
                 if recorded.stream_version <= row.version {
                     continue;
                 }
+                row.touched(e.features_touched());
                 row.state.evolve(&e);
                 row.version = recorded.stream_version;
                 row.last = recorded.position;
@@ -255,7 +282,7 @@ pub async fn apply_batch(
             AnyEvent::Email(_) => {}
         }
     }
-    write_projects(tx, schema, projects.iter().filter(|(_, r)| r.dirty)).await?;
+    write_projects(tx, schema, projects.iter_mut().filter(|(_, r)| r.dirty)).await?;
     states.keep(projects);
     for (id, row) in generations.iter().filter(|(_, r)| r.dirty) {
         write_generation(tx, schema, *id, row).await?;
@@ -336,8 +363,23 @@ async fn load_projects(
                 },
                 dirty: false,
                 members_before: state_members,
+                features_all: false,
+                features_changed: Vec::new(),
             },
         );
+    }
+    let features = tx
+        .prepare_cached(&format!(
+            "SELECT project_id, document FROM {schema}.project_features
+             WHERE project_id = ANY($1) ORDER BY project_id, ordinal"
+        ))
+        .await?;
+    for row in tx.query(&features, &[&ids]).await? {
+        let project: Uuid = row.try_get(0)?;
+        let Json(feature): Json<Feature> = row.try_get(1)?;
+        if let Some(p) = out.get_mut(&project) {
+            p.state.features.push(feature);
+        }
     }
     Ok(out)
 }
@@ -347,7 +389,7 @@ async fn load_projects(
 async fn write_projects<'a>(
     tx: &Transaction<'_>,
     schema: &str,
-    rows: impl Iterator<Item = (&'a Uuid, &'a ProjectRow)>,
+    rows: impl Iterator<Item = (&'a Uuid, &'a mut ProjectRow)>,
 ) -> Result<(), ApplyError> {
     let mut ids = Vec::new();
     let mut owners = Vec::new();
@@ -361,8 +403,28 @@ async fn write_projects<'a>(
     let mut members_changed = Vec::new();
     let (mut m_projects, mut m_users, mut m_roles, mut m_added) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut reset_features = Vec::new();
+    let (mut f_projects, mut f_ids, mut f_ordinals, mut f_documents) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (id, row) in rows {
+        // The project document without its features, which have rows of their own.
+        let features = std::mem::take(&mut row.state.features);
+        let document = serde_json::value::to_raw_value(&row.state);
+        row.state.features = features;
+        documents.push(Json(document?));
+        let row: &'a ProjectRow = row;
         let p = &row.state;
+        if row.features_all {
+            reset_features.push(*id);
+        }
+        for (ordinal, feature) in p.features.iter().enumerate() {
+            if row.features_all || row.features_changed.contains(&feature.id) {
+                f_projects.push(*id);
+                f_ids.push(feature.id.as_uuid());
+                f_ordinals.push(i32::try_from(ordinal).unwrap_or(i32::MAX));
+                f_documents.push(Json(feature));
+            }
+        }
         ids.push(*id);
         owners.push(p.owner_id.as_uuid());
         statuses.push(match p.status {
@@ -374,7 +436,6 @@ async fn write_projects<'a>(
         seqs.push(as_i64(row.last.seq));
         created.push(p.created_at);
         updated.push(p.updated_at);
-        documents.push(Json(p));
         if p.members != row.members_before {
             members_changed.push(*id);
             for m in &p.members {
@@ -405,6 +466,26 @@ async fn write_projects<'a>(
         ],
     )
     .await?;
+    if !reset_features.is_empty() {
+        let delete = tx
+            .prepare_cached(&format!(
+                "DELETE FROM {schema}.project_features WHERE project_id = ANY($1)"
+            ))
+            .await?;
+        tx.execute(&delete, &[&reset_features]).await?;
+    }
+    if !f_projects.is_empty() {
+        let upsert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {schema}.project_features (project_id, id, ordinal, document)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::json[])
+                 ON CONFLICT (project_id, id) DO UPDATE
+                 SET ordinal = EXCLUDED.ordinal, document = EXCLUDED.document"
+            ))
+            .await?;
+        tx.execute(&upsert, &[&f_projects, &f_ids, &f_ordinals, &f_documents])
+            .await?;
+    }
     if !members_changed.is_empty() {
         let delete = tx
             .prepare_cached(&format!(

@@ -10,8 +10,10 @@ pub const NEXT: &str = "rm_next";
 /// The name of the read-model projection's checkpoint row.
 pub const PROJECTION: &str = "read_models";
 
-/// Read models are disposable: when their shape changes, bump this and `replay` rebuilds them.
-pub const SHAPE_VERSION: i32 = 1;
+/// Read models are disposable: when their shape changes, bump this. A live schema of another
+/// shape is dropped at start-up and the projector rebuilds it from the start of the feed.
+/// (2: features moved from the project document into `project_features`.)
+pub const SHAPE_VERSION: i32 = 2;
 
 pub fn ddl(schema: &str) -> String {
     format!(
@@ -26,7 +28,9 @@ pub fn ddl(schema: &str) -> String {
              created_at timestamptz NOT NULL,
              updated_at timestamptz NOT NULL
          );
-         -- The whole project as the domain folds it (`document`), plus the columns lists filter on.
+         -- The project as the domain folds it (`document`, with `features` empty: they have rows of
+         -- their own, so a feature change rewrites one small row, not the whole project), plus the
+         -- columns lists filter on.
          CREATE TABLE IF NOT EXISTS {schema}.projects (
              id uuid PRIMARY KEY,
              owner_id uuid NOT NULL,
@@ -47,6 +51,17 @@ pub fn ddl(schema: &str) -> String {
              PRIMARY KEY (project_id, user_id)
          );
          CREATE INDEX IF NOT EXISTS project_members_user_idx ON {schema}.project_members (user_id);
+         -- A project's features; `ordinal` is the place in the project's list (creation order).
+         -- `json`, not `jsonb`: it is only ever read whole, and a read concatenates the texts of a
+         -- project's features (3x the rate of building a jsonb array with jsonb_agg, measured).
+         CREATE TABLE IF NOT EXISTS {schema}.project_features (
+             project_id uuid NOT NULL,
+             id uuid NOT NULL,
+             ordinal integer NOT NULL,
+             document json NOT NULL,
+             PRIMARY KEY (project_id, id)
+         );
+         CREATE INDEX IF NOT EXISTS project_features_order_idx ON {schema}.project_features (project_id, ordinal);
          -- The whole generation as the domain folds it, plus the columns lists and the sweeper use.
          CREATE TABLE IF NOT EXISTS {schema}.generations (
              id uuid PRIMARY KEY,
@@ -92,9 +107,35 @@ pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&0x5250_524fi64])
         .await?;
-    let result = client
-        .batch_execute(&format!("{}\n{RELAY_DDL}", ddl(LIVE)))
-        .await;
+    let result = async {
+        // A live schema of another shape cannot be patched: drop it, and the projector rebuilds
+        // it from the start of the feed (reads answer from the new tables as they fill).
+        let stale: Option<i32> = client
+            .query_opt(
+                "SELECT shape_version FROM rm.checkpoints WHERE name = $1 AND shape_version <> $2
+                 AND to_regclass('rm.checkpoints') IS NOT NULL",
+                &[&PROJECTION, &SHAPE_VERSION],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if let Some(old) = stale {
+            tracing::warn!(
+                old,
+                new = SHAPE_VERSION,
+                "read models have an older shape; dropping them to rebuild from the feed"
+            );
+            client
+                .batch_execute(&format!("DROP SCHEMA {LIVE} CASCADE"))
+                .await?;
+        }
+        client
+            .batch_execute(&format!("{}\n{RELAY_DDL}", ddl(LIVE)))
+            .await
+    }
+    .await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&0x5250_524fi64])
         .await?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::QueryState;
 use crate::params::{NewestFirst, Query, encode_cursor};
-use crate::routes::{current, ready, visible};
+use crate::routes::{Features, current, ready, visible};
 
 /// A generation with the API's field names.
 fn present(document: Value) -> Value {
@@ -34,7 +34,7 @@ async fn visible_generation(
         .await?
         .ok_or_else(|| ApiError::not_found("no such generation"))?;
     let project_id: Uuid = row.try_get(0)?;
-    let v = visible(state, caller, project_id)
+    let v = visible(state, caller, project_id, Features::Without)
         .await
         .map_err(|_| ApiError::not_found("no such generation"))?;
     if v.status == ProjectStatus::Archived && !v.privileged {
@@ -60,7 +60,7 @@ pub async fn list_generations(
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
     let (before_time, before_id) = query.newest_first()?;
-    current(&state, &caller, project_id).await?;
+    current(&state, &caller, project_id, Features::Without).await?;
     let client = state.pool.get().await?;
     let stmt = client
         .prepare_cached(
@@ -196,7 +196,7 @@ pub async fn download_project(
 ) -> Result<HttpResponse, ApiError> {
     let project_id = path_id(&path, "project")?;
     ready(&state, &req).await?;
-    current(&state, &caller, project_id).await?;
+    current(&state, &caller, project_id, Features::Without).await?;
     let client = state.pool.get().await?;
     let stmt = client
         .prepare_cached(

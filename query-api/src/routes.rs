@@ -9,6 +9,7 @@ use domain::user::Role;
 use event_store::{EventStore, ReadUntil};
 use runtime::{ApiError, Authenticated, path_id};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -81,8 +82,30 @@ pub(crate) struct Visible {
     pub(crate) status: ProjectStatus,
     pub(crate) version: i64,
     pub(crate) document: Value,
+    /// The features as a JSON array, in their order, when asked for (`Features::With`); the
+    /// stored document has an empty list in their place.
+    pub(crate) features: Option<Box<RawValue>>,
     /// Owner or admin: may read history and time travel even when archived.
     pub(crate) privileged: bool,
+}
+
+/// The statement behind `GET /projects/{id}` (and the bench's W3 baseline): the project row, the
+/// caller's membership and the features in their order, in one round trip.
+pub const PROJECT_WITH_FEATURES_SQL: &str = "SELECT p.owner_id, p.status, p.version, p.document,
+        EXISTS (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $2),
+        (SELECT coalesce('[' || string_agg(f.document::text, ',' ORDER BY f.ordinal) || ']', '[]')
+         FROM rm.project_features f WHERE f.project_id = p.id)
+ FROM rm.projects p WHERE p.id = $1";
+
+const PROJECT_SQL: &str = "SELECT p.owner_id, p.status, p.version, p.document,
+        EXISTS (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $2)
+ FROM rm.projects p WHERE p.id = $1";
+
+/// Whether a project read needs the feature list (the document is stored without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Features {
+    With,
+    Without,
 }
 
 /// Loads a project the caller may see. Strangers get 404, like for a project that does not exist.
@@ -90,14 +113,14 @@ pub(crate) async fn visible(
     state: &QueryState,
     caller: &Authenticated,
     project_id: Uuid,
+    features: Features,
 ) -> Result<Visible, ApiError> {
     let client = state.pool.get().await?;
     let stmt = client
-        .prepare_cached(
-            "SELECT p.owner_id, p.status, p.version, p.document,
-                    EXISTS (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $2)
-             FROM rm.projects p WHERE p.id = $1",
-        )
+        .prepare_cached(match features {
+            Features::With => PROJECT_WITH_FEATURES_SQL,
+            Features::Without => PROJECT_SQL,
+        })
         .await?;
     let row = client
         .query_opt(&stmt, &[&project_id, &caller.user_id])
@@ -115,12 +138,56 @@ pub(crate) async fn visible(
     if !(privileged || (member && status == ProjectStatus::Active)) {
         return Err(ApiError::not_found("no such project"));
     }
+    let features = match features {
+        Features::With => {
+            let list: String = row.try_get(5)?;
+            Some(RawValue::from_string(list).map_err(ApiError::internal)?)
+        }
+        Features::Without => None,
+    };
     Ok(Visible {
         status,
         version: row.try_get(2)?,
         document: row.try_get(3)?,
+        features,
         privileged,
     })
+}
+
+impl Visible {
+    /// The features as JSON values (empty unless loaded `Features::With`).
+    pub(crate) fn feature_list(&self) -> Result<Vec<Value>, ApiError> {
+        match &self.features {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(ApiError::internal),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// `GET /projects/{id}`'s body: the stored document with the feature texts written into the
+/// place of its empty list as they were read (not parsed and re-encoded), then `version`.
+struct ProjectBody<'a> {
+    document: &'a Value,
+    features: Option<&'a RawValue>,
+    version: i64,
+}
+
+impl Serialize for ProjectBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(members) = self.document.as_object() {
+            for (key, value) in members {
+                match (key.as_str(), self.features) {
+                    ("features", Some(raw)) => map.serialize_entry(key, raw)?,
+                    ("version", _) => {}
+                    _ => map.serialize_entry(key, value)?,
+                }
+            }
+        }
+        map.serialize_entry("version", &self.version)?;
+        map.end()
+    }
 }
 
 /// Current state: archived projects are gone (404) for current-state reads.
@@ -128,8 +195,9 @@ pub(crate) async fn current(
     state: &QueryState,
     caller: &Authenticated,
     project_id: Uuid,
+    features: Features,
 ) -> Result<Visible, ApiError> {
-    let v = visible(state, caller, project_id).await?;
+    let v = visible(state, caller, project_id, features).await?;
     if v.status == ProjectStatus::Archived {
         return Err(ApiError::not_found("no such project"));
     }
@@ -173,7 +241,9 @@ pub async fn list_projects(
     // Members see active projects only; archived ones stay visible to their owners.
     let stmt = client
         .prepare_cached(
-            "SELECT id, version, document FROM rm.projects p
+            "SELECT id, version, document,
+                    (SELECT count(*) FROM rm.project_features f WHERE f.project_id = p.id)
+             FROM rm.projects p
              WHERE p.status = $2
                AND (p.owner_id = $1 OR ($2 = 'active' AND EXISTS
                     (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $1)))
@@ -198,13 +268,10 @@ pub async fn list_projects(
     for row in rows.iter().take(limit) {
         let version: i64 = row.try_get(1)?;
         let mut doc: Value = row.try_get(2)?;
+        let count: i64 = row.try_get(3)?;
         if let Some(obj) = doc.as_object_mut() {
-            let features = obj.remove("features");
+            obj.remove("features");
             obj.remove("members");
-            let count = features
-                .as_ref()
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
             obj.insert("feature_count".into(), json!(count));
         }
         items.push(with_version(doc, version));
@@ -296,7 +363,7 @@ pub async fn get_project(
         (None, None) => None,
     };
     let Some(until) = until else {
-        let v = current(&state, &caller, project_id).await?;
+        let v = current(&state, &caller, project_id, Features::With).await?;
         if not_modified(&req, v.version) {
             return Ok(HttpResponse::NotModified()
                 .insert_header((ETAG, etag(v.version)))
@@ -304,9 +371,13 @@ pub async fn get_project(
         }
         return Ok(HttpResponse::Ok()
             .insert_header((ETAG, etag(v.version)))
-            .json(with_version(v.document, v.version)));
+            .json(ProjectBody {
+                document: &v.document,
+                features: v.features.as_deref(),
+                version: v.version,
+            }));
     };
-    let v = visible(&state, &caller, project_id).await?;
+    let v = visible(&state, &caller, project_id, Features::Without).await?;
     if v.status == ProjectStatus::Archived && !v.privileged {
         return Err(ApiError::not_found("no such project"));
     }
@@ -359,7 +430,7 @@ pub async fn history(
         (None, Some(v)) => v,
         (None, None) => 0,
     };
-    let v = visible(&state, &caller, project_id).await?;
+    let v = visible(&state, &caller, project_id, Features::Without).await?;
     if v.status == ProjectStatus::Archived && !v.privileged {
         return Err(ApiError::not_found("no such project"));
     }
@@ -419,11 +490,8 @@ pub async fn list_features(
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
     let offset = query.cursor::<FeatureCursor>()?.map_or(0, |c| c.offset);
-    let v = current(&state, &caller, project_id).await?;
-    let features = v.document["features"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let v = current(&state, &caller, project_id, Features::With).await?;
+    let features = v.feature_list()?;
     let page: Vec<Value> = features.iter().skip(offset).take(limit).cloned().collect();
     let next_cursor = (offset + limit < features.len()).then(|| {
         encode_cursor(&FeatureCursor {
@@ -449,15 +517,12 @@ pub async fn get_feature(
     let project_id = path_id(&path.0, "project")?;
     let feature_id = path_id(&path.1, "feature")?;
     ready(&state, &req).await?;
-    let v = current(&state, &caller, project_id).await?;
+    let v = current(&state, &caller, project_id, Features::With).await?;
     let wanted = feature_id.to_string();
-    let feature = v.document["features"]
-        .as_array()
-        .and_then(|fs| {
-            fs.iter()
-                .find(|f| f["id"].as_str() == Some(wanted.as_str()))
-        })
-        .cloned()
+    let feature = v
+        .feature_list()?
+        .into_iter()
+        .find(|f| f["id"].as_str() == Some(wanted.as_str()))
         .ok_or_else(|| ApiError::not_found("the project has no such feature"))?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(v.version)))

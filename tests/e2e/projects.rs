@@ -1702,3 +1702,52 @@ async fn a_malformed_if_match_is_400_on_every_route() {
     }
     assert_eq!(app.event_count().await, before);
 }
+
+#[tokio::test]
+async fn a_command_decides_on_events_another_writer_appended_after_its_last_fold() {
+    use domain::ids::{FeatureId, ProjectId};
+    use domain::project::ProjectEvent;
+    use event_store::{EventStore, ExpectedVersion, NewEvent, StreamAppend};
+
+    // Given a shop whose state the command side has folded (and kept) at version 4
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let shop = Shop::create(&app, &owner).await;
+    let project: ProjectId = shop.id.parse().expect("project id");
+    let login: FeatureId = shop.login.parse().expect("feature id");
+    // When another process removes the `auth` feature straight through the store
+    let removed = ProjectEvent::FeatureRemoved {
+        project_id: project,
+        feature_id: login,
+        removed_at: time::OffsetDateTime::now_utc(),
+    };
+    app.store
+        .append(vec![StreamAppend::new(
+            project.stream(),
+            ExpectedVersion::Exact(4),
+            vec![NewEvent::from_domain(
+                &removed,
+                uuid::Uuid::now_v7(),
+                Default::default(),
+            )],
+        )])
+        .await
+        .expect("append by the other writer");
+    // Then the next commands see it: the feature is gone and its name is free again
+    app.put(
+        &shop.feature_path(&shop.login),
+        Some(&owner.access_token),
+        json!({"name": "Sign-in"}),
+    )
+    .await
+    .expect(404);
+    let again = app
+        .post(
+            &format!("{}/features", shop.path()),
+            Some(&owner.access_token),
+            json!({"name": "Login", "feature_type": "auth"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(again.body["version"], 6);
+}

@@ -1014,3 +1014,51 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
         paths.keys().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn read_models_of_an_older_shape_are_dropped_and_rebuilt_from_the_feed() {
+    // Given read models written by an older build (shape 1), with a table this build never made
+    let db = TestDatabase::create().await.expect("test database");
+    event_store::setup::migrate(&db.url).await.expect("migrate");
+    projector::schema::ensure(&db.url).await.expect("ensure");
+    let pool = event_store::setup::pool(&db.url, 2).expect("pool");
+    let client = pool.get().await.expect("connection");
+    client
+        .batch_execute(
+            "UPDATE rm.checkpoints SET shape_version = 1, tx = 7, seq = 7;
+             CREATE TABLE rm.left_by_shape_1 (x int);",
+        )
+        .await
+        .expect("age the read models");
+    // When this build starts
+    projector::schema::ensure(&db.url)
+        .await
+        .expect("ensure again");
+    // Then the old tables are gone and the projection starts again from the feed's beginning
+    let row = client
+        .query_one(
+            "SELECT shape_version, tx, seq, to_regclass('rm.left_by_shape_1') IS NULL
+             FROM rm.checkpoints",
+            &[],
+        )
+        .await
+        .expect("checkpoint");
+    let (shape, tx, seq, gone): (i32, i64, i64, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(shape, projector::schema::SHAPE_VERSION);
+    assert_eq!((tx, seq), (0, 0));
+    assert!(gone);
+    // And a current shape is left alone
+    client
+        .batch_execute("UPDATE rm.checkpoints SET tx = 5, seq = 5")
+        .await
+        .expect("advance");
+    projector::schema::ensure(&db.url)
+        .await
+        .expect("ensure a third time");
+    let row = client
+        .query_one("SELECT tx FROM rm.checkpoints", &[])
+        .await
+        .expect("checkpoint");
+    assert_eq!(row.get::<_, i64>(0), 5);
+}
