@@ -26,7 +26,7 @@ const APPEND_SQL: &str = "
 WITH cur AS (SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = $1)
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
 SELECT $1, cur.v + t.ord, t.event_id, t.event_type, t.schema_version, t.data, t.metadata
-FROM cur, unnest($2::uuid[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY
+FROM cur, unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::json[]) WITH ORDINALITY
      AS t(event_id, event_type, schema_version, data, metadata, ord)
 WHERE $7::int8 IS NULL OR cur.v = $7::int8
 RETURNING position, transaction_id::text::int8, stream_version";

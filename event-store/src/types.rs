@@ -163,7 +163,7 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The schema version of `data` after upcasting (the latest known).
     pub schema_version: u32,
-    /// The body as JSON text (PostgreSQL's normalised `jsonb` text): decoded straight into a
+    /// The body as JSON text, exactly as it was appended (stored as `json`): decoded straight into a
     /// domain event, or written into a response as it is, never parsed into a tree on the way.
     pub data: Box<RawValue>,
     pub metadata: EventMetadata,

@@ -320,30 +320,32 @@ async fn load_projects(
     decoded: &[(&RecordedEvent, AnyEvent)],
     states: &mut ProjectStates,
 ) -> Result<HashMap<Uuid, ProjectRow>, ApplyError> {
-    let mut ids: Vec<Uuid> = decoded
-        .iter()
-        .filter(|(_, e)| matches!(e, AnyEvent::Project(_)))
-        .filter_map(|(r, _)| project_id(&r.stream_id))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    // The first version of each project in the batch (feed order keeps a stream's order).
+    let mut first: HashMap<Uuid, u64> = HashMap::new();
+    for (r, e) in decoded {
+        if let (AnyEvent::Project(_), Some(id)) = (e, project_id(&r.stream_id)) {
+            first.entry(id).or_insert(r.stream_version);
+        }
+    }
+    let mut ids: Vec<Uuid> = first.keys().copied().collect();
     let mut out = HashMap::with_capacity(ids.len());
     ids.retain(|id| match states.rows.remove(id) {
         Some(row) => {
             out.insert(*id, row);
             false
         }
-        None => true,
+        // A project whose first event here is its first ever has no stored row to start from.
+        None => first.get(id).is_some_and(|v| *v > 1),
     });
     if ids.is_empty() {
         return Ok(out);
     }
-    let rows = tx
-        .query(
-            &format!("SELECT id, version, last_tx, last_seq, document FROM {schema}.projects WHERE id = ANY($1)"),
-            &[&ids],
-        )
+    let select = tx
+        .prepare_cached(&format!(
+            "SELECT id, version, last_tx, last_seq, document FROM {schema}.projects WHERE id = ANY($1)"
+        ))
         .await?;
+    let rows = tx.query(&select, &[&ids]).await?;
     for row in rows {
         let id: Uuid = row.try_get(0)?;
         let version: i64 = row.try_get(1)?;

@@ -97,6 +97,8 @@ impl Relay {
             tracing::info!(relay = self.kind.name(), "relay leads");
             let mut signal = self.store.feed_signal();
             let mut streams_ready = false;
+            // The checkpoint as this leader last saved it: read once, then kept in memory.
+            let mut at: Option<Position> = None;
             let mut backoff = Duration::from_millis(200);
             while !*shutdown.borrow() && leadership.alive() {
                 if !streams_ready {
@@ -117,16 +119,29 @@ impl Relay {
                         }
                     }
                 }
-                let stepped = tokio::time::timeout(Duration::from_secs(30), self.step(&js))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!(
-                            "NATS acknowledgements did not arrive within 30 s"
-                        ))
-                    });
-                match stepped {
-                    Ok(true) => backoff = Duration::from_millis(200),
-                    Ok(false) => {
+                let from = match at {
+                    Some(from) => Ok(from),
+                    None => self.checkpoint().await,
+                };
+                let stepped = match from {
+                    Ok(from) => tokio::time::timeout(Duration::from_secs(30), self.step(&js, from))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!(
+                                "NATS acknowledgements did not arrive within 30 s"
+                            ))
+                        }),
+                    Err(e) => Err(e),
+                };
+                if let Ok((_, to)) = &stepped {
+                    at = Some(*to);
+                } else {
+                    at = None;
+                }
+                match stepped.map(|(step, _)| step) {
+                    Ok(Step::More) => backoff = Duration::from_millis(200),
+                    // The visible feed is relayed: wait for the next commit (or poll).
+                    Ok(Step::CaughtUp) => {
                         tokio::select! {
                             _ = signal.changed() => {}
                             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -176,24 +191,31 @@ impl Relay {
     }
 
     fn message(&self, recorded: &RecordedEvent) -> anyhow::Result<Option<(String, Value)>> {
+        // Jobs come from one event type only; the others need not be decoded at all.
+        if self.kind == RelayKind::Jobs && recorded.event_type != JOB_EVENT {
+            return Ok(None);
+        }
         let event = recorded
             .decode::<AnyEvent>()
             .map_err(|e| anyhow::anyhow!("event {} cannot be decoded: {e}", recorded.event_id))?;
-        Ok(match (self.kind, event.clone()) {
-            (RelayKind::Events, ref any) => nats::cloud_event(&self.names, recorded, any),
-            (RelayKind::Jobs, AnyEvent::Generation(ref g)) => {
+        Ok(match (self.kind, &event) {
+            (RelayKind::Events, any) => nats::cloud_event(&self.names, recorded, any),
+            (RelayKind::Jobs, AnyEvent::Generation(g)) => {
                 generation_job(recorded, g).map(|job| (self.names.job_subject("generation"), job))
             }
             (RelayKind::Jobs, _) => None,
         })
     }
 
-    /// Relays one batch; `Ok(false)` when there was nothing to relay.
-    async fn step(&self, js: &jetstream::Context) -> anyhow::Result<bool> {
-        let from = self.checkpoint().await?;
+    /// Relays one batch after `from`; answers how it went and the checkpoint saved.
+    async fn step(
+        &self,
+        js: &jetstream::Context,
+        from: Position,
+    ) -> anyhow::Result<(Step, Position)> {
         let events = self.store.read_feed(from, BATCH).await?;
         if events.is_empty() {
-            return Ok(false);
+            return Ok((Step::CaughtUp, from));
         }
         let mut acked = from;
         let mut in_flight = FuturesOrdered::new();
@@ -262,7 +284,28 @@ impl Relay {
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(true),
+            None if events.len() < BATCH => Ok((Step::CaughtUp, acked)),
+            None => Ok((Step::More, acked)),
         }
+    }
+}
+
+/// The only event type the jobs relay publishes.
+const JOB_EVENT: &str = "GenerationRequested";
+
+enum Step {
+    /// A full batch was relayed: more may be waiting.
+    More,
+    /// Everything visible is relayed.
+    CaughtUp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jobs_relay_filters_on_a_type_the_domain_writes() {
+        assert!(domain::generation::GenerationEvent::TYPES.contains(&JOB_EVENT));
     }
 }

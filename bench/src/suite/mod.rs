@@ -47,10 +47,11 @@ pub const W5_ASOF_SQL: &str = "SELECT position, stream_version, event_id, event_
      data, metadata, recorded_at FROM events WHERE stream_id = $1 AND stream_version <= $2 \
      ORDER BY stream_version";
 /// W4 baseline: the replayed read-model tables, copied in binary into tables made LIKE them.
-pub const W4_TABLES: [&str; 5] = [
+pub const W4_TABLES: [&str; 6] = [
     "users",
     "projects",
     "project_members",
+    "project_features",
     "generations",
     "checkpoints",
 ];
@@ -492,7 +493,17 @@ async fn settle(
             Err(e) => return Err(e),
         }
     }
-    // The NATS relays too: a backlog they publish would take CPU from the next workload.
+    relays_caught_up(db).await?;
+    eprintln!(
+        "projector and relays caught up in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Waits (untimed, at most a minute) until both NATS relays have published everything written so
+/// far: a backlog they publish would take CPU from the next workload.
+async fn relays_caught_up(db: &tokio_postgres::Client) -> anyhow::Result<()> {
     let head: (i64, i64) = {
         let row = db
             .query_one(
@@ -516,10 +527,6 @@ async fn settle(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!(
-        "projector and relays caught up in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
@@ -687,6 +694,9 @@ async fn w5(
         Some(&outcome.position.to_token()),
     )
     .await?;
+    let db = raw_pool.get().await?;
+    relays_caught_up(&db).await?;
+    drop(db);
     let pages = [0i64, 200, 400, 600, 800];
     let mut figures = Vec::new();
     let cases: [W5Case; 2] = [
@@ -972,6 +982,23 @@ async fn w4_in(
     // The baseline: COPY the same rows into the same tables.
     let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
     let driver = tokio::spawn(connection);
+    let missing: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'rm'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|t| !W4_TABLES.contains(&t.as_str()))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the read model has tables the W4 baseline does not copy: {}",
+        missing.join(", ")
+    );
     let mut ddl = String::from("CREATE SCHEMA copy_baseline;");
     for t in W4_TABLES {
         ddl.push_str(&format!(

@@ -7,6 +7,8 @@ use deadpool_postgres::Pool;
 use domain::EventMetadata;
 use event_store::{EventStore, ExpectedVersion, NewEvent, ReadUntil, StreamAppend};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::baseline;
@@ -202,6 +204,8 @@ impl Worker for Query {
             for (c, column) in row.columns().iter().enumerate() {
                 bytes += match column.type_().name() {
                     "jsonb" => row.get::<_, Value>(c).to_string().len(),
+                    // `json` arrives as its text; taking it as text is the cheapest honest read.
+                    "json" => row.get::<_, Json<Box<RawValue>>>(c).0.get().len(),
                     "uuid" => row.get::<_, Uuid>(c).as_bytes().len(),
                     "text" => row.get::<_, String>(c).len(),
                     "int8" => 8,
