@@ -42,7 +42,6 @@ pub fn ddl(schema: &str) -> String {
              updated_at timestamptz NOT NULL,
              document jsonb NOT NULL
          );
-         CREATE INDEX IF NOT EXISTS projects_owner_idx ON {schema}.projects (owner_id, status, created_at DESC, id DESC);
          CREATE TABLE IF NOT EXISTS {schema}.project_members (
              project_id uuid NOT NULL,
              user_id uuid NOT NULL,
@@ -50,7 +49,6 @@ pub fn ddl(schema: &str) -> String {
              added_at timestamptz NOT NULL,
              PRIMARY KEY (project_id, user_id)
          );
-         CREATE INDEX IF NOT EXISTS project_members_user_idx ON {schema}.project_members (user_id);
          -- A project's features; `ordinal` is the place in the project's list (creation order).
          -- `json`, not `jsonb`: it is only ever read whole, and a read concatenates the texts of a
          -- project's features (3x the rate of building a jsonb array with jsonb_agg, measured).
@@ -61,7 +59,6 @@ pub fn ddl(schema: &str) -> String {
              document json NOT NULL,
              PRIMARY KEY (project_id, id)
          );
-         CREATE INDEX IF NOT EXISTS project_features_order_idx ON {schema}.project_features (project_id, ordinal);
          -- The whole generation as the domain folds it, plus the columns lists and the sweeper use.
          CREATE TABLE IF NOT EXISTS {schema}.generations (
              id uuid PRIMARY KEY,
@@ -74,9 +71,6 @@ pub fn ddl(schema: &str) -> String {
              completed_at timestamptz,
              document jsonb NOT NULL
          );
-         CREATE INDEX IF NOT EXISTS generations_project_idx ON {schema}.generations (project_id, requested_at DESC, id DESC);
-         CREATE INDEX IF NOT EXISTS generations_open_idx ON {schema}.generations (status, requested_at)
-             WHERE status IN ('requested', 'running');
          CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
              name text PRIMARY KEY,
              tx bigint NOT NULL,
@@ -88,6 +82,20 @@ pub fn ddl(schema: &str) -> String {
          );
          INSERT INTO {schema}.checkpoints (name, tx, seq, shape_version)
          VALUES ('{PROJECTION}', 0, 0, {SHAPE_VERSION}) ON CONFLICT (name) DO NOTHING;"
+    )
+}
+
+/// The secondary indexes of the read-model tables. Separate from [`ddl`] so `replay` can build them
+/// once, after loading, instead of maintaining them row by row (the primary keys stay: the
+/// upserts need them).
+pub fn indexes(schema: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS projects_owner_idx ON {schema}.projects (owner_id, status, created_at DESC, id DESC);
+         CREATE INDEX IF NOT EXISTS project_members_user_idx ON {schema}.project_members (user_id);
+         CREATE INDEX IF NOT EXISTS project_features_order_idx ON {schema}.project_features (project_id, ordinal);
+         CREATE INDEX IF NOT EXISTS generations_project_idx ON {schema}.generations (project_id, requested_at DESC, id DESC);
+         CREATE INDEX IF NOT EXISTS generations_open_idx ON {schema}.generations (status, requested_at)
+             WHERE status IN ('requested', 'running');"
     )
 }
 
@@ -132,7 +140,7 @@ pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
                 .await?;
         }
         client
-            .batch_execute(&format!("{}\n{RELAY_DDL}", ddl(LIVE)))
+            .batch_execute(&format!("{}\n{}\n{RELAY_DDL}", ddl(LIVE), indexes(LIVE)))
             .await
     }
     .await;
