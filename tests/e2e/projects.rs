@@ -1750,4 +1750,44 @@ async fn a_command_decides_on_events_another_writer_appended_after_its_last_fold
         .await
         .expect(201);
     assert_eq!(again.body["version"], 6);
+
+    // And If-Match is judged against the stream, not against what this process last folded:
+    // another removal lands (version 7) behind the command side's back
+    let removed = ProjectEvent::FeatureRemoved {
+        project_id: project,
+        feature_id: shop.orders.parse().expect("feature id"),
+        removed_at: time::OffsetDateTime::now_utc(),
+    };
+    app.store
+        .append(vec![StreamAppend::new(
+            project.stream(),
+            ExpectedVersion::Exact(6),
+            vec![NewEvent::from_domain(
+                &removed,
+                uuid::Uuid::now_v7(),
+                Default::default(),
+            )],
+        )])
+        .await
+        .expect("second append by the other writer");
+    let rename = |tag: &'static str| {
+        let app = &app;
+        let owner = &owner;
+        let path = shop.path();
+        async move {
+            app.send(
+                Method::PUT,
+                &path,
+                Some(&owner.access_token),
+                Some(json!({"name": "Renamed"})),
+                &[("If-Match", tag)],
+            )
+            .await
+        }
+    };
+    // the version this process last saw is stale: 412
+    rename("\"6\"").await.expect(412);
+    // the stream's real version is accepted
+    let renamed = rename("\"7\"").await.expect(200);
+    assert_eq!(renamed.body["version"], 8);
 }
