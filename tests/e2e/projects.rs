@@ -1703,28 +1703,22 @@ async fn a_malformed_if_match_is_400_on_every_route() {
     assert_eq!(app.event_count().await, before);
 }
 
-#[tokio::test]
-async fn a_command_decides_on_events_another_writer_appended_after_its_last_fold() {
-    use domain::ids::{FeatureId, ProjectId};
+/// Removes `feature` from `shop` straight through the store at `expected`, as another process
+/// would: behind the back of the command side this test talks to.
+async fn remove_behind_its_back(app: &TestApp, shop: &Shop, feature: &str, expected: u64) {
     use domain::project::ProjectEvent;
     use event_store::{EventStore, ExpectedVersion, NewEvent, StreamAppend};
 
-    // Given a shop whose state the command side has folded (and kept) at version 4
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let shop = Shop::create(&app, &owner).await;
-    let project: ProjectId = shop.id.parse().expect("project id");
-    let login: FeatureId = shop.login.parse().expect("feature id");
-    // When another process removes the `auth` feature straight through the store
+    let project: domain::ids::ProjectId = shop.id.parse().expect("project id");
     let removed = ProjectEvent::FeatureRemoved {
         project_id: project,
-        feature_id: login,
+        feature_id: feature.parse().expect("feature id"),
         removed_at: time::OffsetDateTime::now_utc(),
     };
     app.store
         .append(vec![StreamAppend::new(
             project.stream(),
-            ExpectedVersion::Exact(4),
+            ExpectedVersion::Exact(expected),
             vec![NewEvent::from_domain(
                 &removed,
                 uuid::Uuid::now_v7(),
@@ -1733,6 +1727,16 @@ async fn a_command_decides_on_events_another_writer_appended_after_its_last_fold
         )])
         .await
         .expect("append by the other writer");
+}
+
+#[tokio::test]
+async fn a_command_decides_on_events_another_writer_appended_after_its_last_fold() {
+    // Given a shop whose state the command side has folded (and kept) at version 4
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let shop = Shop::create(&app, &owner).await;
+    // When another process removes the `auth` feature straight through the store
+    remove_behind_its_back(&app, &shop, &shop.login, 4).await;
     // Then the next commands see it: the feature is gone and its name is free again
     app.put(
         &shop.feature_path(&shop.login),
@@ -1753,23 +1757,7 @@ async fn a_command_decides_on_events_another_writer_appended_after_its_last_fold
 
     // And If-Match is judged against the stream, not against what this process last folded:
     // another removal lands (version 7) behind the command side's back
-    let removed = ProjectEvent::FeatureRemoved {
-        project_id: project,
-        feature_id: shop.orders.parse().expect("feature id"),
-        removed_at: time::OffsetDateTime::now_utc(),
-    };
-    app.store
-        .append(vec![StreamAppend::new(
-            project.stream(),
-            ExpectedVersion::Exact(6),
-            vec![NewEvent::from_domain(
-                &removed,
-                uuid::Uuid::now_v7(),
-                Default::default(),
-            )],
-        )])
-        .await
-        .expect("second append by the other writer");
+    remove_behind_its_back(&app, &shop, &shop.orders, 6).await;
     let rename = |tag: &'static str| {
         let app = &app;
         let owner = &owner;
