@@ -144,13 +144,43 @@ where
         }
         entries.insert(stream_id.to_owned(), loaded.clone());
     }
+}
 
-    /// How many streams are cached.
-    pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::project::Project;
+
+    fn at(version: u64) -> Loaded<Project> {
+        Loaded {
+            state: Project::default(),
+            version,
+            position: Position::START,
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn cached_version(cache: &StateCache<Project>, stream: &str) -> Option<u64> {
+        cache.get(stream).map(|l| l.version)
+    }
+
+    #[test]
+    fn a_later_fold_wins_and_an_older_one_never_replaces_it() {
+        let cache = StateCache::new(4);
+        cache.put("project-a", &at(5));
+        cache.put("project-a", &at(3));
+        assert_eq!(cached_version(&cache, "project-a"), Some(5));
+        cache.put("project-a", &at(7));
+        assert_eq!(cached_version(&cache, "project-a"), Some(7));
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_than_its_capacity() {
+        let cache = StateCache::new(2);
+        for stream in ["project-a", "project-b", "project-c", "project-d"] {
+            cache.put(stream, &at(1));
+        }
+        let held = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
+        assert_eq!(held, 2);
+        assert_eq!(cached_version(&cache, "project-d"), Some(1));
     }
 }

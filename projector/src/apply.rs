@@ -58,14 +58,6 @@ impl ProjectStates {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// Keeps the rows a batch wrote (as now stored), dropping arbitrary others beyond capacity.
     fn keep(&mut self, rows: HashMap<Uuid, ProjectRow>) {
         for (id, mut row) in rows {

@@ -118,17 +118,23 @@ pub async fn ensure(database_url: &str) -> anyhow::Result<()> {
     let result = async {
         // A live schema of another shape cannot be patched: drop it, and the projector rebuilds
         // it from the start of the feed (reads answer from the new tables as they fill).
-        let stale: Option<i32> = client
-            .query_opt(
-                "SELECT shape_version FROM rm.checkpoints WHERE name = $1 AND shape_version <> $2
-                 AND to_regclass('rm.checkpoints') IS NOT NULL",
-                &[&PROJECTION, &SHAPE_VERSION],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|row| row.try_get(0))
-            .transpose()?;
+        // Asked in two steps so that a first start (no table yet) is not confused with an error.
+        let exists: bool = client
+            .query_one("SELECT to_regclass('rm.checkpoints') IS NOT NULL", &[])
+            .await?
+            .try_get(0)?;
+        let stale: Option<i32> = if exists {
+            client
+                .query_opt(
+                    "SELECT shape_version FROM rm.checkpoints WHERE name = $1 AND shape_version <> $2",
+                    &[&PROJECTION, &SHAPE_VERSION],
+                )
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?
+        } else {
+            None
+        };
         if let Some(old) = stale {
             tracing::warn!(
                 old,
