@@ -9,6 +9,7 @@ pub mod error;
 pub mod generation;
 pub mod ids;
 pub mod limits;
+pub mod operations;
 pub mod project;
 pub mod reserved;
 pub mod schema;
@@ -62,6 +63,8 @@ pub enum AnyEvent {
     Email(email::EmailReservationEvent),
     Project(project::ProjectEvent),
     Generation(generation::GenerationEvent),
+    /// The installation's own audit trail (`operations` stream), e.g. parked events.
+    Operations(operations::OperationsEvent),
 }
 
 impl AnyEvent {
@@ -72,6 +75,7 @@ impl AnyEvent {
             .chain(email::EmailReservationEvent::TYPES)
             .chain(project::ProjectEvent::TYPES)
             .chain(generation::GenerationEvent::TYPES)
+            .chain(operations::OperationsEvent::TYPES)
             .copied()
     }
 
@@ -82,6 +86,7 @@ impl AnyEvent {
             AnyEvent::Email(_) => "email",
             AnyEvent::Project(_) => ids::ProjectId::AGGREGATE,
             AnyEvent::Generation(_) => ids::GenerationId::AGGREGATE,
+            AnyEvent::Operations(_) => "operations",
         }
     }
 
@@ -113,6 +118,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.event_type(),
             AnyEvent::Project(e) => e.event_type(),
             AnyEvent::Generation(e) => e.event_type(),
+            AnyEvent::Operations(e) => e.event_type(),
         }
     }
 
@@ -122,6 +128,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.schema_version(),
             AnyEvent::Project(e) => e.schema_version(),
             AnyEvent::Generation(e) => e.schema_version(),
+            AnyEvent::Operations(e) => e.schema_version(),
         }
     }
 
@@ -131,6 +138,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.to_data(),
             AnyEvent::Project(e) => e.to_data(),
             AnyEvent::Generation(e) => e.to_data(),
+            AnyEvent::Operations(e) => e.to_data(),
         }
     }
 
@@ -149,6 +157,8 @@ impl DomainEvent for AnyEvent {
             project::ProjectEvent::from_json(event_type, json).map(AnyEvent::Project)
         } else if generation::GenerationEvent::TYPES.contains(&event_type) {
             generation::GenerationEvent::from_json(event_type, json).map(AnyEvent::Generation)
+        } else if operations::OperationsEvent::TYPES.contains(&event_type) {
+            operations::OperationsEvent::from_json(event_type, json).map(AnyEvent::Operations)
         } else {
             Err(DecodeError::UnknownType(event_type.to_owned()))
         }
@@ -257,6 +267,8 @@ mod golden_tests {
                 email::EmailReservationEvent::from_data(t, data).map(AnyEvent::Email)
             } else if project::ProjectEvent::TYPES.contains(&t) {
                 project::ProjectEvent::from_data(t, data).map(AnyEvent::Project)
+            } else if operations::OperationsEvent::TYPES.contains(&t) {
+                operations::OperationsEvent::from_data(t, data).map(AnyEvent::Operations)
             } else {
                 generation::GenerationEvent::from_data(t, data).map(AnyEvent::Generation)
             };
@@ -333,6 +345,7 @@ mod golden_tests {
                 AnyEvent::Email(_) => "email",
                 AnyEvent::Project(_) => "project",
                 AnyEvent::Generation(_) => "generation",
+                AnyEvent::Operations(_) => "operations",
             };
             assert_eq!(event.aggregate(), expected);
         }

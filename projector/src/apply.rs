@@ -270,8 +270,9 @@ pub async fn apply_batch(
                 row.version = recorded.stream_version;
                 row.dirty = true;
             }
-            // E-mail reservations are internal to registration and have no read model.
-            AnyEvent::Email(_) => {}
+            // E-mail reservations are internal to registration and have no read model; the
+            // operations stream is the operators' audit trail, read from the store itself.
+            AnyEvent::Email(_) | AnyEvent::Operations(_) => {}
         }
     }
     write_projects(tx, schema, projects.iter_mut().filter(|(_, r)| r.dirty)).await?;

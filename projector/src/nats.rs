@@ -86,7 +86,9 @@ pub fn cloud_event(
     event: &AnyEvent,
 ) -> Option<(String, Value)> {
     let aggregate = match event {
-        AnyEvent::Email(_) => return None,
+        // Internal: the e-mail reservations name a hash of an address, and the operations
+        // stream is the installation's own audit trail.
+        AnyEvent::Email(_) | AnyEvent::Operations(_) => return None,
         other => other.aggregate(),
     };
     let id = recorded
