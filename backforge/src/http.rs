@@ -76,7 +76,7 @@ pub async fn unknown_route() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 
-/// The routes outside `/api/v1` that API.md lists (every server process serves them).
+/// The routes outside `/api/v1` that `docs/api.md` lists (every server process serves them).
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(health, ready))]
 struct ShellDoc;
@@ -93,7 +93,7 @@ pub fn openapi(command: bool, query: bool) -> utoipa::openapi::OpenApi {
     }
     doc.merge(ShellDoc::openapi());
     doc.info.description =
-        Some("Backforge: an event-sourced backend generator. See API.md.".into());
+        Some("Backforge: an event-sourced backend generator. See docs/api.md.".into());
     doc
 }
 

@@ -1,4 +1,4 @@
-//! The command API: every write of API.md served by actix-web; load → decide → append, with the
+//! The command API: every write of `docs/api.md` served by actix-web; load → decide → append, with the
 //! command-side tables (credentials, refresh tokens, idempotency keys) in the same transaction.
 
 pub mod admin;

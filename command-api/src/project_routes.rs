@@ -41,7 +41,7 @@ pub struct FeatureInput {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub configuration: Option<Value>,
-    /// Required for `crud` (API.md, "The crud schema definition"); refused for other types.
+    /// Required for `crud` (`docs/api.md`, "The crud schema language"); refused for other types.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub schema_definition: Option<Value>,

@@ -180,7 +180,7 @@ pub enum GenerationCommand {
         project: Project,
         project_version: u64,
         current_project_version: u64,
-        /// Raw, as in the request; API.md's default is `python-fastapi`.
+        /// Raw, as in the request; the default (`docs/api.md`) is `python-fastapi`.
         target: String,
         verify: bool,
         requested_by: UserId,

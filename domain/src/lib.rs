@@ -1,4 +1,4 @@
-//! Backforge's pure domain: deciders, their commands and events, and the rules of API.md.
+//! Backforge's pure domain: deciders, their commands and events, and the rules of `docs/api.md`.
 //!
 //! Nothing here does I/O, reads a clock or makes random ids: callers pass `now` and fresh ids in the
 //! commands, so every rule is a plain function that tests can call.

@@ -1,11 +1,11 @@
-//! Configurable size limits of API.md, and the name and description rules measured against them.
+//! Configurable size limits of `docs/api.md`, and the name and description rules measured against them.
 
 use serde::{Deserialize, Serialize};
 
 /// Size limits. They are configuration, not state: deciders take them beside the command, so an
 /// operator can change a limit without rewriting history (old events stay valid as they were).
 ///
-/// Lengths count Unicode scalar values (`char`s), which is what "characters" means in API.md.
+/// Lengths count Unicode scalar values (`char`s), which is what "characters" means in `docs/api.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {

@@ -138,7 +138,7 @@ pub struct Feature {
     pub feature_type: FeatureType,
     /// `None` follows the project's mode.
     pub generation_mode: Option<GenerationMode>,
-    /// Always `{}` until API.md defines a type's configuration.
+    /// Always `{}` until `docs/api.md` defines a type's configuration.
     pub configuration: Map<String, Value>,
     /// `Some` exactly for `crud` features.
     pub schema_definition: Option<EntitySchema>,
@@ -220,7 +220,7 @@ pub struct NewFeature {
 }
 
 impl NewFeature {
-    /// A feature with API.md's defaults: enabled, following the project's mode, no configuration.
+    /// A feature with the API's defaults: enabled, following the project's mode, no configuration.
     pub fn new(id: FeatureId, name: impl Into<String>, feature_type: FeatureType) -> Self {
         Self {
             id,
@@ -522,8 +522,8 @@ pub enum ProjectError {
     NotFound,
     #[error("the project exists already")]
     AlreadyExists,
-    /// API.md lists "project archived" among the 409s, and also answers writes to an archived
-    /// project with 404; the HTTP layer picks per route.
+    /// Writes to an archived project answer 404 like its current-state reads (`docs/api.md`,
+    /// reasons in `docs/ARCHITECTURE.md`); the HTTP layer picks the answer per route.
     #[error("the project is archived")]
     Archived,
     #[error("the project has no feature {0}")]

@@ -10,7 +10,7 @@
 //! | [`Origin::PythonName`], [`Origin::Pydantic`], [`Origin::SqlAlchemy`] | refused | refused | allowed | allowed |
 //! | [`Origin::Implicit`] | allowed | refused | allowed | allowed |
 //!
-//! Why SQL words do not apply to entity names: API.md's own example schema is the entity `order`,
+//! Why SQL words do not apply to entity names: `docs/api.md`'s own example schema is the entity `order`,
 //! an SQL reserved word, and it must validate. That is sound, because an entity name never becomes
 //! an SQL identifier: the table is named by the *plural* (`orders`), and the entity name only
 //! becomes a Python class (`Order`), module and variable names. Columns are named by fields and

@@ -44,7 +44,7 @@ pub struct EntitySchema {
     pub unique: Vec<Vec<String>>,
 }
 
-/// One declared field. Serialises flat, as in API.md: `{"name", "type", <options>, "required",
+/// One declared field. Serialises flat, as in `docs/api.md`: `{"name", "type", <options>, "required",
 /// "unique", "default"?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldDef {
@@ -113,7 +113,7 @@ pub enum FieldKind {
 }
 
 impl FieldKind {
-    /// The `type` string of API.md.
+    /// The `type` string of `docs/api.md`.
     pub fn type_name(&self) -> &'static str {
         self.field_type().name()
     }
@@ -136,7 +136,7 @@ impl FieldKind {
     }
 }
 
-/// The `type` strings API.md defines, in its order.
+/// The `type` strings `docs/api.md` defines, in its order.
 pub const FIELD_TYPES: [&str; 12] = [
     "string",
     "text",
@@ -258,7 +258,7 @@ impl EntitySchema {
     }
 }
 
-/// API.md's default plural: `s`, `es` after s, x, z, ch and sh, `ies` for a `y` after a consonant.
+/// The default plural (`docs/api.md`): `s`, `es` after s, x, z, ch and sh, `ies` for a `y` after a consonant.
 pub fn default_plural(entity: &str) -> String {
     if ["s", "x", "z", "ch", "sh"]
         .iter()
@@ -1193,7 +1193,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// API.md's example, verbatim.
+    /// The example of `docs/api.md`, verbatim.
     const API_EXAMPLE: &str = r#"{"entity": "order", "plural": "orders", "fields": [
   {"name": "title", "type": "string", "required": true, "max_length": 120},
   {"name": "total", "type": "decimal", "precision": 12, "scale": 2, "min": 0},
@@ -1265,7 +1265,7 @@ mod tests {
         one_problem(with_field(field), &pointer, text);
     }
 
-    // --- API.md's example ---
+    // --- the example of docs/api.md ---
 
     #[test]
     fn the_api_example_schema_parses() {

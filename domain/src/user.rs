@@ -101,7 +101,7 @@ pub enum UserCommand {
 }
 
 /// Facts about a user. No event carries a secret; only `UserRegistered` carries the e-mail address
-/// (integration events must drop it, see API.md).
+/// (integration events must drop it, see `docs/integrations.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserEvent {
     #[serde(rename = "UserRegistered")]

@@ -1,4 +1,4 @@
-//! The query API: every read of API.md from the read models, plus history and time travel folded
+//! The query API: every read of `docs/api.md` from the read models, plus history and time travel folded
 //! from the event store. It never writes.
 
 pub mod generations;

@@ -1,4 +1,4 @@
-//! HTTP handlers of the reads of API.md: profile, project lists and detail, time travel, history
+//! HTTP handlers of the reads of `docs/api.md`: profile, project lists and detail, time travel, history
 //! and features. Every handler honours `Backforge-Min-Position` first.
 
 use actix_web::http::header::{self, ETAG};

@@ -2,7 +2,7 @@
 //! generated, unzipped and run for real. Its own pytest suite must pass on SQLite and on a scratch
 //! PostgreSQL database, must fail once a constraint is broken in the generated code, and the app,
 //! served by uvicorn, must answer a hand-written table of requests with exactly the statuses of
-//! API.md's "generated app" contract.
+//! the generated app's contract (the README it ships with).
 //!
 //! Python runs from one virtualenv per pinned `requirements.txt`, built once (about a minute) under
 //! `target/tmp/py-venv-<hash>` and reused by later runs (`PYTHON` names another interpreter than

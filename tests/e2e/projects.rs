@@ -893,7 +893,7 @@ async fn a_write_without_a_valid_token_is_401_with_www_authenticate_on_every_rou
     assert_eq!(app.event_count().await, before);
 }
 
-/// API.md: 400 is for malformed JSON, whatever the shape of what precedes the error.
+/// docs/api.md: 400 is for malformed JSON, whatever the shape of what precedes the error.
 #[tokio::test]
 async fn malformed_json_is_400_even_when_its_valid_prefix_has_the_wrong_shape() {
     let app = TestApp::spawn().await;
@@ -1072,7 +1072,7 @@ async fn unknown_fields_and_wrong_types_are_422_with_json_pointers() {
     assert_eq!(app.event_count().await, before);
 }
 
-/// API.md: a wrong type is a 422. serde_json reports a non-string where a unit enum is expected
+/// docs/api.md: a wrong type is a 422. serde_json reports a non-string where a unit enum is expected
 /// as a syntax error, which the body extractor turns into a 400.
 #[tokio::test]
 async fn a_wrong_json_type_for_an_enum_member_is_422_with_its_pointer() {

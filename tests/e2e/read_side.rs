@@ -1,4 +1,4 @@
-//! Every read of API.md phase 1 against the real binary (`backforge serve`): profile, project
+//! Every read of `docs/api.md` against the real binary (`backforge serve`): profile, project
 //! lists, project detail with ETags, time travel, history, features, the consistency header,
 //! archived projects, and the operational routes. Reads follow writes with `Backforge-Min-Position`
 //! and the write's `position`, never with sleeps.
@@ -79,7 +79,7 @@ async fn add_viewer(app: &Backforge, owner: &TestUser, project: &str, member: &T
 }
 
 /// Follows `next_cursor` from `path?query` to the end. Later pages send the cursor with `limit`
-/// only: the cursor replaces `after_version` (API.md: `?after_version=&limit=` or `?cursor=`).
+/// only: the cursor replaces `after_version` (docs/api.md: `?after_version=&limit=` or `?cursor=`).
 async fn all_pages(
     app: &Backforge,
     user: &TestUser,
