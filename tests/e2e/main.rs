@@ -11,3 +11,4 @@ mod pipeline;
 mod processes;
 mod projects;
 mod read_side;
+mod repo_docs;
