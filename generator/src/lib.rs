@@ -8,6 +8,7 @@
 //! per output language ([`escape`]); identifiers come only from names the domain validated.
 
 mod archive;
+pub mod child;
 pub mod escape;
 mod python_fastapi;
 mod sample;
@@ -66,6 +67,22 @@ pub fn generate(
         Target::PythonFastapi => python_fastapi::files(project, project_version)?,
     };
     artifact(files)
+}
+
+impl Artifact {
+    /// The artifact a ZIP written by [`generate`] holds (as the worker gets it back from the
+    /// generator's child process): its files read back, its hash and sizes recomputed.
+    pub fn from_zip(zip: Vec<u8>) -> Result<Artifact, String> {
+        let files = read_zip(&zip)?;
+        let sha256 = hex::encode(Sha256::digest(&zip));
+        Ok(Artifact {
+            file_count: files.len(),
+            size_bytes: zip.len() as u64,
+            files,
+            zip,
+            sha256,
+        })
+    }
 }
 
 fn artifact(files: BTreeMap<String, Vec<u8>>) -> Result<Artifact, GenerateError> {

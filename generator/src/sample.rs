@@ -6,6 +6,17 @@
 //! (Pydantic's default `rust-regex`). Sampling is deterministic: a small seeded generator picks
 //! branches, repetition counts and characters, and a fixed sequence of seeds and "extra
 //! repetitions" is tried, so a schema always yields the same values.
+//!
+//! Sampling is linear in the field's length and bounded: every step draws from a [`Work`]
+//! budget proportional to `max_length` (plus the pattern's size), counting HIR nodes visited and
+//! characters produced, copied or scanned by the regex. A schema whose values cannot be found
+//! within it is refused, like one no value can satisfy; the budget is counted, not timed, so the
+//! outcome is the same on every machine and the generation stays reproducible.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
 
 use regex::Regex;
 use regex_syntax::hir::{Class, Hir, HirKind};
@@ -34,6 +45,53 @@ const WORDS: [&str; 6] = [
 const EXTRAS: [usize; 16] = [0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256];
 const SEEDS: u64 = 24;
 
+/// Work units one phase of sampling may spend: a fixed allowance for short fields plus this many
+/// per character of `max_length + 1` and of the pattern. A unit is one HIR node visited or one
+/// character produced, copied or scanned, so a phase's time and memory are at most proportional
+/// to it (regex matching is linear in the input for a pattern of bounded compiled size, which the
+/// domain enforces when the pattern is written).
+pub const WORK_PER_CHAR: u64 = 400;
+pub const WORK_BASE: u64 = 2_000_000;
+
+/// A counted budget of sampling work (see [`WORK_PER_CHAR`]). Exhausting it is not an error in
+/// itself: each phase stops where it is and keeps what it found, or falls back to a plain value.
+#[derive(Debug)]
+pub struct Work {
+    spent: Cell<u64>,
+    limit: u64,
+}
+
+impl Work {
+    /// The budget of one sampling phase of a field with these rules.
+    pub fn for_rules(rules: &StringRules<'_>) -> Self {
+        let chars = rules.max_len as u64 + 1 + rules.pattern.map_or(0, |p| p.len() as u64);
+        Self {
+            spent: Cell::new(0),
+            limit: WORK_BASE.saturating_add(WORK_PER_CHAR.saturating_mul(chars)),
+        }
+    }
+
+    /// Charges `units`; false once the budget is spent (and from then on).
+    fn charge(&self, units: usize) -> bool {
+        let spent = self.spent.get().saturating_add(units as u64);
+        self.spent.set(spent);
+        spent <= self.limit
+    }
+
+    fn exhausted(&self) -> bool {
+        self.spent.get() > self.limit
+    }
+
+    pub fn spent(&self) -> u64 {
+        self.spent.get()
+    }
+
+    #[cfg(test)]
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
 /// SplitMix64: tiny, seedable and good enough to vary samples.
 struct Rng(u64);
 
@@ -55,79 +113,150 @@ impl Rng {
 pub struct Pattern {
     hir: Hir,
     regex: Regex,
+    /// The characters each class node picks from, computed once per node (keyed by its address
+    /// in `hir`, which does not move while the pattern lives).
+    choices: RefCell<HashMap<usize, Rc<[char]>>>,
 }
 
 impl Pattern {
     pub fn new(pattern: &str) -> Result<Self, String> {
         let regex = Regex::new(pattern).map_err(|e| format!("does not compile: {e}"))?;
         let hir = regex_syntax::parse(pattern).map_err(|e| format!("does not parse: {e}"))?;
-        Ok(Self { hir, regex })
+        Ok(Self {
+            hir,
+            regex,
+            choices: RefCell::new(HashMap::new()),
+        })
     }
 
     /// Search semantics, as the domain and the generated app use: a match anywhere counts.
-    pub fn is_match(&self, s: &str) -> bool {
+    pub fn is_match(&self, s: &str, work: &Work) -> bool {
+        work.charge(s.len());
         self.regex.is_match(s)
     }
 
-    /// One string built from the HIR, or `None` if it would exceed `cap` characters or meets a
-    /// class that matches nothing.
-    fn generate(&self, seed: u64, extra: usize, cap: usize) -> Option<String> {
-        let mut out = String::new();
-        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ extra as u64);
-        emit(&self.hir, &mut rng, extra, cap, &mut out)?;
-        Some(out)
+    /// One string built from the HIR, or `None` if it would exceed `cap` characters, meets a
+    /// class that matches nothing, or the budget runs out.
+    fn generate(&self, seed: u64, extra: usize, cap: usize, work: &Work) -> Option<String> {
+        let mut emitter = Emitter {
+            pattern: self,
+            rng: Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ extra as u64),
+            extra,
+            cap,
+            work,
+            out: String::new(),
+            chars: 0,
+        };
+        emitter.emit(&self.hir)?;
+        Some(emitter.out)
     }
 
-    /// Every string the sampler finds, in a fixed order (duplicates included), each no longer
-    /// than `cap` characters.
-    fn candidates(&self, cap: usize) -> impl Iterator<Item = String> + '_ {
-        EXTRAS.iter().flat_map(move |&extra| {
-            (0..SEEDS).filter_map(move |seed| self.generate(seed, extra, cap))
-        })
+    /// Every distinct string the sampler finds, in a fixed order, each no longer than `cap`
+    /// characters, until the budget runs out.
+    fn candidates<'p>(&'p self, cap: usize, work: &'p Work) -> impl Iterator<Item = String> + 'p {
+        let mut seen: HashSet<u64> = HashSet::new();
+        EXTRAS
+            .iter()
+            .flat_map(|&extra| (0..SEEDS).map(move |seed| (extra, seed)))
+            .take_while(|_| !work.exhausted())
+            .filter_map(move |(extra, seed)| self.generate(seed, extra, cap, work))
+            .filter(move |s| seen.insert(fingerprint(s)))
+    }
+
+    fn choices(&self, class: &Class, work: &Work) -> Rc<[char]> {
+        let key = std::ptr::from_ref(class) as usize;
+        if let Some(found) = self.choices.borrow().get(&key) {
+            return found.clone();
+        }
+        let ranges = match class {
+            Class::Unicode(c) => c.ranges().len(),
+            Class::Bytes(c) => c.ranges().len(),
+        };
+        work.charge(ranges * 160);
+        let list: Rc<[char]> = class_choices(class).into();
+        self.choices.borrow_mut().insert(key, list.clone());
+        list
     }
 }
 
-fn emit(hir: &Hir, rng: &mut Rng, extra: usize, cap: usize, out: &mut String) -> Option<()> {
-    match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => {}
-        HirKind::Literal(literal) => out.push_str(std::str::from_utf8(&literal.0).ok()?),
-        HirKind::Class(class) => out.push(pick_char(class, rng)?),
-        HirKind::Repetition(repetition) => {
-            let min = repetition.min as usize;
-            let room = match repetition.max {
-                Some(max) => (max as usize - min).min(extra),
-                None => extra,
-            };
-            // Mostly the full extra, sometimes less, so seeds vary the lengths too.
-            let count = if rng.below(3) == 0 {
-                min + rng.below(room as u64 + 1) as usize
-            } else {
-                min + room
-            };
-            for _ in 0..count {
-                emit(&repetition.sub, rng, extra, cap, out)?;
-                if out.chars().count() > cap {
+/// A stable 64-bit digest of a candidate (SipHash with fixed keys), to skip repeats cheaply.
+fn fingerprint(s: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    s.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Builds one string from a pattern's HIR, keeping its length in characters as it goes.
+struct Emitter<'a> {
+    pattern: &'a Pattern,
+    rng: Rng,
+    extra: usize,
+    cap: usize,
+    work: &'a Work,
+    out: String,
+    chars: usize,
+}
+
+impl Emitter<'_> {
+    fn push_str(&mut self, s: &str) -> Option<()> {
+        let n = s.chars().count();
+        if self.chars + n > self.cap || !self.work.charge(n) {
+            return None;
+        }
+        self.out.push_str(s);
+        self.chars += n;
+        Some(())
+    }
+
+    fn emit(&mut self, hir: &Hir) -> Option<()> {
+        if !self.work.charge(1) {
+            return None;
+        }
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(literal) => self.push_str(std::str::from_utf8(&literal.0).ok()?)?,
+            HirKind::Class(class) => {
+                let choices = self.pattern.choices(class, self.work);
+                if choices.is_empty() {
                     return None;
                 }
+                let c = choices[self.rng.below(choices.len() as u64) as usize];
+                self.push_str(c.encode_utf8(&mut [0; 4]))?;
+            }
+            HirKind::Repetition(repetition) => {
+                let min = repetition.min as usize;
+                let room = match repetition.max {
+                    Some(max) => (max as usize - min).min(self.extra),
+                    None => self.extra,
+                };
+                // Mostly the full extra, sometimes less, so seeds vary the lengths too.
+                let count = if self.rng.below(3) == 0 {
+                    min + self.rng.below(room as u64 + 1) as usize
+                } else {
+                    min + room
+                };
+                for _ in 0..count {
+                    self.emit(&repetition.sub)?;
+                }
+            }
+            HirKind::Capture(capture) => self.emit(&capture.sub)?,
+            HirKind::Concat(parts) => {
+                for part in parts {
+                    self.emit(part)?;
+                }
+            }
+            HirKind::Alternation(branches) => {
+                let branch = &branches[self.rng.below(branches.len() as u64) as usize];
+                self.emit(branch)?;
             }
         }
-        HirKind::Capture(capture) => emit(&capture.sub, rng, extra, cap, out)?,
-        HirKind::Concat(parts) => {
-            for part in parts {
-                emit(part, rng, extra, cap, out)?;
-            }
-        }
-        HirKind::Alternation(branches) => {
-            let branch = &branches[rng.below(branches.len() as u64) as usize];
-            emit(branch, rng, extra, cap, out)?;
-        }
+        Some(())
     }
-    (out.chars().count() <= cap).then_some(())
 }
 
-/// A character of `class`: preferably a letter or digit, then printable ASCII, then anything that
-/// is not a control character.
-fn pick_char(class: &Class, rng: &mut Rng) -> Option<char> {
+/// The characters a class picks from: its letters and digits, else its printable ASCII, else
+/// up to 16 characters beyond ASCII that are not control characters.
+fn class_choices(class: &Class) -> Vec<char> {
     let ranges: Vec<(char, char)> = match class {
         Class::Unicode(c) => c.ranges().iter().map(|r| (r.start(), r.end())).collect(),
         Class::Bytes(c) => c
@@ -144,11 +273,11 @@ fn pick_char(class: &Class, rng: &mut Rng) -> Option<char> {
         .filter(|&c| contains(c))
         .collect();
     if !alnum.is_empty() {
-        return Some(alnum[rng.below(alnum.len() as u64) as usize]);
+        return alnum;
     }
     let printable: Vec<char> = (' '..='~').filter(|&c| contains(c)).collect();
     if !printable.is_empty() {
-        return Some(printable[rng.below(printable.len() as u64) as usize]);
+        return printable;
     }
     // Beyond ASCII: the first usable characters of the first ranges.
     let mut usable = Vec::new();
@@ -171,11 +300,7 @@ fn pick_char(class: &Class, rng: &mut Rng) -> Option<char> {
             break;
         }
     }
-    if usable.is_empty() {
-        None
-    } else {
-        Some(usable[rng.below(usable.len() as u64) as usize])
-    }
+    usable
 }
 
 fn char_len(s: &str) -> usize {
@@ -190,7 +315,7 @@ impl StringRules<'_> {
 
 /// Pads `s` with characters taken from itself and a few common ones, at the end or the start,
 /// until it is `len` characters long, keeping only results the pattern still matches.
-fn padded(pattern: &Pattern, s: &str, len: usize) -> Option<String> {
+fn padded(pattern: &Pattern, s: &str, len: usize, work: &Work) -> Option<String> {
     let have = char_len(s);
     if have >= len {
         return None;
@@ -200,9 +325,12 @@ fn padded(pattern: &Pattern, s: &str, len: usize) -> Option<String> {
     pads.extend(s.chars().next());
     pads.extend(['x', 'a', '0', 'A', ' ', '-']);
     for pad in pads {
+        if !work.charge(2 * len) {
+            return None;
+        }
         let fill: String = std::iter::repeat_n(pad, len - have).collect();
         for candidate in [format!("{s}{fill}"), format!("{fill}{s}")] {
-            if pattern.is_match(&candidate) {
+            if pattern.is_match(&candidate, work) {
                 return Some(candidate);
             }
         }
@@ -210,33 +338,97 @@ fn padded(pattern: &Pattern, s: &str, len: usize) -> Option<String> {
     None
 }
 
+/// Everything the generated tests need of one string field, found within bounded work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringSamples {
+    /// Up to `want` distinct valid values, in a fixed order (at least one).
+    pub valid: Vec<String>,
+    /// Longer than `max_len`, matching the pattern when the sampler found such a string.
+    pub too_long: String,
+    /// Whether `too_long` also breaks the pattern.
+    pub too_long_mismatches: bool,
+    /// Shorter than `min_len` (only when `min_len > 0`), and whether it also breaks the pattern.
+    pub too_short: Option<(String, bool)>,
+    /// Within the lengths but not matching the pattern, when such a string was found.
+    pub mismatch: Option<String>,
+    /// Units of work spent, over all phases (each phase has its own [`Work`] budget).
+    pub work: u64,
+}
+
+/// Samples a string field: its valid values and each kind of invalid one. Each of the four
+/// phases gets its own [`Work`] budget, so the whole costs at most four of them.
+pub fn string_samples(rules: StringRules<'_>, want: usize) -> Result<StringSamples, String> {
+    let pattern = rules.pattern.map(Pattern::new).transpose()?;
+    let pattern = pattern.as_ref();
+    let budget = || Work::for_rules(&rules);
+    let breaks = |s: &str, work: &Work| pattern.is_some_and(|p| !p.is_match(s, work));
+
+    let work = budget();
+    let valid = valid_with(pattern, rules, want, &work)?;
+    let mut spent = work.spent();
+
+    let work = budget();
+    let too_long = too_long_with(pattern, rules, &valid, &work);
+    let too_long_mismatches = breaks(&too_long, &work);
+    spent += work.spent();
+
+    let too_short = (rules.min_len > 0).then(|| {
+        let work = budget();
+        let short = too_short_with(pattern, rules, &work);
+        let mismatches = breaks(&short, &work);
+        spent += work.spent();
+        (short, mismatches)
+    });
+
+    let mismatch = pattern.and_then(|pattern| {
+        let work = budget();
+        let found = mismatch_with(pattern, rules, &valid, &work);
+        spent += work.spent();
+        found
+    });
+    Ok(StringSamples {
+        valid,
+        too_long,
+        too_long_mismatches,
+        too_short,
+        mismatch,
+        work: spent,
+    })
+}
+
 /// Up to `want` distinct valid values for a string field, in a fixed order; at least one, or why
 /// none could be found.
-pub fn valid_strings(rules: StringRules<'_>, want: usize) -> Result<Vec<String>, String> {
+fn valid_with(
+    pattern: Option<&Pattern>,
+    rules: StringRules<'_>,
+    want: usize,
+    work: &Work,
+) -> Result<Vec<String>, String> {
     if rules.min_len > rules.max_len {
         return Err(format!(
             "min_length {} exceeds max_length {}",
             rules.min_len, rules.max_len
         ));
     }
-    let Some(source) = rules.pattern else {
+    let Some(pattern) = pattern else {
         let target = |word: &str| char_len(word).clamp(rules.min_len.max(1), rules.max_len);
         let values: Vec<String> = WORDS
             .iter()
             .take(want)
-            .map(|word| word.chars().cycle().take(target(word)).collect())
+            .map(|word| {
+                work.charge(target(word));
+                word.chars().cycle().take(target(word)).collect()
+            })
             .collect();
         return Ok(values);
     };
-    let pattern = Pattern::new(source)?;
     let mut found: Vec<String> = Vec::new();
-    let cap = rules.max_len;
-    for candidate in pattern.candidates(cap) {
-        if found.len() >= want {
+    for candidate in pattern.candidates(rules.max_len, work) {
+        if found.len() >= want || work.exhausted() {
             break;
         }
         let candidate = if char_len(&candidate) < rules.min_len {
-            match padded(&pattern, &candidate, rules.min_len) {
+            match padded(pattern, &candidate, rules.min_len, work) {
                 Some(p) => p,
                 None => continue,
             }
@@ -244,19 +436,28 @@ pub fn valid_strings(rules: StringRules<'_>, want: usize) -> Result<Vec<String>,
             candidate
         };
         // Empty values are valid but make poor test data; keep them only as a last resort.
+        work.charge(candidate.len() * (found.len() + 2));
         if rules.fits(&candidate)
-            && pattern.is_match(&candidate)
             && !candidate.is_empty()
             && !candidate.contains('\0')
             && !found.contains(&candidate)
+            && pattern.is_match(&candidate, work)
         {
             found.push(candidate);
         }
     }
-    if found.is_empty() && rules.min_len == 0 && pattern.is_match("") {
+    if found.is_empty() && rules.min_len == 0 && pattern.is_match("", work) {
         found.push(String::new());
     }
     if found.is_empty() {
+        let source = rules.pattern.unwrap_or_default();
+        if work.exhausted() {
+            return Err(format!(
+                "no string of {} to {} characters matching the pattern {source:?} was found \
+                 within the sampler's work limit",
+                rules.min_len, rules.max_len
+            ));
+        }
         return Err(format!(
             "no string of {} to {} characters matching the pattern {source:?} could be sampled",
             rules.min_len, rules.max_len
@@ -266,93 +467,175 @@ pub fn valid_strings(rules: StringRules<'_>, want: usize) -> Result<Vec<String>,
 }
 
 /// A string longer than `rules.max_len` that would otherwise be valid (it matches the pattern),
-/// or, when the pattern cannot produce one, any string of `max_len + 1` characters.
-pub fn too_long(rules: StringRules<'_>) -> String {
+/// or, when the pattern cannot produce one within the budget, any string of `max_len + 1`
+/// characters.
+fn too_long_with(
+    pattern: Option<&Pattern>,
+    rules: StringRules<'_>,
+    valid: &[String],
+    work: &Work,
+) -> String {
     let len = rules.max_len + 1;
-    if let Some(source) = rules.pattern {
-        if let Ok(pattern) = Pattern::new(source) {
-            if let Some(s) = longer_match(&pattern, rules, len) {
-                return s;
-            }
+    if let Some(pattern) = pattern {
+        if let Some(s) = longer_match(pattern, valid, len, work) {
+            return s;
         }
     }
+    work.charge(len);
     "x".repeat(len)
 }
 
-fn longer_match(pattern: &Pattern, rules: StringRules<'_>, len: usize) -> Option<String> {
+fn longer_match(pattern: &Pattern, valid: &[String], len: usize, work: &Work) -> Option<String> {
     let cap = len.saturating_mul(2).saturating_add(64);
-    let mut best: Option<String> = None;
-    let samples = valid_strings(rules, 3).unwrap_or_default();
-    for s in samples.iter().cloned().chain(pattern.candidates(cap)) {
+    let mut best: Option<(String, usize)> = None;
+    let samples = valid.iter().take(3).cloned();
+    for s in samples.chain(pattern.candidates(cap, work)) {
+        if work.exhausted() {
+            break;
+        }
         let candidate = if char_len(&s) >= len {
             s
         } else {
-            match padded(pattern, &s, len) {
+            match padded(pattern, &s, len, work) {
                 Some(p) => p,
                 None => continue,
             }
         };
-        if pattern.is_match(&candidate)
-            && char_len(&candidate) >= len
-            && best
-                .as_ref()
-                .is_none_or(|b| char_len(&candidate) < char_len(b))
+        let n = char_len(&candidate);
+        if n >= len
+            && best.as_ref().is_none_or(|(_, b)| n < *b)
+            && pattern.is_match(&candidate, work)
         {
-            let exact = char_len(&candidate) == len;
-            best = Some(candidate);
-            if exact {
+            best = Some((candidate, n));
+            if n == len {
                 break;
             }
         }
     }
-    best
+    best.map(|(s, _)| s)
 }
 
-/// A string shorter than `rules.min_len` (which must be positive), matching the pattern when it can.
-pub fn too_short(rules: StringRules<'_>) -> String {
+/// A string shorter than `rules.min_len` (which must be positive), matching the pattern when it
+/// can.
+fn too_short_with(pattern: Option<&Pattern>, rules: StringRules<'_>, work: &Work) -> String {
     let len = rules.min_len.saturating_sub(1);
-    if let Some(source) = rules.pattern {
-        if let Ok(pattern) = Pattern::new(source) {
-            let found = pattern
-                .candidates(len)
-                .chain(std::iter::once(String::new()))
-                .find(|s| char_len(s) <= len && pattern.is_match(s));
-            if let Some(s) = found {
-                return s;
-            }
+    if let Some(pattern) = pattern {
+        let found = pattern
+            .candidates(len, work)
+            .chain(std::iter::once(String::new()))
+            .find(|s| char_len(s) <= len && pattern.is_match(s, work));
+        if let Some(s) = found {
+            return s;
         }
     }
+    work.charge(len);
     "x".repeat(len)
 }
 
+/// Characters substituted into valid values to break a pattern.
+const MISMATCH_POOL: [char; 10] = ['!', '~', ' ', '-', '0', 'a', 'Z', '\u{e9}', '_', '.'];
+/// Positions of a valid value that get substituted: this many at each end.
+const MISMATCH_POSITIONS: usize = 4;
+
 /// A string within the length limits that the pattern does not match, or `None` when every
-/// such string matches (a pattern like `a*` accepts everything under search semantics).
+/// string tried matches (a pattern like `a*` accepts everything under search semantics) or the
+/// budget runs out. Candidates are built one at a time, so memory stays at one string.
+fn mismatch_with(
+    pattern: &Pattern,
+    rules: StringRules<'_>,
+    valid: &[String],
+    work: &Work,
+) -> Option<String> {
+    let repeated = MISMATCH_POOL.iter().flat_map(move |&c| {
+        [rules.min_len.max(1), rules.min_len.max(3), rules.max_len]
+            .into_iter()
+            .map(move |len| Candidate::Repeat(c, len))
+    });
+    // Per valid value, as before the budget existed: substitutions at a few positions at each
+    // end, then one character more at either end, then one less.
+    let mutated = valid.iter().take(3).flat_map(|sample| {
+        let n = char_len(sample);
+        let positions: Vec<usize> = if n <= 2 * MISMATCH_POSITIONS {
+            (0..n).collect()
+        } else {
+            (0..MISMATCH_POSITIONS)
+                .chain(n - MISMATCH_POSITIONS..n)
+                .collect()
+        };
+        let substituted = positions.into_iter().flat_map(move |i| {
+            MISMATCH_POOL
+                .iter()
+                .map(move |&c| Candidate::Replace(sample, i, c))
+        });
+        substituted.chain([
+            Candidate::Append(sample),
+            Candidate::Prepend(sample),
+            Candidate::DropLast(sample),
+        ])
+    });
+    repeated
+        .chain(mutated)
+        .chain(std::iter::once(Candidate::Repeat('!', 0)))
+        .take_while(|_| !work.exhausted())
+        .map(|candidate| candidate.build(work))
+        .find(|s| rules.fits(s) && !pattern.is_match(s, work))
+}
+
+/// One mismatch candidate, built only when it is tried.
+enum Candidate<'a> {
+    Repeat(char, usize),
+    Replace(&'a str, usize, char),
+    Append(&'a str),
+    Prepend(&'a str),
+    DropLast(&'a str),
+}
+
+impl Candidate<'_> {
+    fn build(&self, work: &Work) -> String {
+        let s = match *self {
+            Candidate::Repeat(c, len) => std::iter::repeat_n(c, len).collect(),
+            Candidate::Replace(s, i, c) => s
+                .chars()
+                .enumerate()
+                .map(|(j, x)| if j == i { c } else { x })
+                .collect(),
+            Candidate::Append(s) => format!("{s}!"),
+            Candidate::Prepend(s) => format!("!{s}"),
+            Candidate::DropLast(s) => {
+                let n = char_len(s);
+                s.chars().take(n.saturating_sub(1)).collect()
+            }
+        };
+        work.charge(2 * s.len());
+        s
+    }
+}
+
+#[cfg(test)]
+pub fn valid_strings(rules: StringRules<'_>, want: usize) -> Result<Vec<String>, String> {
+    string_samples(rules, want).map(|s| s.valid)
+}
+
+#[cfg(test)]
+pub fn too_long(rules: StringRules<'_>) -> String {
+    let pattern = rules.pattern.and_then(|p| Pattern::new(p).ok());
+    let work = Work::for_rules(&rules);
+    let valid = valid_with(pattern.as_ref(), rules, 3, &work).unwrap_or_default();
+    too_long_with(pattern.as_ref(), rules, &valid, &Work::for_rules(&rules))
+}
+
+#[cfg(test)]
+pub fn too_short(rules: StringRules<'_>) -> String {
+    let pattern = rules.pattern.and_then(|p| Pattern::new(p).ok());
+    too_short_with(pattern.as_ref(), rules, &Work::for_rules(&rules))
+}
+
+#[cfg(test)]
 pub fn mismatch(rules: StringRules<'_>) -> Option<String> {
     let pattern = Pattern::new(rules.pattern?).ok()?;
-    let mut candidates: Vec<String> = Vec::new();
-    let pool = ['!', '~', ' ', '-', '0', 'a', 'Z', '\u{e9}', '_', '.'];
-    for &c in &pool {
-        for len in [rules.min_len.max(1), rules.min_len.max(3), rules.max_len] {
-            candidates.push(std::iter::repeat_n(c, len).collect());
-        }
-    }
-    for sample in valid_strings(rules, 3).unwrap_or_default() {
-        let chars: Vec<char> = sample.chars().collect();
-        for i in 0..chars.len() {
-            for &c in &pool {
-                let mut mutated = chars.clone();
-                mutated[i] = c;
-                candidates.push(mutated.into_iter().collect());
-            }
-        }
-        candidates.push(format!("{sample}!"));
-        candidates.push(format!("!{sample}"));
-        candidates.push(chars[..chars.len().saturating_sub(1)].iter().collect());
-    }
-    candidates.push(String::new());
-    candidates
-        .into_iter()
-        .find(|s| rules.fits(s) && !pattern.is_match(s))
+    let work = Work::for_rules(&rules);
+    let valid = valid_with(Some(&pattern), rules, 3, &work).unwrap_or_default();
+    mismatch_with(&pattern, rules, &valid, &Work::for_rules(&rules))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,6 +962,97 @@ mod tests {
             assert_eq!(
                 valid_strings(rules(pattern, 0, 100), 4).ok(),
                 valid_strings(rules(pattern, 0, 100), 4).ok()
+            );
+        }
+    }
+
+    /// Issue 10 (H2): the string schemas that cost seconds and gigabytes, and a long text.
+    fn hostile() -> [StringRules<'static>; 4] {
+        [
+            StringRules {
+                min_len: 10_000,
+                max_len: 10_000,
+                pattern: Some("[abc]"),
+            },
+            StringRules {
+                min_len: 0,
+                max_len: 10_000,
+                pattern: Some("^(?:(?:(?:a{10}){10}){10}){10}$"),
+            },
+            // A `text` field at the domain's largest max_length.
+            StringRules {
+                min_len: 0,
+                max_len: 1_000_000,
+                pattern: None,
+            },
+            // Repetitions that produce nothing cost node visits, not characters.
+            StringRules {
+                min_len: 1,
+                max_len: 10_000,
+                pattern: Some("^(?:(?:(?:(?:){0,1000}){0,1000}){0,1000})x$"),
+            },
+        ]
+    }
+
+    #[test]
+    fn hostile_schemas_cost_at_most_four_linear_budgets() {
+        for rules in hostile() {
+            let bound = 4 * Work::for_rules(&rules).limit();
+            let samples = string_samples(rules, 6);
+            let work = samples.as_ref().map_or(0, |s| s.work);
+            assert!(
+                work <= bound,
+                "{rules:?}: {work} units of work, bound {bound}"
+            );
+            // What the budget buys is linear in max_length: 4 x (2M + 400 x chars).
+            assert!(bound <= 4 * (2_000_000 + 400 * (rules.max_len as u64 + 64)));
+            if let Ok(samples) = samples {
+                for value in &samples.valid {
+                    assert!(rules.fits(value), "{rules:?}");
+                }
+                assert_eq!(samples.too_long.chars().count(), rules.max_len + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn the_three_schemas_of_the_issue_are_sampled() {
+        let [abc, nested, text, _] = hostile();
+        let samples = string_samples(abc, 6).unwrap();
+        assert_eq!(samples.valid.len(), 3, "a, b and c padded to 10,000");
+        assert!(samples.valid.iter().all(|v| v.chars().count() == 10_000));
+        assert!(samples.mismatch.is_some());
+        let samples = string_samples(nested, 6).unwrap();
+        assert_eq!(samples.valid, vec!["a".repeat(10_000)]);
+        assert!(
+            samples.too_long_mismatches,
+            "no 10,001-character value matches"
+        );
+        assert!(samples.mismatch.is_some());
+        let samples = string_samples(text, 6).unwrap();
+        assert_eq!(samples.valid.len(), 6);
+        assert!(samples.valid.iter().all(|v| v.len() < 20));
+    }
+
+    #[test]
+    fn sampling_work_grows_linearly_with_the_length() {
+        let work = |len: usize, pattern: &'static str| {
+            string_samples(
+                StringRules {
+                    min_len: len,
+                    max_len: len,
+                    pattern: Some(pattern),
+                },
+                6,
+            )
+            .unwrap()
+            .work
+        };
+        for pattern in ["[abc]", "^[a-z]+$", "^[a-z]+-?[0-9]*$"] {
+            let (small, large) = (work(1_000, pattern), work(10_000, pattern));
+            assert!(
+                large <= 12 * small,
+                "{pattern}: {small} units at 1,000 characters, {large} at 10,000"
             );
         }
     }

@@ -413,3 +413,49 @@ fn write_an_artifact_for_inspection() {
         std::fs::write(path, content).unwrap();
     }
 }
+
+#[test]
+fn a_job_sent_to_the_child_process_as_json_generates_the_same_bytes() {
+    for features in [shop(), torture()] {
+        let project = project_with(None, features);
+        let direct = generate(&project, 3, Target::PythonFastapi).unwrap();
+        let job = child::ChildJob {
+            project,
+            project_version: 3,
+            target: Target::PythonFastapi,
+        };
+        let sent: child::ChildJob =
+            serde_json::from_slice(&serde_json::to_vec(&job).unwrap()).unwrap();
+        assert_eq!(sent, job);
+        let through_child = generate(&sent.project, sent.project_version, sent.target).unwrap();
+        assert_eq!(through_child.sha256, direct.sha256);
+        let back = Artifact::from_zip(through_child.zip.clone()).unwrap();
+        assert_eq!(back, direct);
+    }
+}
+
+#[test]
+fn a_text_field_stored_with_a_huge_max_length_generates_without_allocating_it() {
+    let mut project = project_with(
+        None,
+        vec![crud(
+            1,
+            "Notes",
+            json!({"entity": "note", "fields": [{"name": "body", "type": "text"}]}),
+        )],
+    );
+    // As stored before text lengths were limited (up to u32::MAX was accepted).
+    let schema = project.features[0].schema_definition.as_mut().unwrap();
+    schema.fields[0].kind = domain::schema::FieldKind::Text {
+        max_length: Some(1_000_000_000),
+    };
+    let artifact = generate(&project, 1, Target::PythonFastapi).unwrap();
+    assert!(artifact.files.values().all(|f| f.len() < 1_000_000));
+    for (name, content) in &artifact.files {
+        let text = String::from_utf8_lossy(content);
+        assert!(
+            !text.contains("1000000001"),
+            "{name} sends a 1e9-character value"
+        );
+    }
+}
