@@ -280,8 +280,16 @@ impl Executor {
                     location: None,
                     problem: true,
                 };
-                let client = self.pool.get().await?;
-                idempotency::complete(&client, &claim, &stored).await?;
+                let stored_ok = match self.pool.get().await {
+                    Ok(client) => idempotency::complete(&client, &claim, &stored).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(store_error) = stored_ok {
+                    // The answer stands; only its record failed. Free the key at once rather
+                    // than leaving it in flight until it is deemed abandoned.
+                    tracing::warn!(error = ?store_error, "could not record an idempotent answer");
+                    idempotency::release(&self.pool, &claim).await;
+                }
                 Err(error)
             }
             (Err(error), Some(claim)) => {

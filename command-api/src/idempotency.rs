@@ -164,7 +164,10 @@ pub async fn complete<C: GenericClient>(
     claim: &Claim,
     response: &StoredResponse,
 ) -> Result<(), ApiError> {
-    let value = serde_json::to_value(response).map_err(ApiError::internal)?;
+    let mut value = serde_json::to_value(response).map_err(ApiError::internal)?;
+    // `jsonb` refuses U+0000; an answer may echo one from the request (a problem's detail or a
+    // pointer), so the stored copy shows it as U+FFFD rather than failing the request.
+    replace_nuls(&mut value);
     let stmt = client
         .prepare_cached(
             "UPDATE idempotency_keys SET state = 'done', response = $5, completed_at = now()
@@ -184,6 +187,29 @@ pub async fn complete<C: GenericClient>(
         )
         .await?;
     Ok(())
+}
+
+fn replace_nuls(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => {
+            *s = s.replace('\0', &domain::text::NUL_REPLACEMENT.to_string());
+        }
+        Value::Array(items) => items.iter_mut().for_each(replace_nuls),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let entries = std::mem::take(map);
+                for (k, v) in entries {
+                    map.insert(
+                        k.replace('\0', &domain::text::NUL_REPLACEMENT.to_string()),
+                        v,
+                    );
+                }
+            }
+            map.values_mut().for_each(replace_nuls);
+        }
+        _ => {}
+    }
 }
 
 /// Forgets the claim after a 5xx, so a retry runs the command again.

@@ -41,6 +41,10 @@ pub fn project_error(e: ProjectError) -> ApiError {
         }
         e @ ProjectError::OwnerCannotBeMember => ApiError::invalid_field("/user_id", e.to_string()),
         ProjectError::Validation(errors) => ApiError::invalid("the request is invalid", errors),
+        e @ ProjectError::TooLarge { .. } => ApiError::new(
+            ProblemType::ProjectTooLarge,
+            format!("{e} (BACKFORGE_PROJECT_MAX_BYTES)"),
+        ),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::{ErrorClass, FieldError, join};
 use crate::ids::{GenerationId, ProjectId, UserId};
 use crate::limits::Limits;
 use crate::project::{FeatureType, Project, ProjectStatus};
+use crate::text;
 
 /// What a generation produces. Stored as its API name (`python-fastapi`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -107,6 +108,49 @@ pub struct TestReport {
     pub passed: u32,
     pub failed: u32,
     pub report: String,
+}
+
+/// The most steps a generation records; more are summarised in one last step.
+pub const STEPS_MAX: usize = 32;
+/// Each step's log, as recorded (the rest is cut with a note).
+pub const STEP_LOG_MAX_BYTES: usize = 8 * 1024;
+/// The test report, as recorded.
+pub const REPORT_MAX_BYTES: usize = 32 * 1024;
+/// A failure's reason, as recorded.
+pub const REASON_MAX_BYTES: usize = 4 * 1024;
+
+/// Steps, logs and reports come from processes (the generator, pip, pytest): foreign text, made
+/// storable and bounded here, in the decider, so every writer records them the same way.
+fn foreign_steps(steps: &[StepReport]) -> Vec<StepReport> {
+    let sanitize = |step: &StepReport| StepReport {
+        name: text::sanitize_foreign(&step.name, 200),
+        status: step.status,
+        duration_ms: step.duration_ms,
+        log: step
+            .log
+            .as_deref()
+            .map(|log| text::sanitize_foreign(log, STEP_LOG_MAX_BYTES)),
+    };
+    if steps.len() <= STEPS_MAX {
+        return steps.iter().map(sanitize).collect();
+    }
+    let (kept, left_out) = text::cap_list(steps.iter().collect(), STEPS_MAX - 1);
+    let mut out: Vec<StepReport> = kept.into_iter().map(sanitize).collect();
+    out.push(StepReport {
+        name: "more-steps".into(),
+        status: steps[steps.len() - 1].status,
+        duration_ms: steps[STEPS_MAX - 1..].iter().map(|s| s.duration_ms).sum(),
+        log: Some(format!("{left_out} more steps were left out")),
+    });
+    out
+}
+
+fn foreign_tests(tests: &TestReport) -> TestReport {
+    TestReport {
+        passed: tests.passed,
+        failed: tests.failed,
+        report: text::sanitize_foreign(&tests.report, REPORT_MAX_BYTES),
+    }
 }
 
 /// A generation as its events describe it; serialises with the field names of
@@ -484,8 +528,8 @@ impl Generation {
                     file_count: *file_count,
                     size_bytes: *size_bytes,
                     sha256: sha256.clone(),
-                    steps: steps.clone(),
-                    tests: tests.clone(),
+                    steps: foreign_steps(steps),
+                    tests: tests.as_ref().map(foreign_tests),
                     completed_at: *at,
                 }])
             }
@@ -496,9 +540,9 @@ impl Generation {
                 at,
             } => Ok(vec![GenerationEvent::GenerationFailed {
                 generation_id,
-                reason: reason.clone(),
-                steps: steps.clone(),
-                tests: tests.clone(),
+                reason: text::sanitize_foreign(reason, REASON_MAX_BYTES),
+                steps: foreign_steps(steps),
+                tests: tests.as_ref().map(foreign_tests),
                 failed_at: *at,
             }]),
         }
@@ -1016,6 +1060,50 @@ mod tests {
         );
         assert_eq!(generation.steps, steps());
         assert_eq!(generation.completed_at, Some(t(12)));
+    }
+
+    #[test]
+    fn foreign_output_is_recorded_without_nuls_and_within_its_bounds() {
+        let noisy = StepReport {
+            name: "verify".into(),
+            status: StepStatus::Failed,
+            duration_ms: 1,
+            log: Some(format!("a\u{0}b{}", "x".repeat(2 * 1024 * 1024))),
+        };
+        let mut generation = given([requested(3), started(1)]).state().clone();
+        let fail = GenerationCommand::Fail {
+            reason: format!("pytest said \u{0}{}", "y".repeat(100_000)),
+            steps: vec![noisy.clone(); 40],
+            tests: Some(TestReport {
+                passed: 0,
+                failed: 1,
+                report: "\u{0}".repeat(1 << 20),
+            }),
+            at: t(30),
+        };
+        let events = generation.decide(&fail, &Limits::default()).unwrap();
+        for event in &events {
+            generation.evolve(event);
+        }
+        let recorded = serde_json::to_string(&generation).unwrap();
+        assert!(!recorded.contains("\\u0000"), "a NUL was recorded");
+        assert!(
+            recorded.len() < 400 * 1024,
+            "{} bytes recorded",
+            recorded.len()
+        );
+        assert_eq!(generation.steps.len(), STEPS_MAX);
+        assert_eq!(
+            generation.steps[STEPS_MAX - 1].log.as_deref(),
+            Some("9 more steps were left out")
+        );
+        assert!(
+            generation.steps[0]
+                .log
+                .as_deref()
+                .unwrap()
+                .starts_with("a\u{FFFD}b")
+        );
     }
 
     #[test]

@@ -14,12 +14,14 @@ pub mod project;
 pub mod reserved;
 pub mod schema;
 pub mod testing;
+pub mod text;
 pub mod upcast;
 pub mod user;
 
 pub use envelope::{DecodeError, DomainEvent, EventMetadata};
 pub use error::{ErrorClass, FieldError, Pointer};
 pub use limits::Limits;
+pub use text::serialized_len;
 pub use upcast::{UpcastError, Upcasters};
 
 /// An aggregate as two pure functions: `decide` holds every rule, `evolve` only changes state.

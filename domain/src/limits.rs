@@ -16,6 +16,12 @@ pub struct Limits {
     pub password_min_chars: usize,
     pub password_max_chars: usize,
     pub email_max_chars: usize,
+    /// The largest `max_length` a `text` field may declare (characters).
+    pub text_max_length: usize,
+    /// The largest `default` of a field, as serialised JSON (bytes).
+    pub default_max_bytes: usize,
+    /// The largest serialised project state (bytes); a write that would pass it is refused.
+    pub project_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +34,9 @@ impl Default for Limits {
             password_min_chars: 10,
             password_max_chars: 128,
             email_max_chars: 254,
+            text_max_length: 1_000_000,
+            default_max_bytes: 10 * 1024,
+            project_max_bytes: 2 * 1024 * 1024,
         }
     }
 }

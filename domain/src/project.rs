@@ -549,6 +549,9 @@ pub enum ProjectError {
     /// Every problem of the request, found at once.
     #[error("invalid request: {}", join(.0))]
     Validation(Vec<FieldError>),
+    /// The project's state after the change would be larger than the configured limit.
+    #[error("the project would be {bytes} bytes, over the limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl ProjectError {
@@ -565,7 +568,9 @@ impl ProjectError {
             | ProjectError::EntityNameTaken { .. }
             | ProjectError::PluralTaken { .. }
             | ProjectError::FeatureReferenced { .. } => ErrorClass::Conflict,
-            ProjectError::OwnerCannotBeMember | ProjectError::Validation(_) => ErrorClass::Invalid,
+            ProjectError::OwnerCannotBeMember
+            | ProjectError::Validation(_)
+            | ProjectError::TooLarge { .. } => ErrorClass::Invalid,
         }
     }
 }
@@ -781,6 +786,46 @@ impl Project {
     }
 
     pub fn decide(
+        &self,
+        command: &ProjectCommand,
+        limits: &Limits,
+    ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        let events = self.decide_rules(command, limits)?;
+        self.check_size(&events, limits)?;
+        Ok(events)
+    }
+
+    /// A project's serialised state is bounded (`project_max_bytes`), so a read, a cached fold, a
+    /// read-model row and a generation job stay bounded whatever a caller sends. Only changes that
+    /// can grow the state are measured; shrinking ones always pass, so an oversized project stored
+    /// under a larger limit can still be cut down.
+    fn check_size(&self, events: &[ProjectEvent], limits: &Limits) -> Result<(), ProjectError> {
+        let grows = events.iter().any(|e| {
+            !matches!(
+                e,
+                ProjectEvent::ProjectArchived { .. }
+                    | ProjectEvent::ProjectMemberRemoved { .. }
+                    | ProjectEvent::FeatureRemoved { .. }
+            )
+        });
+        if !grows {
+            return Ok(());
+        }
+        let mut next = self.clone();
+        for event in events {
+            next.evolve(event);
+        }
+        let bytes = crate::serialized_len(&next);
+        if bytes > limits.project_max_bytes {
+            return Err(ProjectError::TooLarge {
+                bytes,
+                limit: limits.project_max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn decide_rules(
         &self,
         command: &ProjectCommand,
         limits: &Limits,
@@ -1903,6 +1948,42 @@ mod tests {
             ..crud(2, "Orders", order_raw())
         }))
         .then([disabled_added(crud_added(2, "Orders", order_raw()))]);
+    }
+
+    #[test]
+    fn a_change_that_would_make_the_project_larger_than_its_limit_is_refused() {
+        let limits = Limits {
+            project_max_bytes: 4096,
+            ..Limits::default()
+        };
+        let outcome = given([created()])
+            .with_limits(limits.clone())
+            .when(add(crud(1, "Customers", customer_raw())))
+            .outcome();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        let big = given([created(), crud_added(1, "Customers", customer_raw())])
+            .with_limits(Limits {
+                project_max_bytes: 1200,
+                ..limits
+            })
+            .when(add(crud(2, "Orders", order_raw())))
+            .outcome();
+        assert!(
+            matches!(big, Err(ProjectError::TooLarge { limit: 1200, .. })),
+            "{big:?}"
+        );
+        // Removing a feature shrinks a project, so it passes whatever its size.
+        given([created(), crud_added(1, "Customers", customer_raw())])
+            .with_limits(Limits {
+                project_max_bytes: 10,
+                ..Limits::default()
+            })
+            .when(ProjectCommand::RemoveFeature {
+                feature_id: feature_id(1),
+                at: t(5),
+            })
+            .outcome()
+            .expect("a removal is never too large");
     }
 
     #[test]

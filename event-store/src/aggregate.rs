@@ -90,11 +90,20 @@ where
 ///
 /// It is always safe: events are immutable and every load still reads the stream's tail, so a
 /// state from the cache is brought to the stream's end before anything is decided on it, and
-/// writes made by other processes are picked up the same way. At most `capacity` streams are
-/// kept; beyond that an arbitrary entry is dropped and that stream is folded in full next time.
+/// writes made by other processes are picked up the same way. It is bounded twice: at most
+/// `capacity` streams and at most `max_bytes` of states as weighed by `weigh` (their serialised
+/// size); beyond either, arbitrary entries are dropped and those streams are folded in full next
+/// time. A state heavier than the whole budget is never kept.
 pub struct StateCache<A> {
-    entries: Mutex<HashMap<String, Loaded<A>>>,
+    entries: Mutex<Entries<A>>,
     capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&A) -> usize,
+}
+
+struct Entries<A> {
+    map: HashMap<String, (Loaded<A>, usize)>,
+    bytes: usize,
 }
 
 impl<A> StateCache<A>
@@ -102,10 +111,15 @@ where
     A: Decider + Clone,
     A::Event: DomainEvent,
 {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize, weigh: fn(&A) -> usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                bytes: 0,
+            }),
             capacity,
+            max_bytes,
+            weigh,
         }
     }
 
@@ -125,24 +139,35 @@ where
     fn get(&self, stream_id: &str) -> Option<Loaded<A>> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(stream_id).cloned()
+        entries.map.get(stream_id).map(|(loaded, _)| loaded.clone())
     }
 
     fn put(&self, stream_id: &str, loaded: &Loaded<A>) {
+        let weight = (self.weigh)(&loaded.state);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(current) = entries.get_mut(stream_id) {
+        let Entries { map, bytes } = &mut *entries;
+        if let Some((current, _)) = map.get(stream_id) {
             // Two loads may race; the later fold wins, never an older one.
-            if current.version < loaded.version {
-                *current = loaded.clone();
+            if current.version >= loaded.version {
+                return;
             }
+        }
+        if let Some((_, old)) = map.remove(stream_id) {
+            *bytes -= old;
+        }
+        if weight > self.max_bytes {
             return;
         }
-        if entries.len() >= self.capacity {
-            if let Some(victim) = entries.keys().next().cloned() {
-                entries.remove(&victim);
+        while map.len() >= self.capacity || *bytes + weight > self.max_bytes {
+            let Some(victim) = map.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, w)) = map.remove(&victim) {
+                *bytes -= w;
             }
         }
-        entries.insert(stream_id.to_owned(), loaded.clone());
+        map.insert(stream_id.to_owned(), (loaded.clone(), weight));
+        *bytes += weight;
     }
 }
 
@@ -163,9 +188,13 @@ mod tests {
         cache.get(stream).map(|l| l.version)
     }
 
+    fn cache(capacity: usize, max_bytes: usize) -> StateCache<Project> {
+        StateCache::new(capacity, max_bytes, |_| 100)
+    }
+
     #[test]
     fn a_later_fold_wins_and_an_older_one_never_replaces_it() {
-        let cache = StateCache::new(4);
+        let cache = cache(4, 1 << 20);
         cache.put("project-a", &at(5));
         cache.put("project-a", &at(3));
         assert_eq!(cached_version(&cache, "project-a"), Some(5));
@@ -175,12 +204,40 @@ mod tests {
 
     #[test]
     fn the_cache_never_holds_more_than_its_capacity() {
-        let cache = StateCache::new(2);
+        let cache = cache(2, 1 << 20);
         for stream in ["project-a", "project-b", "project-c", "project-d"] {
             cache.put(stream, &at(1));
         }
-        let held = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
+        let held = cache
+            .entries
+            .lock()
+            .map(|e| e.map.len())
+            .unwrap_or(usize::MAX);
         assert_eq!(held, 2);
         assert_eq!(cached_version(&cache, "project-d"), Some(1));
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_bytes_than_its_budget() {
+        let cache = cache(100, 250);
+        for stream in ["project-a", "project-b", "project-c", "project-d"] {
+            cache.put(stream, &at(1));
+        }
+        let (held, bytes) = cache
+            .entries
+            .lock()
+            .map(|e| (e.map.len(), e.bytes))
+            .unwrap_or((usize::MAX, usize::MAX));
+        assert_eq!((held, bytes), (2, 200));
+        assert_eq!(cached_version(&cache, "project-d"), Some(1));
+        cache.put("project-d", &at(2));
+        assert_eq!(cache.entries.lock().map(|e| e.bytes).unwrap_or(0), 200);
+    }
+
+    #[test]
+    fn a_state_heavier_than_the_whole_budget_is_not_kept() {
+        let cache = cache(100, 99);
+        cache.put("project-a", &at(1));
+        assert_eq!(cached_version(&cache, "project-a"), None);
     }
 }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod guard;
 pub mod notify;
 pub mod postgres;
 pub mod setup;
@@ -13,9 +14,10 @@ pub mod testkit;
 pub mod types;
 
 pub use aggregate::{Loaded, StateCache, load};
+pub use guard::{CLOUD_EVENT_ENVELOPE_BYTES, DEFAULT_MAX_EVENT_BYTES, cloud_event_bound};
 pub use postgres::PgEventStore;
 pub use store::EventStore;
 pub use types::{
-    AppendOutcome, ExpectedVersion, MalformedToken, NewEvent, Position, ReadUntil, RecordedEvent,
-    StoreError, StreamAppend, StreamAppended,
+    AppendOutcome, AppendRefusal, ExpectedVersion, MalformedToken, NewEvent, Position, ReadUntil,
+    RecordedEvent, StoreError, StreamAppend, StreamAppended,
 };

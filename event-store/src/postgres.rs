@@ -13,6 +13,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
+use crate::guard::{self, Checked};
 use crate::notify::Signals;
 use crate::store::EventStore;
 use crate::types::{
@@ -59,6 +60,7 @@ pub struct PgEventStore {
     pool: Pool,
     upcasters: Arc<Upcasters>,
     signals: Signals,
+    max_event_bytes: usize,
 }
 
 impl PgEventStore {
@@ -70,7 +72,19 @@ impl PgEventStore {
             pool,
             upcasters,
             signals,
+            max_event_bytes: guard::DEFAULT_MAX_EVENT_BYTES,
         }
+    }
+
+    /// Sets the largest event the store accepts, as the size of its CloudEvent
+    /// (`BACKFORGE_MAX_EVENT_BYTES`); larger events are refused with [`crate::AppendRefusal`].
+    pub fn with_max_event_bytes(mut self, max_event_bytes: usize) -> Self {
+        self.max_event_bytes = max_event_bytes;
+        self
+    }
+
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     pub fn pool(&self) -> &Pool {
@@ -95,16 +109,25 @@ impl PgEventStore {
         tx: &Transaction<'_>,
         appends: &[StreamAppend],
     ) -> Result<AppendOutcome, StoreError> {
-        validate(appends)?;
+        let checked = guard::check(appends, self.max_event_bytes)?;
+        self.append_checked_in_tx(tx, appends, &checked).await
+    }
+
+    async fn append_checked_in_tx(
+        &self,
+        tx: &Transaction<'_>,
+        appends: &[StreamAppend],
+        checked: &[Vec<Checked>],
+    ) -> Result<AppendOutcome, StoreError> {
         let mut streams = Vec::with_capacity(appends.len());
         let mut position = Position::START;
-        for append in appends {
+        for (append, checked) in appends.iter().zip(checked) {
             // A unique violation aborts the whole transaction; the savepoint lets us roll back
             // just this statement and still read the stream's current version for the conflict.
             tx.batch_execute("SAVEPOINT bf_append")
                 .await
                 .map_err(map_pg)?;
-            let (appended, last) = append_stream(tx, append, true).await??;
+            let (appended, last) = append_stream(tx, append, checked, true).await??;
             tx.batch_execute("RELEASE SAVEPOINT bf_append")
                 .await
                 .map_err(map_pg)?;
@@ -134,7 +157,15 @@ impl PgEventStore {
         let Json(metadata): Json<EventMetadata> = row
             .try_get("metadata")
             .map_err(|_| StoreError::BadMetadata { event_id })?;
-        let stored_version = u32::try_from(stored_version).unwrap_or(1);
+        // A stored version below 1 is corrupt data, never "version 1".
+        let stored_version = u32::try_from(stored_version)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| {
+                StoreError::Backend(anyhow::anyhow!(
+                    "event {event_id} has the invalid schema version {stored_version}"
+                ))
+            })?;
         let (data, schema_version) = if stored_version == self.upcasters.latest_version(&event_type)
         {
             // Nothing to upcast (the common case): the text goes on as it was read.
@@ -224,32 +255,25 @@ impl PgEventStore {
         Ok(Some(AppendOutcome { streams, position }))
     }
 
-    async fn append_once(&self, appends: &[StreamAppend]) -> Result<AppendOutcome, StoreError> {
+    async fn append_once(
+        &self,
+        appends: &[StreamAppend],
+        checked: &[Vec<Checked>],
+    ) -> Result<AppendOutcome, StoreError> {
         let mut client = self.client().await?;
-        if let [single] = appends {
+        if let ([single], [checked]) = (appends, checked) {
             // The hot path: one statement in autocommit, one round trip.
-            let (appended, position) = append_stream(&client, single, false).await??;
+            let (appended, position) = append_stream(&client, single, checked, false).await??;
             return Ok(AppendOutcome {
                 streams: vec![appended],
                 position,
             });
         }
         let tx = client.transaction().await.map_err(map_pg)?;
-        let outcome = self.append_in_tx(&tx, appends).await?;
+        let outcome = self.append_checked_in_tx(&tx, appends, checked).await?;
         tx.commit().await.map_err(map_pg)?;
         Ok(outcome)
     }
-}
-
-fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
-    let empty = appends.is_empty() || appends.iter().any(|a| a.events.is_empty());
-    let mut names: Vec<&str> = appends.iter().map(|a| a.stream_id.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    if empty || names.len() != appends.len() {
-        return Err(StoreError::InvalidAppend);
-    }
-    Ok(())
 }
 
 /// Runs the append statement for one stream. The outer error is a failure of the statement; the
@@ -257,6 +281,7 @@ fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
 async fn append_stream<C: GenericClient>(
     client: &C,
     append: &StreamAppend,
+    checked: &[Checked],
     in_savepoint: bool,
 ) -> Result<Result<(StreamAppended, Position), StoreError>, StoreError> {
     let n = append.events.len();
@@ -265,13 +290,13 @@ async fn append_stream<C: GenericClient>(
     let mut versions = Vec::with_capacity(n);
     let mut data = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
-    for e in &append.events {
+    for (e, checked) in append.events.iter().zip(checked) {
         ids.push(e.event_id);
         types.push(e.event_type.as_str());
         versions.push(i32::try_from(e.schema_version).map_err(|_| StoreError::InvalidAppend)?);
-        data.push(&e.data);
-        metadata
-            .push(serde_json::to_value(&e.metadata).map_err(|e| StoreError::Backend(e.into()))?);
+        // Serialised once, by the guard that checked it.
+        data.push(Json(checked.data.as_ref()));
+        metadata.push(Json(checked.metadata.as_ref()));
     }
     let required = append.expected.required().map(to_i64);
     let stmt = client.prepare_cached(APPEND_SQL).await.map_err(map_pg)?;
@@ -369,12 +394,12 @@ async fn current_version<C: GenericClient>(client: &C, stream_id: &str) -> Resul
 impl EventStore for PgEventStore {
     #[tracing::instrument(skip_all, fields(streams = appends.len()))]
     async fn append(&self, appends: Vec<StreamAppend>) -> Result<AppendOutcome, StoreError> {
-        validate(&appends)?;
+        let checked = guard::check(&appends, self.max_event_bytes)?;
         let any = appends.iter().any(|a| a.expected == ExpectedVersion::Any);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.append_once(&appends).await {
+            match self.append_once(&appends, &checked).await {
                 Ok(outcome) => {
                     self.committed();
                     return Ok(outcome);

@@ -205,8 +205,30 @@ pub enum ReadUntil {
     Time(OffsetDateTime),
 }
 
+/// Why an append was refused before it reached the database. Whatever is appended must be
+/// processable by every consumer — `jsonb` read models refuse U+0000, and NATS refuses a message
+/// over its `max_payload` — so the one append path every writer uses checks both.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRefusal {
+    /// `pointer` locates the string in the event's data (or `/metadata/...` in its metadata).
+    #[error("event `{event_type}` holds the character U+0000 at `{pointer}`")]
+    Nul { event_type: String, pointer: String },
+    /// `bytes` is the size the event's CloudEvent would have, as bounded by
+    /// [`cloud_event_bound`](crate::cloud_event_bound).
+    #[error(
+        "event `{event_type}` would be {bytes} bytes as a CloudEvent, over the limit of {limit}"
+    )]
+    TooLarge {
+        event_type: String,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(transparent)]
+    Refused(#[from] AppendRefusal),
     #[error("stream `{stream_id}` is at version {current}, expected {expected:?}")]
     WrongExpectedVersion {
         stream_id: String,

@@ -101,11 +101,28 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 /// Whether the bytes are JSON at all is decided first, on its own: serde reports some shape
 /// mismatches (a number where an enum's string belongs) as syntax errors, and a wrong shape before a
 /// syntax error as a data error, so its error category alone cannot tell the two apart.
+///
+/// A body holding U+0000 anywhere (a value or a key) is refused with a 422 at its pointer: no event
+/// may carry one (PostgreSQL's `jsonb` refuses it), and answering here is clearer than refusing the
+/// event the command would append.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(ApiError::malformed("the body is not valid UTF-8"));
+    };
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         return Err(ApiError::malformed(format!(
             "the body is not valid JSON: {e}"
         )));
+    }
+    if domain::text::holds_nul_escape(text) {
+        let pointer = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| domain::text::nul_pointer(&v))
+            .unwrap_or_default();
+        return Err(ApiError::invalid_field(
+            &pointer,
+            "must not contain the character U+0000 (NUL)",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
@@ -247,6 +264,26 @@ mod tests {
         let err = parse::<Paint>(br#"{"colour": 1} trailing"#).unwrap_err();
         assert_eq!(err.kind(), ProblemType::MalformedRequest);
         let err = parse::<Paint>(br#"{"colour":"#).unwrap_err();
+        assert_eq!(err.kind(), ProblemType::MalformedRequest);
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_a_422_at_its_pointer() {
+        let err = parse::<Outer>(br#"{"items":[{"name":"a\u0000b"}]}"#).unwrap_err();
+        assert_eq!(
+            field_of(err),
+            (ProblemType::ValidationFailed, Some("/items/0/name".into()))
+        );
+        // In a key, even one the target type does not know.
+        let err = parse::<Outer>(br#"{"it\u0000ems":[]}"#).unwrap_err();
+        assert_eq!(err.kind(), ProblemType::ValidationFailed);
+        // Six characters that only look like the escape are text.
+        assert!(parse::<Outer>(br#"{"items":[{"name":"a\\u0000b"}]}"#).is_ok());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_a_400() {
+        let err = parse::<Outer>(b"{\"items\":[{\"name\":\"\xff\"}]}").unwrap_err();
         assert_eq!(err.kind(), ProblemType::MalformedRequest);
     }
 

@@ -14,6 +14,7 @@ pub enum ProblemType {
     Unauthorized,
     Forbidden,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     EmailTaken,
     NameTaken,
@@ -25,6 +26,8 @@ pub enum ProblemType {
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    ProjectTooLarge,
+    EventTooLarge,
     IdempotencyKeyReused,
     RateLimited,
     Unavailable,
@@ -32,11 +35,12 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 19] = [
+    pub const ALL: [ProblemType; 22] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
         ProblemType::NotFound,
+        ProblemType::MethodNotAllowed,
         ProblemType::Conflict,
         ProblemType::EmailTaken,
         ProblemType::NameTaken,
@@ -48,6 +52,8 @@ impl ProblemType {
         ProblemType::PayloadTooLarge,
         ProblemType::UnsupportedMediaType,
         ProblemType::ValidationFailed,
+        ProblemType::ProjectTooLarge,
+        ProblemType::EventTooLarge,
         ProblemType::IdempotencyKeyReused,
         ProblemType::RateLimited,
         ProblemType::Unavailable,
@@ -60,6 +66,7 @@ impl ProblemType {
             ProblemType::Unauthorized => "unauthorized",
             ProblemType::Forbidden => "forbidden",
             ProblemType::NotFound => "not-found",
+            ProblemType::MethodNotAllowed => "method-not-allowed",
             ProblemType::Conflict => "conflict",
             ProblemType::EmailTaken => "email-taken",
             ProblemType::NameTaken => "name-taken",
@@ -71,6 +78,8 @@ impl ProblemType {
             ProblemType::PayloadTooLarge => "payload-too-large",
             ProblemType::UnsupportedMediaType => "unsupported-media-type",
             ProblemType::ValidationFailed => "validation-failed",
+            ProblemType::ProjectTooLarge => "project-too-large",
+            ProblemType::EventTooLarge => "event-too-large",
             ProblemType::IdempotencyKeyReused => "idempotency-key-reused",
             ProblemType::RateLimited => "rate-limited",
             ProblemType::Unavailable => "unavailable",
@@ -84,6 +93,7 @@ impl ProblemType {
             ProblemType::Unauthorized => "Authentication required",
             ProblemType::Forbidden => "Not allowed",
             ProblemType::NotFound => "Not found",
+            ProblemType::MethodNotAllowed => "Method not allowed",
             ProblemType::Conflict => "Conflict with the current state",
             ProblemType::EmailTaken => "E-mail address already registered",
             ProblemType::NameTaken => "Name already taken",
@@ -97,6 +107,8 @@ impl ProblemType {
             ProblemType::PayloadTooLarge => "Request body too large",
             ProblemType::UnsupportedMediaType => "Unsupported media type",
             ProblemType::ValidationFailed => "Validation failed",
+            ProblemType::ProjectTooLarge => "Project too large",
+            ProblemType::EventTooLarge => "Event too large",
             ProblemType::IdempotencyKeyReused => "Idempotency key reused with a different request",
             ProblemType::RateLimited => "Too many requests",
             ProblemType::Unavailable => "Service unavailable",
@@ -110,6 +122,7 @@ impl ProblemType {
             ProblemType::Unauthorized => StatusCode::UNAUTHORIZED,
             ProblemType::Forbidden => StatusCode::FORBIDDEN,
             ProblemType::NotFound => StatusCode::NOT_FOUND,
+            ProblemType::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemType::Conflict
             | ProblemType::EmailTaken
             | ProblemType::NameTaken
@@ -120,9 +133,10 @@ impl ProblemType {
             ProblemType::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ProblemType::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ProblemType::ValidationFailed | ProblemType::IdempotencyKeyReused => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ProblemType::ValidationFailed
+            | ProblemType::ProjectTooLarge
+            | ProblemType::EventTooLarge
+            | ProblemType::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -253,6 +267,24 @@ impl ApiError {
     }
 }
 
+impl From<event_store::AppendRefusal> for ApiError {
+    fn from(refusal: event_store::AppendRefusal) -> Self {
+        use event_store::AppendRefusal;
+        match refusal {
+            AppendRefusal::Nul { pointer, .. } => {
+                ApiError::invalid_field(&pointer, "must not contain the character U+0000 (NUL)")
+            }
+            AppendRefusal::TooLarge { bytes, limit, .. } => ApiError::new(
+                ProblemType::EventTooLarge,
+                format!(
+                    "the change would be recorded as an event of {bytes} bytes, over the limit of \
+                     {limit} bytes (BACKFORGE_MAX_EVENT_BYTES)"
+                ),
+            ),
+        }
+    }
+}
+
 /// An id in a path: anything that is not a UUID names nothing, so it is a 404 like an unknown id.
 pub fn path_id(raw: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse::<uuid::Uuid>()
@@ -270,6 +302,7 @@ impl From<StoreError> for ApiError {
                 ProblemType::ConcurrentModification,
                 "the resource was changed by another request; reload it and retry",
             ),
+            StoreError::Refused(refusal) => refusal.into(),
             other => ApiError::Internal(other.into()),
         }
     }

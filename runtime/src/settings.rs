@@ -34,6 +34,61 @@ pub enum Environment {
 /// The development secret, used with a warning when `JWT_SECRET` is unset outside production.
 const DEV_JWT_SECRET: &str = "backforge-development-secret-do-not-use-in-production";
 
+/// Secrets that were ever published with Backforge (in the code, `docker-compose.yml`,
+/// `.env.example` or the README): production refuses them whatever their length.
+const PUBLISHED_SECRETS: &[&str] = &[
+    DEV_JWT_SECRET,
+    "compose-development-secret-change-me-0123456789",
+    "change-me-to-32-or-more-random-bytes",
+    "test-secret-that-is-long-enough-for-hs256-0123456789",
+    "bench-only-secret-0123456789abcdef0123456789",
+];
+
+/// Words that mark a value as a placeholder someone forgot to replace (compared on the lower-case
+/// letters and digits of the value).
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "changeme",
+    "changethis",
+    "replaceme",
+    "placeholder",
+    "yoursecret",
+    "mysecret",
+    "secretkey",
+    "donotuse",
+    "notasecret",
+    "insecure",
+    "development",
+    "example",
+];
+
+/// Why `secret` must not sign tokens in production, if it must not.
+fn weak_secret(name: &str, secret: &str) -> Option<String> {
+    if secret.len() < 32 {
+        return Some(format!("{name} must be at least 32 bytes in production"));
+    }
+    let letters: String = secret
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if PUBLISHED_SECRETS.contains(&secret)
+        || PLACEHOLDER_WORDS.iter().any(|w| letters.contains(w))
+    {
+        return Some(format!(
+            "{name} is a published or placeholder value; set a random one (e.g. `openssl rand -base64 48`)"
+        ));
+    }
+    let mut distinct: Vec<u8> = secret.bytes().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Some(format!(
+            "{name} repeats too few characters to be a random secret"
+        ));
+    }
+    None
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -52,10 +107,25 @@ pub struct Settings {
     pub jwt_audience: String,
     pub pool_size: usize,
     pub login_per_ip_per_minute: u32,
+    /// Wrong guesses per (account, client IP) before that pair must wait: strangers cannot lock
+    /// the owner out.
     pub login_per_account_per_minute: u32,
-    /// How many password hashes may run at once on the blocking pool.
-    pub hash_concurrency: usize,
+    /// Registrations per client IP (also the burst).
+    pub register_per_ip_per_minute: u32,
+    /// Sign-in password checks that may run at once; each hashing queue lets 64 more wait.
+    pub hash_login_slots: usize,
+    /// Registration and password-change hashes that may run at once.
+    pub hash_other_slots: usize,
+    /// Bearer token required by `/metrics`; unset in production means no `/metrics` on the main
+    /// port.
+    pub metrics_token: Option<Secret<String>>,
+    /// A listener of its own for `/metrics` (and `/health`); then the main port serves none.
+    pub metrics_addr: Option<String>,
     pub idempotency_ttl: Duration,
+    /// The largest event the store accepts, measured as its CloudEvent (`BACKFORGE_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
+    /// The bytes of folded project states the command side keeps (`BACKFORGE_STATE_CACHE_BYTES`).
+    pub state_cache_bytes: usize,
 }
 
 impl Settings {
@@ -66,21 +136,24 @@ impl Settings {
 
     /// Same as [`Settings::from_env`] with an explicit lookup, for tests.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let environment = match get("BACKFORGE_ENV").as_deref() {
-            None | Some("development") | Some("dev") | Some("test") => Environment::Development,
+        // Case-insensitive: `Production` must not quietly mean development.
+        let env_name = get("BACKFORGE_ENV").map(|v| v.trim().to_ascii_lowercase());
+        let environment = match env_name.as_deref() {
+            None | Some("") | Some("development") | Some("dev") | Some("test") => {
+                Environment::Development
+            }
             Some("production") | Some("prod") => Environment::Production,
             Some(other) => {
                 bail!("BACKFORGE_ENV must be `development` or `production`, not `{other}`")
             }
         };
-        let jwt_secret = match get("JWT_SECRET") {
+        // An empty value (`JWT_SECRET=` in a compose file) counts as unset.
+        let jwt_secret = match get("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) => {
-                if environment == Environment::Production
-                    && (secret.len() < 32 || secret == DEV_JWT_SECRET)
-                {
-                    bail!(
-                        "JWT_SECRET must be at least 32 bytes (and not the development secret) in production"
-                    );
+                if environment == Environment::Production {
+                    if let Some(reason) = weak_secret("JWT_SECRET", &secret) {
+                        bail!("{reason}");
+                    }
                 }
                 secret
             }
@@ -129,6 +202,16 @@ impl Settings {
             )? as usize,
             email_max_chars: num("BACKFORGE_EMAIL_MAX_CHARS", defaults.email_max_chars as u64)?
                 as usize,
+            text_max_length: num("BACKFORGE_TEXT_MAX_LENGTH", defaults.text_max_length as u64)?
+                as usize,
+            default_max_bytes: num(
+                "BACKFORGE_DEFAULT_MAX_BYTES",
+                defaults.default_max_bytes as u64,
+            )? as usize,
+            project_max_bytes: num(
+                "BACKFORGE_PROJECT_MAX_BYTES",
+                defaults.project_max_bytes as u64,
+            )? as usize,
         };
         let prefix = get("BACKFORGE_NATS_PREFIX").unwrap_or_else(|| "backforge".to_owned());
         if prefix.is_empty()
@@ -139,6 +222,17 @@ impl Settings {
         {
             bail!("BACKFORGE_NATS_PREFIX must be 1-64 letters, digits, `_` or `-`");
         }
+        let metrics_token = match get("BACKFORGE_METRICS_TOKEN").filter(|t| !t.is_empty()) {
+            Some(token) => {
+                if environment == Environment::Production {
+                    if let Some(reason) = weak_secret("BACKFORGE_METRICS_TOKEN", &token) {
+                        bail!("{reason}");
+                    }
+                }
+                Some(Secret::new(token))
+            }
+            None => None,
+        };
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -164,8 +258,17 @@ impl Settings {
             pool_size: num("BACKFORGE_DB_POOL_SIZE", (cores * 4).max(8) as u64)? as usize,
             login_per_ip_per_minute: num("BACKFORGE_LOGIN_PER_IP_PER_MINUTE", 30)? as u32,
             login_per_account_per_minute: num("BACKFORGE_LOGIN_PER_ACCOUNT_PER_MINUTE", 10)? as u32,
-            hash_concurrency: num("BACKFORGE_HASH_CONCURRENCY", cores as u64)?.max(1) as usize,
+            register_per_ip_per_minute: num("BACKFORGE_REGISTER_PER_IP_PER_MINUTE", 30)? as u32,
+            hash_login_slots: num("BACKFORGE_HASH_LOGIN_SLOTS", cores as u64)?.max(1) as usize,
+            hash_other_slots: num("BACKFORGE_HASH_OTHER_SLOTS", 1)?.max(1) as usize,
+            metrics_token,
+            metrics_addr: get("BACKFORGE_METRICS_ADDR").filter(|a| !a.trim().is_empty()),
             idempotency_ttl: Duration::from_secs(num("BACKFORGE_IDEMPOTENCY_TTL_SECS", 24 * 3600)?),
+            max_event_bytes: num(
+                "BACKFORGE_MAX_EVENT_BYTES",
+                event_store::DEFAULT_MAX_EVENT_BYTES as u64,
+            )? as usize,
+            state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
         })
     }
 
@@ -215,9 +318,88 @@ mod tests {
         );
         let ok = load(&[
             ("BACKFORGE_ENV", "production"),
-            ("JWT_SECRET", &"k".repeat(32)),
+            ("JWT_SECRET", RANDOM_SECRET),
         ]);
         assert!(ok.is_ok());
+    }
+
+    /// 48 random bytes, base64: what `openssl rand -base64 48` prints.
+    const RANDOM_SECRET: &str = "q3Vt9mXbZr1c0Hn7sPj2LwKd8yEaFgT4uQo6iN5vRhMzBxWcYeUlJkDpSfG0aI1t";
+
+    #[test]
+    fn production_refuses_every_published_or_placeholder_secret() {
+        let refused = |secret: &str| {
+            load(&[("BACKFORGE_ENV", "production"), ("JWT_SECRET", secret)])
+                .expect_err(secret)
+                .to_string()
+        };
+        for published in PUBLISHED_SECRETS {
+            refused(published);
+        }
+        for placeholder in [
+            "CHANGEME-CHANGEME-CHANGEME-CHANGEME-1234",
+            "please-change-me-before-going-live-0123456789",
+            "replace_me_with_a_real_secret_of_32_bytes",
+            "your-secret-key-goes-here-0123456789abcdef",
+        ] {
+            assert!(refused(placeholder).contains("placeholder"));
+        }
+        assert!(refused(&"k".repeat(40)).contains("too few"));
+        assert!(refused(&RANDOM_SECRET[..31]).contains("32 bytes"));
+        // The same values are fine for development, which warns instead.
+        assert!(load(&[("JWT_SECRET", PUBLISHED_SECRETS[1])]).is_ok());
+    }
+
+    #[test]
+    fn the_environment_name_is_compared_case_insensitively() {
+        for name in ["production", "Production", "PRODUCTION", " prod "] {
+            let err = load(&[("BACKFORGE_ENV", name), ("JWT_SECRET", "short")]);
+            assert!(err.is_err(), "{name} must be production");
+            let s = load(&[("BACKFORGE_ENV", name), ("JWT_SECRET", RANDOM_SECRET)]).unwrap();
+            assert_eq!(s.environment, Environment::Production);
+        }
+        let s = load(&[("BACKFORGE_ENV", "Development")]).unwrap();
+        assert_eq!(s.environment, Environment::Development);
+        assert!(load(&[("BACKFORGE_ENV", "staging")]).is_err());
+    }
+
+    #[test]
+    fn an_empty_secret_is_no_secret() {
+        assert!(load(&[("BACKFORGE_ENV", "production"), ("JWT_SECRET", "")]).is_err());
+        let s = load(&[("JWT_SECRET", "")]).unwrap();
+        assert_eq!(s.jwt_secret.expose(), DEV_JWT_SECRET);
+    }
+
+    #[test]
+    fn the_metrics_token_is_a_secret_held_to_the_same_rules() {
+        let s = load(&[
+            ("BACKFORGE_ENV", "production"),
+            ("JWT_SECRET", RANDOM_SECRET),
+            ("BACKFORGE_METRICS_TOKEN", "metrics-token-q3Vt9mXbZr1c0Hn7sPj2LwKd8y"),
+            ("BACKFORGE_METRICS_ADDR", "127.0.0.1:9464"),
+        ])
+        .unwrap();
+        assert!(!format!("{s:?}").contains("q3Vt9"));
+        assert_eq!(s.metrics_addr.as_deref(), Some("127.0.0.1:9464"));
+        assert!(
+            load(&[
+                ("BACKFORGE_ENV", "production"),
+                ("JWT_SECRET", RANDOM_SECRET),
+                ("BACKFORGE_METRICS_TOKEN", "changeme"),
+            ])
+            .is_err()
+        );
+        let dev = load(&[("BACKFORGE_METRICS_TOKEN", "")]).unwrap();
+        assert!(dev.metrics_token.is_none() && dev.metrics_addr.is_none());
+    }
+
+    #[test]
+    fn sign_in_limits_have_the_documented_defaults() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.register_per_ip_per_minute, 30);
+        assert_eq!(s.hash_other_slots, 1);
+        assert!(s.hash_login_slots >= 1);
+        assert_eq!(s.login_per_account_per_minute, 10);
     }
 
     #[test]
