@@ -431,7 +431,7 @@ fn parse_fields(
     let mut first_use: HashMap<&str, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let field_at = at.index(i);
-        match parse_field(item, &field_at, errors) {
+        match parse_field(item, &field_at, limits, errors) {
             Some(field) => fields.push(field),
             None => ok = false,
         }
@@ -548,7 +548,12 @@ impl<'a, 'e> Reader<'a, 'e> {
     }
 }
 
-fn parse_field(raw: &Value, at: &Pointer, errors: &mut Vec<FieldError>) -> Option<FieldDef> {
+fn parse_field(
+    raw: &Value,
+    at: &Pointer,
+    limits: &Limits,
+    errors: &mut Vec<FieldError>,
+) -> Option<FieldDef> {
     let Some(obj) = raw.as_object() else {
         errors.push(FieldError::at(at, "must be an object"));
         return None;
@@ -607,9 +612,20 @@ fn parse_field(raw: &Value, at: &Pointer, errors: &mut Vec<FieldError>) -> Optio
         }
     }
 
-    let kind = field_type.and_then(|t| parse_kind(t, &mut r));
+    let kind = field_type.and_then(|t| parse_kind(t, limits, &mut r));
     if let (Some(kind), Some(default)) = (&kind, default) {
-        if let Err(problem) = check_default(kind, default) {
+        // Measured as stored (serialised JSON), so a default can never make an event or a
+        // generated file large whatever its type (a `json` default has no max_length of its own).
+        let bytes = serde_json::to_string(default).map_or(usize::MAX, |s| s.len());
+        if bytes > limits.default_max_bytes {
+            r.fail(
+                "default",
+                format!(
+                    "must be at most {} bytes as JSON, not {bytes}",
+                    limits.default_max_bytes
+                ),
+            );
+        } else if let Err(problem) = check_default(kind, default) {
             r.fail("default", problem);
         }
     }
@@ -630,7 +646,7 @@ fn parse_field(raw: &Value, at: &Pointer, errors: &mut Vec<FieldError>) -> Optio
 }
 
 /// The type's options, or `None` when any of them is wrong (the default is then not judged).
-fn parse_kind(field_type: FieldType, r: &mut Reader<'_, '_>) -> Option<FieldKind> {
+fn parse_kind(field_type: FieldType, limits: &Limits, r: &mut Reader<'_, '_>) -> Option<FieldKind> {
     let errors_before = r.errors.len();
     let kind = match field_type {
         FieldType::String => {
@@ -657,7 +673,11 @@ fn parse_kind(field_type: FieldType, r: &mut Reader<'_, '_>) -> Option<FieldKind
             }
         }
         FieldType::Text => FieldKind::Text {
-            max_length: r.count("max_length", 1, u32::MAX),
+            max_length: r.count(
+                "max_length",
+                1,
+                u32::try_from(limits.text_max_length).unwrap_or(u32::MAX),
+            ),
         },
         FieldType::Integer => {
             let min = r.integer("min");
@@ -1677,6 +1697,42 @@ mod tests {
             json!({"entity": entity, "fields": [{"name": "a", "type": "text"}]}),
             "/schema_definition/plural",
             "at most 63 characters",
+        );
+    }
+
+    // --- sizes every consumer can carry ---
+
+    #[test]
+    fn a_text_field_may_declare_up_to_a_million_characters() {
+        let text = |n: u64| json!({"entity": "thing", "fields": [{"name": "body", "type": "text", "max_length": n}]});
+        assert!(EntitySchema::parse(&text(1_000_000), &at(), &Limits::default()).is_ok());
+        one_problem(
+            text(4_294_967_295),
+            "/schema_definition/fields/0/max_length",
+            "from 1 to 1000000",
+        );
+    }
+
+    #[test]
+    fn a_default_is_at_most_ten_kibibytes_whatever_its_type() {
+        let with_default = |default: Value| json!({"entity": "thing", "fields": [{"name": "blob", "type": "json", "default": default}]});
+        assert!(
+            EntitySchema::parse(
+                &with_default(json!("x".repeat(10_000))),
+                &at(),
+                &Limits::default()
+            )
+            .is_ok()
+        );
+        one_problem(
+            with_default(json!("x".repeat(10_240))),
+            "/schema_definition/fields/0/default",
+            "at most 10240 bytes",
+        );
+        one_problem(
+            json!({"entity": "thing", "fields": [{"name": "t", "type": "text", "default": "x".repeat(20_000)}]}),
+            "/schema_definition/fields/0/default",
+            "at most 10240 bytes",
         );
     }
 
