@@ -53,8 +53,12 @@ pub struct CommandState {
     pub jwt: JwtKeys,
     pub passwords: Passwords,
     pub settings: Arc<Settings>,
+    /// Sign-in attempts per client IP.
     pub ip_limiter: RateLimiter,
+    /// Sign-in attempts per (account, client IP), and password changes per account.
     pub account_limiter: RateLimiter,
+    /// Registrations per client IP.
+    pub register_limiter: RateLimiter,
     /// Folded project states, so a command reads only the events it has not folded yet.
     pub projects: StateCache<Project>,
 }
@@ -72,9 +76,10 @@ impl CommandState {
                 idempotency_ttl: settings.idempotency_ttl,
             },
             jwt: JwtKeys::new(&settings),
-            passwords: Passwords::new(settings.hash_concurrency)?,
+            passwords: Passwords::new(settings.hash_login_slots, settings.hash_other_slots)?,
             ip_limiter: RateLimiter::new(settings.login_per_ip_per_minute),
             account_limiter: RateLimiter::new(settings.login_per_account_per_minute),
+            register_limiter: RateLimiter::new(settings.register_per_ip_per_minute),
             projects: StateCache::new(PROJECT_CACHE_CAPACITY),
             store,
             pool,

@@ -67,16 +67,31 @@ pub enum Rotation {
 
 /// Spends `plain` and issues its successor in one transaction. The row lock serialises concurrent
 /// uses of one token, so exactly one wins and the other is treated as reuse.
+///
+/// The owner's `credentials` row is held `FOR SHARE` first, in the same order a password change
+/// takes its locks (credentials, then tokens): a change that commits first has revoked this token
+/// by the time it is read, and one that commits later revokes the successor stored here.
 pub async fn rotate(pool: &Pool, plain: &str, ttl: Duration) -> Result<Rotation, ApiError> {
     let token_hash = hash(plain);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let owner = tx
+        .query_opt(
+            "SELECT security_version, active FROM credentials
+             WHERE user_id = (SELECT user_id FROM refresh_tokens WHERE token_hash = $1)
+             FOR SHARE",
+            &[&token_hash],
+        )
+        .await?;
+    let Some(owner) = owner else {
+        return Ok(Rotation::Refused);
+    };
+    let security_version: i64 = owner.try_get(0)?;
+    let active: bool = owner.try_get(1)?;
     let row = tx
         .query_opt(
-            "SELECT t.family_id, t.user_id, t.expires_at, t.spent_at IS NOT NULL, t.revoked_at IS NOT NULL,
-                    c.security_version, c.active
-             FROM refresh_tokens t JOIN credentials c ON c.user_id = t.user_id
-             WHERE t.token_hash = $1 FOR UPDATE OF t",
+            "SELECT family_id, user_id, expires_at, spent_at IS NOT NULL, revoked_at IS NOT NULL
+             FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
             &[&token_hash],
         )
         .await?;
@@ -88,8 +103,6 @@ pub async fn rotate(pool: &Pool, plain: &str, ttl: Duration) -> Result<Rotation,
     let expires_at: OffsetDateTime = row.try_get(2)?;
     let spent: bool = row.try_get(3)?;
     let revoked: bool = row.try_get(4)?;
-    let security_version: i64 = row.try_get(5)?;
-    let active: bool = row.try_get(6)?;
     let now = OffsetDateTime::now_utc();
     if spent {
         tracing::warn!(%user_id, %family, "refresh token reused; revoking its family");

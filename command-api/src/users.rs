@@ -18,6 +18,7 @@ use crate::CommandState;
 use crate::execute::{Idempotency, Plan, Reply, SideWrite};
 use crate::http::RequestMeta;
 use crate::load::{Loaded, load};
+use crate::passwords::Lane;
 use crate::tokens::{self, RefreshToken, Rotation};
 
 /// The same answer for an unknown e-mail, a wrong password and a deactivated account.
@@ -100,6 +101,11 @@ pub async fn register(
     meta: &RequestMeta,
     input: Registration,
 ) -> Result<HttpResponse, ApiError> {
+    // Before any work: every registration costs an argon2 hash and leaves an account behind.
+    state
+        .register_limiter
+        .check(&meta.client_ip)
+        .map_err(ApiError::rate_limited)?;
     let limits = &state.settings.limits;
     let mut errors: Vec<FieldError> = Vec::new();
     let email = normalize_email(&input.email, limits)
@@ -133,7 +139,7 @@ pub async fn register(
         Err(other) => return Err(user_error(other)),
     };
     let email = email.ok_or_else(|| ApiError::invalid("the request is invalid", errors.clone()))?;
-    let hash = state.passwords.hash(input.password).await?;
+    let hash = state.passwords.hash(Lane::Other, input.password).await?;
     let mut user = User::default();
     for e in &events {
         user.evolve(e);
@@ -200,9 +206,11 @@ pub async fn login(
         .map_err(ApiError::rate_limited)?;
     let email = normalize_email(email, &state.settings.limits)
         .map_err(|e| ApiError::invalid(e.message.clone(), vec![e]))?;
+    // Keyed on the account *and* the client: guesses from elsewhere exhaust their own bucket and
+    // never lock the owner out; the per-IP limit above bounds each guesser.
     state
         .account_limiter
-        .check(&format!("account:{email}"))
+        .check(&format!("account:{email}|{}", meta.client_ip))
         .map_err(ApiError::rate_limited)?;
     let client = state.pool.get().await?;
     let row = client
@@ -221,7 +229,7 @@ pub async fn login(
         None => (None, None, 0, false),
     };
     drop(client);
-    let verified = state.passwords.verify(password, hash).await?;
+    let verified = state.passwords.verify(Lane::Login, password, hash).await?;
     let user_id = match user_id {
         Some(id) if verified && active => id,
         _ => return Err(ApiError::unauthorized(BAD_LOGIN)),
@@ -229,13 +237,7 @@ pub async fn login(
     let loaded: Loaded<User> = load(&state.store, &UserId::from_uuid(user_id).stream()).await?;
     let now = OffsetDateTime::now_utc();
     let refresh = RefreshToken::generate();
-    let insert = refresh.insert(
-        Uuid::now_v7(),
-        user_id,
-        now,
-        state.settings.refresh_token_ttl,
-    );
-    insert.run(&state.pool.get().await?).await?;
+    issue_if_unchanged(state, user_id, sv, &refresh, now).await?;
     let access = state.jwt.issue(user_id, sv, now)?;
     let mut body = token_body(state, access, &refresh);
     body.insert("user".into(), user_json(&loaded.state));
@@ -247,6 +249,50 @@ pub async fn login(
         position: loaded.position,
     }
     .into_response())
+}
+
+/// Stores a login's refresh token only if the credentials still have the security version read
+/// before the (slow) password check. `FOR SHARE` holds the row until the token commits, and a
+/// password change, role change or deactivation updates that row before it revokes tokens: either
+/// the change commits first and this login sees the new version and is refused, or this token
+/// commits first and the change's revocation (a later statement) sees and revokes it. A login that
+/// started before a change can never outlive it.
+async fn issue_if_unchanged(
+    state: &CommandState,
+    user_id: Uuid,
+    read_version: i64,
+    refresh: &RefreshToken,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let current = tx
+        .query_opt(
+            "SELECT security_version, active FROM credentials WHERE user_id = $1 FOR SHARE",
+            &[&user_id],
+        )
+        .await?;
+    let unchanged = match current {
+        Some(row) => row.try_get::<_, i64>(0)? == read_version && row.try_get::<_, bool>(1)?,
+        None => false,
+    };
+    if !unchanged {
+        // The password (or the account) changed while this login was being checked: the password
+        // it was checked against is no longer the account's.
+        tracing::info!(%user_id, "login refused: the credentials changed during the check");
+        return Err(ApiError::unauthorized(BAD_LOGIN));
+    }
+    refresh
+        .insert(
+            Uuid::now_v7(),
+            user_id,
+            now,
+            state.settings.refresh_token_ttl,
+        )
+        .run(&tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn refresh(state: &CommandState, refresh_token: &str) -> Result<HttpResponse, ApiError> {
@@ -354,13 +400,17 @@ pub async fn change_password(
         .ok_or_else(|| ApiError::unauthorized("the access token has been revoked"))?;
     let hash: String = row.try_get(0)?;
     drop(client);
-    if !state.passwords.verify(current_password, Some(hash)).await? {
+    if !state
+        .passwords
+        .verify(Lane::Other, current_password, Some(hash))
+        .await?
+    {
         return Err(ApiError::invalid_field(
             "/current_password",
             "is not the current password",
         ));
     }
-    let new_hash = state.passwords.hash(new_password).await?;
+    let new_hash = state.passwords.hash(Lane::Other, new_password).await?;
     let stream = UserId::from_uuid(caller.user_id).stream();
     let make_plan = || {
         let stream = stream.clone();
@@ -393,6 +443,9 @@ pub async fn change_password(
                     events_of(&events, meta, Some(caller.user_id)),
                 ))
                 // The version check makes a concurrent change fail instead of skipping a bump.
+                // The bump comes before the revocation: it takes the row lock that a login in
+                // flight holds `FOR SHARE` while it stores its token (see `issue_if_unchanged`),
+                // so the revocation below sees every token such a login stored.
                 .side_write(SideWrite::new(
                     "UPDATE credentials SET password_hash = $2, security_version = security_version + 1,
                             updated_at = now()

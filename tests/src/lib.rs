@@ -22,6 +22,12 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> runtime:
             "BACKFORGE_LOGIN_PER_ACCOUNT_PER_MINUTE".into(),
             "10000".into(),
         ),
+        // Suites register many users from 127.0.0.1 too, several at once.
+        (
+            "BACKFORGE_REGISTER_PER_IP_PER_MINUTE".into(),
+            "10000".into(),
+        ),
+        ("BACKFORGE_HASH_OTHER_SLOTS".into(), "2".into()),
     ];
     for (k, v) in overrides {
         vars.retain(|(key, _)| key != k);

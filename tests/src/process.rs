@@ -206,6 +206,11 @@ fn environment(database_url: &str, extra_env: &[(&str, &str)]) -> Vec<(String, S
             "BACKFORGE_LOGIN_PER_ACCOUNT_PER_MINUTE".into(),
             "10000".into(),
         ),
+        (
+            "BACKFORGE_REGISTER_PER_IP_PER_MINUTE".into(),
+            "10000".into(),
+        ),
+        ("BACKFORGE_HASH_OTHER_SLOTS".into(), "2".into()),
         ("RUST_LOG".into(), "info".into()),
         ("NO_COLOR".into(), "1".into()),
         ("RUST_BACKTRACE".into(), "1".into()),

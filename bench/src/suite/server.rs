@@ -72,6 +72,10 @@ pub fn environment(
             "BACKFORGE_LOGIN_PER_ACCOUNT_PER_MINUTE".into(),
             "100000".into(),
         ),
+        (
+            "BACKFORGE_REGISTER_PER_IP_PER_MINUTE".into(),
+            "100000".into(),
+        ),
         ("RUST_LOG".into(), "warn".into()),
         ("NO_COLOR".into(), "1".into()),
     ]
