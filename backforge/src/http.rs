@@ -66,10 +66,109 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok()
+/// Who may read `/metrics` on one listener (registered as app data; missing means `Hidden`).
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// Development without a token: anyone who reaches the (loopback by default) port.
+    Open,
+    /// `Authorization: Bearer <BACKFORGE_METRICS_TOKEN>`.
+    Token(runtime::Secret<String>),
+    /// Not served here: production without a token, or moved to `BACKFORGE_METRICS_ADDR`.
+    Hidden,
+}
+
+impl MetricsAccess {
+    /// The rule for the process's main port: fail closed in production.
+    pub fn main_port(settings: &runtime::Settings) -> Self {
+        if settings.metrics_addr.is_some() {
+            return Self::Hidden;
+        }
+        match (&settings.metrics_token, settings.environment) {
+            (Some(token), _) => Self::Token(token.clone()),
+            (None, runtime::Environment::Production) => Self::Hidden,
+            (None, runtime::Environment::Development) => Self::Open,
+        }
+    }
+
+    /// The rule for the listener of `BACKFORGE_METRICS_ADDR`, which the operator placed on a
+    /// private address: the token when one is set, else open.
+    pub fn own_listener(settings: &runtime::Settings) -> Self {
+        match &settings.metrics_token {
+            Some(token) => Self::Token(token.clone()),
+            None => Self::Open,
+        }
+    }
+}
+
+/// Compares without stopping at the first differing byte, so timing does not reveal a prefix.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    let access = req
+        .app_data::<web::Data<MetricsAccess>>()
+        .map(|a| a.get_ref().clone())
+        .unwrap_or(MetricsAccess::Hidden);
+    match access {
+        MetricsAccess::Open => {}
+        MetricsAccess::Hidden => return Err(ApiError::not_found("no such route")),
+        MetricsAccess::Token(expected) => {
+            let given = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
+            if !given.is_some_and(|t| same_secret(t.as_bytes(), expected.expose().as_bytes())) {
+                return Err(ApiError::unauthorized(
+                    "/metrics needs Authorization: Bearer <BACKFORGE_METRICS_TOKEN>",
+                ));
+            }
+        }
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render())
+        .body(metrics.render()))
+}
+
+/// Serves `/metrics` and `/health` on `BACKFORGE_METRICS_ADDR` when it is set; the caller stops
+/// the returned server on shutdown.
+pub fn metrics_listener(
+    settings: &runtime::Settings,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<actix_web::dev::ServerHandle>> {
+    use anyhow::Context;
+    let Some(addr) = settings.metrics_addr.clone() else {
+        return Ok(None);
+    };
+    let access = web::Data::new(MetricsAccess::own_listener(settings));
+    let metrics = web::Data::new(metrics.clone());
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(access.clone())
+            .app_data(metrics.clone())
+            .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(self::metrics))
+    })
+    .workers(1)
+    .bind(&addr)
+    .with_context(|| format!("cannot listen on BACKFORGE_METRICS_ADDR {addr}"))?
+    .disable_signals()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%addr, "metrics listening on their own address");
+    Ok(Some(handle))
 }
 
 pub async fn unknown_route() -> Result<HttpResponse, ApiError> {

@@ -298,6 +298,8 @@ async fn serve(
         nats: background.nats.clone(),
     });
     let metrics_data = web::Data::new(metrics.clone());
+    let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));
+    let metrics_server = http::metrics_listener(&settings, &metrics)?;
     let body_limit = runtime::json::BodyLimit(settings.body_limit_bytes);
 
     let server = HttpServer::new(move || {
@@ -320,6 +322,7 @@ async fn serve(
             .app_data(openapi.clone())
             .app_data(readiness.clone())
             .app_data(metrics_data.clone())
+            .app_data(metrics_access.clone())
             .wrap(actix_web::middleware::from_fn(http::record))
             .wrap(actix_web::middleware::NormalizePath::trim())
             .route("/health", web::get().to(http::health))
@@ -335,6 +338,9 @@ async fn serve(
     tracing::info!(%addr, command, query, projector = project, "backforge listening");
     let result = server.await;
     let _ = stop_tx.send(true);
+    if let Some(handle) = metrics_server {
+        handle.stop(true).await;
+    }
     for task in background.tasks {
         let _ = task.await;
     }
@@ -346,6 +352,7 @@ async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow
     let metrics = Metrics::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let background = start_background(&settings, &store, &metrics, &stop_rx, project, work).await?;
+    let metrics_server = http::metrics_listener(&settings, &metrics)?;
     let server = match &settings.addr {
         Some(addr) => {
             let readiness = web::Data::new(http::Readiness {
@@ -353,10 +360,12 @@ async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow
                 nats: background.nats.clone(),
             });
             let metrics_data = web::Data::new(metrics.clone());
+            let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));
             let server = HttpServer::new(move || {
                 App::new()
                     .app_data(readiness.clone())
                     .app_data(metrics_data.clone())
+                    .app_data(metrics_access.clone())
                     .route("/health", web::get().to(http::health))
                     .route("/health/ready", web::get().to(http::ready))
                     .route("/metrics", web::get().to(http::metrics))
@@ -380,6 +389,9 @@ async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow
         let _ = task.await;
     }
     if let Some(handle) = server {
+        handle.stop(true).await;
+    }
+    if let Some(handle) = metrics_server {
         handle.stop(true).await;
     }
     Ok(())
