@@ -1,15 +1,18 @@
 //! The HTTP shell shared by every Backforge server process: health, readiness, metrics, the merged
-//! OpenAPI document, request metrics and the 404 for unknown routes.
+//! OpenAPI document, request metrics, and the 404 or 405 for requests no route takes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use deadpool_postgres::Pool;
-use runtime::ApiError;
 use runtime::metrics::Metrics;
+use runtime::{ApiError, ProblemType};
 use serde_json::json;
 
 /// What `/health/ready` checks in this process.
@@ -171,14 +174,113 @@ pub fn metrics_listener(
     Ok(Some(handle))
 }
 
-pub async fn unknown_route() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such route"))
+/// The methods each served path pattern answers: the router's own table is not readable, so this
+/// is built from the same OpenAPI document the process serves (plus its undocumented routes), and
+/// the fallback answers 405 with `Allow` for a known path asked with another method.
+#[derive(Clone, Default)]
+pub struct Routes(Arc<Vec<(ResourceDef, Vec<Method>)>>);
+
+impl Routes {
+    /// Every documented operation of `doc`, plus `extra` routes the document leaves out.
+    pub fn new(doc: &utoipa::openapi::OpenApi, extra: &[(&str, Method)]) -> Self {
+        let mut table: Vec<(String, Vec<Method>)> = Vec::new();
+        let mut add = |path: &str, method: Method| match table.iter_mut().find(|(p, _)| p == path) {
+            Some((_, methods)) if methods.contains(&method) => {}
+            Some((_, methods)) => methods.push(method),
+            None => table.push((path.to_owned(), vec![method])),
+        };
+        for (path, item) in &doc.paths.paths {
+            let operations = [
+                (Method::GET, item.get.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+                (Method::OPTIONS, item.options.is_some()),
+                (Method::HEAD, item.head.is_some()),
+                (Method::TRACE, item.trace.is_some()),
+            ];
+            for (method, present) in operations {
+                if present {
+                    add(path, method);
+                }
+            }
+        }
+        for (path, method) in extra {
+            add(path, method.clone());
+        }
+        Routes(Arc::new(
+            table
+                .into_iter()
+                .map(|(path, methods)| (ResourceDef::new(path), methods))
+                .collect(),
+        ))
+    }
+
+    /// The methods served at `path`, in a stable order; empty when no route has this path.
+    pub fn allowed(&self, path: &str) -> Vec<Method> {
+        let mut methods: Vec<Method> = Vec::new();
+        for (def, served) in self.0.iter() {
+            if def.is_match(path) {
+                for m in served {
+                    if !methods.contains(m) {
+                        methods.push(m.clone());
+                    }
+                }
+            }
+        }
+        methods.sort_by_key(|m| m.as_str().to_owned());
+        methods
+    }
+}
+
+/// The fallback of every server: 405 with `Allow` when the path is served with other methods,
+/// else 404. Both are problem documents.
+pub async fn unknown_route(req: HttpRequest, routes: Option<web::Data<Routes>>) -> HttpResponse {
+    let allowed = routes.map(|r| r.allowed(req.path())).unwrap_or_default();
+    if allowed.is_empty() || allowed.contains(req.method()) {
+        return ApiError::not_found("no such route").error_response();
+    }
+    let list = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = ApiError::new(
+        ProblemType::MethodNotAllowed,
+        format!(
+            "{} is not served here; this path answers {list}",
+            req.method()
+        ),
+    )
+    .error_response();
+    if let Ok(value) = HeaderValue::from_str(&list) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// The routes outside `/api/v1` that `docs/api.md` lists (every server process serves them).
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(health, ready))]
 struct ShellDoc;
+
+/// The routes of a process that serves no API (the projector or worker alone).
+pub fn shell_routes() -> Routes {
+    use utoipa::OpenApi;
+    Routes::new(&ShellDoc::openapi(), &[("/metrics", Method::GET)])
+}
+
+/// The routes of an API process: its OpenAPI document, the document itself and `/metrics`.
+pub fn api_routes(doc: &utoipa::openapi::OpenApi) -> Routes {
+    Routes::new(
+        doc,
+        &[
+            ("/api/v1/openapi.json", Method::GET),
+            ("/metrics", Method::GET),
+        ],
+    )
+}
 
 /// The OpenAPI document of the routes this process serves.
 pub fn openapi(command: bool, query: bool) -> utoipa::openapi::OpenApi {

@@ -293,6 +293,7 @@ async fn serve(
         lookup: Arc::new(runtime::auth::PgSecurityLookup::new(pool.clone())),
     });
     let openapi = web::Data::new(http::openapi(command, query));
+    let routes = web::Data::new(http::api_routes(&openapi));
     let readiness = web::Data::new(http::Readiness {
         postgres: pool.clone(),
         nats: background.nats.clone(),
@@ -320,6 +321,7 @@ async fn serve(
         }
         App::new()
             .app_data(openapi.clone())
+            .app_data(routes.clone())
             .app_data(readiness.clone())
             .app_data(metrics_data.clone())
             .app_data(metrics_access.clone())
@@ -361,9 +363,11 @@ async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow
             });
             let metrics_data = web::Data::new(metrics.clone());
             let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));
+            let routes = web::Data::new(http::shell_routes());
             let server = HttpServer::new(move || {
                 App::new()
                     .app_data(readiness.clone())
+                    .app_data(routes.clone())
                     .app_data(metrics_data.clone())
                     .app_data(metrics_access.clone())
                     .route("/health", web::get().to(http::health))

@@ -1,7 +1,7 @@
 //! HTTP handlers of `/auth/*`: request bodies in, one application function each, answers out.
 
 use actix_web::{HttpRequest, HttpResponse, post, put, web};
-use runtime::{ApiError, Authenticated, Json};
+use runtime::{ApiError, Authenticated, Json, openapi};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -12,18 +12,20 @@ use crate::users::{self, Registration};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Trimmed and compared case-insensitively; at most 254 characters.
+    #[schema(schema_with = openapi::email)]
     pub email: String,
-    /// 10 to 128 characters.
+    #[schema(schema_with = openapi::password)]
     pub password: String,
-    /// 1 to 100 characters.
+    #[schema(schema_with = openapi::display_name)]
     pub name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = openapi::email)]
     pub email: String,
+    #[schema(schema_with = openapi::given_password)]
     pub password: String,
 }
 
@@ -36,20 +38,26 @@ pub struct RefreshRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
+    #[schema(schema_with = openapi::display_name)]
     pub name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(schema_with = openapi::given_password)]
     pub current_password: String,
+    #[schema(schema_with = openapi::password)]
     pub new_password: String,
 }
 
 /// Register a user: the e-mail reservation and `UserRegistered` are one atomic append.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, description = "Registered; the body carries the user, a token pair, version and position"),
-              (status = 409, description = "E-mail address taken"), (status = 422, description = "Invalid input")))]
+    responses((status = 201, description = "Registered: the user, a token pair, version and position",
+                body = openapi::Registered, headers(("Location"), ("ETag"), ("Backforge-Position"))),
+              (status = 409, description = "E-mail address already registered"),
+              (status = 422, description = "Invalid input, or an Idempotency-Key (not accepted on /auth)"),
+              (status = 429, description = "Too many registrations from this address")))]
 #[post("/auth/register")]
 pub async fn register(
     state: web::Data<CommandState>,
@@ -77,8 +85,10 @@ pub async fn register(
 
 /// Log in with e-mail and password; rate-limited per client IP and per account.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, description = "The user and a token pair"), (status = 401, description = "Wrong e-mail or password"),
-              (status = 429, description = "Too many attempts")))]
+    responses((status = 200, description = "The user and a token pair", body = openapi::LoggedIn,
+                headers(("ETag"), ("Backforge-Position"))),
+              (status = 401, description = "Wrong e-mail or password, or a deactivated account"),
+              (status = 429, description = "Too many attempts for this address or account")))]
 #[post("/auth/login")]
 pub async fn login(
     state: web::Data<CommandState>,
@@ -93,7 +103,8 @@ pub async fn login(
 
 /// Trade a refresh token for a new pair; the old one is spent, and reusing it revokes its family.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, description = "A new token pair"), (status = 401, description = "Invalid, spent or revoked token")))]
+    responses((status = 200, description = "A new token pair", body = openapi::TokenPair),
+              (status = 401, description = "Invalid, spent or revoked token")))]
 #[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<CommandState>,
@@ -106,7 +117,7 @@ pub async fn refresh(
 
 /// Revoke the refresh token's whole family.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204, description = "Logged out")))]
+    responses((status = 204, description = "Logged out: the token's whole family is revoked")))]
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<CommandState>,
@@ -120,7 +131,10 @@ pub async fn logout(
 /// Change the caller's display name.
 #[utoipa::path(put, path = "/api/v1/auth/profile", tag = "auth", request_body = ProfileUpdate,
     security(("bearer" = [])),
-    responses((status = 200, description = "The profile with version and position"), (status = 422, description = "Invalid name")))]
+    responses((status = 200, description = "The profile with version and position", body = openapi::ProfileUpdated,
+                headers(("ETag"), ("Backforge-Position"))),
+              (status = 409, description = "Changed concurrently"),
+              (status = 422, description = "Invalid name, or an Idempotency-Key (not accepted on /auth)")))]
 #[put("/auth/profile")]
 pub async fn update_profile(
     state: web::Data<CommandState>,
@@ -135,7 +149,11 @@ pub async fn update_profile(
 /// Change the password: every older access token and refresh family stops working.
 #[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", request_body = ChangePasswordRequest,
     security(("bearer" = [])),
-    responses((status = 200, description = "A new token pair"), (status = 422, description = "Wrong current password or invalid new one")))]
+    responses((status = 200, description = "A new token pair, version and position", body = openapi::PasswordChanged,
+                headers(("ETag"), ("Backforge-Position"))),
+              (status = 409, description = "Changed concurrently"),
+              (status = 422, description = "Wrong current password, an invalid new one, or an Idempotency-Key"),
+              (status = 429, description = "Too many attempts")))]
 #[post("/auth/change-password")]
 pub async fn change_password(
     state: web::Data<CommandState>,

@@ -22,11 +22,13 @@ use crate::projects::load_for_write;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationRequest {
-    /// `python-fastapi` (the default) is the one target today.
+    /// Default: `python-fastapi`, the one target today.
     #[serde(default)]
+    #[schema(schema_with = runtime::openapi::target)]
     pub target: Option<String>,
     /// The project version to generate; default: the current one.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub project_version: Option<u64>,
     /// Run the generated test suite and fail the generation if it fails.
     #[serde(default)]
@@ -68,9 +70,12 @@ async fn project_at(
 
 /// Request a generation of the project (202); the job runs asynchronously.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/generations", tag = "generations", request_body = GenerationRequest,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id")),
-    responses((status = 202, description = "`{id, version, position}`; poll GET /generations/{id}"),
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id"), runtime::openapi::CreateHeaders),
+    responses((status = 202, description = "Requested; poll GET /generations/{id}", body = runtime::openapi::WriteAnswer,
+                headers(("Location"), ("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "A viewer may not request generations"),
               (status = 404, description = "Unknown project or version"),
+              (status = 409, description = "The Idempotency-Key is in flight"),
               (status = 422, description = "Nothing to generate, unknown target, unsupported feature or mode")))]
 #[post("/projects/{id}/generations")]
 pub async fn request_generation(

@@ -1,5 +1,8 @@
 //! The OpenAPI 3.1 description of the write routes, generated from the handlers' annotations.
 
+use domain::limits::Limits;
+use utoipa::openapi::Ref;
+use utoipa::openapi::schema::{Array, ArrayBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -59,6 +62,17 @@ impl Modify for BearerAuth {
 )]
 pub struct CommandApiDoc;
 
+/// The write routes' document, with the error answers and shared schemas of every operation.
 pub fn document() -> utoipa::openapi::OpenApi {
-    CommandApiDoc::openapi()
+    let mut doc = CommandApiDoc::openapi();
+    runtime::openapi::complete(&mut doc);
+    doc
+}
+
+/// `features` of a project created with its features: at most the project's feature limit.
+pub fn feature_inputs() -> Array {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name("FeatureInput"))
+        .max_items(Some(Limits::default().features_per_project))
+        .build()
 }

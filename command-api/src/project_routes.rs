@@ -7,6 +7,7 @@ use domain::ids::{FeatureId, ProjectId, UserId};
 use domain::project::{
     FeatureChanges, FeatureType, GenerationMode, NewFeature, ProjectCommand, ProjectRole,
 };
+use runtime::openapi::{self, CreateHeaders, VersionAnswer, WriteAnswer, WriteHeaders};
 use runtime::{ApiError, Authenticated, Json, path_id};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -28,22 +29,21 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureInput {
-    /// 1 to 100 characters, unique within the project (case-insensitive).
+    /// Unique within the project (case-insensitive).
+    #[schema(schema_with = openapi::display_name)]
     pub name: String,
-    /// `crud`, `auth`, `file_storage`, `background_jobs`, `analytics` or `custom_function`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = openapi::feature_type)]
     pub feature_type: FeatureType,
-    /// `manual`, `ai_assisted` or `mixed`; absent follows the project.
+    /// Absent follows the project's mode.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::feature_generation_mode)]
     pub generation_mode: Option<GenerationMode>,
-    /// Must be absent or `{}` until a feature type defines its configuration.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = openapi::configuration)]
     pub configuration: Option<Value>,
     /// Required for `crud` (`docs/api.md`, "The crud schema language"); refused for other types.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = openapi::schema_definition)]
     pub schema_definition: Option<Value>,
     #[serde(default)]
     pub is_enabled: Option<bool>,
@@ -66,14 +66,17 @@ impl FeatureInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProjectRequest {
+    #[schema(schema_with = openapi::display_name)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = openapi::description)]
     pub description: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::generation_mode)]
     pub generation_mode: Option<GenerationMode>,
     /// Features created with the project in the same atomic append.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::feature_inputs)]
     pub features: Vec<FeatureInput>,
 }
 
@@ -82,13 +85,13 @@ pub struct CreateProjectRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectRequest {
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::display_name)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::description)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::generation_mode)]
     pub generation_mode: Option<Option<GenerationMode>>,
 }
 
@@ -97,21 +100,22 @@ pub struct UpdateProjectRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateFeatureRequest {
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::display_name)]
     pub name: Option<Option<String>>,
-    /// Present only to be refused with a clear message (even as `null`).
+    /// Cannot change: present (even as `null`) it is refused with 422.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::feature_type)]
     pub feature_type: Option<Option<Value>>,
     /// `null` makes the feature follow the project's mode again.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = openapi::feature_generation_mode)]
     pub generation_mode: Option<Option<GenerationMode>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = openapi::configuration)]
     pub configuration: Option<Option<Value>>,
+    /// The new definition (for `crud`); `null` is refused for `crud`.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = openapi::nullable_schema_definition)]
     pub schema_definition: Option<Option<Value>>,
     #[serde(default, deserialize_with = "nullable")]
     pub is_enabled: Option<Option<bool>>,
@@ -120,8 +124,7 @@ pub struct UpdateFeatureRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
-    /// `viewer` (read-only) is the one project role.
-    #[schema(value_type = String)]
+    #[schema(schema_with = openapi::project_role)]
     pub role: ProjectRole,
 }
 
@@ -142,8 +145,11 @@ fn refuse_null<T>(
 
 /// Create a project, optionally with features (one atomic append).
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProjectRequest,
-    security(("bearer" = [])),
-    responses((status = 201, description = "`{id, version, position}` and `Location`"), (status = 422, description = "Invalid project or feature")))]
+    security(("bearer" = [])), params(CreateHeaders),
+    responses((status = 201, description = "Created", body = WriteAnswer,
+                headers(("Location"), ("ETag"), ("Backforge-Position"))),
+              (status = 409, description = "Feature names taken twice, or the Idempotency-Key is in flight"),
+              (status = 422, description = "Invalid project or feature; the project would be too large")))]
 #[post("/projects")]
 pub async fn create_project(
     state: web::Data<CommandState>,
@@ -180,8 +186,13 @@ pub async fn create_project(
 
 /// Partially update a project.
 #[utoipa::path(put, path = "/api/v1/projects/{id}", tag = "projects", request_body = UpdateProjectRequest,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id")),
-    responses((status = 200, description = "`{id, version, position}`"), (status = 412, description = "If-Match mismatch")))]
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id"), WriteHeaders),
+    responses((status = 200, description = "Updated (or unchanged: no new event)", body = WriteAnswer,
+                headers(("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "A viewer may not write"),
+              (status = 404, description = "Unknown, not visible or archived project"),
+              (status = 409, description = "Changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[put("/projects/{id}")]
 pub async fn update_project(
     state: web::Data<CommandState>,
@@ -221,7 +232,11 @@ pub async fn update_project(
 
 /// Archive a project: current-state reads and writes then answer 404; history stays readable.
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id")), responses((status = 204, description = "Archived")))]
+    params(("id" = Uuid, Path, description = "Project id"), WriteHeaders),
+    responses((status = 204, description = "Archived", headers(("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "A viewer may not write"),
+              (status = 409, description = "Changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[delete("/projects/{id}")]
 pub async fn archive_project(
     state: web::Data<CommandState>,
@@ -246,8 +261,13 @@ pub async fn archive_project(
 /// Add a member (owner or admin only).
 #[utoipa::path(put, path = "/api/v1/projects/{id}/members/{user_id}", tag = "members", request_body = MemberRequest,
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("user_id" = Uuid, Path, description = "User id")),
-    responses((status = 200, description = "`{version, position}`"), (status = 404, description = "Unknown project or user")))]
+    params(("id" = Uuid, Path, description = "Project id"), ("user_id" = Uuid, Path, description = "User id"), WriteHeaders),
+    responses((status = 200, description = "The member is added (or already was)", body = VersionAnswer,
+                headers(("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "Only the owner or an admin manages members"),
+              (status = 404, description = "Unknown project or user"),
+              (status = 409, description = "Changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[put("/projects/{id}/members/{user_id}")]
 pub async fn put_member(
     state: web::Data<CommandState>,
@@ -280,8 +300,12 @@ pub async fn put_member(
 /// Remove a member.
 #[utoipa::path(delete, path = "/api/v1/projects/{id}/members/{user_id}", tag = "members",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("user_id" = Uuid, Path, description = "User id")),
-    responses((status = 204, description = "Removed"), (status = 404, description = "Not a member")))]
+    params(("id" = Uuid, Path, description = "Project id"), ("user_id" = Uuid, Path, description = "User id"), WriteHeaders),
+    responses((status = 204, description = "Removed", headers(("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "Only the owner or an admin manages members"),
+              (status = 404, description = "Unknown project, or not a member"),
+              (status = 409, description = "Changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[delete("/projects/{id}/members/{user_id}")]
 pub async fn delete_member(
     state: web::Data<CommandState>,
@@ -306,8 +330,12 @@ pub async fn delete_member(
 
 /// Add a feature to a project.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/features", tag = "features", request_body = FeatureInput,
-    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id")),
-    responses((status = 201, description = "`{id, version, position}` and `Location`"), (status = 409, description = "Name taken")))]
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id"), WriteHeaders),
+    responses((status = 201, description = "Added", body = WriteAnswer,
+                headers(("Location"), ("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "A viewer may not write"),
+              (status = 409, description = "Name taken, entity name or plural taken, changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[post("/projects/{id}/features")]
 pub async fn add_feature(
     state: web::Data<CommandState>,
@@ -343,8 +371,12 @@ pub async fn add_feature(
 /// Partially update a feature.
 #[utoipa::path(put, path = "/api/v1/projects/{id}/features/{feature_id}", tag = "features",
     request_body = UpdateFeatureRequest, security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id")),
-    responses((status = 200, description = "`{id, version, position}`"), (status = 409, description = "Name taken or still referenced")))]
+    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id"), WriteHeaders),
+    responses((status = 200, description = "Updated (or unchanged: no new event)", body = WriteAnswer,
+                headers(("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "A viewer may not write"),
+              (status = 409, description = "Name taken, still referenced, changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[put("/projects/{id}/features/{feature_id}")]
 pub async fn update_feature(
     state: web::Data<CommandState>,
@@ -397,8 +429,11 @@ pub async fn update_feature(
 /// Remove a feature (409 while another entity references it).
 #[utoipa::path(delete, path = "/api/v1/projects/{id}/features/{feature_id}", tag = "features",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id")),
-    responses((status = 204, description = "Removed"), (status = 409, description = "Still referenced")))]
+    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id"), WriteHeaders),
+    responses((status = 204, description = "Removed", headers(("ETag"), ("Backforge-Position"))),
+              (status = 403, description = "A viewer may not write"),
+              (status = 409, description = "Another entity references it, changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match does not match the current version")))]
 #[delete("/projects/{id}/features/{feature_id}")]
 pub async fn remove_feature(
     state: web::Data<CommandState>,

@@ -4,6 +4,7 @@
 use actix_web::http::header::{self, ETAG};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use domain::project::ProjectStatus;
+use runtime::openapi::{ConditionalReadHeaders, ReadHeaders};
 use runtime::{ApiError, Authenticated, ProblemType, path_id};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -45,9 +46,11 @@ async fn visible_generation(
 
 /// A project's generations, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/generations", tag = "generations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("limit" = Option<u32>, Query, description = "1-200, default 50"),
-           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
-    responses((status = 200, description = "`{items, next_cursor}`, newest first")))]
+    params(("id" = Uuid, Path, description = "Project id"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ReadHeaders),
+    responses((status = 200, description = "`{items, next_cursor}`, newest first", body = crate::openapi::GenerationPage)))]
 #[get("/projects/{id}/generations")]
 pub async fn list_generations(
     state: web::Data<QueryState>,
@@ -95,8 +98,9 @@ pub async fn list_generations(
 
 /// A generation's status, steps, artifact facts and test results.
 #[utoipa::path(get, path = "/api/v1/generations/{id}", tag = "generations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Generation id")),
-    responses((status = 200, description = "The generation"), (status = 404, description = "Unknown or not visible")))]
+    params(("id" = Uuid, Path, description = "Generation id"), ReadHeaders),
+    responses((status = 200, description = "The generation", body = crate::openapi::Generation),
+              (status = 404, description = "Unknown or not visible")))]
 #[get("/generations/{id}")]
 pub async fn get_generation(
     state: web::Data<QueryState>,
@@ -156,8 +160,11 @@ async fn zip_response(
 
 /// The generated backend as a ZIP (409 until the generation has succeeded).
 #[utoipa::path(get, path = "/api/v1/generations/{id}/download", tag = "generations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Generation id")),
-    responses((status = 200, description = "application/zip with ETag \"<sha256>\"", content_type = "application/zip"),
+    params(("id" = Uuid, Path, description = "Generation id"), ConditionalReadHeaders),
+    responses((status = 200, description = "The ZIP", content_type = "application/zip", body = Vec<u8>,
+                headers(("ETag"), ("Content-Disposition"))),
+              (status = 304, description = "If-None-Match names this ZIP", headers(("ETag"))),
+              (status = 404, description = "Unknown or not visible"),
               (status = 409, description = "Not finished, or failed")))]
 #[get("/generations/{id}/download")]
 pub async fn download_generation(
@@ -184,9 +191,11 @@ pub async fn download_generation(
 
 /// The ZIP of the project's latest succeeded generation (404 if none).
 #[utoipa::path(get, path = "/api/v1/projects/{id}/download", tag = "generations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id")),
-    responses((status = 200, description = "application/zip", content_type = "application/zip"),
-              (status = 404, description = "No succeeded generation")))]
+    params(("id" = Uuid, Path, description = "Project id"), ConditionalReadHeaders),
+    responses((status = 200, description = "The ZIP of the latest succeeded generation", content_type = "application/zip",
+                body = Vec<u8>, headers(("ETag"), ("Content-Disposition"))),
+              (status = 304, description = "If-None-Match names this ZIP", headers(("ETag"))),
+              (status = 404, description = "Unknown or not visible project, or no succeeded generation")))]
 #[get("/projects/{id}/download")]
 pub async fn download_project(
     state: web::Data<QueryState>,

@@ -2,6 +2,7 @@
 //! from the event store. It never writes.
 
 pub mod generations;
+pub mod openapi;
 pub mod params;
 pub mod routes;
 
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use actix_web::web;
 use event_store::PgEventStore;
 use runtime::Settings;
-use utoipa::OpenApi;
 
 pub use params::Checkpoints;
 
@@ -39,21 +39,4 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(paths(
-    routes::profile,
-    routes::list_projects,
-    routes::get_project,
-    routes::history,
-    routes::list_features,
-    routes::get_feature,
-    generations::list_generations,
-    generations::get_generation,
-    generations::download_generation,
-    generations::download_project,
-))]
-pub struct QueryApiDoc;
-
-pub fn document() -> utoipa::openapi::OpenApi {
-    QueryApiDoc::openapi()
-}
+pub use openapi::{QueryApiDoc, document};

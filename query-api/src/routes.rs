@@ -7,6 +7,7 @@ use domain::ids::ProjectId;
 use domain::project::{Project, ProjectStatus};
 use domain::user::Role;
 use event_store::{EventStore, ReadUntil};
+use runtime::openapi::{ConditionalReadHeaders, ReadHeaders};
 use runtime::{ApiError, Authenticated, path_id};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -48,7 +49,9 @@ pub(crate) async fn ready(state: &QueryState, req: &HttpRequest) -> Result<(), A
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/auth/profile", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "`{id, email, name, role, created_at, updated_at}` with ETag")))]
+    params(ReadHeaders),
+    responses((status = 200, description = "The profile", body = runtime::openapi::Profile, headers(("ETag"))),
+              (status = 404, description = "Not projected yet: send Backforge-Min-Position with the registration's position")))]
 #[get("/auth/profile")]
 pub async fn profile(
     state: web::Data<QueryState>,
@@ -213,10 +216,8 @@ fn with_version(mut document: Value, version: i64) -> Value {
 
 /// Projects the caller owns or is a member of, newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "`active` (default) or `archived`"),
-           ("limit" = Option<u32>, Query, description = "1-200, default 50"),
-           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
-    responses((status = 200, description = "`{items, next_cursor}`, newest first")))]
+    params(crate::openapi::ProjectListQuery, ReadHeaders),
+    responses((status = 200, description = "`{items, next_cursor}`, newest first", body = crate::openapi::ProjectPage)))]
 #[get("/projects")]
 pub async fn list_projects(
     state: web::Data<QueryState>,
@@ -319,10 +320,12 @@ struct HistoryPage<'a> {
 /// events up to that point.
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"),
-           ("as_of_version" = Option<u64>, Query, description = "State at this version"),
-           ("as_of" = Option<String>, Query, description = "State at this RFC 3339 instant")),
-    responses((status = 200, description = "The project with ETag"), (status = 304, description = "If-None-Match matched"),
-              (status = 404, description = "Unknown, not visible, archived, or version beyond the current one")))]
+           ("as_of_version" = Option<u64>, Query, minimum = 1, description = "State folded up to this version"),
+           ("as_of" = Option<String>, Query, format = DateTime, description = "State at this RFC 3339 instant (not with `as_of_version`)"),
+           ConditionalReadHeaders),
+    responses((status = 200, description = "The project", body = crate::openapi::Project, headers(("ETag"))),
+              (status = 304, description = "If-None-Match names the current version", headers(("ETag"))),
+              (status = 404, description = "Unknown, not visible, archived, or no such version")))]
 #[get("/projects/{id}")]
 pub async fn get_project(
     state: web::Data<QueryState>,
@@ -403,10 +406,11 @@ struct HistoryCursor {
 /// The project's events, oldest first, with their metadata: the audit trail.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/history", tag = "projects", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"),
-           ("after_version" = Option<u64>, Query, description = "Start after this version"),
-           ("limit" = Option<u32>, Query, description = "1-200, default 50"),
-           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
-    responses((status = 200, description = "`{items, next_cursor}`, oldest first")))]
+           ("after_version" = Option<u64>, Query, minimum = 0, description = "Start after this version (not with `cursor`)"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ReadHeaders),
+    responses((status = 200, description = "`{items, next_cursor}`, oldest first", body = crate::openapi::HistoryPage)))]
 #[get("/projects/{id}/history")]
 pub async fn history(
     state: web::Data<QueryState>,
@@ -475,9 +479,12 @@ struct FeatureCursor {
 
 /// A project's features in creation order.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/features", tag = "features", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("limit" = Option<u32>, Query, description = "1-200, default 50"),
-           ("cursor" = Option<String>, Query, description = "from `next_cursor`")),
-    responses((status = 200, description = "`{items, next_cursor}` in creation order")))]
+    params(("id" = Uuid, Path, description = "Project id"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ReadHeaders),
+    responses((status = 200, description = "`{items, next_cursor}` in creation order", body = crate::openapi::FeaturePage,
+                headers(("ETag")))))]
 #[get("/projects/{id}/features")]
 pub async fn list_features(
     state: web::Data<QueryState>,
@@ -505,8 +512,9 @@ pub async fn list_features(
 
 /// One feature.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/features/{feature_id}", tag = "features", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id")),
-    responses((status = 200, description = "The feature")))]
+    params(("id" = Uuid, Path, description = "Project id"), ("feature_id" = Uuid, Path, description = "Feature id"),
+           ReadHeaders),
+    responses((status = 200, description = "The feature", body = crate::openapi::Feature, headers(("ETag")))))]
 #[get("/projects/{id}/features/{feature_id}")]
 pub async fn get_feature(
     state: web::Data<QueryState>,

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod settings;
 pub mod telemetry;

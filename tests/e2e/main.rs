@@ -5,6 +5,7 @@ mod auth;
 mod event_store;
 mod generated_app;
 mod generations;
+mod http_hygiene;
 mod idempotency;
 mod nats;
 mod pipeline;

@@ -1,0 +1,236 @@
+//! The OpenAPI description of the read routes: the answers' schemas (the handlers serve the read
+//! models' JSON documents, which the domain's types serialise with these field names) and the
+//! document assembled from the handlers' annotations.
+
+#![allow(dead_code)] // The structs below exist to be described, never built.
+
+use runtime::openapi;
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::{generations, routes};
+
+/// A member of a project.
+#[derive(ToSchema)]
+pub struct Member {
+    user_id: Uuid,
+    #[schema(schema_with = openapi::project_role)]
+    role: String,
+    added_at: OffsetDateTime,
+}
+
+/// A feature as `GET /projects/{id}/features/{feature_id}` serves it.
+#[derive(ToSchema)]
+pub struct Feature {
+    id: Uuid,
+    #[schema(schema_with = openapi::display_name)]
+    name: String,
+    #[schema(schema_with = openapi::feature_type)]
+    feature_type: String,
+    /// `null` follows the project's mode.
+    #[schema(schema_with = openapi::feature_generation_mode)]
+    generation_mode: Option<String>,
+    /// `{}` until a feature type defines its configuration.
+    configuration: Object,
+    /// The normalised definition (defaults filled in) for `crud`, else `null`.
+    #[schema(schema_with = openapi::nullable_schema_definition)]
+    schema_definition: Option<Value>,
+    is_enabled: bool,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+/// A JSON object of no fixed shape.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Object(Value);
+
+/// A project with its features and members (`GET /projects/{id}`).
+#[derive(ToSchema)]
+pub struct Project {
+    id: Uuid,
+    #[schema(schema_with = openapi::display_name)]
+    name: String,
+    #[schema(schema_with = openapi::description)]
+    description: Option<String>,
+    owner_id: Uuid,
+    #[schema(schema_with = openapi::project_status)]
+    status: String,
+    #[schema(schema_with = openapi::generation_mode)]
+    generation_mode: String,
+    /// In creation order.
+    features: Vec<Feature>,
+    members: Vec<Member>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    #[schema(schema_with = openapi::version)]
+    version: u64,
+}
+
+/// A project in a list: no features or members, their count instead.
+#[derive(ToSchema)]
+pub struct ProjectSummary {
+    id: Uuid,
+    #[schema(schema_with = openapi::display_name)]
+    name: String,
+    #[schema(schema_with = openapi::description)]
+    description: Option<String>,
+    owner_id: Uuid,
+    #[schema(schema_with = openapi::project_status)]
+    status: String,
+    #[schema(schema_with = openapi::generation_mode)]
+    generation_mode: String,
+    feature_count: u64,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    #[schema(schema_with = openapi::version)]
+    version: u64,
+}
+
+#[derive(ToSchema)]
+pub struct ProjectPage {
+    items: Vec<ProjectSummary>,
+    #[schema(schema_with = openapi::next_cursor)]
+    next_cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct FeaturePage {
+    items: Vec<Feature>,
+    #[schema(schema_with = openapi::next_cursor)]
+    next_cursor: Option<String>,
+}
+
+/// Who caused an event.
+#[derive(ToSchema)]
+pub struct EventMetadata {
+    actor: Option<Uuid>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+}
+
+/// One event of a project's history.
+#[derive(ToSchema)]
+pub struct HistoryEvent {
+    event_id: Uuid,
+    /// The stored event type (`ProjectCreated`, `FeatureAdded`, …).
+    #[schema(rename = "type")]
+    kind: String,
+    #[schema(schema_with = openapi::version)]
+    version: u64,
+    #[schema(schema_with = openapi::position)]
+    position: String,
+    recorded_at: OffsetDateTime,
+    /// The event at its latest schema version.
+    data: Object,
+    metadata: EventMetadata,
+}
+
+#[derive(ToSchema)]
+pub struct HistoryPage {
+    items: Vec<HistoryEvent>,
+    #[schema(schema_with = openapi::next_cursor)]
+    next_cursor: Option<String>,
+}
+
+/// One step of a generation run.
+#[derive(ToSchema)]
+pub struct Step {
+    name: String,
+    #[schema(schema_with = openapi::step_status)]
+    status: String,
+    duration_ms: u64,
+    log: Option<String>,
+}
+
+/// The generated suite's result, when verification was asked for.
+#[derive(ToSchema)]
+pub struct TestReport {
+    passed: u32,
+    failed: u32,
+    report: String,
+}
+
+/// A generation (`GET /generations/{id}`).
+#[derive(ToSchema)]
+pub struct Generation {
+    id: Uuid,
+    project_id: Uuid,
+    #[schema(minimum = 1)]
+    project_version: u64,
+    #[schema(schema_with = openapi::target)]
+    target: String,
+    verify: bool,
+    requested_by: Uuid,
+    #[schema(schema_with = openapi::generation_status)]
+    status: String,
+    /// The delivery attempt of the latest start; 0 before the first.
+    attempt: u32,
+    steps: Vec<Step>,
+    file_count: Option<u64>,
+    size_bytes: Option<u64>,
+    sha256: Option<String>,
+    tests: Option<TestReport>,
+    /// Why it failed.
+    error: Option<String>,
+    requested_at: OffsetDateTime,
+    started_at: Option<OffsetDateTime>,
+    completed_at: Option<OffsetDateTime>,
+}
+
+#[derive(ToSchema)]
+pub struct GenerationPage {
+    items: Vec<Generation>,
+    #[schema(schema_with = openapi::next_cursor)]
+    next_cursor: Option<String>,
+}
+
+/// The query string of `GET /projects`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectListQuery {
+    /// Default `active`; `archived` lists the caller's own archived projects.
+    #[param(schema_with = openapi::project_status)]
+    status: Option<String>,
+    /// Page size, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        routes::profile,
+        routes::list_projects,
+        routes::get_project,
+        routes::history,
+        routes::list_features,
+        routes::get_feature,
+        generations::list_generations,
+        generations::get_generation,
+        generations::download_generation,
+        generations::download_project,
+    ),
+    components(schemas(
+        Project,
+        ProjectSummary,
+        ProjectPage,
+        Feature,
+        FeaturePage,
+        HistoryPage,
+        Generation,
+        GenerationPage
+    ))
+)]
+pub struct QueryApiDoc;
+
+/// The read routes' document, with the error answers and shared schemas of every operation.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = QueryApiDoc::openapi();
+    openapi::complete(&mut doc);
+    doc
+}
