@@ -71,8 +71,7 @@ fn weak_secret(name: &str, secret: &str) -> Option<String> {
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    if PUBLISHED_SECRETS.contains(&secret)
-        || PLACEHOLDER_WORDS.iter().any(|w| letters.contains(w))
+    if PUBLISHED_SECRETS.contains(&secret) || PLACEHOLDER_WORDS.iter().any(|w| letters.contains(w))
     {
         return Some(format!(
             "{name} is a published or placeholder value; set a random one (e.g. `openssl rand -base64 48`)"
@@ -375,7 +374,10 @@ mod tests {
         let s = load(&[
             ("BACKFORGE_ENV", "production"),
             ("JWT_SECRET", RANDOM_SECRET),
-            ("BACKFORGE_METRICS_TOKEN", "metrics-token-q3Vt9mXbZr1c0Hn7sPj2LwKd8y"),
+            (
+                "BACKFORGE_METRICS_TOKEN",
+                "metrics-token-q3Vt9mXbZr1c0Hn7sPj2LwKd8y",
+            ),
             ("BACKFORGE_METRICS_ADDR", "127.0.0.1:9464"),
         ])
         .unwrap();
