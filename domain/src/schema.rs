@@ -32,6 +32,14 @@ pub const DECIMAL_SCALE_DEFAULT: u8 = 2;
 pub const ENUM_VALUES_MAX: usize = 100;
 /// Longer patterns are refused: the generator has to sample them, and a reader has to review them.
 pub const PATTERN_MAX_CHARS: usize = 500;
+/// The most heap a pattern's compiled program may take (the `regex` crate's `size_limit`): a bound
+/// on the cost of every match, in the generator's sampler and in the generated app.
+pub const PATTERN_COMPILED_MAX_BYTES: usize = 1 << 20;
+/// How deep groups and repetitions may nest (the `regex` crate's `nest_limit`).
+pub const PATTERN_NEST_MAX: u32 = 32;
+/// The most HIR nodes one sample of a pattern visits with every repetition at its minimum count
+/// (see `expansion`): repetitions of nothing compile small but would still be walked.
+pub const PATTERN_EXPANSION_MAX: u64 = 100_000;
 
 /// A validated, normalised `crud` entity: what `FeatureAdded` stores and the generator builds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1065,7 +1073,18 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     if pattern.chars().count() > PATTERN_MAX_CHARS {
         return Err(format!("must be at most {PATTERN_MAX_CHARS} characters"));
     }
-    if let Err(error) = regex::Regex::new(pattern) {
+    let compiled = regex::RegexBuilder::new(pattern)
+        .size_limit(PATTERN_COMPILED_MAX_BYTES)
+        .nest_limit(PATTERN_NEST_MAX)
+        .build();
+    if let Err(regex::Error::CompiledTooBig(_)) = compiled {
+        return Err(format!(
+            "is too costly: it compiles to more than {} KiB; bound the length with min_length \
+             and max_length rather than with large counted repetitions such as {{100}}",
+            PATTERN_COMPILED_MAX_BYTES / 1024
+        ));
+    }
+    if let Err(error) = compiled {
         let text = error.to_string();
         // The regex crate draws a caret diagram over several lines; its last line says what is wrong.
         let reason = text
@@ -1076,7 +1095,31 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     }
     let hir = regex_syntax::parse(pattern)
         .map_err(|error| format!("is not a valid regular expression: {error}"))?;
-    samplable(&hir)
+    samplable(&hir)?;
+    let steps = expansion(&hir);
+    if steps > PATTERN_EXPANSION_MAX {
+        return Err(format!(
+            "repeats too much: building one matching value takes {steps} steps, at most \
+             {PATTERN_EXPANSION_MAX} are allowed; use fewer or smaller nested repetitions"
+        ));
+    }
+    Ok(())
+}
+
+/// HIR nodes visited to build one value with every repetition at its minimum count (at least
+/// once), saturating: the work the generator's sampler cannot avoid for this pattern.
+fn expansion(hir: &Hir) -> u64 {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) => 1,
+        HirKind::Literal(literal) => 1 + literal.0.len() as u64,
+        HirKind::Repetition(repetition) => u64::from(repetition.min.max(1))
+            .saturating_mul(expansion(&repetition.sub))
+            .saturating_add(1),
+        HirKind::Capture(capture) => expansion(&capture.sub).saturating_add(1),
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => parts
+            .iter()
+            .fold(1u64, |sum, part| sum.saturating_add(expansion(part))),
+    }
 }
 
 /// Only literals, classes, repetitions, alternations, groups and `^`/`$` can be sampled from
@@ -2021,6 +2064,34 @@ mod tests {
             "pattern",
             "matches nothing",
         );
+    }
+
+    #[test]
+    fn patterns_too_costly_to_match_or_sample_are_rejected() {
+        // Issue 10 (H2): a pattern that compiles large, one that repeats nothing a billion
+        // times, and one nested deeper than 32 groups.
+        field_problem(
+            json!({"name": "a", "type": "string", "pattern": "^\\w{100}$"}),
+            "pattern",
+            "is too costly: it compiles to more than 1024 KiB",
+        );
+        field_problem(
+            json!({"name": "a", "type": "string", "pattern": "(?:(?:(?:a?){1000}){1000}){1000}x"}),
+            "pattern",
+            "is too costly",
+        );
+        // The expansion bound is the sampler's own guard (the compiled size catches this first).
+        let bomb = regex_syntax::parse("(?:(?:(?:a?){1000}){1000}){1000}x").unwrap();
+        assert!(expansion(&bomb) > PATTERN_EXPANSION_MAX);
+        let nested = format!("{}a{}", "(".repeat(40), ")".repeat(40));
+        field_problem(
+            json!({"name": "a", "type": "string", "pattern": nested}),
+            "pattern",
+            "nest",
+        );
+        // Counted nesting that stays small is fine: ten thousand `a`s.
+        assert!(check_pattern("^(?:(?:(?:a{10}){10}){10}){10}$").is_ok());
+        assert!(check_pattern("^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$").is_ok());
     }
 
     #[test]
