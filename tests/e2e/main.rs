@@ -15,3 +15,4 @@ mod projects;
 mod read_side;
 mod sign_in;
 mod repo_docs;
+mod readme_tour;
