@@ -1,6 +1,7 @@
 //! The one Backforge binary: `serve` runs everything in one process; the other subcommands run one
 //! part each, migrate, replay the read models or act as an operator.
 
+mod generate;
 mod http;
 
 /// mimalloc instead of glibc's allocator: the hot paths (event decoding, read-model documents,
@@ -57,6 +58,10 @@ enum Action {
         #[arg(long)]
         into: Option<String>,
     },
+    /// Internal: the generator's child process, started by the worker under a memory limit. Reads
+    /// one generation job (JSON) on stdin and writes the ZIP to stdout.
+    #[command(hide = true)]
+    Generate,
     /// Operator actions.
     Admin {
         #[command(subcommand)]
@@ -83,6 +88,10 @@ enum AdminAction {
 #[actix_web::main]
 async fn main() {
     let cli = Cli::parse();
+    // Before settings and telemetry: the child needs neither, and its stdout is the archive.
+    if let Action::Generate = cli.command {
+        std::process::exit(generate::run());
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(error) => {
@@ -126,6 +135,8 @@ async fn run(command: Action, settings: Settings) -> anyhow::Result<()> {
         Action::Events {
             action: EventsAction::Tail { subject },
         } => tail_events(settings, subject).await,
+        // Handled in `main` before settings load; here only for completeness.
+        Action::Generate => std::process::exit(generate::run()),
         Action::Migrate => {
             migrate(&settings).await?;
             println!("migrations applied");
@@ -214,7 +225,8 @@ async fn start_background(
         let stop = stop.clone();
         background
             .tasks
-            .push(tokio::spawn(async move { worker.run(stop).await }));
+            // On the worker's own multi-threaded runtime (issue 10, H2).
+            .push(tokio::spawn(async move { worker.run_isolated(stop).await }));
     }
     background.nats = Some(nats);
     Ok(background)

@@ -1,6 +1,7 @@
 //! One generation job: start it, fold the project at the requested version, generate, store the
 //! artifact, verify when asked, and append the outcome to the generation's own stream.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use domain::generation::{
@@ -13,6 +14,8 @@ use event_store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, ReadUntil
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::generate::{ChildError, GeneratorProcess};
 
 /// The job message the projector publishes for `GenerationRequested`.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +39,10 @@ pub enum Outcome {
 pub struct JobContext<'a> {
     pub store: &'a PgEventStore,
     pub verify_timeout: Duration,
+    /// The generator's child process and its limits.
+    pub generator: &'a GeneratorProcess,
+    /// Where verification keeps its virtual environments and scratch directories (private).
+    pub venv_dir: &'a Path,
 }
 
 fn metadata(job: &GenerationJob) -> EventMetadata {
@@ -138,13 +145,29 @@ pub async fn run(
     steps.push(step("load_project", t, StepStatus::Succeeded, None));
 
     let t = Instant::now();
-    let artifact = match generator::generate(&project, job.project_version, state.target) {
+    let generated = ctx
+        .generator
+        .generate(&project, job.project_version, state.target)
+        .await;
+    drop(project);
+    let artifact = match generated {
         Ok(a) => a,
-        Err(e) => {
+        Err(ChildError::Refused(e)) => {
             let reason = format!("generation refused: {e}");
             steps.push(step("generate", t, StepStatus::Failed, Some(e.to_string())));
             return fail(ctx, job, reason, steps, None).await;
         }
+        // A limit or a crash: final, since the same input would do the same again.
+        Err(ChildError::Failed(reason)) => {
+            steps.push(step(
+                "generate",
+                t,
+                StepStatus::Failed,
+                Some(reason.clone()),
+            ));
+            return fail(ctx, job, reason, steps, None).await;
+        }
+        Err(ChildError::Unavailable(e)) => return Err(e),
     };
     steps.push(step(
         "generate",
@@ -163,13 +186,7 @@ pub async fn run(
     let mut tests: Option<TestReport> = None;
     if state.verify {
         let t = Instant::now();
-        match crate::verify::verify(
-            &artifact.files,
-            &crate::verify::venv_root(),
-            ctx.verify_timeout,
-        )
-        .await
-        {
+        match crate::verify::verify(&artifact.files, ctx.venv_dir, ctx.verify_timeout).await {
             Ok(report) if report.failed == 0 && report.passed > 0 => {
                 steps.push(step("verify", t, StepStatus::Succeeded, None));
                 tests = Some(report);

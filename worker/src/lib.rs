@@ -1,11 +1,15 @@
 //! The worker: a durable pull consumer of generation jobs with explicit acks, progress acks while
 //! working, a deadline per job, bounded concurrency and bounded redelivery with backoff; the last
-//! failed delivery and a deadline sweeper record failures, so nothing stays running forever.
+//! failed delivery and a deadline sweeper record failures, so nothing stays running forever. It
+//! runs on a multi-threaded runtime of its own, and the generator in a child process.
 
 pub mod artifacts;
+pub mod cache;
+pub mod generate;
 pub mod job;
 pub mod verify;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,25 +34,63 @@ pub struct WorkerSettings {
     pub verify_timeout: Duration,
     /// How long the server waits for an ack (or a progress ack) before redelivering.
     pub ack_wait: Duration,
+    /// Threads of the worker's own runtime (`BACKFORGE_WORKER_THREADS`).
+    pub threads: usize,
+    /// How the generator's child process runs and what bounds it.
+    pub generator: generate::GeneratorProcess,
+    /// Virtual environments and verification scratch space: `BACKFORGE_VENV_DIR`, else `venvs`
+    /// in the private cache directory (`BACKFORGE_CACHE_DIR`, see [`cache::default_root`]).
+    pub venv_dir: PathBuf,
 }
+
+/// The generator child's default address-space limit (`BACKFORGE_GENERATOR_MEMORY_BYTES`).
+pub const GENERATOR_MEMORY_BYTES_DEFAULT: u64 = 512 * 1024 * 1024;
 
 impl WorkerSettings {
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let num = |key: &str, default: u64| -> anyhow::Result<u64> {
-            match std::env::var(key) {
-                Ok(v) => v
+            match get(key) {
+                Some(v) => v
                     .trim()
                     .parse()
                     .map_err(|_| anyhow::anyhow!("{key} must be a whole number")),
-                Err(_) => Ok(default),
+                None => Ok(default),
             }
+        };
+        let job_deadline = Duration::from_secs(num("BACKFORGE_JOB_DEADLINE_SECS", 600)?.max(5));
+        let exe = match get("BACKFORGE_GENERATOR_EXE").filter(|e| !e.is_empty()) {
+            Some(exe) => PathBuf::from(exe),
+            None => std::env::current_exe()
+                .map_err(|e| anyhow::anyhow!("cannot find this executable's path: {e}"))?,
+        };
+        let generator = generate::GeneratorProcess {
+            exe,
+            prlimit: generate::find_prlimit(),
+            memory_bytes: num(
+                "BACKFORGE_GENERATOR_MEMORY_BYTES",
+                GENERATOR_MEMORY_BYTES_DEFAULT,
+            )?,
+            // Inside the job's own deadline, so the job can still record why it failed.
+            timeout: Duration::from_secs(num("BACKFORGE_GENERATOR_TIMEOUT_SECS", 120)?.max(1))
+                .min(job_deadline.mul_f64(0.9)),
+        };
+        let venv_dir = match get("BACKFORGE_VENV_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => cache::default_root(&get).join("venvs"),
         };
         Ok(Self {
             concurrency: num("BACKFORGE_WORKER_CONCURRENCY", 2)?.max(1) as usize,
-            job_deadline: Duration::from_secs(num("BACKFORGE_JOB_DEADLINE_SECS", 600)?.max(5)),
+            job_deadline,
             max_deliver: num("BACKFORGE_JOB_MAX_DELIVER", 4)?.clamp(1, 20) as i64,
             verify_timeout: Duration::from_secs(num("BACKFORGE_VERIFY_TIMEOUT_SECS", 300)?.max(5)),
             ack_wait: Duration::from_secs(num("BACKFORGE_JOB_ACK_WAIT_SECS", 30)?.max(1)),
+            threads: num("BACKFORGE_WORKER_THREADS", 2)?.clamp(1, 64) as usize,
+            generator,
+            venv_dir,
         })
     }
 }
@@ -70,8 +112,52 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Runs [`Worker::run`] on a multi-threaded runtime of its own, on threads of its own, so no
+    /// job step can hold up the caller's runtime (which may serve HTTP and run the projector).
+    /// Returns when the worker stops; a panic in it is resumed here, for the caller's supervisor.
+    /// The runtime is shut down on the way out, which kills the children of unfinished jobs.
+    pub async fn run_isolated(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let threads = self.settings.threads;
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("backforge-worker".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("backforge-worker")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot build the worker's runtime");
+                        return;
+                    }
+                };
+                let outcome =
+                    runtime.block_on(async move { tokio::spawn(self.run(shutdown)).await });
+                runtime.shutdown_timeout(Duration::from_secs(5));
+                let _ = done.send(outcome);
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the worker's thread");
+            return;
+        }
+        if let Ok(Err(error)) = stopped.await {
+            if error.is_panic() {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+    }
+
     /// Consumes jobs until `shutdown`; reconnects and recreates the consumer after failures.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let generator = &self.settings.generator;
+        if generator.prlimit.is_none() && generator.memory_bytes > 0 {
+            tracing::warn!(
+                "util-linux `prlimit` was not found: the generator runs without its memory limit"
+            );
+        }
         let sweeper = {
             let me = self.clone();
             let stop = shutdown.clone();
@@ -164,6 +250,8 @@ impl Worker {
         let ctx = JobContext {
             store: &self.store,
             verify_timeout: self.settings.verify_timeout,
+            generator: &self.settings.generator,
+            venv_dir: &self.settings.venv_dir,
         };
         let attempt = u32::try_from(delivered).unwrap_or(u32::MAX);
         let result =

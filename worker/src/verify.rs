@@ -1,5 +1,6 @@
 //! Verification of a generated backend: unpack it in a throw-away directory and run its own pytest
-//! suite, with a timeout, in a Python environment built once per pinned requirements file.
+//! suite, with a timeout, in a Python environment built once per pinned requirements file. Both
+//! live in the worker's private cache directory ([`crate::cache`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,13 +14,6 @@ use tokio::sync::Mutex;
 
 /// Builds virtual environments one at a time: two generations must not race to create one.
 static VENV_LOCK: Mutex<()> = Mutex::const_new(());
-
-/// Where virtual environments are kept (`BACKFORGE_VENV_DIR`, default: the system temp dir).
-pub fn venv_root() -> PathBuf {
-    std::env::var_os("BACKFORGE_VENV_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("backforge-venvs"))
-}
 
 /// A virtual environment with `requirements` installed, reused for identical requirements.
 pub async fn ensure_venv(
@@ -40,7 +34,7 @@ pub async fn ensure_venv(
     if dir.exists() {
         tokio::fs::remove_dir_all(&dir).await.ok();
     }
-    tokio::fs::create_dir_all(root).await?;
+    crate::cache::private_dir(root)?;
     run(
         Command::new("python3").arg("-m").arg("venv").arg(&dir),
         timeout,
@@ -112,7 +106,8 @@ pub fn junit_counts(xml: &str) -> Option<(u64, u64, u64)> {
     found.then_some(totals)
 }
 
-/// Writes `files` under a fresh directory and runs the suite; the report says what happened.
+/// Writes `files` under a fresh directory of `venv_root` (the private cache, created 0700 if
+/// missing) and runs the suite; the report says what happened.
 pub async fn verify(
     files: &BTreeMap<String, Vec<u8>>,
     venv_root: &Path,
@@ -121,11 +116,10 @@ pub async fn verify(
     let requirements = files
         .get("requirements.txt")
         .context("the generated backend has no requirements.txt")?;
+    // Checked before anything in it is trusted: a venv another user could write is theirs.
+    crate::cache::private_dir(venv_root)?;
     let venv = ensure_venv(venv_root, requirements, timeout).await?;
-    let work = std::env::temp_dir().join(format!(
-        "backforge-verify-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let work = venv_root.join(format!("work-{}", uuid::Uuid::new_v4().simple()));
     let result = verify_in(&work, &venv, files, timeout).await;
     tokio::fs::remove_dir_all(&work).await.ok();
     result
