@@ -195,9 +195,10 @@ pub struct ProjectListQuery {
     #[param(schema_with = openapi::project_status)]
     status: Option<String>,
     /// Page size, default 50.
-    #[param(minimum = 1, maximum = 200)]
+    #[param(nullable = false, minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(nullable = false)]
     cursor: Option<String>,
 }
 

@@ -841,7 +841,7 @@ pub struct ReadHeaders {
     /// Answer only once the read models have projected this position (the `position` or
     /// `Backforge-Position` of a write); waits up to BACKFORGE_MIN_POSITION_WAIT_MS (default
     /// 5000), then 503 with Retry-After. A token this API did not issue → 400.
-    #[param(rename = "Backforge-Min-Position", min_length = 1)]
+    #[param(nullable = false, rename = "Backforge-Min-Position", min_length = 1)]
     pub min_position: Option<String>,
 }
 
@@ -852,10 +852,10 @@ pub struct ConditionalReadHeaders {
     /// Answer only once the read models have projected this position (the `position` or
     /// `Backforge-Position` of a write); waits up to BACKFORGE_MIN_POSITION_WAIT_MS (default
     /// 5000), then 503 with Retry-After. A token this API did not issue → 400.
-    #[param(rename = "Backforge-Min-Position", min_length = 1)]
+    #[param(nullable = false, rename = "Backforge-Min-Position", min_length = 1)]
     pub min_position: Option<String>,
     /// Entity tags the client holds (or `*`): 304 when one of them is current.
-    #[param(rename = "If-None-Match")]
+    #[param(nullable = false, rename = "If-None-Match")]
     pub if_none_match: Option<String>,
 }
 
@@ -867,6 +867,7 @@ pub struct CreateHeaders {
     /// retry returns the first answer and appends nothing; the same key with another body → 422;
     /// while the first is still in flight → 409.
     #[param(
+        nullable = false,
         rename = "Idempotency-Key",
         min_length = 1,
         max_length = 255,
@@ -881,12 +882,13 @@ pub struct CreateHeaders {
 pub struct WriteHeaders {
     /// One strong entity tag (`"3"`, as ETag sends it) or `*`: 412 when it is not the current
     /// version. A malformed one → 400.
-    #[param(rename = "If-Match")]
+    #[param(nullable = false, rename = "If-Match")]
     pub if_match: Option<String>,
     /// 1 to 255 printable ASCII characters, scoped to (caller, method, route) and kept 24 h: a
     /// retry returns the first answer and appends nothing; the same key with another body → 422;
     /// while the first is still in flight → 409.
     #[param(
+        nullable = false,
         rename = "Idempotency-Key",
         min_length = 1,
         max_length = 255,
