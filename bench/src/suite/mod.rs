@@ -1,7 +1,8 @@
-//! The suite: W1-W6 and M1 against `backforge serve` (a child process, or `--url`), each with its
+//! The suite: W1-W7 and M1 against `backforge serve` (a child process, or `--url`), each with its
 //! raw-PostgreSQL baseline measured in the same run at the same concurrency, pool size and session
 //! settings.
 
+mod hostile;
 mod http;
 mod pg;
 mod report;
@@ -68,6 +69,7 @@ struct Plan {
     w4_events: usize,
     w6_generator_runs: usize,
     w6_e2e_runs: usize,
+    w7: hostile::W7Plan,
 }
 
 impl Plan {
@@ -85,6 +87,11 @@ impl Plan {
                 w4_events: 20_000,
                 w6_generator_runs: 3,
                 w6_e2e_runs: 2,
+                w7: hostile::W7Plan {
+                    rounds: 1,
+                    readers: 2,
+                    flood: 40,
+                },
             }
         } else {
             Plan {
@@ -99,6 +106,11 @@ impl Plan {
                 w4_events: 1_000_000,
                 w6_generator_runs: 30,
                 w6_e2e_runs: 15,
+                w7: hostile::W7Plan {
+                    rounds: 5,
+                    readers: 4,
+                    flood: 300,
+                },
             }
         }
     }
@@ -453,6 +465,11 @@ async fn measure(
     // ---- W6 ----
     if args.runs("W6") {
         figures.extend(w6(plan, &api, store.as_ref()).await?);
+    }
+
+    // ---- W7 ----
+    if args.runs("W7") {
+        figures.extend(hostile::w7(&plan.w7, &api, base).await?);
     }
 
     raw_pool.close();
