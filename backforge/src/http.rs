@@ -11,9 +11,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use deadpool_postgres::Pool;
+use projector::supervise::Consumers;
 use runtime::metrics::Metrics;
 use runtime::{ApiError, ProblemType};
 use serde_json::json;
+use time::format_description::well_known::Rfc3339;
 
 /// What `/health/ready` checks in this process.
 #[derive(Clone)]
@@ -21,6 +23,12 @@ pub struct Readiness {
     pub postgres: Pool,
     /// Checked only by processes that use NATS (the projector's relays and the worker).
     pub nats: Option<async_nats::Client>,
+    /// The background consumers this process runs (projection, relays, worker, sweeper).
+    pub consumers: Option<Consumers>,
+    /// An API process stays in rotation while a consumer is stalled (200, `degraded`): one
+    /// stalled consumer must not take reads and writes down. A process that runs only consumers
+    /// answers 503 for it.
+    pub serves_api: bool,
 }
 
 /// Liveness: 200 while the process runs.
@@ -30,10 +38,30 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: 200 when this process's dependencies answer, each reported under `checks`.
+/// Each consumer as `{status: "ok"}` or `{status: "stalled", reason, since, event_id}`.
+fn consumer_checks(consumers: &Consumers) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, stall) in consumers.snapshot() {
+        let check = match stall {
+            None => json!({"status": "ok"}),
+            Some(stall) => json!({
+                "status": "stalled",
+                "reason": stall.reason,
+                "since": stall.since.format(&Rfc3339).ok(),
+                "event_id": stall.event_id,
+            }),
+        };
+        out.insert(name.to_owned(), check);
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Readiness: 200 when this process's dependencies answer, each reported under `checks`
+/// (`checks.consumers` for the background consumers). A stalled consumer makes an API process
+/// answer 200 with `status: "degraded"` and a consumer-only process 503.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
-    responses((status = 200, description = "`{status: \"ready\", checks}`"),
-              (status = 503, description = "A dependency does not answer; `Retry-After`")))]
+    responses((status = 200, description = "`{status: \"ready\" | \"degraded\", checks}`; `degraded` when a consumer is stalled in a process that serves an API"),
+              (status = 503, description = "A dependency does not answer, or (in `projector` and `worker`) a consumer is stalled; `Retry-After`, `checks` in the body")))]
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     let postgres = tokio::time::timeout(Duration::from_secs(2), async {
         let client = readiness.postgres.get().await.ok()?;
@@ -51,21 +79,39 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     if let Some(up) = nats {
         checks["nats"] = json!(if up { "up" } else { "down" });
     }
-    if postgres && nats != Some(false) {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    let stalled = match &readiness.consumers {
+        Some(consumers) => {
+            checks["consumers"] = consumer_checks(consumers);
+            consumers.any_stalled()
+        }
+        None => false,
+    };
+    let down = if !postgres {
+        Some("PostgreSQL does not answer")
+    } else if nats == Some(false) {
+        Some("NATS is not connected")
+    } else if stalled && !readiness.serves_api {
+        Some("a consumer is stalled; see checks.consumers")
     } else {
-        let down = if postgres {
-            "NATS is not connected"
-        } else {
-            "PostgreSQL does not answer"
-        };
-        let mut response = ApiError::unavailable(down, 2).error_response();
-        response.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("backforge-checks"),
-            actix_web::http::header::HeaderValue::from_str(&checks.to_string())
-                .unwrap_or(actix_web::http::header::HeaderValue::from_static("{}")),
-        );
-        response
+        None
+    };
+    match down {
+        None => {
+            let status = if stalled { "degraded" } else { "ready" };
+            HttpResponse::Ok().json(json!({"status": status, "checks": checks}))
+        }
+        Some(down) => {
+            let error = ApiError::unavailable(down, 2);
+            let mut body = serde_json::to_value(error.problem()).unwrap_or_else(|_| json!({}));
+            body["checks"] = checks.clone();
+            let mut response = error.error_response();
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("backforge-checks"),
+                actix_web::http::header::HeaderValue::from_str(&checks.to_string())
+                    .unwrap_or(actix_web::http::header::HeaderValue::from_static("{}")),
+            );
+            response.set_body(actix_web::body::BoxBody::new(body.to_string()))
+        }
     }
 }
 

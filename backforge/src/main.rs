@@ -1,6 +1,7 @@
 //! The one Backforge binary: `serve` runs everything in one process; the other subcommands run one
 //! part each, migrate, replay the read models or act as an operator.
 
+mod consumers;
 mod generate;
 mod http;
 
@@ -17,6 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use event_store::PgEventStore;
 use projector::Projector;
+use projector::supervise::{Consumers, supervise};
 use query_api::{Checkpoints, QueryState};
 use runtime::metrics::Metrics;
 use runtime::{Settings, telemetry};
@@ -66,6 +68,11 @@ enum Action {
     Admin {
         #[command(subcommand)]
         action: AdminAction,
+    },
+    /// Feed consumers: list, park and unpark events a consumer must skip.
+    Consumers {
+        #[command(subcommand)]
+        action: consumers::ConsumersAction,
     },
 }
 
@@ -143,6 +150,7 @@ async fn run(command: Action, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Action::Replay { into } => replay(settings, into).await,
+        Action::Consumers { action } => consumers::run(settings, action).await,
         Action::Admin {
             action: AdminAction::Grant { email },
         } => {
@@ -162,6 +170,8 @@ struct Background {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     checkpoints: Option<watch::Receiver<event_store::Position>>,
     nats: Option<async_nats::Client>,
+    /// The health of every supervised consumer task, for `/health/ready`.
+    consumers: Option<Consumers>,
 }
 
 async fn start_background(
@@ -176,6 +186,7 @@ async fn start_background(
         tasks: Vec::new(),
         checkpoints: None,
         nats: None,
+        consumers: None,
     };
     if !project && !work {
         return Ok(background);
@@ -183,35 +194,54 @@ async fn start_background(
     // Connects in the background: a NATS outage delays relays and jobs, never writes or reads.
     let nats = projector::nats::connect(&settings.nats_url).await?;
     let names = projector::nats::Names::new(&settings.nats_prefix);
+    // Every consumer task is supervised: restarted with backoff if it dies, and reported.
+    let consumers = Consumers::new(metrics.clone());
+    background.consumers = Some(consumers.clone());
     if project {
         let projector = Arc::new(Projector::new(
             store.clone(),
             store.pool().clone(),
             settings.database_url.clone(),
             metrics.clone(),
+            consumers.clone(),
         ));
         background.checkpoints = Some(projector.checkpoints());
         let projector_stop = stop.clone();
-        background.tasks.push(tokio::spawn(
-            async move { projector.run(projector_stop).await },
+        background.tasks.push(supervise(
+            projector::schema::PROJECTION,
+            consumers.clone(),
+            stop.clone(),
+            move || {
+                let (projector, stop) = (projector.clone(), projector_stop.clone());
+                async move { projector.run(stop).await }
+            },
         ));
         for kind in [
             projector::relay::RelayKind::Events,
             projector::relay::RelayKind::Jobs,
         ] {
-            let relay = projector::relay::Relay {
-                kind,
-                store: store.clone(),
-                pool: store.pool().clone(),
-                database_url: settings.database_url.clone(),
-                nats: nats.clone(),
-                names: names.clone(),
-                metrics: metrics.clone(),
-            };
-            let stop = stop.clone();
-            background
-                .tasks
-                .push(tokio::spawn(async move { relay.run(stop).await }));
+            let relay = Arc::new(
+                projector::relay::Relay::new(
+                    kind,
+                    store.clone(),
+                    settings.database_url.clone(),
+                    nats.clone(),
+                    names.clone(),
+                    metrics.clone(),
+                )
+                .with_consumers(consumers.clone())
+                .with_max_event_bytes(settings.max_event_bytes),
+            );
+            let relay_stop = stop.clone();
+            background.tasks.push(supervise(
+                kind.name(),
+                consumers.clone(),
+                stop.clone(),
+                move || {
+                    let (relay, stop) = (relay.clone(), relay_stop.clone());
+                    async move { relay.run(stop).await }
+                },
+            ));
         }
     }
     if work {
@@ -222,11 +252,33 @@ async fn start_background(
             settings: worker::WorkerSettings::from_env()?,
             metrics: metrics.clone(),
         });
-        let stop = stop.clone();
-        background
-            .tasks
-            // On the worker's own multi-threaded runtime (issue 10, H2).
-            .push(tokio::spawn(async move { worker.run_isolated(stop).await }));
+        let sweeper = Arc::new(worker::sweep::Sweeper::new(
+            store.clone(),
+            consumers.clone(),
+            &worker.settings,
+            settings.generation_queue_timeout,
+        ));
+        let worker_stop = stop.clone();
+        background.tasks.push(supervise(
+            "generation_worker",
+            consumers.clone(),
+            stop.clone(),
+            move || {
+                let (worker, stop) = (worker.clone(), worker_stop.clone());
+                // On the worker's own multi-threaded runtime (issue 10, H2).
+                async move { worker.run_isolated(stop).await }
+            },
+        ));
+        let sweeper_stop = stop.clone();
+        background.tasks.push(supervise(
+            worker::sweep::SWEEPER,
+            consumers.clone(),
+            stop.clone(),
+            move || {
+                let (sweeper, stop) = (sweeper.clone(), sweeper_stop.clone());
+                async move { sweeper.run(stop).await }
+            },
+        ));
     }
     background.nats = Some(nats);
     Ok(background)
@@ -309,6 +361,8 @@ async fn serve(
     let readiness = web::Data::new(http::Readiness {
         postgres: pool.clone(),
         nats: background.nats.clone(),
+        consumers: background.consumers.clone(),
+        serves_api: true,
     });
     let metrics_data = web::Data::new(metrics.clone());
     let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));
@@ -372,6 +426,8 @@ async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow
             let readiness = web::Data::new(http::Readiness {
                 postgres: store.pool().clone(),
                 nats: background.nats.clone(),
+                consumers: background.consumers.clone(),
+                serves_api: false,
             });
             let metrics_data = web::Data::new(metrics.clone());
             let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));

@@ -14,6 +14,7 @@ use event_store::{Position, RecordedEvent};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
+use crate::parked::Parked;
 use crate::schema::PROJECTION;
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +211,8 @@ fn as_i64(v: u64) -> i64 {
 
 /// Applies `events` (which follow `from` in feed order) inside `tx`, starting from the project rows
 /// in `states` where it has them; `states` then holds the rows as this batch wrote them, so the
-/// caller must drop it unless `tx` commits.
+/// caller must drop it unless `tx` commits. Events in `parked` are skipped (the checkpoint still
+/// moves past them): a later version of their stream applies on the state without them.
 pub async fn apply_batch(
     tx: &Transaction<'_>,
     schema: &str,
@@ -218,12 +220,18 @@ pub async fn apply_batch(
     events: &[RecordedEvent],
     instance: Option<Uuid>,
     states: &mut ProjectStates,
+    parked: &Parked,
 ) -> Result<Applied, ApplyError> {
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(Applied::To(from));
     };
     let mut decoded = Vec::with_capacity(events.len());
     for e in events {
+        if parked.contains(e.event_id) {
+            tracing::info!(event_id = %e.event_id, event_type = %e.event_type, stream = %e.stream_id,
+                "skipping a parked event");
+            continue;
+        }
         let event = e
             .decode::<AnyEvent>()
             .map_err(|source| ApplyError::Poison {

@@ -79,28 +79,42 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
 }
 
 /// The integration form of `event`, or `None` for events that are not published (the e-mail
-/// reservation stream is an internal uniqueness device and names a hash of an address).
+/// reservation stream is an internal uniqueness device and names a hash of an address). An event
+/// that should be published but cannot be put in that form is an error, never "nothing to
+/// publish": the relay stalls on it instead of skipping it.
 pub fn cloud_event(
     names: &Names,
     recorded: &RecordedEvent,
     event: &AnyEvent,
-) -> Option<(String, Value)> {
+) -> anyhow::Result<Option<(String, Value)>> {
     let aggregate = match event {
         // Internal: the e-mail reservations name a hash of an address, and the operations
         // stream is the installation's own audit trail.
-        AnyEvent::Email(_) | AnyEvent::Operations(_) => return None,
+        AnyEvent::Email(_) | AnyEvent::Operations(_) => return Ok(None),
         other => other.aggregate(),
     };
     let id = recorded
         .stream_id
         .split_once('-')
-        .map(|(_, id)| id)?
-        .to_owned();
-    let mut data = recorded.data_value().ok()?;
+        .map(|(_, id)| id.to_owned())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "event {} is in stream `{}`, which names no aggregate id",
+                recorded.event_id,
+                recorded.stream_id
+            )
+        })?;
+    let mut data = recorded
+        .data_value()
+        .map_err(|e| anyhow::anyhow!("the body of event {} is not JSON: {e}", recorded.event_id))?;
     if let (AnyEvent::User(_), Some(obj)) = (event, data.as_object_mut()) {
         // User events never carry e-mail addresses to integrations.
         obj.remove("email");
     }
+    let time = recorded
+        .recorded_at
+        .format(&Rfc3339)
+        .map_err(|e| anyhow::anyhow!("event {} has no RFC 3339 time: {e}", recorded.event_id))?;
     let subject = names.event_subject(aggregate, &id, &recorded.event_type);
     let document = json!({
         "specversion": "1.0",
@@ -108,7 +122,7 @@ pub fn cloud_event(
         "type": format!("{}.{aggregate}.{}", names.prefix, recorded.event_type),
         "source": format!("/{}/{aggregate}/{id}", names.prefix),
         "subject": id,
-        "time": recorded.recorded_at.format(&Rfc3339).unwrap_or_default(),
+        "time": time,
         "datacontenttype": "application/json",
         "data": data,
         "position": recorded.position.to_token(),
@@ -116,5 +130,5 @@ pub fn cloud_event(
         "correlationid": recorded.metadata.correlation_id,
         "causationid": recorded.metadata.causation_id,
     });
-    Some((subject, document))
+    Ok(Some((subject, document)))
 }

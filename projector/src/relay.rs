@@ -1,6 +1,8 @@
 //! Feed relays to NATS JetStream: integration events (CloudEvents) and generation jobs. Each has its
 //! own checkpoint and leader; up to 32 publishes are in flight, and the checkpoint advances only
-//! over the contiguous prefix the server has acknowledged.
+//! over the contiguous prefix the server has acknowledged. A relay that cannot publish an event
+//! stalls on it (never skips it) until it can, or an operator parks it; a relay whose server's
+//! `max_payload` cannot carry the largest accepted event refuses to start.
 
 use std::time::Duration;
 
@@ -14,10 +16,14 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use runtime::metrics::Metrics;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::nats::{self, Names};
-use crate::runner::{try_lead, wait_or_stop};
+use crate::parked;
+use crate::runner::{Leadership, try_lead};
+use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain, wait_or_stop};
 
 /// Publishes awaiting their acknowledgement at once.
 pub const IN_FLIGHT: usize = 32;
@@ -67,6 +73,12 @@ pub fn generation_job(recorded: &RecordedEvent, event: &GenerationEvent) -> Opti
     }
 }
 
+/// What a relay adds to an event's own size on the wire (CloudEvent envelope, headers):
+/// `BACKFORGE_MAX_EVENT_BYTES` plus this must fit the server's `max_payload`.
+pub const ENVELOPE_ALLOWANCE: usize = 16 * 1024;
+/// `BACKFORGE_MAX_EVENT_BYTES`'s default, for relays built without settings (tests).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 512 * 1024;
+
 pub struct Relay {
     pub kind: RelayKind,
     pub store: PgEventStore,
@@ -75,84 +87,253 @@ pub struct Relay {
     pub nats: async_nats::Client,
     pub names: Names,
     pub metrics: Metrics,
+    /// Where this relay reports whether it moves.
+    pub consumers: Consumers,
+    /// The largest event the store accepts (`BACKFORGE_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
+}
+
+/// A failed step: why, the checkpoint it got to, and the event it could not get past.
+struct Failure {
+    error: anyhow::Error,
+    /// The oldest event not yet relayed, when the step read it.
+    oldest: Option<OffsetDateTime>,
+    event_id: Option<Uuid>,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            oldest: None,
+            event_id: None,
+        }
+    }
+}
+
+/// Whether the NATS server can carry every event the store accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    Fits,
+    /// No server `INFO` yet (not connected).
+    Unknown,
+    TooSmall {
+        max_payload: usize,
+    },
 }
 
 impl Relay {
-    /// Runs until `shutdown`: waits for this relay's leadership, then relays.
+    /// A relay with its own health registry and the default event size limit; see
+    /// [`Relay::with_consumers`] and [`Relay::with_max_event_bytes`].
+    pub fn new(
+        kind: RelayKind,
+        store: PgEventStore,
+        database_url: String,
+        nats: async_nats::Client,
+        names: Names,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            kind,
+            pool: store.pool().clone(),
+            store,
+            database_url,
+            nats,
+            names,
+            consumers: Consumers::new(metrics.clone()),
+            metrics,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+
+    pub fn with_consumers(mut self, consumers: Consumers) -> Self {
+        self.consumers = consumers;
+        self
+    }
+
+    pub fn with_max_event_bytes(mut self, max_event_bytes: usize) -> Self {
+        self.max_event_bytes = max_event_bytes;
+        self
+    }
+
+    fn payload(&self) -> Payload {
+        let max_payload = self.nats.server_info().max_payload;
+        if max_payload == 0 {
+            Payload::Unknown
+        } else if self.max_event_bytes.saturating_add(ENVELOPE_ALLOWANCE) > max_payload {
+            Payload::TooSmall { max_payload }
+        } else {
+            Payload::Fits
+        }
+    }
+
+    fn lag(&self, seconds: f64) {
+        self.consumers.lag(self.kind.name(), seconds);
+    }
+
+    /// Runs until `shutdown`: checks that the server's `max_payload` carries every event the
+    /// store accepts, waits for this relay's leadership, then relays.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.kind.name();
+        self.consumers.register(name);
         let js = jetstream::new(self.nats.clone());
+        let mut refused = false;
         while !*shutdown.borrow() {
+            match self.payload() {
+                Payload::Fits => {
+                    if refused {
+                        tracing::info!(
+                            relay = name,
+                            "the NATS server's max_payload now fits; the relay starts"
+                        );
+                        refused = false;
+                    }
+                }
+                Payload::Unknown => {
+                    self.consumers
+                        .stalled(name, "NATS is not connected yet".into(), None);
+                    wait_or_stop(&mut shutdown, Duration::from_millis(250)).await;
+                    continue;
+                }
+                Payload::TooSmall { max_payload } => {
+                    let reason = format!(
+                        "refusing to start: the NATS server's max_payload ({max_payload} bytes) is \
+                         smaller than BACKFORGE_MAX_EVENT_BYTES ({}) + {ENVELOPE_ALLOWANCE} bytes of \
+                         envelope, so the largest accepted event could never be published; raise \
+                         max_payload on the server or lower BACKFORGE_MAX_EVENT_BYTES",
+                        self.max_event_bytes
+                    );
+                    if !refused {
+                        // Said once; the relay checks again quietly in case the server changes.
+                        tracing::error!(relay = name, reason = %reason, "relay refuses to start");
+                        refused = true;
+                    }
+                    self.consumers.stalled(name, reason, None);
+                    wait_or_stop(&mut shutdown, Duration::from_secs(5)).await;
+                    continue;
+                }
+            }
             let leadership = match try_lead(&self.database_url, self.kind.lock()).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
+                    // Standing by for the leader is healthy.
+                    self.consumers.ok(name);
                     wait_or_stop(&mut shutdown, Duration::from_millis(500)).await;
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, relay = self.kind.name(), "cannot reach PostgreSQL for relay leadership");
+                    tracing::warn!(error = %cause_chain(&error), relay = name, "cannot reach PostgreSQL for relay leadership");
                     wait_or_stop(&mut shutdown, Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            tracing::info!(relay = self.kind.name(), "relay leads");
-            let mut signal = self.store.feed_signal();
-            let mut streams_ready = false;
-            // The checkpoint as this leader last saved it: read once, then kept in memory.
-            let mut at: Option<Position> = None;
-            let mut backoff = Duration::from_millis(200);
-            while !*shutdown.borrow() && leadership.alive() {
+            tracing::info!(relay = name, "relay leads");
+            self.lead(&js, &leadership, &mut shutdown).await;
+        }
+    }
+
+    async fn lead(
+        &self,
+        js: &jetstream::Context,
+        leadership: &Leadership,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let name = self.kind.name();
+        let mut signal = self.store.feed_signal();
+        let mut streams_ready = false;
+        // The checkpoint as this leader last saved it: read once, then kept in memory.
+        let mut at: Option<Position> = None;
+        let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
+        while !*shutdown.borrow() && leadership.alive() {
+            if !matches!(self.payload(), Payload::Fits) {
+                // Reconnected to a server that cannot carry every event: give up leadership.
+                return;
+            }
+            let stepped: Result<(Step, Position), Failure> = async {
                 if !streams_ready {
                     // Bounded: a request sent while disconnected may never be answered.
-                    let ensured = tokio::time::timeout(
+                    tokio::time::timeout(
                         Duration::from_secs(5),
-                        nats::ensure_streams(&js, &self.names),
+                        nats::ensure_streams(js, &self.names),
                     )
                     .await
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS did not answer within 5 s")));
-                    match ensured {
-                        Ok(()) => streams_ready = true,
-                        Err(error) => {
-                            tracing::warn!(%error, relay = self.kind.name(), "NATS unavailable; events wait in the store");
-                            wait_or_stop(&mut shutdown, backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
-                    }
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS did not answer within 5 s")))
+                    .map_err(|e| e.context("NATS unavailable; events wait in the store"))?;
+                    streams_ready = true;
                 }
                 let from = match at {
-                    Some(from) => Ok(from),
-                    None => self.checkpoint().await,
+                    Some(from) => from,
+                    None => self.checkpoint().await?,
                 };
-                let stepped = match from {
-                    Ok(from) => tokio::time::timeout(Duration::from_secs(30), self.step(&js, from))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!(
-                                "NATS acknowledgements did not arrive within 30 s"
-                            ))
-                        }),
-                    Err(e) => Err(e),
-                };
-                if let Ok((_, to)) = &stepped {
-                    at = Some(*to);
-                } else {
-                    at = None;
+                match tokio::time::timeout(Duration::from_secs(30), self.step(js, from)).await {
+                    Ok(stepped) => stepped,
+                    Err(_) => Err(anyhow::anyhow!(
+                        "NATS acknowledgements did not arrive within 30 s"
+                    )
+                    .into()),
                 }
-                match stepped.map(|(step, _)| step) {
-                    Ok(Step::More) => backoff = Duration::from_millis(200),
-                    // The visible feed is relayed: wait for the next commit (or poll).
-                    Ok(Step::CaughtUp) => {
+            }
+            .await;
+            match stepped {
+                Ok((step, to)) => {
+                    at = Some(to);
+                    backoff.reset();
+                    if let Some(stall) = self.consumers.ok(name) {
+                        tracing::info!(relay = name, stalled_since = %stall.since, "relay moves again");
+                    }
+                    if matches!(step, Step::CaughtUp) {
+                        // The visible feed is relayed: wait for the next commit (or poll).
                         tokio::select! {
                             _ = signal.changed() => {}
                             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                             _ = shutdown.changed() => {}
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(error = ?error, relay = self.kind.name(), "relay step failed; retrying");
-                        streams_ready = false;
-                        wait_or_stop(&mut shutdown, backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(failure) => {
+                    at = None;
+                    streams_ready = false;
+                    if let Some(oldest) = failure.oldest {
+                        self.lag(age(oldest));
+                    }
+                    let wait = backoff.next_wait();
+                    let cause = cause_chain(&failure.error);
+                    // One line per backoff step, with the cause chain and never a backtrace.
+                    tracing::error!(
+                        consumer = name,
+                        event_id = ?failure.event_id,
+                        cause = %cause,
+                        retry_in = ?wait,
+                        "relay cannot publish; it stays where it is and retries"
+                    );
+                    self.consumers.stalled(name, cause, failure.event_id);
+                    self.wait_to_retry(shutdown, wait, failure.event_id).await;
+                }
+            }
+        }
+    }
+
+    /// Waits `pause`, or less when `failing` gets parked meanwhile.
+    async fn wait_to_retry(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        pause: Duration,
+        failing: Option<Uuid>,
+    ) {
+        let until = tokio::time::Instant::now() + pause;
+        let mut signal = self.store.feed_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                _ = shutdown.changed() => return,
+                _ = signal.changed(), if failing.is_some() => {
+                    let Some(id) = failing else { return };
+                    let parked = match self.pool.get().await {
+                        Ok(client) => parked::load(&client, self.kind.name()).await.ok(),
+                        Err(_) => None,
+                    };
+                    if parked.is_some_and(|p| p.contains(id)) {
+                        return;
                     }
                 }
             }
@@ -173,9 +354,11 @@ impl Relay {
                 &[&self.kind.name()],
             )
             .await?;
+        let tx: i64 = row.try_get(0)?;
+        let seq: i64 = row.try_get(1)?;
         Ok(Position {
-            tx: row.get::<_, i64>(0).max(0) as u64,
-            seq: row.get::<_, i64>(1).max(0) as u64,
+            tx: u64::try_from(tx)?,
+            seq: u64::try_from(seq)?,
         })
     }
 
@@ -184,7 +367,7 @@ impl Relay {
         client
             .execute(
                 "UPDATE relay_checkpoints SET tx = $2, seq = $3, updated_at = now() WHERE name = $1",
-                &[&self.kind.name(), &(at.tx as i64), &(at.seq as i64)],
+                &[&self.kind.name(), &i64::try_from(at.tx)?, &i64::try_from(at.seq)?],
             )
             .await?;
         Ok(())
@@ -195,11 +378,11 @@ impl Relay {
         if self.kind == RelayKind::Jobs && recorded.event_type != JOB_EVENT {
             return Ok(None);
         }
-        let event = recorded
-            .decode::<AnyEvent>()
-            .map_err(|e| anyhow::anyhow!("event {} cannot be decoded: {e}", recorded.event_id))?;
+        let event = recorded.decode::<AnyEvent>().map_err(|e| {
+            anyhow::Error::new(e).context(format!("event {} cannot be decoded", recorded.event_id))
+        })?;
         Ok(match (self.kind, &event) {
-            (RelayKind::Events, any) => nats::cloud_event(&self.names, recorded, any),
+            (RelayKind::Events, any) => nats::cloud_event(&self.names, recorded, any)?,
             (RelayKind::Jobs, AnyEvent::Generation(g)) => {
                 generation_job(recorded, g).map(|job| (self.names.job_subject("generation"), job))
             }
@@ -207,25 +390,45 @@ impl Relay {
         })
     }
 
-    /// Relays one batch after `from`; answers how it went and the checkpoint saved.
+    /// Relays one batch after `from`, skipping parked events; answers how it went and the
+    /// checkpoint saved. On failure everything acknowledged before the failing event is saved.
     async fn step(
         &self,
         js: &jetstream::Context,
         from: Position,
-    ) -> anyhow::Result<(Step, Position)> {
-        let events = self.store.read_feed(from, BATCH).await?;
+    ) -> Result<(Step, Position), Failure> {
+        let events = self
+            .store
+            .read_feed(from, BATCH)
+            .await
+            .map_err(anyhow::Error::from)?;
         if events.is_empty() {
+            self.lag(0.0);
             return Ok((Step::CaughtUp, from));
         }
+        let parked = {
+            let client = self.pool.get().await.map_err(anyhow::Error::from)?;
+            parked::load(&client, self.kind.name())
+                .await
+                .map_err(anyhow::Error::from)?
+        };
         let mut acked = from;
         let mut in_flight = FuturesOrdered::new();
-        let mut failure = None;
+        // The failure and the event it is pinned to.
+        let mut failure: Option<(anyhow::Error, Option<Uuid>)> = None;
         for recorded in &events {
             let position = recorded.position;
-            let message = match self.message(recorded) {
+            let event_id = recorded.event_id;
+            let message = if parked.contains(event_id) {
+                tracing::info!(relay = self.kind.name(), %event_id, "skipping a parked event");
+                Ok(None)
+            } else {
+                self.message(recorded)
+            };
+            let message = match message {
                 Ok(m) => m,
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some((e, Some(event_id)));
                     break;
                 }
             };
@@ -233,13 +436,23 @@ impl Relay {
                 Some((subject, payload)) => {
                     let publish = PublishMessage::build()
                         .payload(Bytes::from(payload.to_string()))
-                        .message_id(recorded.event_id.to_string());
+                        .message_id(event_id.to_string());
                     match js.send_publish(subject, publish).await {
                         Ok(ack) => in_flight.push_back(futures::future::Either::Left(async move {
-                            ack.await.map(|_| position).map_err(anyhow::Error::from)
+                            ack.await.map(|_| position).map_err(|e| {
+                                (
+                                    anyhow::Error::new(e)
+                                        .context(format!("NATS refused event {event_id}")),
+                                    Some(event_id),
+                                )
+                            })
                         })),
                         Err(e) => {
-                            failure = Some(anyhow::Error::from(e));
+                            failure = Some((
+                                anyhow::Error::new(e)
+                                    .context(format!("cannot publish event {event_id}")),
+                                Some(event_id),
+                            ));
                             break;
                         }
                     }
@@ -283,9 +496,22 @@ impl Relay {
             );
         }
         match failure {
-            Some(e) => Err(e),
-            None if events.len() < BATCH => Ok((Step::CaughtUp, acked)),
-            None => Ok((Step::More, acked)),
+            Some((error, event_id)) => Err(Failure {
+                error,
+                oldest: events
+                    .iter()
+                    .find(|e| e.position > acked)
+                    .map(|e| e.recorded_at),
+                event_id,
+            }),
+            None if events.len() < BATCH => {
+                self.lag(0.0);
+                Ok((Step::CaughtUp, acked))
+            }
+            None => {
+                self.lag(events.last().map_or(0.0, |e| age(e.recorded_at)));
+                Ok((Step::More, acked))
+            }
         }
     }
 }

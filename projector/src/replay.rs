@@ -8,7 +8,8 @@ use deadpool_postgres::Pool;
 use event_store::{EventStore, PgEventStore, Position};
 
 use crate::apply::{Applied, ProjectStates, apply_batch};
-use crate::schema::{self, LIVE, NEXT};
+use crate::parked;
+use crate::schema::{self, LIVE, NEXT, PROJECTION};
 
 /// Events per replay transaction.
 const REPLAY_BATCH: usize = 5000;
@@ -52,8 +53,14 @@ pub async fn replay(
         .await?
         .query_one("SELECT count(*) FROM events", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     drop(client);
+    // The events an operator parked for the read models: a replay skips exactly those, so it
+    // builds what the live projection holds (the feed minus parked events).
+    let parked = parked::load(&store.pool().get().await?, PROJECTION).await?;
+    if !parked.is_empty() {
+        tracing::info!(parked = parked.len(), "replay skips the parked events");
+    }
     let started = Instant::now();
     let mut checkpoint = Position::START;
     let mut done = 0u64;
@@ -74,7 +81,19 @@ pub async fn replay(
         };
         let mut client = target.get().await?;
         let tx = client.transaction().await?;
-        match apply_batch(&tx, NEXT, checkpoint, &events, None, &mut states).await? {
+        let applied = apply_batch(&tx, NEXT, checkpoint, &events, None, &mut states, &parked)
+            .await
+            .map_err(|error| {
+                let hint = match &error {
+                    crate::apply::ApplyError::Poison { event_id, .. } => format!(
+                        "; if no fix can make it readable, park it: \
+                         backforge consumers park {PROJECTION} {event_id} --reason …"
+                    ),
+                    _ => String::new(),
+                };
+                anyhow::Error::new(error).context(format!("replay stopped{hint}"))
+            })?;
+        match applied {
             Applied::To(to) => {
                 tx.commit().await?;
                 checkpoint = to;

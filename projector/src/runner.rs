@@ -13,8 +13,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::apply::{Applied, ProjectStates, apply_batch};
+use crate::apply::{Applied, ApplyError, ProjectStates, apply_batch};
+use crate::parked;
 use crate::schema::{self, LIVE, PROJECTION};
+use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain};
 
 /// Events read and applied per transaction.
 pub const BATCH: usize = 1000;
@@ -73,16 +75,54 @@ pub struct Projector {
     pub database_url: String,
     pub metrics: Metrics,
     pub instance: Uuid,
+    /// Where this projection reports whether it moves (`read_models`).
+    pub consumers: Consumers,
     checkpoint_tx: Arc<watch::Sender<Position>>,
     warm: std::sync::Mutex<Option<Warm>>,
 }
 
+/// A failed step: why, and what it knows about where the projection stands.
+struct Failure {
+    error: anyhow::Error,
+    /// The oldest event the projection has not applied, when the step got to read it.
+    oldest: Option<OffsetDateTime>,
+    /// The event the failure is pinned to, when it is known.
+    event_id: Option<Uuid>,
+    /// Read at most this many events until the checkpoint passes `Narrow::until`.
+    narrow: Option<Narrow>,
+}
+
+/// After a failure that a smaller batch can pin down, batches shrink until the checkpoint has
+/// passed the failed batch: everything before the bad event applies, and the stall names it.
+#[derive(Debug, Clone, Copy)]
+struct Narrow {
+    until: Position,
+    limit: usize,
+}
+
+impl Failure {
+    fn transient(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            error: error.into(),
+            oldest: None,
+            event_id: None,
+            narrow: None,
+        }
+    }
+}
+
 impl Projector {
-    pub fn new(store: PgEventStore, pool: Pool, database_url: String, metrics: Metrics) -> Self {
+    pub fn new(
+        store: PgEventStore,
+        pool: Pool,
+        database_url: String,
+        metrics: Metrics,
+        consumers: Consumers,
+    ) -> Self {
         let (checkpoint_tx, _) = watch::channel(Position::START);
         metrics.describe(
             "backforge_projection_lag_seconds",
-            "Age of the newest event a projection has applied while it is behind; 0 when caught up",
+            "Age of the oldest event a projection has not applied yet (also while it is stalled); 0 when caught up",
         );
         metrics.describe(
             "backforge_projection_events_total",
@@ -92,12 +132,14 @@ impl Projector {
             "backforge_projection_leader",
             "1 while this process leads the projection",
         );
+        consumers.register(PROJECTION);
         Self {
             store,
             pool,
             database_url,
             metrics,
             instance: Uuid::new_v4(),
+            consumers,
             checkpoint_tx: Arc::new(checkpoint_tx),
             warm: std::sync::Mutex::new(None),
         }
@@ -106,6 +148,16 @@ impl Projector {
     /// The checkpoint this process has seen applied (by itself, or read back while leading).
     pub fn checkpoints(&self) -> watch::Receiver<Position> {
         self.checkpoint_tx.subscribe()
+    }
+
+    /// Exported on every step, stalled or not, so monitoring always sees how far behind it is.
+    fn lag(&self, seconds: f64) {
+        self.metrics.set(
+            "backforge_projection_lag_seconds",
+            vec![("projection", PROJECTION.into())],
+            seconds,
+        );
+        self.consumers.lag(PROJECTION, seconds);
     }
 
     /// Runs until `shutdown` turns true: waits for leadership, then projects.
@@ -123,7 +175,7 @@ impl Projector {
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot reach PostgreSQL for projector leadership; retrying");
+                    tracing::warn!(error = %cause_chain(&error), "cannot reach PostgreSQL for projector leadership; retrying");
                     wait_or_stop(&mut shutdown, Duration::from_secs(1)).await;
                     continue;
                 }
@@ -148,28 +200,76 @@ impl Projector {
 
     async fn lead(&self, leadership: &Leadership, shutdown: &mut watch::Receiver<bool>) {
         let mut signal = self.store.feed_signal();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
+        let mut narrow: Option<Narrow> = None;
         while !*shutdown.borrow() {
             if !leadership.alive() {
                 tracing::warn!("projector lost its leadership connection");
                 return;
             }
-            match self.step().await {
-                Ok(Step::Applied) => backoff = Duration::from_millis(100),
-                // A short batch reached the end of the visible feed: wait for the next commit
-                // (one that landed meanwhile has already marked the signal) instead of re-reading.
-                Ok(Step::Idle | Step::CaughtUp) => {
-                    backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = signal.changed() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.changed() => {}
+            match self.step(&mut narrow).await {
+                Ok(step) => {
+                    backoff.reset();
+                    if let Some(stall) = self.consumers.ok(PROJECTION) {
+                        tracing::info!(stalled_since = %stall.since, "the read-model projection moves again");
+                    }
+                    // A short batch reached the end of the visible feed: wait for the next commit
+                    // (one that landed meanwhile has already marked the signal) instead of re-reading.
+                    if matches!(step, Step::Idle | Step::CaughtUp) {
+                        tokio::select! {
+                            _ = signal.changed() => {}
+                            _ = tokio::time::sleep(IDLE_POLL) => {}
+                            _ = shutdown.changed() => {}
+                        }
                     }
                 }
-                Err(error) => {
-                    tracing::error!(error = ?error, "projection step failed; retrying");
-                    wait_or_stop(shutdown, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                Err(failure) => {
+                    if let Some(oldest) = failure.oldest {
+                        self.lag(age(oldest));
+                    }
+                    if failure.narrow.is_some() {
+                        narrow = failure.narrow;
+                    }
+                    let wait = backoff.next_wait();
+                    let cause = cause_chain(&failure.error);
+                    // One line per backoff step, with the cause chain and never a backtrace.
+                    tracing::error!(
+                        consumer = PROJECTION,
+                        event_id = ?failure.event_id,
+                        cause = %cause,
+                        retry_in = ?wait,
+                        "the read-model projection cannot apply; it stays where it is and retries"
+                    );
+                    self.consumers.stalled(PROJECTION, cause, failure.event_id);
+                    self.wait_to_retry(shutdown, wait, failure.event_id).await;
+                }
+            }
+        }
+    }
+
+    /// Waits `pause` before a retry, or less when `failing` gets parked meanwhile (a park
+    /// appends to the store, so the feed signal wakes this to look).
+    async fn wait_to_retry(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        pause: Duration,
+        failing: Option<Uuid>,
+    ) {
+        let until = tokio::time::Instant::now() + pause;
+        let mut signal = self.store.feed_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                _ = shutdown.changed() => return,
+                _ = signal.changed(), if failing.is_some() => {
+                    let Some(id) = failing else { return };
+                    let parked = match self.pool.get().await {
+                        Ok(client) => parked::load(&client, PROJECTION).await.ok(),
+                        Err(_) => None,
+                    };
+                    if parked.is_some_and(|p| p.contains(id)) {
+                        return;
+                    }
                 }
             }
         }
@@ -183,13 +283,15 @@ impl Projector {
         *self.warm.lock().unwrap_or_else(|e| e.into_inner()) = Some(warm);
     }
 
-    /// Reads one batch after the checkpoint and applies it.
-    async fn step(&self) -> anyhow::Result<Step> {
-        let mut client = self.pool.get().await?;
+    /// Reads one batch after the checkpoint and applies it, skipping parked events.
+    async fn step(&self, narrow: &mut Option<Narrow>) -> Result<Step, Failure> {
+        let mut client = self.pool.get().await.map_err(Failure::transient)?;
         let (from, mut states) = match self.take_warm() {
             Some(warm) => (warm.checkpoint, warm.states),
             None => (
-                schema::checkpoint(&client, LIVE).await?,
+                schema::checkpoint(&client, LIVE)
+                    .await
+                    .map_err(Failure::transient)?,
                 ProjectStates::new(PROJECT_STATES),
             ),
         };
@@ -198,50 +300,102 @@ impl Projector {
             *c = from;
             changed
         });
-        let events = self.store.read_feed(from, BATCH).await?;
-        if events.is_empty() {
-            self.metrics.set(
-                "backforge_projection_lag_seconds",
-                vec![("projection", PROJECTION.into())],
-                0.0,
-            );
+        let limit = match *narrow {
+            Some(n) if from < n.until => n.limit,
+            _ => {
+                *narrow = None;
+                BATCH
+            }
+        };
+        let events = self
+            .store
+            .read_feed(from, limit)
+            .await
+            .map_err(Failure::transient)?;
+        let Some(first) = events.first() else {
+            self.lag(0.0);
             self.keep_warm(Warm {
                 checkpoint: from,
                 states,
             });
             return Ok(Step::Idle);
-        }
+        };
+        let oldest = first.recorded_at;
         let started = Instant::now();
-        let tx = client.transaction().await?;
-        match apply_batch(&tx, LIVE, from, &events, Some(self.instance), &mut states).await? {
+        let tx = client.transaction().await.map_err(Failure::transient)?;
+        let parked = parked::load(&tx, PROJECTION).await.map_err(|e| Failure {
+            oldest: Some(oldest),
+            ..Failure::transient(e)
+        })?;
+        let applied = apply_batch(
+            &tx,
+            LIVE,
+            from,
+            &events,
+            Some(self.instance),
+            &mut states,
+            &parked,
+        )
+        .await;
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(error) => {
+                let (event_id, narrow) = match &error {
+                    // The bad event is known: apply what precedes it, then stop at it.
+                    ApplyError::Poison { event_id, .. } => {
+                        let index = events.iter().position(|e| e.event_id == *event_id);
+                        let at = index.and_then(|i| events.get(i)).map(|e| e.position);
+                        let narrow = at.zip(index).map(|(until, i)| Narrow {
+                            until,
+                            limit: i.max(1),
+                        });
+                        (Some(*event_id), narrow)
+                    }
+                    // PostgreSQL refused a write: one event at a time finds which.
+                    ApplyError::Database(e) if e.as_db_error().is_some() => {
+                        if events.len() == 1 {
+                            (Some(first.event_id), None)
+                        } else {
+                            let until = events.last().map_or(from, |e| e.position);
+                            (None, Some(Narrow { until, limit: 1 }))
+                        }
+                    }
+                    ApplyError::Serialise(_) if events.len() == 1 => (Some(first.event_id), None),
+                    _ => (None, None),
+                };
+                return Err(Failure {
+                    error: anyhow::Error::new(error)
+                        .context(format!("applying {} events after {from}", events.len())),
+                    oldest: Some(oldest),
+                    event_id,
+                    narrow,
+                });
+            }
+        };
+        match applied {
             Applied::To(to) => {
-                tx.commit().await?;
+                tx.commit().await.map_err(|e| Failure {
+                    oldest: Some(oldest),
+                    ..Failure::transient(e)
+                })?;
                 self.keep_warm(Warm {
                     checkpoint: to,
                     states,
                 });
                 self.checkpoint_tx.send_replace(to);
-                let newest = events
-                    .last()
-                    .map(|e| e.recorded_at)
-                    .unwrap_or_else(OffsetDateTime::now_utc);
-                let lag = if events.len() == BATCH {
-                    (OffsetDateTime::now_utc() - newest)
-                        .as_seconds_f64()
-                        .max(0.0)
+                let newest = events.last().map_or(oldest, |e| e.recorded_at);
+                self.lag(if events.len() == limit && limit == BATCH {
+                    age(newest)
                 } else {
                     0.0
-                };
-                let labels = vec![("projection", PROJECTION.into())];
-                self.metrics
-                    .set("backforge_projection_lag_seconds", labels.clone(), lag);
+                });
                 self.metrics.inc(
                     "backforge_projection_events_total",
-                    labels,
+                    vec![("projection", PROJECTION.into())],
                     events.len() as u64,
                 );
                 tracing::debug!(events = events.len(), elapsed = ?started.elapsed(), "batch projected");
-                Ok(if events.len() < BATCH {
+                Ok(if events.len() < limit {
                     Step::CaughtUp
                 } else {
                     Step::Applied
@@ -251,7 +405,7 @@ impl Projector {
                 tracing::info!(
                     "checkpoint moved under the projector (replay swap or another writer); re-reading"
                 );
-                tx.rollback().await?;
+                tx.rollback().await.map_err(Failure::transient)?;
                 Ok(Step::Applied)
             }
         }
@@ -267,9 +421,4 @@ enum Step {
     Idle,
 }
 
-pub(crate) async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, pause: Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => {}
-        _ = shutdown.changed() => {}
-    }
-}
+pub(crate) use crate::supervise::wait_or_stop;

@@ -125,6 +125,9 @@ pub struct Settings {
     pub max_event_bytes: usize,
     /// The bytes of folded project states the command side keeps (`BACKFORGE_STATE_CACHE_BYTES`).
     pub state_cache_bytes: usize,
+    /// A generation still `requested` this long after its request is failed by the sweeper
+    /// (`BACKFORGE_GENERATION_QUEUE_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`).
+    pub generation_queue_timeout: Duration,
 }
 
 impl Settings {
@@ -268,6 +271,15 @@ impl Settings {
                 event_store::DEFAULT_MAX_EVENT_BYTES as u64,
             )? as usize,
             state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
+            generation_queue_timeout: match get("BACKFORGE_GENERATION_QUEUE_TIMEOUT") {
+                None => Duration::from_secs(3600),
+                Some(v) => parse_duration(&v).with_context(|| {
+                    format!(
+                        "BACKFORGE_GENERATION_QUEUE_TIMEOUT must be seconds or a number with ms, s, m \
+                         or h (`90s`, `1h`), not `{v}`"
+                    )
+                })?,
+            },
         })
     }
 
@@ -277,10 +289,47 @@ impl Settings {
     }
 }
 
+/// A duration setting: whole seconds (`3600`), or a whole number with `ms`, `s`, `m` or `h`.
+fn parse_duration(value: &str) -> anyhow::Result<Duration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number.parse().context("not a whole number")?;
+    Ok(match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => bail!("unknown unit `{other}`"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_generation_queue_timeout_is_an_hour_unless_set_with_a_unit() {
+        assert_eq!(
+            load(&[]).unwrap().generation_queue_timeout,
+            Duration::from_secs(3600)
+        );
+        for (value, expected) in [
+            ("90", Duration::from_secs(90)),
+            ("90s", Duration::from_secs(90)),
+            ("1500ms", Duration::from_millis(1500)),
+            ("15m", Duration::from_secs(900)),
+            ("2h", Duration::from_secs(7200)),
+        ] {
+            let s = load(&[("BACKFORGE_GENERATION_QUEUE_TIMEOUT", value)]).unwrap();
+            assert_eq!(s.generation_queue_timeout, expected, "{value}");
+        }
+        let err = load(&[("BACKFORGE_GENERATION_QUEUE_TIMEOUT", "soon")]).unwrap_err();
+        assert!(format!("{err:#}").contains("BACKFORGE_GENERATION_QUEUE_TIMEOUT"));
+    }
 
     fn load(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let map: HashMap<String, String> = vars

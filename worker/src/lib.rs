@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod generate;
 pub mod job;
+pub mod sweep;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -151,6 +152,7 @@ impl Worker {
     }
 
     /// Consumes jobs until `shutdown`; reconnects and recreates the consumer after failures.
+    /// (The sweeper, `sweep::Sweeper`, runs beside it as a consumer of its own.)
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let generator = &self.settings.generator;
         if generator.prlimit.is_none() && generator.memory_bytes > 0 {
@@ -158,11 +160,6 @@ impl Worker {
                 "util-linux `prlimit` was not found: the generator runs without its memory limit"
             );
         }
-        let sweeper = {
-            let me = self.clone();
-            let stop = shutdown.clone();
-            tokio::spawn(async move { me.sweep(stop).await })
-        };
         let mut pause = Duration::from_millis(500);
         while !*shutdown.borrow() {
             match self.consume(&mut shutdown).await {
@@ -177,7 +174,6 @@ impl Worker {
                 }
             }
         }
-        let _ = sweeper.await;
     }
 
     async fn consume(self: &Arc<Self>, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -306,48 +302,5 @@ impl Worker {
                 .copied();
             let _ = message.ack_with(AckKind::Nak(delay)).await;
         }
-    }
-
-    /// Fails generations that have been running past every delivery's deadline, or whose job was
-    /// dropped, so none stays `running` forever.
-    async fn sweep(&self, mut shutdown: watch::Receiver<bool>) {
-        let limit = self.settings.job_deadline * (self.settings.max_deliver as u32 + 1)
-            + backoff(self.settings.max_deliver).iter().sum::<Duration>();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                _ = shutdown.changed() => return,
-            }
-            if let Err(error) = self.sweep_once(limit).await {
-                tracing::warn!(error = ?error, "generation sweep failed");
-            }
-        }
-    }
-
-    /// One sweep: generations started longer ago than `limit` and still running are failed.
-    pub async fn sweep_once(&self, limit: Duration) -> anyhow::Result<usize> {
-        let client = self.store.pool().get().await?;
-        let rows = client
-            .query(
-                "SELECT id, project_id, (document->>'project_version')::bigint FROM rm.generations
-                 WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)",
-                &[&limit.as_secs_f64()],
-            )
-            .await?;
-        drop(client);
-        for row in &rows {
-            let job = GenerationJob {
-                generation_id: row.get(0),
-                project_id: row.get(1),
-                project_version: row.get::<_, i64>(2).max(0) as u64,
-                event_id: uuid::Uuid::nil(),
-            };
-            let reason = format!(
-                "the generation exceeded its deadline of {} s",
-                limit.as_secs()
-            );
-            job::record_failure(&self.store, &job, &reason, Vec::new(), None).await?;
-        }
-        Ok(rows.len())
     }
 }
