@@ -35,9 +35,14 @@ async fn visible_generation(
         .await?
         .ok_or_else(|| ApiError::not_found("no such generation"))?;
     let project_id: Uuid = row.try_get(0)?;
+    // Only "no such project" (or not visible) means "no such generation": a 503 or a 500 while
+    // reading the project stays what it is.
     let v = visible(state, caller, project_id, Features::Without)
         .await
-        .map_err(|_| ApiError::not_found("no such generation"))?;
+        .map_err(|error| match error.kind() {
+            ProblemType::NotFound => ApiError::not_found("no such generation"),
+            _ => error,
+        })?;
     if v.status == ProjectStatus::Archived && !v.privileged {
         return Err(ApiError::not_found("no such generation"));
     }
@@ -143,11 +148,16 @@ async fn zip_response(
         ))
     })?;
     let content: Vec<u8> = row.try_get(0)?;
-    let name = format!(
-        "backforge-{}-v{}.zip",
-        document["project_id"].as_str().unwrap_or("project"),
-        document["project_version"].as_u64().unwrap_or(0)
-    );
+    // Stored data that lacks what every generation has is an error, never a made-up name.
+    let (Some(project_id), Some(project_version)) = (
+        document["project_id"].as_str(),
+        document["project_version"].as_u64(),
+    ) else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "generation document without project_id or project_version"
+        )));
+    };
+    let name = format!("backforge-{project_id}-v{project_version}.zip");
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((
