@@ -2,6 +2,7 @@
 
 mod access;
 mod auth;
+mod consumers;
 mod event_store;
 mod generated_app;
 mod generations;

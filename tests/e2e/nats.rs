@@ -12,15 +12,14 @@ use tests::nats::{PrivateNats, delete_streams, read_stream, shared_url, unique_p
 use tokio::sync::watch;
 
 fn relay(app: &TestApp, kind: RelayKind, nats: async_nats::Client, prefix: &str) -> Relay {
-    Relay {
+    Relay::new(
         kind,
-        store: (*app.store).clone(),
-        pool: app.pool.clone(),
-        database_url: app.db.url.clone(),
+        (*app.store).clone(),
+        app.db.url.clone(),
         nats,
-        names: Names::new(prefix),
-        metrics: runtime::metrics::Metrics::new(),
-    }
+        Names::new(prefix),
+        runtime::metrics::Metrics::new(),
+    )
 }
 
 /// Polls `stream` until it holds `count` messages or 15 s pass.

@@ -50,7 +50,7 @@ async fn checkpoint(pool: &Pool) -> (Position, Option<Uuid>) {
 
 /// The position of the newest committed event, ignoring the xmin horizon: once every writer is
 /// done, the feed head the projector must reach.
-async fn newest_event(pool: &Pool) -> Position {
+pub(crate) async fn newest_event(pool: &Pool) -> Position {
     let client = pool.get().await.expect("client");
     let row = client
         .query_opt(
@@ -82,7 +82,7 @@ async fn projected(pool: &Pool, position: Position, deadline: Duration) -> Optio
 /// The read models of the database at `url`: every table of schema `rm` (the four of phase 1 at
 /// least, and whatever later phases add), every column, rows ordered by primary key, except who
 /// wrote the checkpoint and when.
-async fn dump(url: &str) -> Vec<(String, Vec<Value>)> {
+pub(crate) async fn dump(url: &str) -> Vec<(String, Vec<Value>)> {
     let pool = pool(url);
     let client = pool.get().await.expect("client");
     let tables = client
@@ -137,7 +137,7 @@ fn rows<'a>(dump: &'a [(String, Vec<Value>)], table: &str) -> &'a [Value] {
 
 /// Asserts two dumps are equal, naming the first table and row that differ.
 #[track_caller]
-fn assert_same_read_models(
+pub(crate) fn assert_same_read_models(
     left: &[(String, Vec<Value>)],
     right: &[(String, Vec<Value>)],
     what: &str,
@@ -170,7 +170,7 @@ async fn leader_instance(projector: &Backforge) -> Uuid {
 }
 
 /// A small random pause in `low..=high` ms (pacing only, never for correctness).
-fn jitter(low: u64, high: u64) -> Duration {
+pub(crate) fn jitter(low: u64, high: u64) -> Duration {
     Duration::from_millis(low + (Uuid::new_v4().as_u128() % u128::from(high - low + 1)) as u64)
 }
 
@@ -274,7 +274,7 @@ async fn a_write_on_the_command_api_is_read_on_the_query_api_at_its_position_wit
 
 /// One writer of the kill test: a user creating, changing, sharing and archiving projects
 /// through the command API until `until`. Returns how many projects it created.
-async fn write_until(api: Api, me: TestUser, others: Vec<TestUser>, until: Instant) -> usize {
+pub(crate) async fn write_until(api: Api, me: TestUser, others: Vec<TestUser>, until: Instant) -> usize {
     struct Mine {
         id: String,
         features: Vec<String>,

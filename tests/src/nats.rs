@@ -52,22 +52,29 @@ pub async fn read_stream(
         })
         .await?;
     let mut out = Vec::new();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10_000)
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await?;
-    while let Some(message) = batch.next().await {
-        let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .map(|v| v.to_string());
-        out.push((message.subject.to_string(), id, message.payload.to_vec()));
+    // One fetch returns at most what the server allows per pull (1,000 here): fetch until a
+    // batch comes back empty.
+    loop {
+        let before = out.len();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1_000)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string());
+            out.push((message.subject.to_string(), id, message.payload.to_vec()));
+        }
+        if out.len() == before {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// A `nats-server` of the test's own, on a free port, with JetStream in a temp directory.
@@ -75,6 +82,9 @@ pub struct PrivateNats {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// The server's `max_payload`, when the test sets one (nats-server has no flag for it, so it
+    /// goes through a configuration file).
+    max_payload: Option<usize>,
 }
 
 fn free_port() -> u16 {
@@ -92,7 +102,14 @@ impl PrivateNats {
             port: free_port(),
             dir,
             child: None,
+            max_payload: None,
         }
+    }
+
+    /// The server will accept messages of at most `bytes` (its `max_payload`).
+    pub fn with_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
+        self
     }
 
     pub fn url(&self) -> String {
@@ -108,16 +125,24 @@ impl PrivateNats {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("nats-server");
-        let child = Command::new(binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
+        let mut command = Command::new(binary);
+        command.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ]);
+        command.arg(&self.dir);
+        if let Some(max_payload) = self.max_payload {
+            std::fs::create_dir_all(&self.dir).expect("nats store directory");
+            let config = self.dir.join("server.conf");
+            std::fs::write(&config, format!("max_payload: {max_payload}\n"))
+                .expect("nats-server configuration");
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
