@@ -99,6 +99,8 @@ async fn main() {
     if let Action::Generate = cli.command {
         std::process::exit(generate::run());
     }
+    // A `.env` file in the working directory fills in variables the environment does not set.
+    let dotenv = dotenvy::dotenv();
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(error) => {
@@ -107,6 +109,12 @@ async fn main() {
         }
     };
     telemetry::init(settings.environment);
+    match dotenv {
+        Ok(path) => tracing::info!(path = %path.display(), "read settings from .env"),
+        Err(error) if error.not_found() => {}
+        Err(error) => tracing::warn!(%error, "could not read .env"),
+    }
+    settings.log_warnings();
     if let Err(error) = run(cli.command, settings).await {
         tracing::error!(error = ?error, "backforge stopped with an error");
         eprintln!("backforge: {error:#}");
@@ -127,7 +135,8 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 async fn open_store(settings: &Settings) -> anyhow::Result<PgEventStore> {
     migrate(settings).await?;
     let pool = event_store::setup::pool(&settings.database_url, settings.pool_size)?;
-    let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()));
+    let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()))
+        .with_max_event_bytes(settings.max_event_bytes);
     store.listen_for_commits(&settings.database_url);
     Ok(store)
 }

@@ -80,7 +80,11 @@ impl CommandState {
             ip_limiter: RateLimiter::new(settings.login_per_ip_per_minute),
             account_limiter: RateLimiter::new(settings.login_per_account_per_minute),
             register_limiter: RateLimiter::new(settings.register_per_ip_per_minute),
-            projects: StateCache::new(PROJECT_CACHE_CAPACITY),
+            projects: StateCache::new(
+                PROJECT_CACHE_CAPACITY,
+                settings.state_cache_bytes,
+                domain::serialized_len,
+            ),
             store,
             pool,
             settings,
@@ -138,7 +142,8 @@ impl Application {
         event_store::setup::migrate(&settings.database_url).await?;
         migrate(&settings.database_url).await?;
         let pool = event_store::setup::pool(&settings.database_url, settings.pool_size)?;
-        let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()));
+        let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()))
+            .with_max_event_bytes(settings.max_event_bytes);
         let state = web::Data::new(CommandState::new(settings, store)?);
         let listener = TcpListener::bind(addr)?;
         let port = listener.local_addr()?.port();

@@ -128,9 +128,18 @@ pub struct Settings {
     /// A generation still `requested` this long after its request is failed by the sweeper
     /// (`BACKFORGE_GENERATION_QUEUE_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`).
     pub generation_queue_timeout: Duration,
+    /// What loading found worth a warning (a development secret in use), for the log once it runs.
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
+    /// Logs what loading the settings warned about; call once telemetry is set up.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
+
     /// Reads the environment (`DATABASE_URL`, `NATS_URL`, `JWT_SECRET` and `BACKFORGE_*`).
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|key| std::env::var(key).ok())
@@ -149,6 +158,8 @@ impl Settings {
                 bail!("BACKFORGE_ENV must be `development` or `production`, not `{other}`")
             }
         };
+        // Settings load before logging is set up: warnings are kept and logged by `log_warnings`.
+        let mut warnings = Vec::new();
         // An empty value (`JWT_SECRET=` in a compose file) counts as unset.
         let jwt_secret = match get("JWT_SECRET").filter(|s| !s.is_empty()) {
             Some(secret) => {
@@ -163,8 +174,9 @@ impl Settings {
                 bail!("JWT_SECRET is required when BACKFORGE_ENV=production")
             }
             None => {
-                tracing::warn!(
+                warnings.push(
                     "JWT_SECRET is not set: using the development secret; never do this in production"
+                        .to_owned(),
                 );
                 DEV_JWT_SECRET.to_owned()
             }
@@ -271,6 +283,7 @@ impl Settings {
                 event_store::DEFAULT_MAX_EVENT_BYTES as u64,
             )? as usize,
             state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
+            warnings,
             generation_queue_timeout: match get("BACKFORGE_GENERATION_QUEUE_TIMEOUT") {
                 None => Duration::from_secs(3600),
                 Some(v) => parse_duration(&v).with_context(|| {

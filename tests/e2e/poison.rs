@@ -271,6 +271,21 @@ async fn the_largest_accepted_event_is_published_and_so_are_later_ones() {
         .expect(201);
     let project = created.body["id"].as_str().expect("id").to_owned();
 
+    // The finding: a text default of 1,048,376 characters in a body just under 1 MiB made a
+    // CloudEvent over NATS's max_payload, and the relay retried it forever.
+    let h1 = json!({"name": "Big", "feature_type": "crud", "schema_definition": {"entity": "big",
+        "fields": [{"name": "t", "type": "text", "default": "x".repeat(1_048_376)}]}});
+    let refused_h1 = serve
+        .send(
+            Method::POST,
+            &format!("/projects/{project}/features"),
+            token,
+            Some(h1),
+            &[],
+        )
+        .await;
+    assert_eq!(refused_h1.status.as_u16(), 422, "{}", refused_h1.body);
+
     // From too large down to the first that fits: that one is as large as an event may be, to
     // within one field (about 10 KB of 512 KiB).
     let mut refused = 0;
