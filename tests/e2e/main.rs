@@ -17,5 +17,5 @@ mod processes;
 mod projects;
 mod read_side;
 mod readme_tour;
-mod sign_in;
 mod repo_docs;
+mod sign_in;
