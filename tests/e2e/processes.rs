@@ -274,7 +274,12 @@ async fn a_write_on_the_command_api_is_read_on_the_query_api_at_its_position_wit
 
 /// One writer of the kill test: a user creating, changing, sharing and archiving projects
 /// through the command API until `until`. Returns how many projects it created.
-pub(crate) async fn write_until(api: Api, me: TestUser, others: Vec<TestUser>, until: Instant) -> usize {
+pub(crate) async fn write_until(
+    api: Api,
+    me: TestUser,
+    others: Vec<TestUser>,
+    until: Instant,
+) -> usize {
     struct Mine {
         id: String,
         features: Vec<String>,
