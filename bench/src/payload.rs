@@ -27,6 +27,7 @@ pub fn metadata() -> EventMetadata {
         causation_id: None,
         request_id: Some(format!("req-{}", Uuid::new_v4().simple())),
         traceparent: None,
+        project_id: None,
     }
 }
 

@@ -26,6 +26,8 @@ impl RequestMeta {
             causation_id: Some(self.request_id),
             request_id: Some(self.request_id.to_string()),
             traceparent: self.traceparent.clone(),
+            // Filled in by the append of a project-owned event.
+            project_id: None,
         }
     }
 }

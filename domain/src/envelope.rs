@@ -20,6 +20,10 @@ pub struct EventMetadata {
     /// W3C `traceparent` of the request, so a trace can be followed through the projector and worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The project the event belongs to (its own events, and those of its generations and every
+    /// later project-owned aggregate), so integrators can follow one project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
 }
 
 /// Why a stored payload could not be turned back into a domain event.

@@ -52,6 +52,7 @@ pub fn event(event_type: &str, data: Value) -> NewEvent {
             causation_id: None,
             request_id: Some("req-1".into()),
             traceparent: None,
+            project_id: None,
         },
     }
 }

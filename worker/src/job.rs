@@ -50,6 +50,7 @@ fn metadata(job: &GenerationJob) -> EventMetadata {
         correlation_id: Some(job.generation_id),
         causation_id: Some(job.event_id),
         request_id: Some("worker".into()),
+        project_id: Some(job.project_id),
         ..EventMetadata::default()
     }
 }
