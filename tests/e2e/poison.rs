@@ -160,19 +160,19 @@ async fn a_nul_anywhere_in_any_body_is_refused_and_the_projector_keeps_moving_fo
         );
     }
 
-    // With an Idempotency-Key the refusal happens before the key is claimed: the same key is free
-    // for the corrected request at once (it used to answer 500 and stay in flight for a minute).
+    // L1: a NUL echoed into a 422 (an unknown field's name) with an Idempotency-Key used to answer
+    // 500 and leave the key in flight for a minute. Now the refusal comes before the key is
+    // claimed, and the same key is free for the corrected request at once.
     let key = [("Idempotency-Key", "poison-then-fixed")];
-    let refused = serve
-        .send(
-            Method::POST,
-            "/projects",
-            token,
-            Some(json!({"name": "p", "description": "a\u{0}b"})),
-            &key,
-        )
-        .await;
-    assert_eq!(refused.status.as_u16(), 422, "{}", refused.body);
+    for poisoned in [
+        json!({"name": "p", "na\u{0}me": "x"}),
+        json!({"name": "p", "description": "a\u{0}b"}),
+    ] {
+        let refused = serve
+            .send(Method::POST, "/projects", token, Some(poisoned), &key)
+            .await;
+        assert_eq!(refused.status.as_u16(), 422, "{}", refused.body);
+    }
     serve
         .send(
             Method::POST,
