@@ -2,6 +2,7 @@
 //! verification and the one mapping of errors to RFC 9457 problem documents.
 
 pub mod auth;
+pub mod http_headers;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
