@@ -636,8 +636,8 @@ impl crate::Decider for Generation {
 mod tests {
     use super::*;
     use crate::Decider;
+    use crate::crud_schema::EntitySchema;
     use crate::project::{Feature, GenerationMode, ProjectEvent};
-    use crate::schema::EntitySchema;
     use crate::testing::{
         feature_id, generation_id, given, given_nothing, project_id, t, t0, user_id,
     };

@@ -446,7 +446,7 @@ fn a_text_field_stored_with_a_huge_max_length_generates_without_allocating_it() 
     );
     // As stored before text lengths were limited (up to u32::MAX was accepted).
     let schema = project.features[0].schema_definition.as_mut().unwrap();
-    schema.fields[0].kind = domain::schema::FieldKind::Text {
+    schema.fields[0].kind = domain::crud_schema::FieldKind::Text {
         max_length: Some(1_000_000_000),
     };
     let artifact = generate(&project, 1, Target::PythonFastapi).unwrap();

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use domain::schema::{FieldDef, FieldKind};
+use domain::crud_schema::{FieldDef, FieldKind};
 use serde_json::{Number, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -633,7 +633,7 @@ fn default_expr(def: &FieldDef, default: &Value) -> String {
             format!("_decimal.Decimal({})", python_str(&n.to_string()))
         }
         (FieldKind::Float { .. }, Value::Number(n)) => float_text(n.as_f64().unwrap_or(0.0)),
-        (FieldKind::Date, Value::String(s)) => match domain::schema::parse_date(s) {
+        (FieldKind::Date, Value::String(s)) => match domain::crud_schema::parse_date(s) {
             Some(d) => format!(
                 "_dt.date({}, {}, {})",
                 d.year(),

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::project::{Feature, FeatureType, Project};
-use domain::schema::{EntitySchema, FieldDef, FieldKind};
+use domain::crud_schema::{EntitySchema, FieldDef, FieldKind};
 use serde_json::{Number, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -553,7 +553,7 @@ fn sample_field(def: &FieldDef) -> Result<(Vec<Value>, Vec<Invalid>), String> {
             values.into_iter().map(Value::String).collect()
         }
         FieldKind::Text { max_length } => {
-            let max = max_length.unwrap_or(domain::schema::STRING_MAX_LENGTH_LIMIT) as usize;
+            let max = max_length.unwrap_or(domain::crud_schema::STRING_MAX_LENGTH_LIMIT) as usize;
             let rules = StringRules {
                 min_len: 0,
                 // Stored before text lengths were limited, a length may be far beyond what a
@@ -623,7 +623,7 @@ fn sample_field(def: &FieldDef) -> Result<(Vec<Value>, Vec<Invalid>), String> {
             let base = values[0];
             let step = if base == hi { -1 } else { 1 };
             let finer = base.0.checked_mul(10).and_then(|v| v.checked_add(step));
-            if let (Some(finer), true) = (finer, s < domain::schema::DECIMAL_PRECISION_MAX) {
+            if let (Some(finer), true) = (finer, s < domain::crud_schema::DECIMAL_PRECISION_MAX) {
                 invalid.push(case(
                     "too-many-places",
                     &text(Scaled(finer), s + 1),
@@ -636,7 +636,7 @@ fn sample_field(def: &FieldDef) -> Result<(Vec<Value>, Vec<Invalid>), String> {
                 ));
             }
             let whole = p - s;
-            if whole < domain::schema::DECIMAL_PRECISION_MAX {
+            if whole < domain::crud_schema::DECIMAL_PRECISION_MAX {
                 let too_big = format!("1{}", "0".repeat(usize::from(whole)));
                 invalid.push(case(
                     "too-many-digits",

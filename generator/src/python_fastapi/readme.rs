@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use domain::schema::{FieldDef, FieldKind};
+use domain::crud_schema::{FieldDef, FieldKind};
 
 use super::plan::Plan;
 use crate::GENERATOR_VERSION;

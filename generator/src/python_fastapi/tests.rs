@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use domain::schema::FieldKind;
+use domain::crud_schema::FieldKind;
 use serde_json::Value;
 
 use super::app::default_as_json;

@@ -1,0 +1,63 @@
+//! Why a project command is refused.
+
+use crate::error::{ErrorClass, FieldError, join};
+use crate::ids::{FeatureId, UserId};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProjectError {
+    #[error("no such project")]
+    NotFound,
+    #[error("the project exists already")]
+    AlreadyExists,
+    /// Writes to an archived project answer 404 like its current-state reads (`docs/api.md`,
+    /// reasons in `docs/ARCHITECTURE.md`); the HTTP layer picks the answer per route.
+    #[error("the project is archived")]
+    Archived,
+    #[error("the project has no feature {0}")]
+    FeatureNotFound(FeatureId),
+    /// A fresh feature id collided: a caller bug or a replayed request, not a client mistake.
+    #[error("the project has a feature {0} already")]
+    FeatureAlreadyExists(FeatureId),
+    #[error("user {0} is not a member of the project")]
+    MemberNotFound(UserId),
+    #[error("the owner of a project cannot be added as a member")]
+    OwnerCannotBeMember,
+    #[error("the project has the maximum of {limit} features")]
+    FeatureLimitReached { limit: usize },
+    #[error("the project has a feature named `{name}` already")]
+    FeatureNameTaken { name: String },
+    #[error("the project has an entity named `{entity}` already")]
+    EntityNameTaken { entity: String },
+    #[error("the project has an entity with the plural `{plural}` already")]
+    PluralTaken { plural: String },
+    /// The change would leave these entities referencing something gone, renamed or disabled.
+    #[error("the entity is referenced by {}", .by.join(", "))]
+    FeatureReferenced { by: Vec<String> },
+    /// Every problem of the request, found at once.
+    #[error("invalid request: {}", join(.0))]
+    Validation(Vec<FieldError>),
+    /// The project's state after the change would be larger than the configured limit.
+    #[error("the project would be {bytes} bytes, over the limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
+}
+
+impl ProjectError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProjectError::NotFound
+            | ProjectError::FeatureNotFound(_)
+            | ProjectError::MemberNotFound(_) => ErrorClass::NotFound,
+            ProjectError::AlreadyExists
+            | ProjectError::Archived
+            | ProjectError::FeatureAlreadyExists(_)
+            | ProjectError::FeatureLimitReached { .. }
+            | ProjectError::FeatureNameTaken { .. }
+            | ProjectError::EntityNameTaken { .. }
+            | ProjectError::PluralTaken { .. }
+            | ProjectError::FeatureReferenced { .. } => ErrorClass::Conflict,
+            ProjectError::OwnerCannotBeMember
+            | ProjectError::Validation(_)
+            | ProjectError::TooLarge { .. } => ErrorClass::Invalid,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `Project::evolve`: folds one stored event into the state; infallible.
+
+use super::{Feature, Member, Project, ProjectCommand, ProjectError, ProjectEvent, ProjectStatus};
+use crate::limits::Limits;
+
+impl Project {
+    pub fn evolve(&mut self, event: &ProjectEvent) {
+        match event {
+            ProjectEvent::ProjectCreated {
+                project_id,
+                owner_id,
+                name,
+                description,
+                generation_mode,
+                created_at,
+            } => {
+                *self = Project {
+                    id: *project_id,
+                    name: name.clone(),
+                    description: description.clone(),
+                    owner_id: *owner_id,
+                    status: ProjectStatus::Active,
+                    generation_mode: *generation_mode,
+                    features: Vec::new(),
+                    members: Vec::new(),
+                    created_at: *created_at,
+                    updated_at: *created_at,
+                    created: true,
+                };
+            }
+            ProjectEvent::ProjectUpdated {
+                name,
+                description,
+                generation_mode,
+                updated_at,
+                ..
+            } => {
+                if let Some(name) = name {
+                    self.name = name.clone();
+                }
+                if let Some(description) = description {
+                    self.description = description.clone();
+                }
+                if let Some(mode) = generation_mode {
+                    self.generation_mode = *mode;
+                }
+                self.updated_at = *updated_at;
+            }
+            ProjectEvent::ProjectArchived { archived_at, .. } => {
+                self.status = ProjectStatus::Archived;
+                self.updated_at = *archived_at;
+            }
+            ProjectEvent::ProjectMemberAdded {
+                user_id,
+                role,
+                added_at,
+                ..
+            } => {
+                match self.members.iter_mut().find(|m| m.user_id == *user_id) {
+                    Some(member) => member.role = *role,
+                    None => self.members.push(Member {
+                        user_id: *user_id,
+                        role: *role,
+                        added_at: *added_at,
+                    }),
+                }
+                self.updated_at = *added_at;
+            }
+            ProjectEvent::ProjectMemberRemoved {
+                user_id,
+                removed_at,
+                ..
+            } => {
+                self.members.retain(|m| m.user_id != *user_id);
+                self.updated_at = *removed_at;
+            }
+            ProjectEvent::FeatureAdded {
+                feature_id,
+                name,
+                feature_type,
+                generation_mode,
+                configuration,
+                schema_definition,
+                is_enabled,
+                added_at,
+                ..
+            } => {
+                self.features.push(Feature {
+                    id: *feature_id,
+                    name: name.clone(),
+                    feature_type: *feature_type,
+                    generation_mode: *generation_mode,
+                    configuration: configuration.clone(),
+                    schema_definition: schema_definition.clone(),
+                    is_enabled: *is_enabled,
+                    created_at: *added_at,
+                    updated_at: *added_at,
+                });
+                self.updated_at = *added_at;
+            }
+            ProjectEvent::FeatureUpdated {
+                feature_id,
+                name,
+                generation_mode,
+                configuration,
+                schema_definition,
+                is_enabled,
+                updated_at,
+                ..
+            } => {
+                if let Some(feature) = self.features.iter_mut().find(|f| f.id == *feature_id) {
+                    if let Some(name) = name {
+                        feature.name = name.clone();
+                    }
+                    if let Some(mode) = generation_mode {
+                        feature.generation_mode = *mode;
+                    }
+                    if let Some(configuration) = configuration {
+                        feature.configuration = configuration.clone();
+                    }
+                    if let Some(schema) = schema_definition {
+                        feature.schema_definition = Some(schema.clone());
+                    }
+                    if let Some(enabled) = is_enabled {
+                        feature.is_enabled = *enabled;
+                    }
+                    feature.updated_at = *updated_at;
+                }
+                self.updated_at = *updated_at;
+            }
+            ProjectEvent::FeatureRemoved {
+                feature_id,
+                removed_at,
+                ..
+            } => {
+                self.features.retain(|f| f.id != *feature_id);
+                self.updated_at = *removed_at;
+            }
+        }
+    }
+}
+
+impl crate::Decider for Project {
+    type Command = ProjectCommand;
+    type Event = ProjectEvent;
+    type Error = ProjectError;
+
+    fn decide(
+        &self,
+        command: &ProjectCommand,
+        limits: &Limits,
+    ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        Project::decide(self, command, limits)
+    }
+
+    fn evolve(&mut self, event: &ProjectEvent) {
+        Project::evolve(self, event);
+    }
+}

@@ -1,0 +1,22 @@
+//! The project aggregate: a project, its features (crud entities with validated schemas) and its members.
+//!
+//! Features live in the project's stream, so every rule that spans features (unique names, unique
+//! entities and plurals, references between entities) is decided against one consistent state.
+
+mod commands;
+mod decide;
+mod errors;
+mod events;
+mod evolve;
+mod state;
+mod validation;
+
+#[cfg(test)]
+mod tests;
+
+pub use commands::{FeatureChanges, NewFeature, ProjectCommand};
+pub use errors::ProjectError;
+pub use events::{FeaturesTouched, ProjectEvent};
+pub use state::{
+    Access, Feature, FeatureType, GenerationMode, Member, Project, ProjectRole, ProjectStatus,
+};
