@@ -2,7 +2,7 @@
 //! with no actor in the envelope.
 
 use domain::ids::UserId;
-use domain::user::{Role, User, UserCommand, normalize_email};
+use domain::user::{ChangeRole, Role, User, UserCommand, normalize_email};
 use domain::{EventMetadata, Limits};
 use event_store::{ExpectedVersion, NewEvent, PgEventStore, StreamAppend};
 use time::OffsetDateTime;
@@ -27,10 +27,10 @@ pub async fn grant_admin(store: &PgEventStore, email: &str) -> anyhow::Result<bo
     let loaded: Loaded<User> = load(store, &stream)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the user: {e}"))?;
-    let command = UserCommand::ChangeRole {
+    let command = UserCommand::ChangeRole(ChangeRole {
         role: Role::Admin,
         at: OffsetDateTime::now_utc(),
-    };
+    });
     let events = loaded
         .state
         .decide(&command, &Limits::default())

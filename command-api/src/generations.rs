@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use domain::generation::{Generation, GenerationCommand, GenerationError};
+use domain::generation::{Generation, GenerationCommand, GenerationError, RequestGeneration};
 use domain::ids::{GenerationId, ProjectId, UserId};
 use domain::project::Project;
 use event_store::{ExpectedVersion, NewEvent, Position, ReadUntil, StreamAppend};
@@ -114,7 +114,7 @@ pub async fn request_generation(
             } else {
                 project_at(state_ref, project_id, version).await?
             };
-            let command = GenerationCommand::RequestGeneration {
+            let command = GenerationCommand::RequestGeneration(RequestGeneration {
                 generation_id,
                 project: snapshot,
                 project_version: version,
@@ -123,7 +123,7 @@ pub async fn request_generation(
                 verify: value.verify.unwrap_or(false),
                 requested_by: UserId::from_uuid(caller_ref.user_id),
                 at: now,
-            };
+            });
             let events = Generation::default()
                 .decide(&command, &state_ref.settings.limits)
                 .map_err(generation_error)?;

@@ -5,7 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, delete, post, put, web};
 use domain::FieldError;
 use domain::ids::{FeatureId, ProjectId, UserId};
 use domain::project::{
-    FeatureChanges, FeatureType, GenerationMode, NewFeature, ProjectCommand, ProjectRole,
+    AddFeature, AddMember, ArchiveProject, CreateProject, FeatureChanges, FeatureType,
+    GenerationMode, NewFeature, ProjectCommand, ProjectRole, RemoveFeature, RemoveMember,
+    UpdateFeature, UpdateProject,
 };
 use runtime::openapi::{self, CreateHeaders, VersionAnswer, WriteAnswer, WriteHeaders};
 use runtime::{ApiError, Authenticated, Json, path_id};
@@ -171,7 +173,7 @@ pub async fn create_project(
         body: &raw,
     };
     projects::create(&state, write, |project_id, owner_id, at| {
-        ProjectCommand::CreateProject {
+        ProjectCommand::CreateProject(CreateProject {
             project_id,
             owner_id,
             name: value.name.clone(),
@@ -179,7 +181,7 @@ pub async fn create_project(
             generation_mode: value.generation_mode,
             features: features.clone(),
             at,
-        }
+        })
     })
     .await
 }
@@ -220,12 +222,12 @@ pub async fn update_project(
         id: project_id.as_uuid(),
     };
     projects::change(&state, write, project_id, answer, |_, at| {
-        Ok(ProjectCommand::UpdateProject {
+        Ok(ProjectCommand::UpdateProject(UpdateProject {
             name: name.clone(),
             description: value.description.clone(),
             generation_mode,
             at,
-        })
+        }))
     })
     .await
 }
@@ -253,7 +255,7 @@ pub async fn archive_project(
         body: &[],
     };
     projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
-        Ok(ProjectCommand::ArchiveProject { at })
+        Ok(ProjectCommand::ArchiveProject(ArchiveProject { at }))
     })
     .await
 }
@@ -288,11 +290,11 @@ pub async fn put_member(
         body: &raw,
     };
     projects::change(&state, write, project_id, Answer::Versioned, |_, at| {
-        Ok(ProjectCommand::AddMember {
+        Ok(ProjectCommand::AddMember(AddMember {
             user_id,
             role: value.role,
             at,
-        })
+        }))
     })
     .await
 }
@@ -323,7 +325,7 @@ pub async fn delete_member(
         body: &[],
     };
     projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
-        Ok(ProjectCommand::RemoveMember { user_id, at })
+        Ok(ProjectCommand::RemoveMember(RemoveMember { user_id, at }))
     })
     .await
 }
@@ -360,10 +362,10 @@ pub async fn add_feature(
         location: format!("/api/v1/projects/{project_id}/features/{feature_id}"),
     };
     projects::change(&state, write, project_id, answer, |_, at| {
-        Ok(ProjectCommand::AddFeature {
+        Ok(ProjectCommand::AddFeature(AddFeature {
             feature: feature.clone(),
             at,
-        })
+        }))
     })
     .await
 }
@@ -417,11 +419,11 @@ pub async fn update_feature(
         id: feature_id.as_uuid(),
     };
     projects::change(&state, write, project_id, answer, |_, at| {
-        Ok(ProjectCommand::UpdateFeature {
+        Ok(ProjectCommand::UpdateFeature(UpdateFeature {
             feature_id,
             changes: changes.clone(),
             at,
-        })
+        }))
     })
     .await
 }
@@ -451,7 +453,10 @@ pub async fn remove_feature(
         body: &[],
     };
     projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
-        Ok(ProjectCommand::RemoveFeature { feature_id, at })
+        Ok(ProjectCommand::RemoveFeature(RemoveFeature {
+            feature_id,
+            at,
+        }))
     })
     .await
 }

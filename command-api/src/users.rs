@@ -5,7 +5,10 @@ use actix_web::{HttpRequest, HttpResponse};
 use domain::FieldError;
 use domain::email::{EmailReservationEvent, reservation_stream};
 use domain::ids::UserId;
-use domain::user::{Role, User, UserCommand, UserError, normalize_email, validate_password};
+use domain::user::{
+    ChangePassword, RegisterUser, Role, UpdateProfile, User, UserCommand, UserError,
+    normalize_email, validate_password,
+};
 use event_store::{ExpectedVersion, NewEvent, Position, StreamAppend};
 use runtime::{ApiError, Authenticated, ProblemType};
 use serde_json::{Value, json};
@@ -116,7 +119,7 @@ pub async fn register(
     }
     let user_id = UserId::from_uuid(Uuid::now_v7());
     let now = OffsetDateTime::now_utc();
-    let command = UserCommand::Register {
+    let command = UserCommand::Register(RegisterUser {
         user_id,
         email: email
             .clone()
@@ -124,7 +127,7 @@ pub async fn register(
         name: input.name.clone(),
         role: Role::Member,
         at: now,
-    };
+    });
     let decided = User::default().decide(&command, limits);
     let events = match decided {
         Ok(events) if errors.is_empty() => events,
@@ -331,10 +334,10 @@ pub async fn update_profile(
         let name = name.clone();
         async move {
             let loaded: Loaded<User> = load(&state.store, &stream).await?;
-            let command = UserCommand::UpdateProfile {
+            let command = UserCommand::UpdateProfile(UpdateProfile {
                 name,
                 at: OffsetDateTime::now_utc(),
-            };
+            });
             let events = loaded
                 .state
                 .decide(&command, &state.settings.limits)
@@ -421,7 +424,7 @@ pub async fn change_password(
             let events = loaded
                 .state
                 .decide(
-                    &UserCommand::ChangePassword { at: now },
+                    &UserCommand::ChangePassword(ChangePassword { at: now }),
                     &state.settings.limits,
                 )
                 .map_err(user_error)?;

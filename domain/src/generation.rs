@@ -214,39 +214,55 @@ impl Default for Generation {
     }
 }
 
+/// `project` is the project folded up to `project_version`; `current_project_version` is the
+/// stream's version now. The caller checks access (and the current project's status) on the
+/// current state before it loads the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestGeneration {
+    pub generation_id: GenerationId,
+    pub project: Project,
+    pub project_version: u64,
+    pub current_project_version: u64,
+    /// Raw, as in the request; the default (`docs/api.md`) is `python-fastapi`.
+    pub target: String,
+    pub verify: bool,
+    pub requested_by: UserId,
+    pub at: OffsetDateTime,
+}
+
+/// A worker took the job; `attempt` is its delivery count (1 for the first delivery).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartGeneration {
+    pub attempt: u32,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompleteGeneration {
+    pub file_count: u64,
+    pub size_bytes: u64,
+    /// Lowercase hex SHA-256 of the ZIP.
+    pub sha256: String,
+    pub steps: Vec<StepReport>,
+    pub tests: Option<TestReport>,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailGeneration {
+    pub reason: String,
+    pub steps: Vec<StepReport>,
+    pub tests: Option<TestReport>,
+    pub at: OffsetDateTime,
+}
+
+/// Every command a generation decides, each its own struct.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerationCommand {
-    /// `project` is the project folded up to `project_version`; `current_project_version` is the
-    /// stream's version now. The caller checks access (and the current project's status) on the
-    /// current state before it loads the snapshot.
-    RequestGeneration {
-        generation_id: GenerationId,
-        project: Project,
-        project_version: u64,
-        current_project_version: u64,
-        /// Raw, as in the request; the default (`docs/api.md`) is `python-fastapi`.
-        target: String,
-        verify: bool,
-        requested_by: UserId,
-        at: OffsetDateTime,
-    },
-    /// A worker took the job; `attempt` is its delivery count (1 for the first delivery).
-    Start { attempt: u32, at: OffsetDateTime },
-    Complete {
-        file_count: u64,
-        size_bytes: u64,
-        /// Lowercase hex SHA-256 of the ZIP.
-        sha256: String,
-        steps: Vec<StepReport>,
-        tests: Option<TestReport>,
-        at: OffsetDateTime,
-    },
-    Fail {
-        reason: String,
-        steps: Vec<StepReport>,
-        tests: Option<TestReport>,
-        at: OffsetDateTime,
-    },
+    RequestGeneration(RequestGeneration),
+    Start(StartGeneration),
+    Complete(CompleteGeneration),
+    Fail(FailGeneration),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -416,8 +432,7 @@ impl Generation {
         command: &GenerationCommand,
         _limits: &Limits,
     ) -> Result<Vec<GenerationEvent>, GenerationError> {
-        use GenerationCommand::*;
-        if let RequestGeneration {
+        if let GenerationCommand::RequestGeneration(RequestGeneration {
             generation_id,
             project,
             project_version,
@@ -426,7 +441,7 @@ impl Generation {
             verify,
             requested_by,
             at,
-        } = command
+        }) = command
         {
             if self.requested {
                 return Err(GenerationError::AlreadyRequested);
@@ -472,14 +487,14 @@ impl Generation {
         }
         if self.status.is_finished() {
             return Err(match command {
-                RequestGeneration { .. } => GenerationError::AlreadyRequested,
+                GenerationCommand::RequestGeneration(_) => GenerationError::AlreadyRequested,
                 _ => GenerationError::AlreadyFinished,
             });
         }
         let generation_id = self.id;
         match command {
-            RequestGeneration { .. } => Err(GenerationError::AlreadyRequested),
-            Start { attempt, at } => {
+            GenerationCommand::RequestGeneration(_) => Err(GenerationError::AlreadyRequested),
+            GenerationCommand::Start(StartGeneration { attempt, at }) => {
                 // A duplicate delivery of an attempt already recorded changes nothing.
                 if self.status == GenerationStatus::Running && *attempt <= self.attempt {
                     return Ok(vec![]);
@@ -490,14 +505,14 @@ impl Generation {
                     started_at: *at,
                 }])
             }
-            Complete {
+            GenerationCommand::Complete(CompleteGeneration {
                 file_count,
                 size_bytes,
                 sha256,
                 steps,
                 tests,
                 at,
-            } => {
+            }) => {
                 if self.status != GenerationStatus::Running {
                     return Err(GenerationError::NotStarted);
                 }
@@ -533,12 +548,12 @@ impl Generation {
                     completed_at: *at,
                 }])
             }
-            Fail {
+            GenerationCommand::Fail(FailGeneration {
                 reason,
                 steps,
                 tests,
                 at,
-            } => Ok(vec![GenerationEvent::GenerationFailed {
+            }) => Ok(vec![GenerationEvent::GenerationFailed {
                 generation_id,
                 reason: text::sanitize_foreign(reason, REASON_MAX_BYTES),
                 steps: foreign_steps(steps),
@@ -692,7 +707,7 @@ mod tests {
     }
 
     fn request_with(project: Project, project_version: u64, target: &str) -> GenerationCommand {
-        GenerationCommand::RequestGeneration {
+        GenerationCommand::RequestGeneration(RequestGeneration {
             generation_id: generation_id(7),
             project,
             project_version,
@@ -701,7 +716,7 @@ mod tests {
             verify: false,
             requested_by: user_id(1),
             at: t(10),
-        }
+        })
     }
 
     fn request(project: Project) -> GenerationCommand {
@@ -746,14 +761,14 @@ mod tests {
     }
 
     fn complete(tests: Option<TestReport>) -> GenerationCommand {
-        GenerationCommand::Complete {
+        GenerationCommand::Complete(CompleteGeneration {
             file_count: 31,
             size_bytes: 20480,
             sha256: SHA.into(),
             steps: steps(),
             tests,
             at: t(12),
-        }
+        })
     }
 
     fn completed(tests: Option<TestReport>) -> GenerationEvent {
@@ -769,12 +784,12 @@ mod tests {
     }
 
     fn fail() -> GenerationCommand {
-        GenerationCommand::Fail {
+        GenerationCommand::Fail(FailGeneration {
             reason: "deadline exceeded".into(),
             steps: vec![],
             tests: None,
             at: t(30),
-        }
+        })
     }
 
     fn failed() -> GenerationEvent {
@@ -996,10 +1011,10 @@ mod tests {
     #[test]
     fn a_worker_starts_a_requested_generation() {
         let generation = given([requested(3)])
-            .when(GenerationCommand::Start {
+            .when(GenerationCommand::Start(StartGeneration {
                 attempt: 1,
                 at: t(11),
-            })
+            }))
             .then([started(1)]);
         assert_eq!(generation.status, GenerationStatus::Running);
         assert_eq!(
@@ -1011,10 +1026,10 @@ mod tests {
     #[test]
     fn a_redelivered_job_starts_again_with_its_attempt() {
         let generation = given([requested(3), started(1)])
-            .when(GenerationCommand::Start {
+            .when(GenerationCommand::Start(StartGeneration {
                 attempt: 2,
                 at: t(11),
-            })
+            }))
             .then([started(2)]);
         assert_eq!(generation.attempt, 2);
     }
@@ -1022,20 +1037,20 @@ mod tests {
     #[test]
     fn a_duplicate_delivery_of_the_same_attempt_changes_nothing() {
         given([requested(3), started(2)])
-            .when(GenerationCommand::Start {
+            .when(GenerationCommand::Start(StartGeneration {
                 attempt: 2,
                 at: t(11),
-            })
+            }))
             .then_nothing();
     }
 
     #[test]
     fn commands_on_a_generation_never_requested_are_refused() {
         for command in [
-            GenerationCommand::Start {
+            GenerationCommand::Start(StartGeneration {
                 attempt: 1,
                 at: t(11),
-            },
+            }),
             complete(None),
             fail(),
         ] {
@@ -1071,7 +1086,7 @@ mod tests {
             log: Some(format!("a\u{0}b{}", "x".repeat(2 * 1024 * 1024))),
         };
         let mut generation = given([requested(3), started(1)]).state().clone();
-        let fail = GenerationCommand::Fail {
+        let fail = GenerationCommand::Fail(FailGeneration {
             reason: format!("pytest said \u{0}{}", "y".repeat(100_000)),
             steps: vec![noisy.clone(); 40],
             tests: Some(TestReport {
@@ -1080,7 +1095,7 @@ mod tests {
                 report: "\u{0}".repeat(1 << 20),
             }),
             at: t(30),
-        };
+        });
         let events = generation.decide(&fail, &Limits::default()).unwrap();
         for event in &events {
             generation.evolve(event);
@@ -1116,14 +1131,14 @@ mod tests {
     #[test]
     fn a_completion_needs_a_sha256_in_lowercase_hex() {
         let outcome = given([requested(3), started(1)])
-            .when(GenerationCommand::Complete {
+            .when(GenerationCommand::Complete(CompleteGeneration {
                 file_count: 1,
                 size_bytes: 1,
                 sha256: SHA.to_uppercase(),
                 steps: vec![],
                 tests: None,
                 at: t(12),
-            })
+            }))
             .outcome();
         assert_eq!(
             invalid(outcome),
@@ -1181,7 +1196,7 @@ mod tests {
 
     #[test]
     fn a_running_generation_fails_with_its_reason_and_steps() {
-        let command = GenerationCommand::Fail {
+        let command = GenerationCommand::Fail(FailGeneration {
             reason: "tests failed".into(),
             steps: steps(),
             tests: Some(TestReport {
@@ -1190,7 +1205,7 @@ mod tests {
                 report: "2 failed".into(),
             }),
             at: t(13),
-        };
+        });
         let generation = given([requested(3), started(1)])
             .when(command)
             .outcome()
@@ -1208,10 +1223,10 @@ mod tests {
             vec![requested(3), failed()],
         ] {
             for command in [
-                GenerationCommand::Start {
+                GenerationCommand::Start(StartGeneration {
                     attempt: 3,
                     at: t(40),
-                },
+                }),
                 complete(None),
                 fail(),
             ] {

@@ -2,16 +2,16 @@
 //!
 //! ```
 //! use domain::testing::{given_nothing, t0, user_id};
-//! use domain::user::{Role, User, UserCommand, UserEvent};
+//! use domain::user::{RegisterUser, Role, User, UserCommand, UserEvent};
 //!
 //! given_nothing::<User>()
-//!     .when(UserCommand::Register {
+//!     .when(UserCommand::Register(RegisterUser {
 //!         user_id: user_id(1),
 //!         email: " Ada@Example.com ".into(),
 //!         name: "Ada".into(),
 //!         role: Role::Member,
 //!         at: t0(),
-//!     })
+//!     }))
 //!     .then([UserEvent::UserRegistered {
 //!         user_id: user_id(1),
 //!         email: "ada@example.com".into(),

@@ -71,33 +71,49 @@ impl Default for User {
     }
 }
 
+/// `email` is raw input; it is normalised here too, but the caller normalises it first to hash
+/// it for the reservation stream ([`crate::email::reservation_stream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterUser {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateProfile {
+    pub name: String,
+    pub at: OffsetDateTime,
+}
+
+/// The new hash is written to the command-side credentials table in the same transaction; the
+/// event only records that a change happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePassword {
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRole {
+    pub role: Role,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeactivateUser {
+    pub at: OffsetDateTime,
+}
+
+/// Every command a user decides, each its own struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
-    /// `email` is raw input; it is normalised here too, but the caller normalises it first to hash
-    /// it for the reservation stream ([`crate::email::reservation_stream`]).
-    Register {
-        user_id: UserId,
-        email: String,
-        name: String,
-        role: Role,
-        at: OffsetDateTime,
-    },
-    UpdateProfile {
-        name: String,
-        at: OffsetDateTime,
-    },
-    /// The new hash is written to the command-side credentials table in the same transaction; the
-    /// event only records that a change happened.
-    ChangePassword {
-        at: OffsetDateTime,
-    },
-    ChangeRole {
-        role: Role,
-        at: OffsetDateTime,
-    },
-    Deactivate {
-        at: OffsetDateTime,
-    },
+    Register(RegisterUser),
+    UpdateProfile(UpdateProfile),
+    ChangePassword(ChangePassword),
+    ChangeRole(ChangeRole),
+    Deactivate(DeactivateUser),
 }
 
 /// Facts about a user. No event carries a secret; only `UserRegistered` carries the e-mail address
@@ -273,13 +289,13 @@ impl User {
         command: &UserCommand,
         limits: &Limits,
     ) -> Result<Vec<UserEvent>, UserError> {
-        if let UserCommand::Register {
+        if let UserCommand::Register(RegisterUser {
             user_id,
             email,
             name,
             role,
             at,
-        } = command
+        }) = command
         {
             if self.registered {
                 return Err(UserError::AlreadyRegistered);
@@ -307,8 +323,8 @@ impl User {
         }
         let user_id = self.id;
         match command {
-            UserCommand::Register { .. } => Err(UserError::AlreadyRegistered),
-            UserCommand::UpdateProfile { name, at } => {
+            UserCommand::Register(RegisterUser { .. }) => Err(UserError::AlreadyRegistered),
+            UserCommand::UpdateProfile(UpdateProfile { name, at }) => {
                 let name = normalize_name(name, limits)
                     .map_err(|error| UserError::Validation(vec![error]))?;
                 if name == self.name {
@@ -320,11 +336,13 @@ impl User {
                     updated_at: *at,
                 }])
             }
-            UserCommand::ChangePassword { at } => Ok(vec![UserEvent::PasswordChanged {
-                user_id,
-                changed_at: *at,
-            }]),
-            UserCommand::ChangeRole { role, at } => {
+            UserCommand::ChangePassword(ChangePassword { at }) => {
+                Ok(vec![UserEvent::PasswordChanged {
+                    user_id,
+                    changed_at: *at,
+                }])
+            }
+            UserCommand::ChangeRole(ChangeRole { role, at }) => {
                 if *role == self.role {
                     return Ok(vec![]);
                 }
@@ -334,10 +352,12 @@ impl User {
                     changed_at: *at,
                 }])
             }
-            UserCommand::Deactivate { at } => Ok(vec![UserEvent::UserDeactivated {
-                user_id,
-                deactivated_at: *at,
-            }]),
+            UserCommand::Deactivate(DeactivateUser { at }) => {
+                Ok(vec![UserEvent::UserDeactivated {
+                    user_id,
+                    deactivated_at: *at,
+                }])
+            }
         }
     }
 
@@ -404,13 +424,13 @@ mod tests {
     use crate::testing::{given, given_nothing, t, t0, user_id};
 
     fn register() -> UserCommand {
-        UserCommand::Register {
+        UserCommand::Register(RegisterUser {
             user_id: user_id(1),
             email: "  Ada.Lovelace@Example.COM ".into(),
             name: "  Ada Lovelace ".into(),
             role: Role::Member,
             at: t0(),
-        }
+        })
     }
 
     fn registered() -> UserEvent {
@@ -454,13 +474,13 @@ mod tests {
     #[test]
     fn registering_with_a_bad_email_and_a_bad_name_reports_both() {
         given_nothing::<User>()
-            .when(UserCommand::Register {
+            .when(UserCommand::Register(RegisterUser {
                 user_id: user_id(1),
                 email: "not-an-email".into(),
                 name: " ".into(),
                 role: Role::Member,
                 at: t0(),
-            })
+            }))
             .then_err(UserError::Validation(vec![
                 FieldError::new(
                     "/email",
@@ -473,17 +493,17 @@ mod tests {
     #[test]
     fn commands_on_an_unregistered_user_are_refused() {
         given_nothing::<User>()
-            .when(UserCommand::ChangePassword { at: t0() })
+            .when(UserCommand::ChangePassword(ChangePassword { at: t0() }))
             .then_err(UserError::NotFound);
     }
 
     #[test]
     fn a_profile_update_records_the_trimmed_name() {
         let user = given([registered()])
-            .when(UserCommand::UpdateProfile {
+            .when(UserCommand::UpdateProfile(UpdateProfile {
                 name: " Ada King ".into(),
                 at: t(5),
-            })
+            }))
             .then([UserEvent::UserProfileUpdated {
                 user_id: user_id(1),
                 name: "Ada King".into(),
@@ -495,20 +515,20 @@ mod tests {
     #[test]
     fn a_profile_update_with_the_same_name_changes_nothing() {
         given([registered()])
-            .when(UserCommand::UpdateProfile {
+            .when(UserCommand::UpdateProfile(UpdateProfile {
                 name: "Ada Lovelace  ".into(),
                 at: t(5),
-            })
+            }))
             .then_nothing();
     }
 
     #[test]
     fn a_profile_name_over_100_characters_is_refused() {
         given([registered()])
-            .when(UserCommand::UpdateProfile {
+            .when(UserCommand::UpdateProfile(UpdateProfile {
                 name: "x".repeat(101),
                 at: t(5),
-            })
+            }))
             .then_err(UserError::Validation(vec![FieldError::new(
                 "/name",
                 "must be at most 100 characters",
@@ -518,7 +538,7 @@ mod tests {
     #[test]
     fn a_password_change_is_a_fact_without_any_secret() {
         given([registered()])
-            .when(UserCommand::ChangePassword { at: t(2) })
+            .when(UserCommand::ChangePassword(ChangePassword { at: t(2) }))
             .then([UserEvent::PasswordChanged {
                 user_id: user_id(1),
                 changed_at: t(2),
@@ -535,10 +555,10 @@ mod tests {
     #[test]
     fn a_role_change_is_recorded_and_the_same_role_changes_nothing() {
         let user = given([registered()])
-            .when(UserCommand::ChangeRole {
+            .when(UserCommand::ChangeRole(ChangeRole {
                 role: Role::Admin,
                 at: t(3),
-            })
+            }))
             .then([UserEvent::UserRoleChanged {
                 user_id: user_id(1),
                 role: Role::Admin,
@@ -546,17 +566,17 @@ mod tests {
             }]);
         assert_eq!(user.role, Role::Admin);
         given([registered()])
-            .when(UserCommand::ChangeRole {
+            .when(UserCommand::ChangeRole(ChangeRole {
                 role: Role::Member,
                 at: t(3),
-            })
+            }))
             .then_nothing();
     }
 
     #[test]
     fn a_user_can_be_deactivated() {
         let user = given([registered()])
-            .when(UserCommand::Deactivate { at: t(1) })
+            .when(UserCommand::Deactivate(DeactivateUser { at: t(1) }))
             .then([deactivated()]);
         assert!(!user.active);
     }
@@ -564,16 +584,16 @@ mod tests {
     #[test]
     fn a_deactivated_user_cannot_be_changed() {
         for command in [
-            UserCommand::UpdateProfile {
+            UserCommand::UpdateProfile(UpdateProfile {
                 name: "New".into(),
                 at: t(2),
-            },
-            UserCommand::ChangePassword { at: t(2) },
-            UserCommand::ChangeRole {
+            }),
+            UserCommand::ChangePassword(ChangePassword { at: t(2) }),
+            UserCommand::ChangeRole(ChangeRole {
                 role: Role::Admin,
                 at: t(2),
-            },
-            UserCommand::Deactivate { at: t(2) },
+            }),
+            UserCommand::Deactivate(DeactivateUser { at: t(2) }),
         ] {
             given([registered(), deactivated()])
                 .when(command)

@@ -2,7 +2,9 @@
 
 use domain::Limits;
 use domain::generation::Target;
-use domain::project::{FeatureType, GenerationMode, NewFeature, Project, ProjectCommand};
+use domain::project::{
+    CreateProject, FeatureType, GenerationMode, NewFeature, Project, ProjectCommand,
+};
 use domain::testing::{feature_id, project_id, t0, user_id};
 use serde_json::{Value, json};
 
@@ -11,7 +13,7 @@ use crate::escape::python_str;
 
 /// The project folded from a `CreateProject` with `features`, through the domain's own rules.
 fn project_with(mode: Option<GenerationMode>, features: Vec<NewFeature>) -> Project {
-    let command = ProjectCommand::CreateProject {
+    let command = ProjectCommand::CreateProject(CreateProject {
         project_id: project_id(1),
         owner_id: user_id(1),
         name: "Shop \"\"\" \\ <b>*é*</b>".into(),
@@ -19,7 +21,7 @@ fn project_with(mode: Option<GenerationMode>, features: Vec<NewFeature>) -> Proj
         generation_mode: mode,
         features,
         at: t0(),
-    };
+    });
     let events = Project::default()
         .decide(&command, &Limits::default())
         .unwrap_or_else(|e| panic!("the fixture project is invalid: {e:?}"));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use domain::Limits;
 use domain::generation::Target;
-use domain::project::{FeatureType, NewFeature, Project, ProjectCommand};
+use domain::project::{CreateProject, FeatureType, NewFeature, Project, ProjectCommand};
 use domain::testing::{feature_id, project_id, t0, user_id};
 use generator::Artifact;
 use reqwest::Method;
@@ -144,7 +144,7 @@ fn awkward() -> Project {
 }
 
 fn project_of(features: Vec<NewFeature>) -> Project {
-    let command = ProjectCommand::CreateProject {
+    let command = ProjectCommand::CreateProject(CreateProject {
         project_id: project_id(1),
         owner_id: user_id(1),
         name: "Corner \"shop\"".into(),
@@ -152,7 +152,7 @@ fn project_of(features: Vec<NewFeature>) -> Project {
         generation_mode: None,
         features,
         at: t0(),
-    };
+    });
     let events = Project::default()
         .decide(&command, &Limits::default())
         .expect("the project is valid");

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use domain::generation::{
-    Generation, GenerationCommand, GenerationError, StepReport, StepStatus, TestReport,
+    CompleteGeneration, FailGeneration, Generation, GenerationCommand, GenerationError,
+    StartGeneration, StepReport, StepStatus, TestReport,
 };
 use domain::ids::{GenerationId, ProjectId};
 use domain::project::Project;
@@ -131,10 +132,10 @@ pub async fn run(
     if state.status.is_finished() {
         return Ok(Outcome::AlreadyFinished);
     }
-    let start = GenerationCommand::Start {
+    let start = GenerationCommand::Start(StartGeneration {
         attempt,
         at: OffsetDateTime::now_utc(),
-    };
+    });
     match decide_and_append(ctx.store, job, start).await? {
         Ok(()) => {}
         Err(GenerationError::AlreadyFinished) => return Ok(Outcome::AlreadyFinished),
@@ -225,14 +226,14 @@ pub async fn run(
             log: None,
         });
     }
-    let complete = GenerationCommand::Complete {
+    let complete = GenerationCommand::Complete(CompleteGeneration {
         file_count: artifact.file_count as u64,
         size_bytes: artifact.size_bytes as u64,
         sha256: artifact.sha256.clone(),
         steps,
         tests,
         at: OffsetDateTime::now_utc(),
-    };
+    });
     match decide_and_append(ctx.store, job, complete).await? {
         Ok(()) => Ok(Outcome::Succeeded),
         Err(GenerationError::AlreadyFinished) => Ok(Outcome::AlreadyFinished),
@@ -259,12 +260,12 @@ pub async fn record_failure(
     steps: Vec<StepReport>,
     tests: Option<TestReport>,
 ) -> anyhow::Result<()> {
-    let command = GenerationCommand::Fail {
+    let command = GenerationCommand::Fail(FailGeneration {
         reason: reason.to_owned(),
         steps,
         tests,
         at: OffsetDateTime::now_utc(),
-    };
+    });
     match decide_and_append(store, job, command).await? {
         Ok(()) | Err(GenerationError::AlreadyFinished) => Ok(()),
         Err(e) => anyhow::bail!("cannot record the failure of {}: {e}", job.generation_id),

@@ -66,49 +66,75 @@ impl FeatureChanges {
     }
 }
 
+/// The creation wizard: the project and its features are one decision and one append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateProject {
+    pub project_id: ProjectId,
+    pub owner_id: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    /// `None` means `manual`.
+    pub generation_mode: Option<GenerationMode>,
+    pub features: Vec<NewFeature>,
+    pub at: OffsetDateTime,
+}
+
+/// A partial update; `description: Some(None)` clears the description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateProject {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub generation_mode: Option<GenerationMode>,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveProject {
+    pub at: OffsetDateTime,
+}
+
+/// Adds a member, or changes the role of an existing one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddMember {
+    pub user_id: UserId,
+    pub role: ProjectRole,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveMember {
+    pub user_id: UserId,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddFeature {
+    pub feature: NewFeature,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateFeature {
+    pub feature_id: FeatureId,
+    pub changes: FeatureChanges,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveFeature {
+    pub feature_id: FeatureId,
+    pub at: OffsetDateTime,
+}
+
+/// Every command a project decides; each is its own struct, so a rule takes one argument.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProjectCommand {
-    /// The creation wizard: the project and its features are one decision and one append.
-    CreateProject {
-        project_id: ProjectId,
-        owner_id: UserId,
-        name: String,
-        description: Option<String>,
-        /// `None` means `manual`.
-        generation_mode: Option<GenerationMode>,
-        features: Vec<NewFeature>,
-        at: OffsetDateTime,
-    },
-    /// A partial update; `description: Some(None)` clears the description.
-    UpdateProject {
-        name: Option<String>,
-        description: Option<Option<String>>,
-        generation_mode: Option<GenerationMode>,
-        at: OffsetDateTime,
-    },
-    ArchiveProject {
-        at: OffsetDateTime,
-    },
-    AddMember {
-        user_id: UserId,
-        role: ProjectRole,
-        at: OffsetDateTime,
-    },
-    RemoveMember {
-        user_id: UserId,
-        at: OffsetDateTime,
-    },
-    AddFeature {
-        feature: NewFeature,
-        at: OffsetDateTime,
-    },
-    UpdateFeature {
-        feature_id: FeatureId,
-        changes: FeatureChanges,
-        at: OffsetDateTime,
-    },
-    RemoveFeature {
-        feature_id: FeatureId,
-        at: OffsetDateTime,
-    },
+    CreateProject(CreateProject),
+    UpdateProject(UpdateProject),
+    ArchiveProject(ArchiveProject),
+    AddMember(AddMember),
+    RemoveMember(RemoveMember),
+    AddFeature(AddFeature),
+    UpdateFeature(UpdateFeature),
+    RemoveFeature(RemoveFeature),
 }

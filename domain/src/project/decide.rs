@@ -3,19 +3,18 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use time::OffsetDateTime;
-
 use super::validation::{
     Draft, Targets, check_configuration, check_name, check_references, check_schema,
     nothing_to_update,
 };
 use super::{
-    Feature, FeatureChanges, GenerationMode, NewFeature, Project, ProjectCommand, ProjectError,
-    ProjectEvent, ProjectStatus,
+    AddFeature, AddMember, ArchiveProject, CreateProject, Feature, Project, ProjectCommand,
+    ProjectError, ProjectEvent, ProjectStatus, RemoveFeature, RemoveMember, UpdateFeature,
+    UpdateProject,
 };
 use crate::crud_schema::EntitySchema;
 use crate::error::{FieldError, Pointer};
-use crate::ids::{FeatureId, ProjectId, UserId};
+use crate::ids::FeatureId;
 use crate::limits::Limits;
 
 impl Project {
@@ -64,27 +63,8 @@ impl Project {
         command: &ProjectCommand,
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
-        use ProjectCommand::*;
-        if let CreateProject {
-            project_id,
-            owner_id,
-            name,
-            description,
-            generation_mode,
-            features,
-            at,
-        } = command
-        {
-            return self.create(
-                *project_id,
-                *owner_id,
-                name,
-                description.as_deref(),
-                *generation_mode,
-                features,
-                *at,
-                limits,
-            );
+        if let ProjectCommand::CreateProject(command) = command {
+            return self.create(command, limits);
         }
         if !self.created {
             return Err(ProjectError::NotFound);
@@ -94,24 +74,15 @@ impl Project {
         }
         let project_id = self.id;
         match command {
-            CreateProject { .. } => Err(ProjectError::AlreadyExists),
-            UpdateProject {
-                name,
-                description,
-                generation_mode,
-                at,
-            } => self.update(
-                name.as_deref(),
-                description.as_ref(),
-                *generation_mode,
-                *at,
-                limits,
-            ),
-            ArchiveProject { at } => Ok(vec![ProjectEvent::ProjectArchived {
-                project_id,
-                archived_at: *at,
-            }]),
-            AddMember { user_id, role, at } => {
+            ProjectCommand::CreateProject(_) => Err(ProjectError::AlreadyExists),
+            ProjectCommand::UpdateProject(command) => self.update(command, limits),
+            ProjectCommand::ArchiveProject(ArchiveProject { at }) => {
+                Ok(vec![ProjectEvent::ProjectArchived {
+                    project_id,
+                    archived_at: *at,
+                }])
+            }
+            ProjectCommand::AddMember(AddMember { user_id, role, at }) => {
                 if *user_id == self.owner_id {
                     return Err(ProjectError::OwnerCannotBeMember);
                 }
@@ -129,7 +100,7 @@ impl Project {
                     added_at: *at,
                 }])
             }
-            RemoveMember { user_id, at } => {
+            ProjectCommand::RemoveMember(RemoveMember { user_id, at }) => {
                 if !self.is_member(*user_id) {
                     return Err(ProjectError::MemberNotFound(*user_id));
                 }
@@ -139,28 +110,28 @@ impl Project {
                     removed_at: *at,
                 }])
             }
-            AddFeature { feature, at } => self.add_feature(feature, *at, limits),
-            UpdateFeature {
-                feature_id,
-                changes,
-                at,
-            } => self.update_feature(*feature_id, changes, *at, limits),
-            RemoveFeature { feature_id, at } => self.remove_feature(*feature_id, *at),
+            ProjectCommand::AddFeature(command) => self.add_feature(command, limits),
+            ProjectCommand::UpdateFeature(command) => self.update_feature(command, limits),
+            ProjectCommand::RemoveFeature(command) => self.remove_feature(command),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
-        project_id: ProjectId,
-        owner_id: UserId,
-        name: &str,
-        description: Option<&str>,
-        generation_mode: Option<GenerationMode>,
-        features: &[NewFeature],
-        at: OffsetDateTime,
+        command: &CreateProject,
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        let CreateProject {
+            project_id,
+            owner_id,
+            name,
+            description,
+            generation_mode,
+            features,
+            at,
+        } = command;
+        let (project_id, owner_id, at) = (*project_id, *owner_id, *at);
+        let description = description.as_deref();
         if self.created {
             return Err(ProjectError::AlreadyExists);
         }
@@ -284,12 +255,17 @@ impl Project {
 
     fn update(
         &self,
-        name: Option<&str>,
-        description: Option<&Option<String>>,
-        generation_mode: Option<GenerationMode>,
-        at: OffsetDateTime,
+        command: &UpdateProject,
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        let UpdateProject {
+            name,
+            description,
+            generation_mode,
+            at,
+        } = command;
+        let (name, description, generation_mode) =
+            (name.as_deref(), description.as_ref(), *generation_mode);
         if name.is_none() && description.is_none() && generation_mode.is_none() {
             return Err(nothing_to_update());
         }
@@ -316,7 +292,7 @@ impl Project {
             name,
             description,
             generation_mode,
-            updated_at: at,
+            updated_at: *at,
         }])
     }
 
@@ -379,10 +355,10 @@ impl Project {
 
     fn add_feature(
         &self,
-        feature: &NewFeature,
-        at: OffsetDateTime,
+        AddFeature { feature, at }: &AddFeature,
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        let at = *at;
         if self.feature(feature.id).is_some() {
             return Err(ProjectError::FeatureAlreadyExists(feature.id));
         }
@@ -414,11 +390,14 @@ impl Project {
 
     fn update_feature(
         &self,
-        feature_id: FeatureId,
-        changes: &FeatureChanges,
-        at: OffsetDateTime,
+        UpdateFeature {
+            feature_id,
+            changes,
+            at,
+        }: &UpdateFeature,
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        let (feature_id, at) = (*feature_id, *at);
         let current = self
             .feature(feature_id)
             .ok_or(ProjectError::FeatureNotFound(feature_id))?;
@@ -526,9 +505,9 @@ impl Project {
 
     fn remove_feature(
         &self,
-        feature_id: FeatureId,
-        at: OffsetDateTime,
+        RemoveFeature { feature_id, at }: &RemoveFeature,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        let (feature_id, at) = (*feature_id, *at);
         let current = self
             .feature(feature_id)
             .ok_or(ProjectError::FeatureNotFound(feature_id))?;

@@ -14,7 +14,10 @@ mod validation;
 #[cfg(test)]
 mod tests;
 
-pub use commands::{FeatureChanges, NewFeature, ProjectCommand};
+pub use commands::{
+    AddFeature, AddMember, ArchiveProject, CreateProject, FeatureChanges, NewFeature,
+    ProjectCommand, RemoveFeature, RemoveMember, UpdateFeature, UpdateProject,
+};
 pub use errors::ProjectError;
 pub use events::{FeaturesTouched, ProjectEvent};
 pub use state::{

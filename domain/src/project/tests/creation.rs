@@ -43,7 +43,7 @@ fn creating_a_project_twice_is_refused() {
 #[test]
 fn a_project_name_must_have_1_to_100_characters() {
     let mut command = create(vec![]);
-    if let ProjectCommand::CreateProject { name, .. } = &mut command {
+    if let ProjectCommand::CreateProject(CreateProject { name, .. }) = &mut command {
         *name = "x".repeat(101);
     }
     given_nothing::<Project>()
@@ -56,14 +56,16 @@ fn a_project_name_must_have_1_to_100_characters() {
 
 #[test]
 fn a_description_may_be_empty_but_not_over_2000_characters() {
-    let with_description = |d: String| ProjectCommand::CreateProject {
-        project_id: pid(),
-        owner_id: owner(),
-        name: "Shop".into(),
-        description: Some(d),
-        generation_mode: Some(GenerationMode::Mixed),
-        features: vec![],
-        at: t0(),
+    let with_description = |d: String| {
+        ProjectCommand::CreateProject(CreateProject {
+            project_id: pid(),
+            owner_id: owner(),
+            name: "Shop".into(),
+            description: Some(d),
+            generation_mode: Some(GenerationMode::Mixed),
+            features: vec![],
+            at: t0(),
+        })
     };
     let project = given_nothing::<Project>()
         .when(with_description(String::new()))
@@ -315,10 +317,10 @@ fn a_change_that_would_make_the_project_larger_than_its_limit_is_refused() {
             project_max_bytes: 10,
             ..Limits::default()
         })
-        .when(ProjectCommand::RemoveFeature {
+        .when(ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id: feature_id(1),
             at: t(5),
-        })
+        }))
         .outcome()
         .expect("a removal is never too large");
 }
@@ -360,7 +362,7 @@ fn every_problem_of_the_wizard_is_reported_at_once() {
         crud(2, "Orders", order_raw()),
         NewFeature::new(feature_id(3), "Jobs", FeatureType::BackgroundJobs).with_schema(json!({})),
     ]);
-    if let ProjectCommand::CreateProject { name, .. } = &mut command {
+    if let ProjectCommand::CreateProject(CreateProject { name, .. }) = &mut command {
         *name = " ".into();
     }
     let outcome = given_nothing::<Project>().when(command).outcome();

@@ -481,10 +481,10 @@ fn a_self_referencing_entity_may_be_disabled_and_removed() {
             },
         )]);
     given([created(), crud_added(1, "Categories", raw)])
-        .when(ProjectCommand::RemoveFeature {
+        .when(ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id: feature_id(1),
             at: t(4),
-        })
+        }))
         .then([ProjectEvent::FeatureRemoved {
             project_id: pid(),
             feature_id: feature_id(1),
@@ -497,10 +497,10 @@ fn a_self_referencing_entity_may_be_disabled_and_removed() {
 #[test]
 fn a_feature_is_removed() {
     let project = given(shop())
-        .when(ProjectCommand::RemoveFeature {
+        .when(ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id: feature_id(2),
             at: t(4),
-        })
+        }))
         .then([ProjectEvent::FeatureRemoved {
             project_id: pid(),
             feature_id: feature_id(2),
@@ -519,10 +519,10 @@ fn removing_a_referenced_entity_is_a_conflict_naming_the_referencers() {
     ));
     history.push(disabled(3));
     given(history)
-        .when(ProjectCommand::RemoveFeature {
+        .when(ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id: feature_id(1),
             at: t(4),
-        })
+        }))
         .then_err(ProjectError::FeatureReferenced {
             by: vec!["invoice".into(), "order".into()],
         });
@@ -531,9 +531,9 @@ fn removing_a_referenced_entity_is_a_conflict_naming_the_referencers() {
 #[test]
 fn removing_an_unknown_feature_is_refused() {
     given(shop())
-        .when(ProjectCommand::RemoveFeature {
+        .when(ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id: feature_id(9),
             at: t(4),
-        })
+        }))
         .then_err(ProjectError::FeatureNotFound(feature_id(9)));
 }

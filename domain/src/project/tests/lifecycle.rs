@@ -6,22 +6,22 @@ use super::*;
 
 fn every_later_command() -> Vec<ProjectCommand> {
     vec![
-        ProjectCommand::UpdateProject {
+        ProjectCommand::UpdateProject(UpdateProject {
             name: Some("New".into()),
             description: None,
             generation_mode: None,
             at: t(5),
-        },
-        ProjectCommand::ArchiveProject { at: t(5) },
-        ProjectCommand::AddMember {
+        }),
+        ProjectCommand::ArchiveProject(ArchiveProject { at: t(5) }),
+        ProjectCommand::AddMember(AddMember {
             user_id: viewer(),
             role: ProjectRole::Viewer,
             at: t(5),
-        },
-        ProjectCommand::RemoveMember {
+        }),
+        ProjectCommand::RemoveMember(RemoveMember {
             user_id: viewer(),
             at: t(5),
-        },
+        }),
         add(NewFeature::new(feature_id(9), "Login", FeatureType::Auth)),
         update(
             1,
@@ -30,10 +30,10 @@ fn every_later_command() -> Vec<ProjectCommand> {
                 ..FeatureChanges::default()
             },
         ),
-        ProjectCommand::RemoveFeature {
+        ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id: feature_id(1),
             at: t(5),
-        },
+        }),
     ]
 }
 
@@ -49,7 +49,7 @@ fn commands_on_a_project_never_created_are_refused_as_not_found() {
 #[test]
 fn archiving_a_project_records_it() {
     let project = given([created()])
-        .when(ProjectCommand::ArchiveProject { at: t(9) })
+        .when(ProjectCommand::ArchiveProject(ArchiveProject { at: t(9) }))
         .then([archived()]);
     assert_eq!(project.status, ProjectStatus::Archived);
     assert_eq!(project.updated_at, t(9));
@@ -73,12 +73,12 @@ fn update_project(
     description: Option<Option<&str>>,
     generation_mode: Option<GenerationMode>,
 ) -> ProjectCommand {
-    ProjectCommand::UpdateProject {
+    ProjectCommand::UpdateProject(UpdateProject {
         name: name.map(str::to_owned),
         description: description.map(|d| d.map(str::to_owned)),
         generation_mode,
         at: t(5),
-    }
+    })
 }
 
 #[test]
@@ -252,11 +252,11 @@ fn member_added() -> ProjectEvent {
 #[test]
 fn the_owner_adds_a_viewer() {
     let project = given([created()])
-        .when(ProjectCommand::AddMember {
+        .when(ProjectCommand::AddMember(AddMember {
             user_id: viewer(),
             role: ProjectRole::Viewer,
             at: t(2),
-        })
+        }))
         .then([member_added()]);
     assert_eq!(
         project.members,
@@ -271,32 +271,32 @@ fn the_owner_adds_a_viewer() {
 #[test]
 fn adding_a_member_again_with_the_same_role_changes_nothing() {
     given([created(), member_added()])
-        .when(ProjectCommand::AddMember {
+        .when(ProjectCommand::AddMember(AddMember {
             user_id: viewer(),
             role: ProjectRole::Viewer,
             at: t(3),
-        })
+        }))
         .then_nothing();
 }
 
 #[test]
 fn the_owner_cannot_be_added_as_a_member() {
     given([created()])
-        .when(ProjectCommand::AddMember {
+        .when(ProjectCommand::AddMember(AddMember {
             user_id: owner(),
             role: ProjectRole::Viewer,
             at: t(2),
-        })
+        }))
         .then_err(ProjectError::OwnerCannotBeMember);
 }
 
 #[test]
 fn a_member_is_removed() {
     let project = given([created(), member_added()])
-        .when(ProjectCommand::RemoveMember {
+        .when(ProjectCommand::RemoveMember(RemoveMember {
             user_id: viewer(),
             at: t(3),
-        })
+        }))
         .then([ProjectEvent::ProjectMemberRemoved {
             project_id: pid(),
             user_id: viewer(),
@@ -308,10 +308,10 @@ fn a_member_is_removed() {
 #[test]
 fn removing_a_non_member_is_refused() {
     given([created()])
-        .when(ProjectCommand::RemoveMember {
+        .when(ProjectCommand::RemoveMember(RemoveMember {
             user_id: viewer(),
             at: t(3),
-        })
+        }))
         .then_err(ProjectError::MemberNotFound(viewer()));
 }
 

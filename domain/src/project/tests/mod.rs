@@ -112,7 +112,7 @@ fn shop() -> Vec<ProjectEvent> {
 }
 
 fn create(features: Vec<NewFeature>) -> ProjectCommand {
-    ProjectCommand::CreateProject {
+    ProjectCommand::CreateProject(CreateProject {
         project_id: pid(),
         owner_id: owner(),
         name: "  Shop ".into(),
@@ -120,7 +120,7 @@ fn create(features: Vec<NewFeature>) -> ProjectCommand {
         generation_mode: None,
         features,
         at: t0(),
-    }
+    })
 }
 
 fn crud(id: u128, name: &str, raw: Value) -> NewFeature {
@@ -128,15 +128,15 @@ fn crud(id: u128, name: &str, raw: Value) -> NewFeature {
 }
 
 fn add(feature: NewFeature) -> ProjectCommand {
-    ProjectCommand::AddFeature { feature, at: t(1) }
+    ProjectCommand::AddFeature(AddFeature { feature, at: t(1) })
 }
 
 fn update(id: u128, changes: FeatureChanges) -> ProjectCommand {
-    ProjectCommand::UpdateFeature {
+    ProjectCommand::UpdateFeature(UpdateFeature {
         feature_id: feature_id(id),
         changes,
         at: t(3),
-    }
+    })
 }
 
 /// The members a `FeatureUpdated` carries, for building expected events.
