@@ -171,7 +171,8 @@ async fn zip_response(
 /// The generated backend as a ZIP (409 until the generation has succeeded).
 #[utoipa::path(get, path = "/api/v1/generations/{id}/download", tag = "generations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Generation id"), ConditionalReadHeaders),
-    responses((status = 200, description = "The ZIP", content_type = "application/zip", body = Vec<u8>,
+    responses((status = 200, description = "The ZIP", content_type = "application/zip",
+                body = inline(runtime::openapi::ZipArchive),
                 headers(("ETag"), ("Content-Disposition"))),
               (status = 304, description = "If-None-Match names this ZIP", headers(("ETag"))),
               (status = 404, description = "Unknown or not visible"),
@@ -203,7 +204,7 @@ pub async fn download_generation(
 #[utoipa::path(get, path = "/api/v1/projects/{id}/download", tag = "generations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"), ConditionalReadHeaders),
     responses((status = 200, description = "The ZIP of the latest succeeded generation", content_type = "application/zip",
-                body = Vec<u8>, headers(("ETag"), ("Content-Disposition"))),
+                body = inline(runtime::openapi::ZipArchive), headers(("ETag"), ("Content-Disposition"))),
               (status = 304, description = "If-None-Match names this ZIP", headers(("ETag"))),
               (status = 404, description = "Unknown or not visible project, or no succeeded generation")))]
 #[get("/projects/{id}/download")]

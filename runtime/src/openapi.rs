@@ -218,7 +218,10 @@ pub fn feature_type() -> Schema {
     .into()
 }
 
-pub fn generation_mode() -> Schema {
+/// The `GenerationMode` component: one named enum that projects and features share, so a
+/// generated client has one type for it (and a nullable one is `oneOf` it and `null`, which
+/// generators read as "that enum or None" rather than as several copies of it).
+fn generation_mode_schema() -> Schema {
     string_enum(
         &generation_modes(),
         "`ai_assisted` and `mixed` are stored and refused at generation time until the AI layer exists",
@@ -226,13 +229,15 @@ pub fn generation_mode() -> Schema {
     .into()
 }
 
+pub fn generation_mode() -> RefOr<Schema> {
+    reference("GenerationMode")
+}
+
 /// A feature's own mode, or `null` to follow the project's.
 pub fn feature_generation_mode() -> Schema {
-    let mut values = spellings(&generation_modes());
-    values.push(Value::Null);
-    ObjectBuilder::new()
-        .schema_type(nullable(Type::String))
-        .enum_values(Some(values))
+    OneOfBuilder::new()
+        .item(reference("GenerationMode"))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some("The feature's mode; `null` follows the project's"))
         .into()
 }
@@ -440,6 +445,21 @@ pub struct VersionAnswer {
     position: String,
 }
 
+/// The body of a download: a ZIP archive's bytes, described as binary content rather than as
+/// an array of numbers (`body = inline(ZipArchive)` on the download routes).
+pub struct ZipArchive;
+
+impl utoipa::PartialSchema for ZipArchive {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .content_media_type("application/zip")
+            .into()
+    }
+}
+
+impl ToSchema for ZipArchive {}
+
 // The `crud` schema language.
 
 fn snake_case_name(what: &str) -> ObjectBuilder {
@@ -466,8 +486,10 @@ fn required_option(name: &'static str, schema: impl Into<RefOr<Schema>>) -> Fiel
 
 /// One field of one type: the options every field takes, then the type's own.
 fn field_variant(type_name: &str, options: Vec<FieldOption>) -> RefOr<Schema> {
+    // Titled "<type> field": generated clients name each variant's class after its title, and a
+    // bare type name would give classes like `Decimal`, `Enum` or `Float_`.
     let mut object = closed(ObjectBuilder::new().schema_type(Type::Object))
-        .title(Some(type_name))
+        .title(Some(format!("{type_name} field")))
         .property("name", snake_case_name("The field's name"))
         .required("name")
         .property(
@@ -773,6 +795,7 @@ pub fn complete(doc: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
+        ("GenerationMode", generation_mode_schema()),
             complete_operation(operation);
         }
     }
@@ -946,11 +969,11 @@ mod tests {
         let Schema::OneOf(one_of) = field_definition() else {
             panic!("oneOf");
         };
-        let titles: Vec<String> = one_of
+        let titles: Vec<&str> = one_of
             .items
             .iter()
             .filter_map(|s| match s {
-                RefOr::T(Schema::Object(o)) => o.title.clone(),
+                RefOr::T(Schema::Object(o)) => o.title.as_deref()?.strip_suffix(" field"),
                 _ => None,
             })
             .collect();

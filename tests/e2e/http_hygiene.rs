@@ -239,8 +239,13 @@ async fn the_openapi_document_gives_every_operation_its_errors_headers_and_const
         feature["schema_definition"]["$ref"],
         "#/components/schemas/SchemaDefinition"
     );
+    // One named GenerationMode, so a generated client has one type for it.
     assert_eq!(
-        schemas["CreateProjectRequest"]["properties"]["generation_mode"]["enum"],
+        schemas["CreateProjectRequest"]["properties"]["generation_mode"]["$ref"],
+        "#/components/schemas/GenerationMode"
+    );
+    assert_eq!(
+        schemas["GenerationMode"]["enum"],
         serde_json::json!(["manual", "ai_assisted", "mixed"])
     );
     assert_eq!(
