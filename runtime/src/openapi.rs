@@ -778,6 +778,7 @@ pub fn complete(doc: &mut OpenApi) {
         ("FieldError", field_error_schema()),
         ("SchemaDefinition", schema_definition_schema()),
         ("FieldDefinition", field_definition()),
+        ("GenerationMode", generation_mode_schema()),
     ] {
         components
             .schemas
@@ -795,7 +796,6 @@ pub fn complete(doc: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
-        ("GenerationMode", generation_mode_schema()),
             complete_operation(operation);
         }
     }
