@@ -83,6 +83,10 @@ enum EventsAction {
         /// A NATS subject filter; default: every event of this installation (`<prefix>.events.>`).
         #[arg(long)]
         subject: Option<String>,
+        /// Follow one project: its own events and those of its generations
+        /// (`<prefix>.events.<project id>.>`).
+        #[arg(long, conflicts_with = "subject")]
+        project: Option<uuid::Uuid>,
     },
 }
 
@@ -149,8 +153,8 @@ async fn run(command: Action, settings: Settings) -> anyhow::Result<()> {
         Action::Projector => run_background(settings, true, false).await,
         Action::Worker => run_background(settings, false, true).await,
         Action::Events {
-            action: EventsAction::Tail { subject },
-        } => tail_events(settings, subject).await,
+            action: EventsAction::Tail { subject, project },
+        } => tail_events(settings, subject, project).await,
         // Handled in `main` before settings load; here only for completeness.
         Action::Generate => std::process::exit(generate::run()),
         Action::Migrate => {
@@ -201,8 +205,8 @@ async fn start_background(
         return Ok(background);
     }
     // Connects in the background: a NATS outage delays relays and jobs, never writes or reads.
-    let nats = projector::nats::connect(&settings.nats_url).await?;
-    let names = projector::nats::Names::new(&settings.nats_prefix);
+    let nats = messaging::connect(&settings.nats_url).await?;
+    let names = messaging::Names::new(&settings.nats_prefix);
     // Every consumer task is supervised: restarted with backoff if it dies, and reported.
     let consumers = Consumers::new(metrics.clone());
     background.consumers = Some(consumers.clone());
@@ -478,14 +482,23 @@ async fn run_background(settings: Settings, project: bool, work: bool) -> anyhow
     Ok(())
 }
 
-async fn tail_events(settings: Settings, subject: Option<String>) -> anyhow::Result<()> {
+async fn tail_events(
+    settings: Settings,
+    subject: Option<String>,
+    project: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
     use futures::StreamExt;
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(std::time::Duration::from_secs(3))
         .connect(&settings.nats_url)
         .await
         .with_context(|| format!("cannot reach NATS at {}", settings.nats_url))?;
-    let subject = subject.unwrap_or_else(|| format!("{}.events.>", settings.nats_prefix));
+    let names = messaging::Names::new(&settings.nats_prefix);
+    let subject = match (subject, project) {
+        (Some(subject), _) => subject,
+        (None, Some(project)) => names.project_events(project),
+        (None, None) => names.all_events(),
+    };
     let mut subscription = client.subscribe(subject.clone()).await?;
     eprintln!("listening on {subject}; Ctrl-C to stop");
     let stop = shutdown_signal();

@@ -1,14 +1,15 @@
 //! The projector: read models built from the global feed (rows and checkpoint in one transaction),
-//! leadership so one instance applies at a time, replay into fresh tables, the NATS relays, parked
-//! events, and the supervision and health of every feed consumer.
+//! leadership so one instance applies at a time, replay into fresh tables, the NATS relays and
+//! parked events.
 
 pub mod apply;
-pub mod nats;
 pub mod parked;
 pub mod relay;
 pub mod replay;
 pub mod runner;
 pub mod schema;
-pub mod supervise;
+/// Consumer health and supervision live in `runtime`, shared with the worker; this path stays for
+/// the projector's own modules and its callers.
+pub use runtime::supervise;
 
 pub use runner::Projector;

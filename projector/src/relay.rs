@@ -10,17 +10,15 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
 use domain::AnyEvent;
-use domain::generation::GenerationEvent;
 use event_store::{EventStore, PgEventStore, Position, RecordedEvent};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use messaging::{CloudEvent, GenerationJob, Job, Names, StoredEvent};
 use runtime::metrics::Metrics;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::nats::{self, Names};
 use crate::parked;
 use crate::runner::{Leadership, try_lead};
 use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain, wait_or_stop};
@@ -51,25 +49,6 @@ impl RelayKind {
             RelayKind::Events => 0x5250_4c45_4144_0002,
             RelayKind::Jobs => 0x5250_4c45_4144_0003,
         }
-    }
-}
-
-/// The job message of a requested generation.
-pub fn generation_job(recorded: &RecordedEvent, event: &GenerationEvent) -> Option<Value> {
-    match event {
-        GenerationEvent::GenerationRequested {
-            generation_id,
-            project_id,
-            project_version,
-            target,
-            verify,
-            ..
-        } => Some(json!({
-            "generation_id": generation_id, "project_id": project_id, "project_version": project_version,
-            "target": target, "verify": verify, "event_id": recorded.event_id,
-            "position": recorded.position.to_token(),
-        })),
-        _ => None,
     }
 }
 
@@ -254,7 +233,7 @@ impl Relay {
                     // Bounded: a request sent while disconnected may never be answered.
                     tokio::time::timeout(
                         Duration::from_secs(5),
-                        nats::ensure_streams(js, &self.names),
+                        messaging::ensure_streams(js, &self.names),
                     )
                     .await
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("NATS did not answer within 5 s")))
@@ -373,18 +352,46 @@ impl Relay {
         Ok(())
     }
 
-    fn message(&self, recorded: &RecordedEvent) -> anyhow::Result<Option<(String, Value)>> {
+    /// The subject and body `recorded` is published as, if it is published by this relay.
+    fn message(&self, recorded: &RecordedEvent) -> anyhow::Result<Option<(String, Vec<u8>)>> {
         // Jobs come from one event type only; the others need not be decoded at all.
-        if self.kind == RelayKind::Jobs && recorded.event_type != JOB_EVENT {
+        if self.kind == RelayKind::Jobs && recorded.event_type != GenerationJob::SOURCE_EVENT {
             return Ok(None);
         }
         let event = recorded.decode::<AnyEvent>().map_err(|e| {
             anyhow::Error::new(e).context(format!("event {} cannot be decoded", recorded.event_id))
         })?;
+        let unwritable = |e: serde_json::Error| {
+            anyhow::Error::new(e).context(format!("event {} cannot be written", recorded.event_id))
+        };
         Ok(match (self.kind, &event) {
-            (RelayKind::Events, any) => nats::cloud_event(&self.names, recorded, any)?,
+            (RelayKind::Events, any) => {
+                let position = recorded.position.to_token();
+                let stored = StoredEvent {
+                    event_id: recorded.event_id,
+                    stream_id: &recorded.stream_id,
+                    stream_version: recorded.stream_version,
+                    event_type: &recorded.event_type,
+                    position: &position,
+                    metadata: &recorded.metadata,
+                    recorded_at: recorded.recorded_at,
+                    data: recorded.data.get(),
+                };
+                match CloudEvent::of(&self.names, &stored, any)? {
+                    Some((subject, document)) => {
+                        Some((subject, document.to_body().map_err(unwritable)?))
+                    }
+                    None => None,
+                }
+            }
             (RelayKind::Jobs, AnyEvent::Generation(g)) => {
-                generation_job(recorded, g).map(|job| (self.names.job_subject("generation"), job))
+                match GenerationJob::of(g, recorded.event_id) {
+                    Some(job) => Some((
+                        self.names.job_subject(GenerationJob::KIND),
+                        job.to_body().map_err(unwritable)?,
+                    )),
+                    None => None,
+                }
             }
             (RelayKind::Jobs, _) => None,
         })
@@ -435,7 +442,7 @@ impl Relay {
             match message {
                 Some((subject, payload)) => {
                     let publish = PublishMessage::build()
-                        .payload(Bytes::from(payload.to_string()))
+                        .payload(Bytes::from(payload))
                         .message_id(event_id.to_string());
                     match js.send_publish(subject, publish).await {
                         Ok(ack) => in_flight.push_back(futures::future::Either::Left(async move {
@@ -516,22 +523,9 @@ impl Relay {
     }
 }
 
-/// The only event type the jobs relay publishes.
-const JOB_EVENT: &str = "GenerationRequested";
-
 enum Step {
     /// A full batch was relayed: more may be waiting.
     More,
     /// Everything visible is relayed.
     CaughtUp,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_jobs_relay_filters_on_a_type_the_domain_writes() {
-        assert!(domain::generation::GenerationEvent::TYPES.contains(&JOB_EVENT));
-    }
 }

@@ -1,5 +1,6 @@
 //! The small runtime both APIs and every Backforge process share: settings, telemetry, JWT
-//! verification and the one mapping of errors to RFC 9457 problem documents.
+//! verification, the one mapping of errors to RFC 9457 problem documents, and the health and
+//! supervision of background consumers.
 
 pub mod auth;
 pub mod http_headers;
@@ -8,6 +9,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod settings;
+pub mod supervise;
 pub mod telemetry;
 
 pub use auth::{AccessClaims, Authenticated, JwtKeys, SecurityLookup, SecurityState};

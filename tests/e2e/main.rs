@@ -3,6 +3,7 @@
 mod access;
 mod auth;
 mod consumers;
+mod contracts;
 mod event_store;
 mod generated_app;
 mod generations;

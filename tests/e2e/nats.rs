@@ -1,10 +1,12 @@
 //! The NATS relays end to end: every event published once as a CloudEvent, without e-mail
-//! addresses, in feed order; and generation jobs published once NATS comes back after an outage.
+//! addresses, in feed order; one project followed on its own subjects; and generation jobs
+//! published once NATS comes back after an outage.
 
 use std::time::Duration;
 
 use event_store::EventStore;
-use projector::nats::Names;
+use futures::StreamExt;
+use messaging::{GenerationJob, Job, Names};
 use projector::relay::{Relay, RelayKind};
 use serde_json::{Value, json};
 use tests::TestApp;
@@ -61,7 +63,7 @@ async fn every_event_is_published_once_as_a_cloudevent_without_e_mail_addresses(
     .await
     .expect(200);
 
-    let client = projector::nats::connect(&url).await.expect("nats");
+    let client = messaging::connect(&url).await.expect("nats");
     let (stop_tx, stop_rx) = watch::channel(false);
     let events_relay = relay(&app, RelayKind::Events, client, &prefix);
     let task = tokio::spawn(async move { events_relay.run(stop_rx).await });
@@ -106,13 +108,29 @@ async fn every_event_is_published_once_as_a_cloudevent_without_e_mail_addresses(
             format!("/{prefix}/{aggregate}/{aggregate_id}")
         );
         assert_eq!(doc["subject"], aggregate_id);
+        // The project first (`_` for none), so one project can be followed with a wildcard.
+        let project = recorded
+            .metadata
+            .project_id
+            .map_or_else(|| "_".to_owned(), |p| p.to_string());
         assert_eq!(
             subject,
             &format!(
-                "{prefix}.events.{aggregate}.{aggregate_id}.{}",
+                "{prefix}.events.{project}.{aggregate}.{aggregate_id}.{}",
                 recorded.event_type
             )
         );
+        assert_eq!(
+            doc.get("projectid").cloned().unwrap_or(Value::Null),
+            json!(recorded.metadata.project_id),
+            "the projectid extension is the event's project, absent for none"
+        );
+        if aggregate == "project" {
+            assert_eq!(
+                doc["projectid"], aggregate_id,
+                "a project's events are its own"
+            );
+        }
         assert_eq!(doc["datacontenttype"], "application/json");
         assert_eq!(doc["streamversion"], json!(recorded.stream_version));
         assert_eq!(doc["position"], recorded.position.to_token());
@@ -161,7 +179,7 @@ async fn a_generation_requested_while_nats_is_down_is_published_once_it_returns(
     let id = created.body["id"].as_str().expect("id").to_owned();
 
     // NATS is down: the relay runs and retries, and the command still succeeds.
-    let client = projector::nats::connect(&nats.url())
+    let client = messaging::connect(&nats.url())
         .await
         .expect("a client that retries");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -190,6 +208,8 @@ async fn a_generation_requested_while_nats_is_down_is_published_once_it_returns(
     let (subject, msg_id, payload) = &messages[0];
     assert_eq!(subject, &format!("{prefix}.jobs.generation"));
     let job: Value = serde_json::from_slice(payload).expect("json");
+    let typed = GenerationJob::from_body(payload).expect("the worker's own type reads the body");
+    assert_eq!(typed.generation_id.to_string(), generation_id);
     assert_eq!(job["generation_id"], generation_id);
     assert_eq!(job["project_id"], id);
     assert_eq!(job["project_version"], 2);
@@ -205,4 +225,150 @@ async fn a_generation_requested_while_nats_is_down_is_published_once_it_returns(
         job["event_id"].as_str(),
         "Nats-Msg-Id is the event id"
     );
+}
+
+/// Receives messages of `subscription` until `count` arrived (or 15 s pass), then whatever else
+/// arrives within a short grace period, so a message that should not be there is seen.
+async fn receive(
+    subscription: &mut async_nats::Subscriber,
+    count: usize,
+) -> Vec<async_nats::Message> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while out.len() < count {
+        match tokio::time::timeout_at(deadline, subscription.next()).await {
+            Ok(Some(message)) => out.push(message),
+            _ => return out,
+        }
+    }
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), subscription.next()).await
+    {
+        out.push(message);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_follows_one_project_with_its_generations_and_nothing_of_another() {
+    let app = TestApp::spawn().await;
+    let prefix = unique_prefix();
+    let url = shared_url();
+    let names = Names::new(&prefix);
+    let owner = app.register("Ada").await;
+    let crud = json!([{"name": "Things", "feature_type": "crud",
+        "schema_definition": {"entity": "thing", "fields": [{"name": "label", "type": "string"}]}}]);
+    let mut projects = Vec::new();
+    for name in ["Followed", "Other"] {
+        let created = app
+            .post(
+                "/projects",
+                Some(&owner.access_token),
+                json!({"name": name, "features": crud.clone()}),
+            )
+            .await
+            .expect(201);
+        let id: uuid::Uuid = created.body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("project id");
+        // Each project gets a generation, so each has events on two streams.
+        app.post(
+            &format!("/projects/{id}/generations"),
+            Some(&owner.access_token),
+            json!({}),
+        )
+        .await
+        .expect(202);
+        projects.push(id);
+    }
+
+    // Subscribed before anything is published, as an integrator following the projects would be.
+    let listener = async_nats::connect(&url).await.expect("nats");
+    let mut followers = Vec::new();
+    for project in &projects {
+        let subscription = listener
+            .subscribe(names.project_events(*project))
+            .await
+            .expect("subscribe");
+        followers.push(subscription);
+    }
+    listener.flush().await.expect("subscriptions registered");
+
+    let client = messaging::connect(&url).await.expect("nats");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let events_relay = relay(&app, RelayKind::Events, client, &prefix);
+    let task = tokio::spawn(async move { events_relay.run(stop_rx).await });
+
+    let feed = app
+        .store
+        .read_feed(event_store::Position::START, 1_000)
+        .await
+        .expect("feed");
+    // The events of one project: its own stream's and its generation's, found by stream (not by
+    // the metadata under test).
+    let generations: Vec<(uuid::Uuid, String)> = feed
+        .iter()
+        .filter(|e| e.event_type == "GenerationRequested")
+        .filter_map(|e| {
+            let data = e.data_value().ok()?;
+            let project = data["project_id"].as_str()?.parse().ok()?;
+            Some((project, e.stream_id.clone()))
+        })
+        .collect();
+    assert_eq!(generations.len(), 2, "one generation per project");
+    let belongs = |project: uuid::Uuid, e: &event_store::RecordedEvent| {
+        e.stream_id == format!("project-{project}")
+            || generations
+                .iter()
+                .any(|(p, stream)| *p == project && *stream == e.stream_id)
+    };
+    let published = feed
+        .iter()
+        .filter(|e| e.event_type != "EmailReserved")
+        .count();
+    let stream = names.events_stream();
+    assert_eq!(
+        wait_for_messages(&url, &stream, published).await.len(),
+        published,
+        "the relay published the whole feed"
+    );
+
+    for (project, subscription) in projects.iter().zip(followers.iter_mut()) {
+        let expected: Vec<&event_store::RecordedEvent> =
+            feed.iter().filter(|e| belongs(*project, e)).collect();
+        assert!(
+            expected
+                .iter()
+                .any(|e| e.stream_id.starts_with("generation-")),
+            "the project has generation events to follow"
+        );
+        let received = receive(subscription, expected.len()).await;
+        let ids: Vec<String> = received
+            .iter()
+            .map(|m| {
+                let doc: Value = serde_json::from_slice(&m.payload).expect("json");
+                assert_eq!(
+                    doc["projectid"],
+                    project.to_string(),
+                    "every followed event names its project"
+                );
+                assert!(
+                    m.subject
+                        .starts_with(&format!("{prefix}.events.{project}.")),
+                    "subject {} is the project's",
+                    m.subject
+                );
+                doc["id"].as_str().expect("id").to_owned()
+            })
+            .collect();
+        let want: Vec<String> = expected.iter().map(|e| e.event_id.to_string()).collect();
+        assert_eq!(
+            ids, want,
+            "exactly the project's own and its generation's events, in feed order"
+        );
+    }
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    delete_streams(&url, &prefix).await;
 }

@@ -12,20 +12,13 @@ use domain::ids::{GenerationId, ProjectId};
 use domain::project::Project;
 use domain::{EventMetadata, Limits};
 use event_store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, ReadUntil, StreamAppend};
-use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::generate::{ChildError, GeneratorProcess};
 
-/// The job message the projector publishes for `GenerationRequested`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GenerationJob {
-    pub generation_id: Uuid,
-    pub project_id: Uuid,
-    pub project_version: u64,
-    pub event_id: Uuid,
-}
+/// The job body the job relay publishes for `GenerationRequested` (the contract is `messaging`'s).
+pub use messaging::GenerationJob;
 
 /// How a job ended.
 #[derive(Debug)]

@@ -17,11 +17,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use event_store::PgEventStore;
 use futures::StreamExt;
-use projector::nats::{self, Names};
+use messaging::{GenerationJob, Job, Names};
 use runtime::metrics::Metrics;
 use tokio::sync::{Semaphore, watch};
 
-use crate::job::{GenerationJob, JobContext, Outcome};
+use crate::job::{JobContext, Outcome};
 
 /// How the worker behaves; every value has a `BACKFORGE_` variable.
 #[derive(Debug, Clone)]
@@ -178,14 +178,15 @@ impl Worker {
 
     async fn consume(self: &Arc<Self>, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
         let js = jetstream::new(self.nats.clone());
-        nats::ensure_streams(&js, &self.names).await?;
+        messaging::ensure_streams(&js, &self.names).await?;
         let stream = js.get_stream(self.names.jobs_stream()).await?;
+        let consumer_name = self.names.job_consumer(GenerationJob::KIND);
         let consumer = stream
             .get_or_create_consumer(
-                "generation-worker",
+                &consumer_name,
                 pull::Config {
-                    durable_name: Some("generation-worker".into()),
-                    filter_subject: self.names.job_subject("generation"),
+                    durable_name: Some(consumer_name.clone()),
+                    filter_subject: self.names.job_subject(GenerationJob::KIND),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.settings.ack_wait,
                     max_deliver: self.settings.max_deliver,
@@ -220,7 +221,7 @@ impl Worker {
 
     async fn handle(&self, message: jetstream::Message) {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let job: GenerationJob = match serde_json::from_slice(&message.payload) {
+        let job = match GenerationJob::from_body(&message.payload) {
             Ok(job) => job,
             Err(error) => {
                 tracing::error!(%error, "malformed generation job; dropping it");

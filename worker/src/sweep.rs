@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use event_store::PgEventStore;
-use projector::supervise::{Backoff, Consumers, MAX_BACKOFF, cause_chain, wait_or_stop};
+use runtime::supervise::{Backoff, Consumers, MAX_BACKOFF, cause_chain, wait_or_stop};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
