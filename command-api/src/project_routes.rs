@@ -392,15 +392,10 @@ pub async fn update_feature(
     let feature_id = FeatureId::from_uuid(path_id(&path.1, "feature")?);
     let Json { value, raw } = body;
     let mut errors = Vec::new();
-    if value.feature_type.is_some() {
-        errors.push(FieldError::new(
-            "/feature_type",
-            "a feature's type cannot change",
-        ));
-    }
     let changes = FeatureChanges {
         name: refuse_null(value.name, "/name", &mut errors),
-        feature_type: None,
+        // The domain refuses any change of type (`/feature_type`); the member is only passed on.
+        feature_type: value.feature_type.map(|v| v.unwrap_or(Value::Null)),
         generation_mode: value.generation_mode,
         configuration: refuse_null(value.configuration, "/configuration", &mut errors),
         schema_definition: value.schema_definition.map(|v| v.unwrap_or(Value::Null)),

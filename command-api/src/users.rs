@@ -110,10 +110,9 @@ pub async fn register(
         .check(&meta.client_ip)
         .map_err(ApiError::rate_limited)?;
     let limits = &state.settings.limits;
+    // The password is checked here, as it never enters a command; every other rule of
+    // registration is the domain's, decided on the address as given.
     let mut errors: Vec<FieldError> = Vec::new();
-    let email = normalize_email(&input.email, limits)
-        .map_err(|e| errors.push(e))
-        .ok();
     if let Err(e) = validate_password(&input.password, limits) {
         errors.push(e);
     }
@@ -121,32 +120,27 @@ pub async fn register(
     let now = OffsetDateTime::now_utc();
     let command = UserCommand::Register(RegisterUser {
         user_id,
-        email: email
-            .clone()
-            .unwrap_or_else(|| "pending@invalid.example".into()),
+        email: input.email.clone(),
         name: input.name.clone(),
         role: Role::Member,
         at: now,
     });
-    let decided = User::default().decide(&command, limits);
-    let events = match decided {
+    let events = match User::default().decide(&command, limits) {
         Ok(events) if errors.is_empty() => events,
         Ok(_) => return Err(ApiError::invalid("the request is invalid", errors)),
-        Err(UserError::Validation(more)) => {
-            errors.extend(
-                more.into_iter()
-                    .filter(|e| e.field != "/email" || email.is_some()),
-            );
-            return Err(ApiError::invalid("the request is invalid", errors));
+        Err(UserError::Validation(mut more)) => {
+            more.extend(errors);
+            return Err(ApiError::invalid("the request is invalid", more));
         }
         Err(other) => return Err(user_error(other)),
     };
-    let email = email.ok_or_else(|| ApiError::invalid("the request is invalid", errors.clone()))?;
-    let hash = state.passwords.hash(Lane::Other, input.password).await?;
     let mut user = User::default();
     for e in &events {
         user.evolve(e);
     }
+    // The address as the domain normalised it names the reservation stream and the credentials.
+    let email = user.email.clone();
+    let hash = state.passwords.hash(Lane::Other, input.password).await?;
     let refresh = RefreshToken::generate();
     let access = state.jwt.issue(user_id.as_uuid(), 1, now)?;
     let reservation = EmailReservationEvent::EmailReserved { user_id };

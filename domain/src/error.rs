@@ -1,4 +1,4 @@
-//! Field-level validation problems, the JSON Pointers (RFC 6901) that locate them, and error classes.
+//! Field-level validation problems and the JSON Pointers (RFC 6901) that locate them.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -101,15 +101,6 @@ pub fn escape_token(token: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(token)
     }
-}
-
-/// How a domain error reads to a client, so the HTTP layer maps every error the same way:
-/// `NotFound` → 404, `Conflict` → 409, `Invalid` → 422.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    NotFound,
-    Conflict,
-    Invalid,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
-use crate::error::{ErrorClass, FieldError, join};
+use crate::error::{FieldError, join};
 use crate::ids::{GenerationId, ProjectId, UserId};
 use crate::limits::Limits;
 use crate::project::{FeatureType, Project, ProjectStatus};
@@ -362,21 +362,6 @@ pub enum GenerationError {
     AlreadyFinished,
     #[error("invalid request: {}", join(.0))]
     Validation(Vec<FieldError>),
-}
-
-impl GenerationError {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            GenerationError::NotFound
-            | GenerationError::ProjectNotFound
-            | GenerationError::VersionNotFound { .. } => ErrorClass::NotFound,
-            GenerationError::AlreadyRequested
-            | GenerationError::ProjectArchived
-            | GenerationError::NotStarted
-            | GenerationError::AlreadyFinished => ErrorClass::Conflict,
-            GenerationError::Validation(_) => ErrorClass::Invalid,
-        }
-    }
 }
 
 /// Why `project` cannot be generated for `target`. These problems are about the project's state,
@@ -1270,25 +1255,5 @@ mod tests {
         let back: Generation = serde_json::from_value(json).unwrap();
         assert!(back.exists());
         assert_eq!(back, generation);
-    }
-
-    #[test]
-    fn generation_errors_map_to_their_classes() {
-        assert_eq!(
-            GenerationError::VersionNotFound {
-                version: 9,
-                current: 3
-            }
-            .class(),
-            ErrorClass::NotFound
-        );
-        assert_eq!(
-            GenerationError::AlreadyFinished.class(),
-            ErrorClass::Conflict
-        );
-        assert_eq!(
-            GenerationError::Validation(vec![]).class(),
-            ErrorClass::Invalid
-        );
     }
 }

@@ -19,7 +19,7 @@ pub mod upcast;
 pub mod user;
 
 pub use envelope::{DecodeError, DomainEvent, EventMetadata};
-pub use error::{ErrorClass, FieldError, Pointer};
+pub use error::{FieldError, Pointer};
 pub use limits::Limits;
 pub use text::serialized_len;
 pub use upcast::{UpcastError, Upcasters};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
-use crate::error::{ErrorClass, FieldError, join};
+use crate::error::{FieldError, join};
 use crate::ids::UserId;
 use crate::limits::Limits;
 
@@ -71,8 +71,8 @@ impl Default for User {
     }
 }
 
-/// `email` is raw input; it is normalised here too, but the caller normalises it first to hash
-/// it for the reservation stream ([`crate::email::reservation_stream`]).
+/// `email` and `name` are raw input, judged and normalised here; the caller takes the normalised
+/// address from `UserRegistered` to name the reservation stream ([`crate::email::reservation_stream`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterUser {
     pub user_id: UserId,
@@ -206,16 +206,6 @@ pub enum UserError {
     Deactivated,
     #[error("invalid request: {}", join(.0))]
     Validation(Vec<FieldError>),
-}
-
-impl UserError {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            UserError::NotFound => ErrorClass::NotFound,
-            UserError::AlreadyRegistered | UserError::Deactivated => ErrorClass::Conflict,
-            UserError::Validation(_) => ErrorClass::Invalid,
-        }
-    }
 }
 
 /// An e-mail address as stored and compared: trimmed and lower-cased, then checked for a sane
@@ -675,12 +665,5 @@ mod tests {
         assert!(back.exists());
         assert_eq!(back, user);
         assert!(!User::default().exists());
-    }
-
-    #[test]
-    fn user_errors_map_to_their_classes() {
-        assert_eq!(UserError::NotFound.class(), ErrorClass::NotFound);
-        assert_eq!(UserError::AlreadyRegistered.class(), ErrorClass::Conflict);
-        assert_eq!(UserError::Validation(vec![]).class(), ErrorClass::Invalid);
     }
 }

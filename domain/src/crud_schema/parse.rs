@@ -84,11 +84,23 @@ pub(super) fn parse_schema(
     let fields = parse_fields(obj.get("fields"), &at.key("fields"), limits, errors);
     let unique = parse_composite_unique(obj.get("unique"), &at.key("unique"), obj, errors);
 
+    let (mut fields, mut unique) = (fields?, unique?);
+    // A constraint on one field is that field's own `unique`: stored in that one spelling, so the
+    // generator and the live-data checks read a single-field rule from one place.
+    unique.retain(|group| match group.as_slice() {
+        [name] => {
+            if let Some(field) = fields.iter_mut().find(|f| f.name == *name) {
+                field.unique = true;
+            }
+            false
+        }
+        _ => true,
+    });
     Some(EntitySchema {
         entity: entity?,
         plural: plural?,
-        fields: fields?,
-        unique: unique?,
+        fields,
+        unique,
     })
 }
 
@@ -562,11 +574,8 @@ pub(super) fn parse_composite_unique(
             errors.push(FieldError::at(&group_at, "must be an array of field names"));
             continue;
         };
-        if names.len() < 2 {
-            errors.push(FieldError::at(
-                &group_at,
-                "must name at least two fields; for one field, set its own `unique`",
-            ));
+        if names.is_empty() {
+            errors.push(FieldError::at(&group_at, "must name at least one field"));
         }
         let mut group_names: Vec<&str> = Vec::with_capacity(names.len());
         for (k, name) in names.iter().enumerate() {

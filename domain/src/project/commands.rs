@@ -44,9 +44,10 @@ impl NewFeature {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FeatureChanges {
     pub name: Option<String>,
-    /// Always refused when present: a feature's type never changes. Carried so the rule has one
-    /// home even though the HTTP layer refuses the member too.
-    pub feature_type: Option<FeatureType>,
+    /// Always refused when present, whatever it holds (even `null` or a name that is no type): a
+    /// feature's type never changes. Raw, so this rule lives here alone and callers only pass the
+    /// member through.
+    pub feature_type: Option<Value>,
     /// `Some(None)` clears the feature's own mode, so it follows the project again.
     pub generation_mode: Option<Option<GenerationMode>>,
     pub configuration: Option<Value>,

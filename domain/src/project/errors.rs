@@ -1,6 +1,6 @@
 //! Why a project command is refused.
 
-use crate::error::{ErrorClass, FieldError, join};
+use crate::error::{FieldError, join};
 use crate::ids::{FeatureId, UserId};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -39,25 +39,4 @@ pub enum ProjectError {
     /// The project's state after the change would be larger than the configured limit.
     #[error("the project would be {bytes} bytes, over the limit of {limit}")]
     TooLarge { bytes: usize, limit: usize },
-}
-
-impl ProjectError {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            ProjectError::NotFound
-            | ProjectError::FeatureNotFound(_)
-            | ProjectError::MemberNotFound(_) => ErrorClass::NotFound,
-            ProjectError::AlreadyExists
-            | ProjectError::Archived
-            | ProjectError::FeatureAlreadyExists(_)
-            | ProjectError::FeatureLimitReached { .. }
-            | ProjectError::FeatureNameTaken { .. }
-            | ProjectError::EntityNameTaken { .. }
-            | ProjectError::PluralTaken { .. }
-            | ProjectError::FeatureReferenced { .. } => ErrorClass::Conflict,
-            ProjectError::OwnerCannotBeMember
-            | ProjectError::Validation(_)
-            | ProjectError::TooLarge { .. } => ErrorClass::Invalid,
-        }
-    }
 }

@@ -623,11 +623,37 @@ fn composite_unique_constraints_are_kept_in_order() {
 }
 
 #[test]
-fn a_composite_unique_needs_two_fields() {
+fn a_unique_constraint_needs_at_least_one_field() {
     one_problem(
-        two_fields_and(json!([["a"]])),
+        two_fields_and(json!([[]])),
         "/schema_definition/unique/0",
-        "at least two fields",
+        "at least one field",
+    );
+}
+
+#[test]
+fn a_one_field_unique_constraint_becomes_that_fields_own_unique() {
+    let schema = ok(two_fields_and(json!([["b"], ["a", "b"]])));
+    assert!(schema.field("b").unwrap().unique);
+    assert!(!schema.field("a").unwrap().unique);
+    assert_eq!(schema.unique, vec![vec!["a".to_owned(), "b".to_owned()]]);
+    // The normalised form parses to itself.
+    assert_eq!(ok(serde_json::to_value(&schema).unwrap()), schema);
+    // The rules of a constraint still hold for one field.
+    one_problem(
+        two_fields_and(json!([["c"]])),
+        "/schema_definition/unique/0/0",
+        "json fields cannot be part of a unique constraint",
+    );
+    one_problem(
+        two_fields_and(json!([["zz"]])),
+        "/schema_definition/unique/0/0",
+        "`zz` is not a field of this entity",
+    );
+    one_problem(
+        two_fields_and(json!([["a"], ["a"]])),
+        "/schema_definition/unique/1",
+        "repeats the constraint at /unique/0",
     );
 }
 

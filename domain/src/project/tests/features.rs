@@ -22,6 +22,24 @@ fn an_added_crud_feature_stores_the_normalised_schema() {
 }
 
 #[test]
+fn an_entity_level_unique_on_one_field_is_stored_as_that_fields_own_unique() {
+    let customers = json!({"entity": "customer", "fields": [
+        {"name": "email", "type": "string", "required": true},
+        {"name": "name", "type": "string"}
+    ], "unique": [["email"]]});
+    let stored = json!({"entity": "customer", "plural": "customers", "fields": [
+        {"name": "email", "type": "string", "max_length": 255, "required": true, "unique": true},
+        {"name": "name", "type": "string", "max_length": 255, "required": false, "unique": false}
+    ], "unique": []});
+    let project = given([created()])
+        .when(add(crud(1, "Customers", customers)))
+        .then([crud_added(1, "Customers", stored.clone())]);
+    let event = crud_added(1, "Customers", stored.clone());
+    assert_eq!(event.to_data()["schema_definition"], stored);
+    assert!(project.entities().next().unwrap().1.unique.is_empty());
+}
+
+#[test]
 fn an_added_feature_keeps_its_own_generation_mode() {
     let feature = NewFeature {
         generation_mode: Some(GenerationMode::AiAssisted),
@@ -123,12 +141,29 @@ fn the_feature_type_cannot_change() {
         .when(update(
             1,
             FeatureChanges {
-                feature_type: Some(FeatureType::Crud),
+                feature_type: Some(json!("crud")),
                 ..FeatureChanges::default()
             },
         ))
         .outcome();
     assert_eq!(invalid_at(outcome), ["/feature_type"]);
+}
+
+#[test]
+fn a_feature_type_member_is_refused_whatever_it_holds_beside_other_changes() {
+    for raw in [json!(null), json!("auth"), json!("no_such_type"), json!(3)] {
+        let outcome = given(shop())
+            .when(update(
+                1,
+                FeatureChanges {
+                    name: Some("Clients".into()),
+                    feature_type: Some(raw.clone()),
+                    ..FeatureChanges::default()
+                },
+            ))
+            .outcome();
+        assert_eq!(invalid_at(outcome), ["/feature_type"], "{raw}");
+    }
 }
 
 #[test]

@@ -402,20 +402,3 @@ fn a_project_serialises_with_the_field_names_of_the_api() {
     assert!(back.exists());
     assert_eq!(back, project);
 }
-
-#[test]
-fn project_errors_map_to_their_classes() {
-    assert_eq!(ProjectError::NotFound.class(), ErrorClass::NotFound);
-    assert_eq!(
-        ProjectError::FeatureReferenced { by: vec![] }.class(),
-        ErrorClass::Conflict
-    );
-    assert_eq!(
-        ProjectError::FeatureNameTaken { name: "x".into() }.class(),
-        ErrorClass::Conflict
-    );
-    assert_eq!(
-        ProjectError::OwnerCannotBeMember.class(),
-        ErrorClass::Invalid
-    );
-}

@@ -3,7 +3,7 @@
 use super::*;
 use crate::crud_schema::EntitySchema;
 use crate::envelope::DomainEvent;
-use crate::error::{ErrorClass, FieldError, Pointer};
+use crate::error::{FieldError, Pointer};
 use crate::ids::{ProjectId, UserId};
 use crate::limits::Limits;
 use crate::testing::{feature_id, given, given_nothing, project_id, t, t0, user_id};
