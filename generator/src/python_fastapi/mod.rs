@@ -9,7 +9,7 @@ mod app;
 mod migration;
 mod plan;
 mod readme;
-mod tests;
+mod test_suite;
 
 use std::collections::BTreeMap;
 
@@ -75,24 +75,24 @@ pub fn files(
 
     out.add("tests/__init__.py", "");
     out.add("tests/support.py", include_str!("templates/support.py"));
-    out.add("tests/conftest.py", &tests::conftest(&plan));
+    out.add("tests/conftest.py", &test_suite::conftest(&plan));
     out.add(
         "tests/database.py",
         include_str!("templates/database_test.py"),
     );
-    out.add("tests/data.py", &tests::data(&plan));
-    out.add("tests/test_app.py", &tests::test_app(&plan));
+    out.add("tests/data.py", &test_suite::data(&plan));
+    out.add("tests/test_app.py", &test_suite::test_app(&plan));
     for i in 0..plan.entities.len() {
         out.add(
             &format!("tests/test_crud_{}.py", plan.entities[i].name()),
-            &tests::entity_tests(&plan, i),
+            &test_suite::entity_tests(&plan, i),
         );
     }
     if !plan.auth.is_empty() {
         out.add("tests/test_auth.py", include_str!("templates/test_auth.py"));
     }
     if !plan.files.is_empty() {
-        out.add("tests/test_files.py", &tests::test_files(&plan));
+        out.add("tests/test_files.py", &test_suite::test_files(&plan));
     }
 
     out.add("README.md", &readme::readme(&plan));
