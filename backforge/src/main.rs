@@ -131,7 +131,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     event_store::setup::ensure_database(&settings.database_url).await?;
     event_store::setup::migrate(&settings.database_url).await?;
     command_api::migrate(&settings.database_url).await?;
-    projector::schema::ensure(&settings.database_url).await?;
+    read_model::ensure(&settings.database_url).await?;
     worker::artifacts::migrate(&settings.database_url).await?;
     Ok(())
 }
@@ -221,7 +221,7 @@ async fn start_background(
         background.checkpoints = Some(projector.checkpoints());
         let projector_stop = stop.clone();
         background.tasks.push(supervise(
-            projector::schema::PROJECTION,
+            read_model::PROJECTION,
             consumers.clone(),
             stop.clone(),
             move || {
@@ -542,7 +542,7 @@ async fn replay(settings: Settings, into: Option<String>) -> anyhow::Result<()> 
     let target = match &into {
         Some(url) => {
             event_store::setup::ensure_database(url).await?;
-            projector::schema::ensure(url).await?;
+            read_model::ensure(url).await?;
             event_store::setup::pool(url, 4)?
         }
         None => store.pool().clone(),

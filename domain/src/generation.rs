@@ -79,6 +79,16 @@ pub enum GenerationStatus {
 }
 
 impl GenerationStatus {
+    /// The stored and served spelling (the serde name): read models and the API use only this.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerationStatus::Requested => "requested",
+            GenerationStatus::Running => "running",
+            GenerationStatus::Succeeded => "succeeded",
+            GenerationStatus::Failed => "failed",
+        }
+    }
+
     pub fn is_finished(self) -> bool {
         matches!(self, GenerationStatus::Succeeded | GenerationStatus::Failed)
     }

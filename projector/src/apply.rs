@@ -6,16 +6,18 @@ use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
 use domain::AnyEvent;
-use domain::generation::{Generation, GenerationStatus};
+use domain::generation::Generation;
 use domain::ids::FeatureId;
-use domain::project::{Feature, FeaturesTouched, Project, ProjectStatus};
+use domain::project::{Feature, FeaturesTouched, Project};
 use domain::user::UserEvent;
 use event_store::{Position, RecordedEvent};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
+use read_model::checkpoint;
+use read_model::tables::{GENERATIONS, PROJECT_FEATURES, PROJECT_MEMBERS, PROJECTS, USERS};
+
 use crate::parked::Parked;
-use crate::schema::PROJECTION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -142,7 +144,7 @@ async fn load_generations(
     }
     let rows = tx
         .query(
-            &format!("SELECT id, version, document FROM {schema}.generations WHERE id = ANY($1)"),
+            &format!("SELECT id, version, document FROM {schema}.{GENERATIONS} WHERE id = ANY($1)"),
             &[&ids],
         )
         .await?;
@@ -161,15 +163,6 @@ async fn load_generations(
     Ok(out)
 }
 
-pub fn status_str(status: GenerationStatus) -> &'static str {
-    match status {
-        GenerationStatus::Requested => "requested",
-        GenerationStatus::Running => "running",
-        GenerationStatus::Succeeded => "succeeded",
-        GenerationStatus::Failed => "failed",
-    }
-}
-
 async fn write_generation(
     tx: &Transaction<'_>,
     schema: &str,
@@ -180,7 +173,7 @@ async fn write_generation(
     let document = Json(g);
     let upsert = tx
         .prepare_cached(&format!(
-            "INSERT INTO {schema}.generations (id, project_id, status, sha256, version, requested_at, started_at, completed_at, document)
+            "INSERT INTO {schema}.{GENERATIONS} (id, project_id, status, sha256, version, requested_at, started_at, completed_at, document)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, sha256 = EXCLUDED.sha256,
                  version = EXCLUDED.version, started_at = EXCLUDED.started_at,
@@ -192,7 +185,7 @@ async fn write_generation(
         &[
             &id,
             &g.project_id.as_uuid(),
-            &status_str(g.status),
+            &g.status.as_str(),
             &g.sha256,
             &as_i64(row.version),
             &g.requested_at,
@@ -206,7 +199,7 @@ async fn write_generation(
 }
 
 fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+    checkpoint::stored(v)
 }
 
 /// Applies `events` (which follow `from` in feed order) inside `tx`, starting from the project rows
@@ -288,23 +281,8 @@ pub async fn apply_batch(
     for (id, row) in generations.iter().filter(|(_, r)| r.dirty) {
         write_generation(tx, schema, *id, row).await?;
     }
-    let moved = tx
-        .execute(
-            &format!(
-                "UPDATE {schema}.checkpoints SET tx = $1, seq = $2, instance = $3, updated_at = now()
-                 WHERE name = $4 AND tx = $5 AND seq = $6"
-            ),
-            &[
-                &as_i64(last.tx),
-                &as_i64(last.seq),
-                &instance,
-                &PROJECTION,
-                &as_i64(from.tx),
-                &as_i64(from.seq),
-            ],
-        )
-        .await?;
-    Ok(if moved == 1 {
+    let moved = checkpoint::advance(tx, schema, from, last, instance).await?;
+    Ok(if moved {
         Applied::To(last)
     } else {
         Applied::Lost
@@ -343,15 +321,14 @@ async fn load_projects(
     }
     let select = tx
         .prepare_cached(&format!(
-            "SELECT id, version, last_tx, last_seq, document FROM {schema}.projects WHERE id = ANY($1)"
+            "SELECT id, version, last_tx, last_seq, document FROM {schema}.{PROJECTS} WHERE id = ANY($1)"
         ))
         .await?;
     let rows = tx.query(&select, &[&ids]).await?;
     for row in rows {
         let id: Uuid = row.try_get(0)?;
         let version: i64 = row.try_get(1)?;
-        let tx_id: i64 = row.try_get(2)?;
-        let seq: i64 = row.try_get(3)?;
+        let last = read_model::position(&row, 2)?;
         // Straight from the stored text into the state, without a JSON tree in between.
         let Json(state): Json<Project> = row.try_get(4)?;
         let state_members = state.members.clone();
@@ -360,10 +337,7 @@ async fn load_projects(
             ProjectRow {
                 state,
                 version: version.max(0) as u64,
-                last: Position {
-                    tx: tx_id.max(0) as u64,
-                    seq: seq.max(0) as u64,
-                },
+                last,
                 dirty: false,
                 members_before: state_members,
                 features_all: false,
@@ -373,7 +347,7 @@ async fn load_projects(
     }
     let features = tx
         .prepare_cached(&format!(
-            "SELECT project_id, document FROM {schema}.project_features
+            "SELECT project_id, document FROM {schema}.{PROJECT_FEATURES}
              WHERE project_id = ANY($1) ORDER BY project_id, ordinal"
         ))
         .await?;
@@ -430,10 +404,7 @@ async fn write_projects<'a>(
         }
         ids.push(*id);
         owners.push(p.owner_id.as_uuid());
-        statuses.push(match p.status {
-            ProjectStatus::Active => "active",
-            ProjectStatus::Archived => "archived",
-        });
+        statuses.push(p.status.as_str());
         versions.push(as_i64(row.version));
         txs.push(as_i64(row.last.tx));
         seqs.push(as_i64(row.last.seq));
@@ -444,7 +415,7 @@ async fn write_projects<'a>(
             for m in &p.members {
                 m_projects.push(*id);
                 m_users.push(m.user_id.as_uuid());
-                m_roles.push("viewer");
+                m_roles.push(m.role.as_str());
                 m_added.push(m.added_at);
             }
         }
@@ -454,7 +425,7 @@ async fn write_projects<'a>(
     }
     let upsert = tx
         .prepare_cached(&format!(
-            "INSERT INTO {schema}.projects (id, owner_id, status, version, last_tx, last_seq, created_at, updated_at, document)
+            "INSERT INTO {schema}.{PROJECTS} (id, owner_id, status, version, last_tx, last_seq, created_at, updated_at, document)
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
                                   $7::timestamptz[], $8::timestamptz[], $9::jsonb[])
              ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, status = EXCLUDED.status,
@@ -472,7 +443,7 @@ async fn write_projects<'a>(
     if !reset_features.is_empty() {
         let delete = tx
             .prepare_cached(&format!(
-                "DELETE FROM {schema}.project_features WHERE project_id = ANY($1)"
+                "DELETE FROM {schema}.{PROJECT_FEATURES} WHERE project_id = ANY($1)"
             ))
             .await?;
         tx.execute(&delete, &[&reset_features]).await?;
@@ -480,7 +451,7 @@ async fn write_projects<'a>(
     if !f_projects.is_empty() {
         let upsert = tx
             .prepare_cached(&format!(
-                "INSERT INTO {schema}.project_features (project_id, id, ordinal, document)
+                "INSERT INTO {schema}.{PROJECT_FEATURES} (project_id, id, ordinal, document)
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::json[])
                  ON CONFLICT (project_id, id) DO UPDATE
                  SET ordinal = EXCLUDED.ordinal, document = EXCLUDED.document"
@@ -492,14 +463,14 @@ async fn write_projects<'a>(
     if !members_changed.is_empty() {
         let delete = tx
             .prepare_cached(&format!(
-                "DELETE FROM {schema}.project_members WHERE project_id = ANY($1)"
+                "DELETE FROM {schema}.{PROJECT_MEMBERS} WHERE project_id = ANY($1)"
             ))
             .await?;
         tx.execute(&delete, &[&members_changed]).await?;
         if !m_projects.is_empty() {
             let insert = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO {schema}.project_members (project_id, user_id, role, added_at)
+                    "INSERT INTO {schema}.{PROJECT_MEMBERS} (project_id, user_id, role, added_at)
                      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])"
                 ))
                 .await?;
@@ -531,7 +502,7 @@ async fn apply_user(
         } => {
             tx.execute(
                 &format!(
-                    "INSERT INTO {schema}.users (id, email, name, role, active, version, created_at, updated_at)
+                    "INSERT INTO {schema}.{USERS} (id, email, name, role, active, version, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, true, $5, $6, $6) ON CONFLICT (id) DO NOTHING"
                 ),
                 &[&user_id, email, name, &role.as_str(), &version, registered_at],
@@ -543,7 +514,7 @@ async fn apply_user(
         } => {
             tx.execute(
                 &format!(
-                    "UPDATE {schema}.users SET name = $2, updated_at = $3, version = $4
+                    "UPDATE {schema}.{USERS} SET name = $2, updated_at = $3, version = $4
                      WHERE id = $1 AND version < $4"
                 ),
                 &[&user_id, name, updated_at, &version],
@@ -552,7 +523,7 @@ async fn apply_user(
         }
         UserEvent::PasswordChanged { changed_at, .. } => {
             tx.execute(
-                &format!("UPDATE {schema}.users SET updated_at = $2, version = $3 WHERE id = $1 AND version < $3"),
+                &format!("UPDATE {schema}.{USERS} SET updated_at = $2, version = $3 WHERE id = $1 AND version < $3"),
                 &[&user_id, changed_at, &version],
             )
             .await?;
@@ -562,7 +533,7 @@ async fn apply_user(
         } => {
             tx.execute(
                 &format!(
-                    "UPDATE {schema}.users SET role = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4"
+                    "UPDATE {schema}.{USERS} SET role = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4"
                 ),
                 &[&user_id, &role.as_str(), changed_at, &version],
             )
@@ -571,7 +542,7 @@ async fn apply_user(
         UserEvent::UserDeactivated { deactivated_at, .. } => {
             tx.execute(
                 &format!(
-                    "UPDATE {schema}.users SET active = false, updated_at = $2, version = $3
+                    "UPDATE {schema}.{USERS} SET active = false, updated_at = $2, version = $3
                      WHERE id = $1 AND version < $3"
                 ),
                 &[&user_id, deactivated_at, &version],

@@ -7,7 +7,6 @@ pub mod parked;
 pub mod relay;
 pub mod replay;
 pub mod runner;
-pub mod schema;
 /// Consumer health and supervision live in `runtime`, shared with the worker; this path stays for
 /// the projector's own modules and its callers.
 pub use runtime::supervise;

@@ -12,11 +12,11 @@ use deadpool_postgres::GenericClient;
 use domain::EventMetadata;
 use domain::operations::{OPERATIONS_STREAM, OperationsEvent};
 use event_store::{ExpectedVersion, NewEvent, PgEventStore, StreamAppend};
+use read_model::tables::PROJECTION;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::relay::RelayKind;
-use crate::schema::PROJECTION;
 
 /// The command-side table of parks; its DDL is `command-api/migrations/V2__parked_events.sql`.
 pub const TABLE: &str = "parked_events";

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use event_store::{EventStore, PgEventStore, Position};
+use read_model::tables::{self, NEXT, PROJECTION};
 
 use crate::apply::{Applied, ProjectStates, apply_batch};
 use crate::parked;
-use crate::schema::{self, LIVE, NEXT, PROJECTION};
 
 /// Events per replay transaction.
 const REPLAY_BATCH: usize = 5000;
@@ -41,12 +41,7 @@ pub async fn replay(
     mut progress: impl FnMut(u64, u64, f64),
 ) -> anyhow::Result<ReplayReport> {
     let client = target.get().await?;
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {NEXT} CASCADE; {}",
-            schema::ddl(NEXT)
-        ))
-        .await?;
+    client.batch_execute(&tables::recreate_next()).await?;
     let total: i64 = store
         .pool()
         .get()
@@ -112,7 +107,7 @@ pub async fn replay(
     target
         .get()
         .await?
-        .batch_execute(&schema::indexes(NEXT))
+        .batch_execute(&tables::indexes(NEXT))
         .await?;
     swap(target).await?;
     Ok(ReplayReport {
@@ -122,24 +117,12 @@ pub async fn replay(
     })
 }
 
-/// Puts `rm_next` in place of `rm` atomically. A live projector's next compare-and-set on the
+/// Puts the replayed copy in place of the live read models atomically. A live projector's next compare-and-set on the
 /// checkpoint fails, and it continues from the replayed checkpoint.
 async fn swap(target: &Pool) -> anyhow::Result<()> {
     let mut client = target.get().await?;
     let tx = client.transaction().await?;
-    // PostgreSQL has no `ALTER SCHEMA IF EXISTS`: rename the live schema only when it is there.
-    // (Swallowing an error here would leave the transaction aborted and the swap undone.)
-    tx.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS rm_old CASCADE;
-         DO $$ BEGIN
-             IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{LIVE}') THEN
-                 ALTER SCHEMA {LIVE} RENAME TO rm_old;
-             END IF;
-         END $$;
-         ALTER SCHEMA {NEXT} RENAME TO {LIVE};
-         DROP SCHEMA IF EXISTS rm_old CASCADE;"
-    ))
-    .await?;
+    tx.batch_execute(&tables::swap()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use event_store::{EventStore, PgEventStore, Position};
+use read_model::checkpoint;
+use read_model::tables::{LIVE, PROJECTION};
 use runtime::metrics::Metrics;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -15,7 +17,6 @@ use uuid::Uuid;
 
 use crate::apply::{Applied, ApplyError, ProjectStates, apply_batch};
 use crate::parked;
-use crate::schema::{self, LIVE, PROJECTION};
 use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain};
 
 /// Events read and applied per transaction.
@@ -289,7 +290,7 @@ impl Projector {
         let (from, mut states) = match self.take_warm() {
             Some(warm) => (warm.checkpoint, warm.states),
             None => (
-                schema::checkpoint(&client, LIVE)
+                checkpoint::read(&client, LIVE)
                     .await
                     .map_err(Failure::transient)?,
                 ProjectStates::new(PROJECT_STATES),

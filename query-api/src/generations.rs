@@ -3,17 +3,18 @@
 
 use actix_web::http::header::{self, ETAG};
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use domain::project::ProjectStatus;
+use domain::generation::GenerationStatus;
+use read_model::rows::{self, Features};
+use runtime::http_headers::{etag, if_none_match, rfc3339};
 use runtime::openapi::{ConditionalReadHeaders, ReadHeaders};
-use runtime::{ApiError, Authenticated, ProblemType, path_id};
+use runtime::{ApiError, Authenticated, ProblemType};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::QueryState;
+use crate::extract::{Fresh, GenerationPath, ProjectPath};
 use crate::params::{NewestFirst, Query, encode_cursor};
-use crate::routes::{Features, current, ready, visible};
+use crate::routes::{current, read_error, visible};
 
 /// A generation with the API's field names.
 fn present(document: Value) -> Value {
@@ -25,28 +26,22 @@ async fn visible_generation(
     state: &QueryState,
     caller: &Authenticated,
     id: Uuid,
-) -> Result<(Value, String), ApiError> {
+) -> Result<rows::GenerationRow, ApiError> {
     let client = state.pool.get().await?;
-    let stmt = client
-        .prepare_cached("SELECT project_id, document, status FROM rm.generations WHERE id = $1")
-        .await?;
-    let row = client
-        .query_opt(&stmt, &[&id])
-        .await?
+    let row = rows::generation(&client, id)
+        .await
+        .map_err(read_error)?
         .ok_or_else(|| ApiError::not_found("no such generation"))?;
-    let project_id: Uuid = row.try_get(0)?;
+    drop(client);
     // Only "no such project" (or not visible) means "no such generation": a 503 or a 500 while
     // reading the project stays what it is.
-    let v = visible(state, caller, project_id, Features::Without)
+    visible(state, caller, row.project_id, Features::Without)
         .await
         .map_err(|error| match error.kind() {
             ProblemType::NotFound => ApiError::not_found("no such generation"),
             _ => error,
         })?;
-    if v.status == ProjectStatus::Archived && !v.privileged {
-        return Err(ApiError::not_found("no such generation"));
-    }
-    Ok((row.try_get(1)?, row.try_get(2)?))
+    Ok(row)
 }
 
 /// A project's generations, newest first.
@@ -61,39 +56,27 @@ pub async fn list_generations(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    ProjectPath(project_id): ProjectPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = path_id(&path, "project")?;
-    ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
-    let (before_time, before_id) = query.newest_first()?;
+    let before = query.newest_first()?;
     current(&state, &caller, project_id, Features::Without).await?;
     let client = state.pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT id, requested_at, document FROM rm.generations
-             WHERE project_id = $1 AND (requested_at, id) < ($2, $3)
-             ORDER BY requested_at DESC, id DESC LIMIT $4",
-        )
-        .await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[&project_id, &before_time, &before_id, &((limit + 1) as i64)],
-        )
-        .await?;
+    let rows = rows::list_generations(&client, project_id, before, limit + 1)
+        .await
+        .map_err(read_error)?;
+    let more = rows.len() > limit;
     let mut items = Vec::new();
     let mut last = None;
-    for row in rows.iter().take(limit) {
-        let id: Uuid = row.try_get(0)?;
-        let at: OffsetDateTime = row.try_get(1)?;
-        items.push(present(row.try_get(2)?));
-        last = Some((at, id));
+    for row in rows.into_iter().take(limit) {
+        last = Some((row.requested_at, row.id));
+        items.push(present(row.document));
     }
-    let next_cursor = match (rows.len() > limit, last) {
+    let next_cursor = match (more, last) {
         (true, Some((at, id))) => Some(encode_cursor(&NewestFirst {
-            at: at.format(&Rfc3339).unwrap_or_default(),
+            at: rfc3339(at),
             id,
         })),
         _ => None,
@@ -109,14 +92,12 @@ pub async fn list_generations(
 #[get("/generations/{id}")]
 pub async fn get_generation(
     state: web::Data<QueryState>,
-    req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    GenerationPath(id): GenerationPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&path, "generation")?;
-    ready(&state, &req).await?;
-    let (document, _) = visible_generation(&state, &caller, id).await?;
-    Ok(HttpResponse::Ok().json(present(document)))
+    let generation = visible_generation(&state, &caller, id).await?;
+    Ok(HttpResponse::Ok().json(present(generation.document)))
 }
 
 async fn zip_response(
@@ -127,13 +108,8 @@ async fn zip_response(
     let sha256 = document["sha256"].as_str().ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!("a succeeded generation has no sha256"))
     })?;
-    let tag = format!("\"{sha256}\"");
-    if req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
-    {
+    let tag = etag(sha256);
+    if if_none_match(req, &tag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((ETAG, tag))
             .finish());
@@ -182,18 +158,17 @@ pub async fn download_generation(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    GenerationPath(id): GenerationPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&path, "generation")?;
-    ready(&state, &req).await?;
-    let (document, status) = visible_generation(&state, &caller, id).await?;
-    match status.as_str() {
-        "succeeded" => zip_response(&state, &req, &document).await,
-        "failed" => Err(ApiError::conflict(
+    let generation = visible_generation(&state, &caller, id).await?;
+    match generation.status {
+        GenerationStatus::Succeeded => zip_response(&state, &req, &generation.document).await,
+        GenerationStatus::Failed => Err(ApiError::conflict(
             ProblemType::GenerationUnfinished,
             "the generation failed and has no artifact; see its error and request a new one",
         )),
-        _ => Err(ApiError::conflict(
+        GenerationStatus::Requested | GenerationStatus::Running => Err(ApiError::conflict(
             ProblemType::GenerationUnfinished,
             "the generation has not finished yet; poll GET /generations/{id}",
         )),
@@ -212,23 +187,15 @@ pub async fn download_project(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    ProjectPath(project_id): ProjectPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = path_id(&path, "project")?;
-    ready(&state, &req).await?;
     current(&state, &caller, project_id, Features::Without).await?;
     let client = state.pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT document FROM rm.generations WHERE project_id = $1 AND status = 'succeeded'
-             ORDER BY completed_at DESC, id DESC LIMIT 1",
-        )
-        .await?;
-    let row = client
-        .query_opt(&stmt, &[&project_id])
-        .await?
+    let document = rows::latest_succeeded(&client, project_id)
+        .await
+        .map_err(read_error)?
         .ok_or_else(|| ApiError::not_found("the project has no succeeded generation yet"))?;
-    let document: Value = row.try_get(0)?;
     drop(client);
     zip_response(&state, &req, &document).await
 }

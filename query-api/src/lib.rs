@@ -1,6 +1,7 @@
 //! The query API: every read of `docs/api.md` from the read models, plus history and time travel folded
 //! from the event store. It never writes.
 
+pub mod extract;
 pub mod generations;
 pub mod openapi;
 pub mod params;
@@ -12,7 +13,7 @@ use actix_web::web;
 use event_store::PgEventStore;
 use runtime::Settings;
 
-pub use params::Checkpoints;
+pub use read_model::Checkpoints;
 
 /// Everything the read handlers share.
 pub struct QueryState {

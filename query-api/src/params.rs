@@ -1,18 +1,13 @@
-//! Query-string parameters, opaque cursors and the read-your-writes wait shared by every read.
+//! Query-string parameters and opaque cursors shared by every read.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use actix_web::HttpRequest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use event_store::Position;
 use runtime::ApiError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
-
-pub const MIN_POSITION_HEADER: &str = "Backforge-Min-Position";
 
 /// The parsed query string; a malformed one is a 400.
 pub struct Query(HashMap<String, String>);
@@ -128,79 +123,4 @@ pub fn decode_cursor<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?;
     serde_json::from_slice(&bytes)
         .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))
-}
-
-/// Where the read models are: always read from the checkpoint table (another process may lead
-/// the projection); an in-process projector's announcements only shorten the wait between reads.
-#[derive(Clone)]
-pub struct Checkpoints {
-    pub pool: deadpool_postgres::Pool,
-    pub wake: Option<watch::Receiver<Position>>,
-}
-
-impl Checkpoints {
-    /// What this process's own projector has committed, if it leads: enough to answer without a
-    /// query when it is already past the wanted position.
-    fn announced(&self) -> Option<Position> {
-        self.wake.as_ref().map(|rx| *rx.borrow())
-    }
-
-    async fn current(&mut self) -> Result<Position, ApiError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached("SELECT tx, seq FROM rm.checkpoints WHERE name = 'read_models'")
-            .await?;
-        let Some(row) = client.query_opt(&stmt, &[]).await? else {
-            return Ok(Position::START);
-        };
-        Ok(Position {
-            tx: row.try_get::<_, i64>(0)?.max(0) as u64,
-            seq: row.try_get::<_, i64>(1)?.max(0) as u64,
-        })
-    }
-
-    async fn changed(&mut self) {
-        match &mut self.wake {
-            Some(rx) => {
-                let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
-            }
-            None => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-}
-
-/// Read-your-writes: when the request names a position, wait until the read models reach it.
-pub async fn wait_for_position(
-    req: &HttpRequest,
-    checkpoints: &Checkpoints,
-    wait: Duration,
-) -> Result<(), ApiError> {
-    let Some(raw) = req.headers().get(MIN_POSITION_HEADER) else {
-        return Ok(());
-    };
-    let wanted = raw
-        .to_str()
-        .ok()
-        .and_then(|s| Position::parse_token(s.trim()).ok())
-        .ok_or_else(|| {
-            ApiError::malformed("Backforge-Min-Position is not a position this API issued")
-        })?;
-    let mut checkpoints = checkpoints.clone();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        // The in-process projector announces a checkpoint only after committing it, so reaching
-        // the position there is enough; otherwise (another process may lead) the table decides.
-        if checkpoints.announced().is_some_and(|at| at >= wanted)
-            || checkpoints.current().await? >= wanted
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::unavailable(
-                "the read models have not reached the requested position yet; retry shortly",
-                1,
-            ));
-        }
-        checkpoints.changed().await;
-    }
 }

@@ -1,14 +1,17 @@
 //! HTTP handlers of the reads of `docs/api.md`: profile, project lists and detail, time travel, history
-//! and features. Every handler honours `Backforge-Min-Position` first.
+//! and features. Every handler takes [`Fresh`], so it answers only once the read models have
+//! projected the position the client named.
 
-use actix_web::http::header::{self, ETAG};
+use actix_web::http::header::ETAG;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use domain::ids::ProjectId;
-use domain::project::{Project, ProjectStatus};
-use domain::user::Role;
+use domain::project::{Access, Project, ProjectStatus};
 use event_store::{EventStore, ReadUntil};
+use read_model::Reader;
+use read_model::rows::{self, Features, ReadError};
+use runtime::http_headers::{etag, if_none_match, rfc3339};
 use runtime::openapi::{ConditionalReadHeaders, ReadHeaders};
-use runtime::{ApiError, Authenticated, path_id};
+use runtime::{ApiError, Authenticated};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -17,34 +20,23 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::QueryState;
-use crate::params::{NewestFirst, Query, encode_cursor, wait_for_position};
+use crate::extract::{FeaturePath, Fresh, ProjectPath};
+use crate::params::{NewestFirst, Query, encode_cursor};
 
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+/// A read-model row that could not be read: a database failure maps as everywhere, a row the
+/// domain cannot read is an internal error.
+pub(crate) fn read_error(error: ReadError) -> ApiError {
+    match error {
+        ReadError::Database(e) => e.into(),
+        other => ApiError::internal(other),
+    }
 }
 
-fn etag(version: i64) -> String {
-    format!("\"{version}\"")
-}
-
-/// `If-None-Match` names the current version (or is `*`): the client's copy is fresh.
-fn not_modified(req: &HttpRequest, version: i64) -> bool {
-    let Some(value) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let current = etag(version);
-    value
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == current)
-}
-
-pub(crate) async fn ready(state: &QueryState, req: &HttpRequest) -> Result<(), ApiError> {
-    wait_for_position(req, &state.checkpoints, state.settings.min_position_wait).await
+pub(crate) fn reader(caller: &Authenticated) -> Reader {
+    Reader {
+        user_id: caller.user_id,
+        role: caller.role,
+    }
 }
 
 /// The caller's profile.
@@ -55,32 +47,26 @@ pub(crate) async fn ready(state: &QueryState, req: &HttpRequest) -> Result<(), A
 #[get("/auth/profile")]
 pub async fn profile(
     state: web::Data<QueryState>,
-    req: HttpRequest,
     caller: Authenticated,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    ready(&state, &req).await?;
     let client = state.pool.get().await?;
-    let stmt = client
-        .prepare_cached("SELECT id, email, name, role, created_at, updated_at, version FROM rm.users WHERE id = $1")
-        .await?;
-    let row = client
-        .query_opt(&stmt, &[&caller.user_id])
-        .await?
+    let p = rows::profile(&client, caller.user_id)
+        .await
+        .map_err(read_error)?
         .ok_or_else(|| {
             ApiError::not_found("the profile is not readable yet; send Backforge-Min-Position")
         })?;
-    let version: i64 = row.try_get(6)?;
     let body = json!({
-        "id": row.try_get::<_, Uuid>(0)?, "email": row.try_get::<_, String>(1)?,
-        "name": row.try_get::<_, String>(2)?, "role": row.try_get::<_, String>(3)?,
-        "created_at": rfc3339(row.try_get(4)?), "updated_at": rfc3339(row.try_get(5)?),
+        "id": p.id, "email": p.email, "name": p.name, "role": p.role.as_str(),
+        "created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at),
     });
     Ok(HttpResponse::Ok()
-        .insert_header((ETAG, etag(version)))
+        .insert_header((ETAG, etag(p.version)))
         .json(body))
 }
 
-/// A project row as the read model has it, with what the caller may see of it.
+/// A project row as the read model has it, once the domain has said the caller may see it.
 pub(crate) struct Visible {
     pub(crate) status: ProjectStatus,
     pub(crate) version: i64,
@@ -88,30 +74,10 @@ pub(crate) struct Visible {
     /// The features as a JSON array, in their order, when asked for (`Features::With`); the
     /// stored document has an empty list in their place.
     pub(crate) features: Option<Box<RawValue>>,
-    /// Owner or admin: may read history and time travel even when archived.
-    pub(crate) privileged: bool,
 }
 
-/// The statement behind `GET /projects/{id}` (and the bench's W3 baseline): the project row, the
-/// caller's membership and the features in their order, in one round trip.
-pub const PROJECT_WITH_FEATURES_SQL: &str = "SELECT p.owner_id, p.status, p.version, p.document,
-        EXISTS (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $2),
-        (SELECT coalesce('[' || string_agg(f.document::text, ',' ORDER BY f.ordinal) || ']', '[]')
-         FROM rm.project_features f WHERE f.project_id = p.id)
- FROM rm.projects p WHERE p.id = $1";
-
-const PROJECT_SQL: &str = "SELECT p.owner_id, p.status, p.version, p.document,
-        EXISTS (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $2)
- FROM rm.projects p WHERE p.id = $1";
-
-/// Whether a project read needs the feature list (the document is stored without it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Features {
-    With,
-    Without,
-}
-
-/// Loads a project the caller may see. Strangers get 404, like for a project that does not exist.
+/// Loads a project the caller may see, as the domain decides it. Strangers get 404, like for a
+/// project that does not exist; so do viewers of an archived project.
 pub(crate) async fn visible(
     state: &QueryState,
     caller: &Authenticated,
@@ -119,41 +85,18 @@ pub(crate) async fn visible(
     features: Features,
 ) -> Result<Visible, ApiError> {
     let client = state.pool.get().await?;
-    let stmt = client
-        .prepare_cached(match features {
-            Features::With => PROJECT_WITH_FEATURES_SQL,
-            Features::Without => PROJECT_SQL,
-        })
-        .await?;
-    let row = client
-        .query_opt(&stmt, &[&project_id, &caller.user_id])
-        .await?
+    let row = rows::project(&client, project_id, caller.user_id, features)
+        .await
+        .map_err(read_error)?
         .ok_or_else(|| ApiError::not_found("no such project"))?;
-    let owner: Uuid = row.try_get(0)?;
-    let status: String = row.try_get(1)?;
-    let member: bool = row.try_get(4)?;
-    let status = if status == "archived" {
-        ProjectStatus::Archived
-    } else {
-        ProjectStatus::Active
-    };
-    let privileged = caller.role == Role::Admin || owner == caller.user_id;
-    if !(privileged || (member && status == ProjectStatus::Active)) {
+    if row.visibility.access(reader(caller)) == Access::None {
         return Err(ApiError::not_found("no such project"));
     }
-    let features = match features {
-        Features::With => {
-            let list: String = row.try_get(5)?;
-            Some(RawValue::from_string(list).map_err(ApiError::internal)?)
-        }
-        Features::Without => None,
-    };
     Ok(Visible {
-        status,
-        version: row.try_get(2)?,
-        document: row.try_get(3)?,
-        features,
-        privileged,
+        status: row.visibility.status,
+        version: row.version,
+        document: row.document,
+        features: row.features,
     })
 }
 
@@ -223,59 +166,37 @@ pub async fn list_projects(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
     let status = match query.get("status") {
-        None | Some("active") => "active",
-        Some("archived") => "archived",
-        Some(_) => {
-            return Err(ApiError::invalid_field(
+        None => ProjectStatus::Active,
+        Some(raw) => rows::spelled::<ProjectStatus>("status", raw).map_err(|_| {
+            ApiError::invalid_field(
                 "status",
-                "must be `active` or `archived`",
-            ));
-        }
+                format!(
+                    "must be `{}` or `{}`",
+                    ProjectStatus::Active.as_str(),
+                    ProjectStatus::Archived.as_str()
+                ),
+            )
+        })?,
     };
-    let (after_time, after_id) = query.newest_first()?;
+    let before = query.newest_first()?;
     let client = state.pool.get().await?;
-    // Members see active projects only; archived ones stay visible to their owners.
-    let stmt = client
-        .prepare_cached(
-            "SELECT id, version, document,
-                    (SELECT count(*) FROM rm.project_features f WHERE f.project_id = p.id)
-             FROM rm.projects p
-             WHERE p.status = $2
-               AND (p.owner_id = $1 OR ($2 = 'active' AND EXISTS
-                    (SELECT 1 FROM rm.project_members m WHERE m.project_id = p.id AND m.user_id = $1)))
-               AND (p.created_at, p.id) < ($3, $4)
-             ORDER BY p.created_at DESC, p.id DESC
-             LIMIT $5",
-        )
-        .await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &caller.user_id,
-                &status,
-                &after_time,
-                &after_id,
-                &((limit + 1) as i64),
-            ],
-        )
-        .await?;
+    let rows = rows::list_projects(&client, reader(&caller), status, before, limit + 1)
+        .await
+        .map_err(read_error)?;
     let mut items = Vec::with_capacity(limit);
     for row in rows.iter().take(limit) {
-        let version: i64 = row.try_get(1)?;
-        let mut doc: Value = row.try_get(2)?;
-        let count: i64 = row.try_get(3)?;
+        let mut doc = row.document.clone();
         if let Some(obj) = doc.as_object_mut() {
             obj.remove("features");
             obj.remove("members");
-            obj.insert("feature_count".into(), json!(count));
+            obj.insert("feature_count".into(), json!(row.feature_count));
         }
-        items.push(with_version(doc, version));
+        items.push(with_version(doc, row.version));
     }
     let next_cursor = if rows.len() > limit {
         items.last().and_then(|last| {
@@ -331,10 +252,9 @@ pub async fn get_project(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    ProjectPath(project_id): ProjectPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = path_id(&path, "project")?;
-    ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let as_of_version = query.number("as_of_version")?;
     let as_of = query
@@ -367,23 +287,22 @@ pub async fn get_project(
     };
     let Some(until) = until else {
         let v = current(&state, &caller, project_id, Features::With).await?;
-        if not_modified(&req, v.version) {
+        let tag = etag(v.version);
+        if if_none_match(&req, &tag) {
             return Ok(HttpResponse::NotModified()
-                .insert_header((ETAG, etag(v.version)))
+                .insert_header((ETAG, tag))
                 .finish());
         }
         return Ok(HttpResponse::Ok()
-            .insert_header((ETAG, etag(v.version)))
+            .insert_header((ETAG, tag))
             .json(ProjectBody {
                 document: &v.document,
                 features: v.features.as_deref(),
                 version: v.version,
             }));
     };
-    let v = visible(&state, &caller, project_id, Features::Without).await?;
-    if v.status == ProjectStatus::Archived && !v.privileged {
-        return Err(ApiError::not_found("no such project"));
-    }
+    // Owners and admins keep reading an archived project's past; `visible` asks the domain.
+    visible(&state, &caller, project_id, Features::Without).await?;
     let stream = ProjectId::from_uuid(project_id).stream();
     let loaded: event_store::Loaded<Project> =
         event_store::load(&state.store, &stream, until).await?;
@@ -416,10 +335,9 @@ pub async fn history(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    ProjectPath(project_id): ProjectPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = path_id(&path, "project")?;
-    ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
     let cursor: Option<HistoryCursor> = query.cursor()?;
@@ -434,10 +352,8 @@ pub async fn history(
         (None, Some(v)) => v,
         (None, None) => 0,
     };
-    let v = visible(&state, &caller, project_id, Features::Without).await?;
-    if v.status == ProjectStatus::Archived && !v.privileged {
-        return Err(ApiError::not_found("no such project"));
-    }
+    // Owners and admins keep reading an archived project's past; `visible` asks the domain.
+    visible(&state, &caller, project_id, Features::Without).await?;
     let stream = ProjectId::from_uuid(project_id).stream();
     let events = state
         .store
@@ -490,10 +406,9 @@ pub async fn list_features(
     state: web::Data<QueryState>,
     req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<String>,
+    ProjectPath(project_id): ProjectPath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = path_id(&path, "project")?;
-    ready(&state, &req).await?;
     let query = Query::parse(&req)?;
     let limit = query.limit()?;
     let offset = query.cursor::<FeatureCursor>()?.map_or(0, |c| c.offset);
@@ -518,15 +433,12 @@ pub async fn list_features(
 #[get("/projects/{id}/features/{feature_id}")]
 pub async fn get_feature(
     state: web::Data<QueryState>,
-    req: HttpRequest,
     caller: Authenticated,
-    path: web::Path<(String, String)>,
+    FeaturePath { project, feature }: FeaturePath,
+    _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = path_id(&path.0, "project")?;
-    let feature_id = path_id(&path.1, "feature")?;
-    ready(&state, &req).await?;
-    let v = current(&state, &caller, project_id, Features::With).await?;
-    let wanted = feature_id.to_string();
+    let v = current(&state, &caller, project, Features::With).await?;
+    let wanted = feature.to_string();
     let feature = v
         .feature_list()?
         .into_iter()

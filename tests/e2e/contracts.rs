@@ -305,3 +305,70 @@ fn nats_spellings_appear_only_in_messaging() {
         found.join("\n")
     );
 }
+
+/// Whether a string literal spells a read-model table: the live or next schema (`rm.`, `rm_next`),
+/// the checkpoint row's name quoted for SQL, or a read-model table after an SQL keyword.
+fn spells_read_model_table(literal: &str) -> bool {
+    let after_boundary = |needle: &str| {
+        literal.match_indices(needle).any(|(at, _)| {
+            !literal[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let words: Vec<&str> = literal
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let names_table = words.windows(2).any(|w| {
+        let table = w[1]
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        matches!(
+            w[0],
+            "FROM" | "JOIN" | "INTO" | "UPDATE" | "TABLE" | "EXISTS"
+        ) && read_model::tables::TABLES.contains(&table)
+    });
+    after_boundary("rm.")
+        || after_boundary(read_model::NEXT)
+        || literal.contains(&format!("'{}'", read_model::PROJECTION))
+        || names_table
+}
+
+/// Read-model tables are spelled in `read-model` only: the projector writes them through its
+/// table constants, the query API and the worker read them through its typed readers.
+#[test]
+fn read_model_tables_appear_only_in_read_model() {
+    assert!(spells_read_model_table("SELECT tx FROM rm.checkpoints"));
+    assert!(spells_read_model_table("UPDATE {schema}.users SET"));
+    assert!(spells_read_model_table("WHERE name = 'read_models'"));
+    assert!(!spells_read_model_table("SELECT tx FROM relay_checkpoints"));
+    assert!(!spells_read_model_table("{schema}.{PROJECTS}"));
+    let found: Vec<String> = literals_outside(
+        "read-model",
+        &[
+            "rm",
+            "read_models",
+            "FROM",
+            "JOIN",
+            "INTO",
+            "UPDATE",
+            "TABLE",
+            "EXISTS",
+        ],
+    )
+    .into_iter()
+    .filter(|hit| {
+        hit.split_once(": \"")
+            .is_some_and(|(_, literal)| spells_read_model_table(literal))
+    })
+    .collect();
+    assert!(
+        found.is_empty(),
+        "read-model tables belong to the `read-model` crate (use its table constants and readers):\n{}",
+        found.join("\n")
+    );
+}

@@ -1020,7 +1020,7 @@ async fn read_models_of_an_older_shape_are_dropped_and_rebuilt_from_the_feed() {
     // Given read models written by an older build (shape 1), with a table this build never made
     let db = TestDatabase::create().await.expect("test database");
     event_store::setup::migrate(&db.url).await.expect("migrate");
-    projector::schema::ensure(&db.url).await.expect("ensure");
+    read_model::ensure(&db.url).await.expect("ensure");
     let pool = event_store::setup::pool(&db.url, 2).expect("pool");
     let client = pool.get().await.expect("connection");
     client
@@ -1031,9 +1031,7 @@ async fn read_models_of_an_older_shape_are_dropped_and_rebuilt_from_the_feed() {
         .await
         .expect("age the read models");
     // When this build starts
-    projector::schema::ensure(&db.url)
-        .await
-        .expect("ensure again");
+    read_model::ensure(&db.url).await.expect("ensure again");
     // Then the old tables are gone and the projection starts again from the feed's beginning
     let row = client
         .query_one(
@@ -1045,7 +1043,7 @@ async fn read_models_of_an_older_shape_are_dropped_and_rebuilt_from_the_feed() {
         .expect("checkpoint");
     let (shape, tx, seq, gone): (i32, i64, i64, bool) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
-    assert_eq!(shape, projector::schema::SHAPE_VERSION);
+    assert_eq!(shape, read_model::SHAPE_VERSION);
     assert_eq!((tx, seq), (0, 0));
     assert!(gone);
     // And a current shape is left alone
@@ -1053,7 +1051,7 @@ async fn read_models_of_an_older_shape_are_dropped_and_rebuilt_from_the_feed() {
         .batch_execute("UPDATE rm.checkpoints SET tx = 5, seq = 5")
         .await
         .expect("advance");
-    projector::schema::ensure(&db.url)
+    read_model::ensure(&db.url)
         .await
         .expect("ensure a third time");
     let row = client

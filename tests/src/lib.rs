@@ -101,7 +101,7 @@ impl TestApp {
             .await
             .expect("command api");
         // The read-model and relay tables too, for tests that run projections in-process.
-        projector::schema::ensure(&db.url)
+        read_model::ensure(&db.url)
             .await
             .expect("read-model tables");
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use domain::generation::GenerationStatus;
 use event_store::PgEventStore;
 use runtime::supervise::{Backoff, Consumers, MAX_BACKOFF, cause_chain, wait_or_stop};
 use time::OffsetDateTime;
@@ -96,13 +97,17 @@ impl Sweeper {
         }
     }
 
-    async fn overdue(&self, sql: &str, limit: Duration) -> anyhow::Result<Vec<Overdue>> {
+    async fn overdue(
+        &self,
+        status: GenerationStatus,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Overdue>> {
         let client = self.store.pool().get().await?;
-        let rows = client.query(sql, &[&limit.as_secs_f64()]).await?;
+        let rows = read_model::rows::overdue(&client, status, limit).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let generation_id: Uuid = row.try_get(0)?;
-            let version: Option<i64> = row.try_get(2)?;
+            let generation_id: Uuid = row.id;
+            let version = row.project_version;
             // Stored data that says nothing sensible is an error, never a silent default.
             let project_version = version.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
                 anyhow::anyhow!("generation {generation_id} has no valid project_version")
@@ -110,11 +115,11 @@ impl Sweeper {
             out.push(Overdue {
                 job: GenerationJob {
                     generation_id,
-                    project_id: row.try_get(1)?,
+                    project_id: row.project_id,
                     project_version,
                     event_id: Uuid::nil(),
                 },
-                since: row.try_get(3)?,
+                since: row.since,
             });
         }
         Ok(out)
@@ -125,12 +130,7 @@ impl Sweeper {
     pub async fn sweep_once(&self) -> anyhow::Result<Swept> {
         let mut swept = Swept::default();
         let running = self
-            .overdue(
-                "SELECT id, project_id, (document->>'project_version')::bigint, started_at
-                 FROM rm.generations
-                 WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)",
-                self.running_limit,
-            )
+            .overdue(GenerationStatus::Running, self.running_limit)
             .await?;
         for overdue in running {
             let reason = format!(
@@ -141,12 +141,7 @@ impl Sweeper {
             swept.overdue_running += 1;
         }
         let queued = self
-            .overdue(
-                "SELECT id, project_id, (document->>'project_version')::bigint, requested_at
-                 FROM rm.generations
-                 WHERE status = 'requested' AND requested_at < now() - make_interval(secs => $1)",
-                self.queue_timeout,
-            )
+            .overdue(GenerationStatus::Requested, self.queue_timeout)
             .await?;
         for overdue in queued {
             let waited = (OffsetDateTime::now_utc() - overdue.since).whole_seconds();

@@ -18,6 +18,7 @@ use domain::Upcasters;
 use event_store::testkit::TestDatabase;
 use event_store::{EventStore, PgEventStore, ReadUntil, setup};
 use futures::{SinkExt, StreamExt};
+use read_model::LIVE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -38,7 +39,7 @@ use report::{Figure, SuiteConfig, SuiteReport};
 
 /// The statement `GET /projects/{id}` runs, the W3 baseline: taken from the query API itself, so
 /// the two cannot drift apart.
-pub const W3_SQL: &str = query_api::routes::PROJECT_WITH_FEATURES_SQL;
+pub const W3_SQL: &str = read_model::rows::PROJECT_WITH_FEATURES_SQL;
 /// W5 history baseline: the same 200 rows of one page.
 pub const W5_PAGE_SQL: &str = "SELECT position, stream_version, event_id, event_type, schema_version, \
      data, metadata, recorded_at FROM events WHERE stream_id = $1 AND stream_version > $2 \
@@ -48,14 +49,7 @@ pub const W5_ASOF_SQL: &str = "SELECT position, stream_version, event_id, event_
      data, metadata, recorded_at FROM events WHERE stream_id = $1 AND stream_version <= $2 \
      ORDER BY stream_version";
 /// W4 baseline: the replayed read-model tables, copied in binary into tables made LIKE them.
-pub const W4_TABLES: [&str; 6] = [
-    "users",
-    "projects",
-    "project_members",
-    "project_features",
-    "generations",
-    "checkpoints",
-];
+pub const W4_TABLES: [&str; 6] = read_model::tables::TABLES;
 
 struct Plan {
     quick: bool,
@@ -440,7 +434,7 @@ async fn measure(
         );
         f.error_samples = h.error_samples.clone();
         f.baseline(
-            "PK SELECT of the rm.projects row",
+            "PK SELECT of the read-model project row",
             W3_SQL,
             &summarise(&[&base_run]),
             false,
@@ -1001,8 +995,8 @@ async fn w4_in(
     let driver = tokio::spawn(connection);
     let missing: Vec<String> = client
         .query(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'rm'",
-            &[],
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+            &[&LIVE],
         )
         .await?
         .iter()
@@ -1019,7 +1013,7 @@ async fn w4_in(
     let mut ddl = String::from("CREATE SCHEMA copy_baseline;");
     for t in W4_TABLES {
         ddl.push_str(&format!(
-            "CREATE TABLE copy_baseline.{t} (LIKE rm.{t} INCLUDING ALL);"
+            "CREATE TABLE copy_baseline.{t} (LIKE {LIVE}.{t} INCLUDING ALL);"
         ));
     }
     client.batch_execute(&ddl).await?;
@@ -1027,7 +1021,7 @@ async fn w4_in(
     let mut rows = 0i64;
     for t in W4_TABLES {
         let out = client
-            .copy_out(&format!("COPY rm.{t} TO STDOUT (FORMAT binary)"))
+            .copy_out(&format!("COPY {LIVE}.{t} TO STDOUT (FORMAT binary)"))
             .await?;
         let chunks: Vec<_> = out
             .collect::<Vec<_>>()
@@ -1035,7 +1029,7 @@ async fn w4_in(
             .into_iter()
             .collect::<Result<_, _>>()?;
         let count: i64 = client
-            .query_one(&format!("SELECT count(*) FROM rm.{t}"), &[])
+            .query_one(&format!("SELECT count(*) FROM {LIVE}.{t}"), &[])
             .await?
             .get(0);
         rows += count;

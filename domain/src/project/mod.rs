@@ -21,5 +21,6 @@ pub use commands::{
 pub use errors::ProjectError;
 pub use events::{FeaturesTouched, ProjectEvent};
 pub use state::{
-    Access, Feature, FeatureType, GenerationMode, Member, Project, ProjectRole, ProjectStatus,
+    Access, AccessFacts, Feature, FeatureType, GenerationMode, Member, Project, ProjectRole,
+    ProjectStatus,
 };

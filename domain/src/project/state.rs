@@ -18,6 +18,16 @@ pub enum ProjectStatus {
     Archived,
 }
 
+impl ProjectStatus {
+    /// The stored and served spelling (the serde name): read models and the API use only this.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectStatus::Active => "active",
+            ProjectStatus::Archived => "archived",
+        }
+    }
+}
+
 /// How a project (or one feature) is to be generated. Only `manual` can be generated until the AI
 /// layer exists; the others are accepted and stored, and refused at generation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -89,6 +99,41 @@ impl fmt::Display for FeatureType {
 pub enum ProjectRole {
     #[default]
     Viewer,
+}
+
+impl ProjectRole {
+    /// The stored and served spelling (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectRole::Viewer => "viewer",
+        }
+    }
+}
+
+/// What a project's visibility depends on, for a reader that has the project's row but not its
+/// folded state (the read side): the one rule, which [`Project::access_for`] asks too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessFacts {
+    pub owner_id: UserId,
+    pub status: ProjectStatus,
+    /// Whether the user asking is one of the project's members.
+    pub is_member: bool,
+}
+
+impl AccessFacts {
+    /// What `user`, whose global role is `global_role`, may do with an existing project. Viewers
+    /// lose access when a project is archived; its owner and admins keep reading its history.
+    pub fn access_for(self, user: UserId, global_role: Role) -> Access {
+        if global_role == Role::Admin {
+            Access::Admin
+        } else if user == self.owner_id {
+            Access::Owner
+        } else if self.status == ProjectStatus::Active && self.is_member {
+            Access::Viewer
+        } else {
+            Access::None
+        }
+    }
 }
 
 /// What a user may do with a project, from [`Project::access_for`].
@@ -218,19 +263,17 @@ impl Project {
         self.members.iter().any(|m| m.user_id == user)
     }
 
-    /// What `user`, whose global role is `global_role`, may do with this project. Viewers lose
-    /// access when a project is archived; its owner and admins keep reading its history.
+    /// What `user`, whose global role is `global_role`, may do with this project (nothing
+    /// before it exists; otherwise as [`AccessFacts::access_for`] decides).
     pub fn access_for(&self, user: UserId, global_role: Role) -> Access {
         if !self.created {
-            Access::None
-        } else if global_role == Role::Admin {
-            Access::Admin
-        } else if user == self.owner_id {
-            Access::Owner
-        } else if self.status == ProjectStatus::Active && self.is_member(user) {
-            Access::Viewer
-        } else {
-            Access::None
+            return Access::None;
         }
+        AccessFacts {
+            owner_id: self.owner_id,
+            status: self.status,
+            is_member: self.is_member(user),
+        }
+        .access_for(user, global_role)
     }
 }

@@ -1,0 +1,72 @@
+//! Read-your-writes: waiting until the read models have projected a position a client names
+//! (`Backforge-Min-Position`), bounded by a deadline.
+
+use std::time::Duration;
+
+use event_store::Position;
+use tokio::sync::watch;
+
+use crate::checkpoint;
+use crate::tables::LIVE;
+
+/// Why a wait for a position ended without reaching it.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("the read models did not reach the position in time")]
+    TimedOut,
+    #[error("no database connection for the checkpoint")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("reading the checkpoint failed")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// Where the read models are: always read from the checkpoint table (another process may lead
+/// the projection); an in-process projector's announcements only shorten the wait between reads.
+#[derive(Clone)]
+pub struct Checkpoints {
+    pub pool: deadpool_postgres::Pool,
+    pub wake: Option<watch::Receiver<Position>>,
+}
+
+impl Checkpoints {
+    /// What this process's own projector has committed, if it leads: enough to answer without a
+    /// query when it is already past the wanted position.
+    fn announced(&self) -> Option<Position> {
+        self.wake.as_ref().map(|rx| *rx.borrow())
+    }
+
+    /// The live projection's checkpoint as committed.
+    pub async fn current(&self) -> Result<Position, WaitError> {
+        let client = self.pool.get().await?;
+        Ok(checkpoint::read(&client, LIVE).await?)
+    }
+
+    async fn changed(&mut self) {
+        match &mut self.wake {
+            Some(rx) => {
+                let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+
+    /// Returns once the read models have projected `wanted`, or `TimedOut` after `wait`.
+    pub async fn wait_for(&self, wanted: Position, wait: Duration) -> Result<(), WaitError> {
+        let mut checkpoints = self.clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // The in-process projector announces a checkpoint only after committing it, so
+            // reaching the position there is enough; otherwise (another process may lead) the
+            // table decides.
+            if checkpoints.announced().is_some_and(|at| at >= wanted)
+                || checkpoints.current().await? >= wanted
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WaitError::TimedOut);
+            }
+            checkpoints.changed().await;
+        }
+    }
+}
