@@ -1,12 +1,13 @@
-//! HTTP handlers of `/auth/*`: request bodies in, one application function each, answers out.
+//! HTTP handlers of `/auth/*`: request bodies in, one application function each, answers out. The
+//! `AuthWrite` extractor refuses an `Idempotency-Key` before any work.
 
-use actix_web::{HttpRequest, HttpResponse, post, put, web};
+use actix_web::{HttpResponse, post, put, web};
 use runtime::{ApiError, Authenticated, Json, openapi};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::CommandState;
-use crate::http::RequestMeta;
+use crate::http::AuthWrite;
 use crate::users::{self, Registration};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,10 +62,9 @@ pub struct ChangePasswordRequest {
 #[post("/auth/register")]
 pub async fn register(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    body: Json<RegisterRequest>,
+    write: AuthWrite<Json<RegisterRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    let AuthWrite { meta, body } = write;
     let RegisterRequest {
         email,
         password,
@@ -72,7 +72,6 @@ pub async fn register(
     } = body.into_inner();
     users::register(
         &state,
-        &req,
         &meta,
         Registration {
             email,
@@ -92,11 +91,9 @@ pub async fn register(
 #[post("/auth/login")]
 pub async fn login(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    body: Json<LoginRequest>,
+    write: AuthWrite<Json<LoginRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::execute::refuse_idempotency_key(&req)?;
+    let AuthWrite { meta, body } = write;
     let LoginRequest { email, password } = body.into_inner();
     users::login(&state, &meta, &email, password).await
 }
@@ -108,11 +105,9 @@ pub async fn login(
 #[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    body: Json<RefreshRequest>,
+    write: AuthWrite<Json<RefreshRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::execute::refuse_idempotency_key(&req)?;
-    users::refresh(&state, &body.value.refresh_token).await
+    users::refresh(&state, &write.body.value.refresh_token).await
 }
 
 /// Revoke the refresh token's whole family.
@@ -121,11 +116,9 @@ pub async fn refresh(
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    body: Json<RefreshRequest>,
+    write: AuthWrite<Json<RefreshRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::execute::refuse_idempotency_key(&req)?;
-    users::logout(&state, &body.value.refresh_token).await
+    users::logout(&state, &write.body.value.refresh_token).await
 }
 
 /// Change the caller's display name.
@@ -138,12 +131,11 @@ pub async fn logout(
 #[put("/auth/profile")]
 pub async fn update_profile(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
     caller: Authenticated,
-    body: Json<ProfileUpdate>,
+    write: AuthWrite<Json<ProfileUpdate>>,
 ) -> Result<HttpResponse, ApiError> {
-    users::update_profile(&state, &req, &meta, &caller, body.into_inner().name).await
+    let AuthWrite { meta, body } = write;
+    users::update_profile(&state, &meta, &caller, body.into_inner().name).await
 }
 
 /// Change the password: every older access token and refresh family stops working.
@@ -157,14 +149,13 @@ pub async fn update_profile(
 #[post("/auth/change-password")]
 pub async fn change_password(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
     caller: Authenticated,
-    body: Json<ChangePasswordRequest>,
+    write: AuthWrite<Json<ChangePasswordRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    let AuthWrite { meta, body } = write;
     let ChangePasswordRequest {
         current_password,
         new_password,
     } = body.into_inner();
-    users::change_password(&state, &req, &meta, &caller, current_password, new_password).await
+    users::change_password(&state, &meta, &caller, current_password, new_password).await
 }

@@ -1,24 +1,21 @@
-//! The unit of work of every write: plan (load → decide) → one transaction that appends the events,
-//! runs the command-side writes and stores the idempotent answer → notify → answer.
+//! The unit of work of every write: a plan (the application step's decision) → the step's commit,
+//! which appends the events, runs the command-side writes and stores the idempotent answer in one
+//! transaction (or one autocommit statement when there is nothing else) → notify → answer.
 
-use std::future::Future;
-
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ETAG, LOCATION};
-use actix_web::{HttpRequest, HttpResponse};
 use deadpool_postgres::Pool;
-use event_store::{EventStore, PgEventStore, Position, StoreError, StreamAppend};
+use domain::Decider;
+use event_store::application::{self, Decided, Failure, Landed, Pin, SideWrites, retry};
+use event_store::{PgEventStore, Position, StoreError, StreamAppend};
 use runtime::{ApiError, ProblemType};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use uuid::Uuid;
 
 use crate::idempotency::{self, Begin, Claim, StoredResponse};
 
 pub const POSITION_HEADER: &str = "Backforge-Position";
-
-/// How many times a write without `If-Match` is re-decided after losing a race to another writer.
-const CONFLICT_RETRIES: usize = 3;
 
 /// A command-side statement that commits (or not) with the events.
 pub struct SideWrite {
@@ -40,17 +37,6 @@ impl SideWrite {
             self.params.iter().map(|p| p.as_ref() as _).collect();
         client.execute(self.sql, &params).await
     }
-}
-
-/// The answer to an `Idempotency-Key` on `/auth/*`: storing the answer would store tokens.
-pub fn refuse_idempotency_key(req: &HttpRequest) -> Result<(), ApiError> {
-    if idempotency::key_of(req)?.is_some() {
-        return Err(ApiError::invalid_field(
-            "",
-            "Idempotency-Key is not accepted on /auth routes (the answer would store tokens)",
-        ));
-    }
-    Ok(())
 }
 
 /// The answer to a successful write.
@@ -85,7 +71,7 @@ pub fn respond(stored: &StoredResponse) -> HttpResponse {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = HttpResponse::build(status);
     if let Some(version) = stored.version {
-        response.insert_header((ETAG, format!("\"{version}\"")));
+        response.insert_header((ETAG, runtime::http_headers::etag(version)));
     }
     if let Some(position) = &stored.position {
         response.insert_header((POSITION_HEADER, position.as_str()));
@@ -102,7 +88,7 @@ pub fn respond(stored: &StoredResponse) -> HttpResponse {
     }
 }
 
-type ReplyFn = Box<dyn FnOnce(u64, Position) -> Reply>;
+type ReplyFn = Box<dyn Fn(u64, Position) -> Reply + Send + Sync>;
 
 /// What a command decided: events to append, side writes, and how to answer.
 pub struct Plan {
@@ -141,6 +127,15 @@ impl Plan {
         }
     }
 
+    /// The plan of one step's decision: its append (if any) at the version it decided on.
+    pub fn decided<A: Decider>(stream: impl Into<String>, decided: Decided<A>) -> Self {
+        let plan = Self::new(stream, decided.before.version, decided.before.position);
+        match decided.append {
+            Some(append) => plan.append(append),
+            None => plan,
+        }
+    }
+
     pub fn append(mut self, append: StreamAppend) -> Self {
         self.appends.push(append);
         self
@@ -151,7 +146,9 @@ impl Plan {
         self
     }
 
-    pub fn reply(mut self, reply: impl FnOnce(u64, Position) -> Reply + 'static) -> Self {
+    /// How the write answers, given the stream's version and position after it. Called once for
+    /// the answer and once more for the idempotency record, so it must not consume what it holds.
+    pub fn reply(mut self, reply: impl Fn(u64, Position) -> Reply + Send + Sync + 'static) -> Self {
         self.reply = Box::new(reply);
         self
     }
@@ -167,37 +164,49 @@ impl Plan {
     }
 }
 
-enum CommitError {
-    Raced,
-    Api(ApiError),
-}
-
-impl From<ApiError> for CommitError {
-    fn from(e: ApiError) -> Self {
-        CommitError::Api(e)
+/// The one mapping of a failed application step to an answer; `domain` maps the aggregate's error.
+pub fn failure<D>(failure: Failure<D, ApiError>, domain: impl FnOnce(D) -> ApiError) -> ApiError {
+    match failure {
+        Failure::Domain(e) => domain(e),
+        Failure::Refused(e) => e,
+        Failure::Precondition { current } => ApiError::new(
+            ProblemType::PreconditionFailed,
+            format!("If-Match does not match the current version \"{current}\""),
+        ),
+        Failure::Conflict { .. } => ApiError::conflict(
+            ProblemType::ConcurrentModification,
+            "the resource is being changed by other requests; retry",
+        ),
+        Failure::Store(e) => e.into(),
     }
 }
 
-impl From<tokio_postgres::Error> for CommitError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        CommitError::Api(e.into())
-    }
+/// A plan's command-side writes and idempotent answer, committed with its events.
+struct PlanWrites<'a> {
+    writes: &'a [SideWrite],
+    claim: Option<&'a Claim>,
+    reply: &'a ReplyFn,
 }
 
-/// A lost version check is a race to retry, or a fixed answer on a stream that reserves a unique
-/// value (an e-mail address); anything else is the store's own error.
-fn conflict_or(
-    error: StoreError,
-    unique_streams: &[(String, ProblemType, &'static str)],
-) -> CommitError {
-    match error {
-        StoreError::WrongExpectedVersion { stream_id, .. } => {
-            match unique_streams.iter().find(|(s, _, _)| *s == stream_id) {
-                Some((_, kind, detail)) => CommitError::Api(ApiError::conflict(*kind, *detail)),
-                None => CommitError::Raced,
-            }
+#[async_trait::async_trait]
+impl SideWrites for PlanWrites<'_> {
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.claim.is_none()
+    }
+
+    async fn write(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        landed: &Landed,
+    ) -> Result<(), StoreError> {
+        for write in self.writes {
+            write.run(tx).await.map_err(event_store::postgres::map_pg)?;
         }
-        other => CommitError::Api(other.into()),
+        if let Some(claim) = self.claim {
+            let reply = (self.reply)(landed.version, landed.position);
+            idempotency::complete(tx, claim, &reply.stored()).await?;
+        }
+        Ok(())
     }
 }
 
@@ -210,7 +219,7 @@ fn transient(kind: ProblemType) -> bool {
     )
 }
 
-/// Runs plans in transactions, with idempotency keys.
+/// Runs plans through the application step's commit, with idempotency keys.
 #[derive(Clone)]
 pub struct Executor {
     pub store: PgEventStore,
@@ -218,41 +227,19 @@ pub struct Executor {
     pub idempotency_ttl: std::time::Duration,
 }
 
-/// How a request takes part in idempotency.
-pub enum Idempotency<'a> {
-    /// Routes that refuse keys (`/auth/*`: the answer would store tokens).
-    Refused,
-    /// The caller and the raw body the key is checked against.
-    Caller { user_id: Uuid, body: &'a [u8] },
-}
-
 impl Executor {
-    /// Runs `make_plan` (re-run after a lost race unless `if_match` pinned the version) and commits it.
-    pub async fn run<F, Fut>(
+    /// Runs `make_plan` and commits it; a lost race runs it again unless `pin` pinned the version
+    /// (`event_store::application::retry`). With a key, a repeat answers what the first did.
+    pub async fn run(
         &self,
-        req: &HttpRequest,
-        idempotency: Idempotency<'_>,
-        if_match: bool,
-        make_plan: F,
-    ) -> Result<HttpResponse, ApiError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Plan, ApiError>>,
-    {
-        let key = idempotency::key_of(req)?;
-        let claim = match (key, idempotency) {
-            (None, _) => None,
-            (Some(_), Idempotency::Refused) => {
-                refuse_idempotency_key(req)?;
-                None
-            }
-            (Some(key), Idempotency::Caller { user_id, body }) => {
-                let claim = Claim {
-                    user_id,
-                    method: req.method().as_str().to_owned(),
-                    path: req.path().to_owned(),
-                    key,
-                };
+        key: Option<Claim>,
+        body: &[u8],
+        pin: Pin,
+        make_plan: impl AsyncFn() -> Result<Plan, ApiError>,
+    ) -> Result<HttpResponse, ApiError> {
+        let claim = match key {
+            None => None,
+            Some(claim) => {
                 let fingerprint = idempotency::fingerprint(&claim.method, &claim.path, body);
                 match idempotency::begin(&self.pool, claim, &fingerprint, self.idempotency_ttl)
                     .await?
@@ -262,9 +249,12 @@ impl Executor {
                 }
             }
         };
-        let result = self
-            .commit_with_retries(&make_plan, if_match, claim.as_ref())
-            .await;
+        let result = retry(pin, async || {
+            let plan = make_plan().await.map_err(Failure::Refused)?;
+            self.commit(plan, claim.as_ref()).await
+        })
+        .await
+        .map_err(|f| failure(f, |e: ApiError| e));
         match (result, claim) {
             (Ok(reply), _) => Ok(reply.into_response()),
             // Transient refusals are not answers to store: a retry may well succeed.
@@ -281,7 +271,9 @@ impl Executor {
                     problem: true,
                 };
                 let stored_ok = match self.pool.get().await {
-                    Ok(client) => idempotency::complete(&client, &claim, &stored).await,
+                    Ok(client) => idempotency::complete(&client, &claim, &stored)
+                        .await
+                        .map_err(ApiError::from),
                     Err(e) => Err(e.into()),
                 };
                 if let Err(store_error) = stored_ok {
@@ -300,41 +292,11 @@ impl Executor {
         }
     }
 
-    async fn commit_with_retries<F, Fut>(
+    async fn commit(
         &self,
-        make_plan: &F,
-        if_match: bool,
+        plan: Plan,
         claim: Option<&Claim>,
-    ) -> Result<Reply, ApiError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Plan, ApiError>>,
-    {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let plan = make_plan().await?;
-            match self.commit(plan, claim).await {
-                Ok(reply) => return Ok(reply),
-                Err(CommitError::Api(e)) => return Err(e),
-                Err(CommitError::Raced) if if_match => {
-                    return Err(ApiError::new(
-                        ProblemType::PreconditionFailed,
-                        "the resource changed since the version named in If-Match",
-                    ));
-                }
-                Err(CommitError::Raced) if attempt < CONFLICT_RETRIES => continue,
-                Err(CommitError::Raced) => {
-                    return Err(ApiError::conflict(
-                        ProblemType::ConcurrentModification,
-                        "the resource is being changed by other requests; retry",
-                    ));
-                }
-            }
-        }
-    }
-
-    async fn commit(&self, plan: Plan, claim: Option<&Claim>) -> Result<Reply, CommitError> {
+    ) -> Result<Reply, Failure<ApiError, ApiError>> {
         let Plan {
             appends,
             side_writes,
@@ -344,49 +306,34 @@ impl Executor {
             unique_streams,
             reply,
         } = plan;
-        if appends.len() == 1 && side_writes.is_empty() && claim.is_none() {
-            // The common write: one stream, nothing else to commit with it. The store's single
-            // statement in autocommit is atomic on its own; a transaction around it would only add
-            // four round trips (BEGIN, SAVEPOINT, RELEASE, COMMIT).
-            let outcome = match self.store.append(appends).await {
-                Ok(outcome) => outcome,
-                Err(error) => return Err(conflict_or(error, &unique_streams)),
-            };
-            let version = outcome.version_of(&stream).unwrap_or(current_version);
-            return Ok(reply(version, outcome.position));
-        }
-        let mut client = self.pool.get().await.map_err(ApiError::from)?;
-        if appends.is_empty() && side_writes.is_empty() {
-            let reply = reply(current_version, current_position);
-            if let Some(claim) = claim {
-                idempotency::complete(&client, claim, &reply.stored()).await?;
-            }
-            return Ok(reply);
-        }
-        let tx = client.transaction().await?;
-        let outcome = if appends.is_empty() {
-            None
-        } else {
-            match self.store.append_in_tx(&tx, &appends).await {
-                Ok(outcome) => Some(outcome),
-                Err(error) => return Err(conflict_or(error, &unique_streams)),
-            }
+        let writes = PlanWrites {
+            writes: &side_writes,
+            claim,
+            reply: &reply,
         };
-        for write in &side_writes {
-            write.run(&tx).await?;
+        let landed = application::commit(
+            &self.store,
+            appends,
+            &stream,
+            (current_version, current_position),
+            Some(&writes),
+        )
+        .await;
+        match landed {
+            Ok(landed) => Ok(reply(landed.version, landed.position)),
+            // A lost version check on a stream that reserves a unique value (an e-mail address)
+            // is a fixed answer, not a race to retry.
+            Err(StoreError::WrongExpectedVersion { stream_id, .. })
+                if unique_streams.iter().any(|(s, _, _)| *s == stream_id) =>
+            {
+                let (_, kind, detail) = unique_streams
+                    .iter()
+                    .find(|(s, _, _)| *s == stream_id)
+                    .cloned()
+                    .unwrap_or((stream_id, ProblemType::Conflict, "conflict"));
+                Err(Failure::Refused(ApiError::conflict(kind, detail)))
+            }
+            Err(e) => Err(e.into()),
         }
-        let (version, position) = match &outcome {
-            Some(o) => (o.version_of(&stream).unwrap_or(current_version), o.position),
-            None => (current_version, current_position),
-        };
-        let reply = reply(version, position);
-        if let Some(claim) = claim {
-            idempotency::complete(&tx, claim, &reply.stored()).await?;
-        }
-        tx.commit().await?;
-        if outcome.is_some() {
-            self.store.committed();
-        }
-        Ok(reply)
     }
 }

@@ -2,12 +2,13 @@
 //! `GenerationRequested` to a new generation stream; the projector turns it into a job.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpResponse, post, web};
 use domain::generation::{Generation, GenerationCommand, GenerationError, RequestGeneration};
 use domain::ids::{GenerationId, ProjectId, UserId};
 use domain::project::Project;
-use event_store::{ExpectedVersion, NewEvent, Position, ReadUntil, StreamAppend};
-use runtime::{ApiError, Authenticated, Json, ProblemType, path_id};
+use event_store::ReadUntil;
+use event_store::application::{Pin, Source, Step};
+use runtime::{ApiError, Json, ProblemType};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -15,9 +16,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Idempotency, Plan, Reply};
-use crate::http::RequestMeta;
-use crate::projects::load_for_write;
+use crate::execute::{Plan, Reply, failure};
+use crate::http::{Ids, Write, WriteBody};
+use crate::projects::check_write_access;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -80,80 +81,72 @@ async fn project_at(
 #[post("/projects/{id}/generations")]
 pub async fn request_generation(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<String>,
-    body: Json<GenerationRequest>,
+    write: Write<Json<GenerationRequest>>,
+    Ids(project_id): Ids<ProjectId>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
-    let Json { value, raw } = body;
+    let value = &write.body.value;
     let generation_id = GenerationId::from_uuid(Uuid::now_v7());
     let stream = generation_id.stream();
     let now = OffsetDateTime::now_utc();
-    let state_ref = &state;
-    let caller_ref = &caller;
-    let meta_ref = &meta;
-    let make_plan = || {
-        let stream = stream.clone();
-        let target = value
-            .target
-            .clone()
-            .unwrap_or_else(|| "python-fastapi".to_owned());
-        async move {
-            let current = load_for_write(state_ref, caller_ref, project_id, None).await?;
-            let version = value.project_version.unwrap_or(current.version);
-            if version == 0 || version > current.version {
-                return Err(ApiError::not_found(format!(
-                    "the project has no version {version} (its latest is {})",
-                    current.version
-                )));
-            }
-            let snapshot = if version == current.version {
-                current.state.clone()
-            } else {
-                project_at(state_ref, project_id, version).await?
-            };
-            let command = GenerationCommand::RequestGeneration(RequestGeneration {
-                generation_id,
-                project: snapshot,
-                project_version: version,
-                current_project_version: current.version,
-                target,
-                verify: value.verify.unwrap_or(false),
-                requested_by: UserId::from_uuid(caller_ref.user_id),
-                at: now,
-            });
-            let events = Generation::default()
-                .decide(&command, &state_ref.settings.limits)
-                .map_err(generation_error)?;
-            let new: Vec<NewEvent> = events
-                .iter()
-                .map(|e| {
-                    NewEvent::from_domain(
-                        e,
-                        Uuid::now_v7(),
-                        meta_ref.metadata(Some(caller_ref.user_id)),
-                    )
-                })
-                .collect();
-            Ok(Plan::new(stream.clone(), 0, Position::START)
-                .append(StreamAppend::new(stream, ExpectedVersion::NoStream, new))
-                .reply(move |version, position| Reply {
-                    status: StatusCode::ACCEPTED,
-                    body: Some(json!({"id": generation_id, "version": version, "position": position.to_token()})),
-                    location: Some(format!("/api/v1/generations/{generation_id}")),
-                    version,
-                    position,
-                }))
-        }
+    let target = value
+        .target
+        .clone()
+        .unwrap_or_else(|| "python-fastapi".to_owned());
+    // The project is only read (its access rules, the version asked for); the step is the new
+    // generation's stream.
+    let step = Step::<Generation> {
+        stream: stream.clone(),
+        source: Source::New,
+        pin: Pin::Latest,
+        limits: &state.settings.limits,
+        metadata: write.meta.metadata(Some(write.caller.user_id)),
     };
-    let idempotency = Idempotency::Caller {
-        user_id: caller.user_id,
-        body: &raw,
+    let make_plan = async || {
+        let current = state
+            .projects
+            .load(&state.store, &project_id.stream())
+            .await?;
+        check_write_access(&current, &write.caller)?;
+        let version = value.project_version.unwrap_or(current.version);
+        if version == 0 || version > current.version {
+            return Err(ApiError::not_found(format!(
+                "the project has no version {version} (its latest is {})",
+                current.version
+            )));
+        }
+        let snapshot = if version == current.version {
+            current.state.clone()
+        } else {
+            project_at(&state, project_id, version).await?
+        };
+        let command = GenerationCommand::RequestGeneration(RequestGeneration {
+            generation_id,
+            project: snapshot,
+            project_version: version,
+            current_project_version: current.version,
+            target: target.clone(),
+            verify: value.verify.unwrap_or(false),
+            requested_by: UserId::from_uuid(write.caller.user_id),
+            at: now,
+        });
+        let decided = step
+            .decide(&state.store, |_| Ok(command))
+            .await
+            .map_err(|f| failure(f, generation_error))?;
+        Ok(
+            Plan::decided(stream.clone(), decided).reply(move |version, position| Reply {
+                status: StatusCode::ACCEPTED,
+                body: Some(
+                    json!({"id": generation_id, "version": version, "position": position.to_token()}),
+                ),
+                location: Some(format!("/api/v1/generations/{generation_id}")),
+                version,
+                position,
+            }),
+        )
     };
     state
         .executor
-        .run(&req, idempotency, false, make_plan)
+        .run(write.key.clone(), write.body.raw(), Pin::Latest, make_plan)
         .await
 }

@@ -1,12 +1,15 @@
 //! Idempotency keys: a retried write returns the first answer and appends nothing.
 //!
 //! The record is claimed (`in_flight`) before the command runs, completed in the same transaction
-//! as the append, stored for 4xx answers, and deleted after a 5xx so the client may retry.
+//! as the append, stored for 4xx answers (except a 409 in flight or concurrent modification and a
+//! 429, which a retry may change), and deleted after a 5xx so the client may retry.
 
 use std::time::Duration;
 
 use actix_web::HttpRequest;
 use deadpool_postgres::{GenericClient, Pool};
+use event_store::StoreError;
+use event_store::postgres::map_pg;
 use runtime::{ApiError, ProblemType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -34,7 +37,9 @@ pub struct StoredResponse {
     pub problem: bool,
 }
 
-/// A key this request owns, scoped to (caller, method, path).
+/// A key this request owns, scoped to (caller, method, route): `path` is the route's pattern and
+/// its typed ids (`/api/v1/projects/{id}/features 0192…`), never the path as the client spelt it,
+/// so `/projects/ABC…` and `/projects/abc…` are one scope.
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub user_id: Uuid,
@@ -163,8 +168,8 @@ pub async fn complete<C: GenericClient>(
     client: &C,
     claim: &Claim,
     response: &StoredResponse,
-) -> Result<(), ApiError> {
-    let mut value = serde_json::to_value(response).map_err(ApiError::internal)?;
+) -> Result<(), StoreError> {
+    let mut value = serde_json::to_value(response).map_err(|e| StoreError::Backend(e.into()))?;
     // `jsonb` refuses U+0000; an answer may echo one from the request (a problem's detail or a
     // pointer), so the stored copy shows it as U+FFFD rather than failing the request.
     replace_nuls(&mut value);
@@ -173,7 +178,8 @@ pub async fn complete<C: GenericClient>(
             "UPDATE idempotency_keys SET state = 'done', response = $5, completed_at = now()
              WHERE user_id = $1 AND method = $2 AND path = $3 AND key = $4",
         )
-        .await?;
+        .await
+        .map_err(map_pg)?;
     client
         .execute(
             &stmt,
@@ -185,7 +191,8 @@ pub async fn complete<C: GenericClient>(
                 &value,
             ],
         )
-        .await?;
+        .await
+        .map_err(map_pg)?;
     Ok(())
 }
 

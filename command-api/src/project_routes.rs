@@ -1,7 +1,7 @@
 //! HTTP handlers of project, feature and member writes: request bodies in, one application
 //! function each, answers out.
 
-use actix_web::{HttpRequest, HttpResponse, delete, post, put, web};
+use actix_web::{HttpResponse, delete, post, put, web};
 use domain::FieldError;
 use domain::ids::{FeatureId, ProjectId, UserId};
 use domain::project::{
@@ -10,15 +10,15 @@ use domain::project::{
     UpdateFeature, UpdateProject,
 };
 use runtime::openapi::{self, CreateHeaders, VersionAnswer, WriteAnswer, WriteHeaders};
-use runtime::{ApiError, Authenticated, Json, path_id};
+use runtime::{ApiError, Json};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::http::RequestMeta;
-use crate::projects::{self, Answer, ProjectWrite};
+use crate::http::{Ids, Write};
+use crate::projects::{self, Answer};
 
 /// Tells an absent member (`None`) from an explicit `null` (`Some(None)`).
 fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -98,7 +98,7 @@ pub struct UpdateProjectRequest {
 }
 
 /// A partial update of a feature; `feature_type` cannot change.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateFeatureRequest {
     #[serde(default, deserialize_with = "nullable")]
@@ -155,30 +155,27 @@ fn refuse_null<T>(
 #[post("/projects")]
 pub async fn create_project(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    body: Json<CreateProjectRequest>,
+    write: Write<Json<CreateProjectRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let Json { value, raw } = body;
+    let value = &write.body.value;
     let features: Vec<NewFeature> = value
         .features
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|f| f.into_new(FeatureId::from_uuid(Uuid::now_v7())))
         .collect();
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &raw,
-    };
+    let (name, description, generation_mode) = (
+        value.name.clone(),
+        value.description.clone(),
+        value.generation_mode,
+    );
     projects::create(&state, write, |project_id, owner_id, at| {
         ProjectCommand::CreateProject(CreateProject {
             project_id,
             owner_id,
-            name: value.name.clone(),
-            description: value.description.clone(),
-            generation_mode: value.generation_mode,
+            name: name.clone(),
+            description: description.clone(),
+            generation_mode,
             features: features.clone(),
             at,
         })
@@ -198,33 +195,28 @@ pub async fn create_project(
 #[put("/projects/{id}")]
 pub async fn update_project(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<String>,
-    body: Json<UpdateProjectRequest>,
+    mut write: Write<Json<UpdateProjectRequest>>,
+    Ids(project_id): Ids<ProjectId>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
-    let Json { value, raw } = body;
+    let value = &mut write.body.value;
     let mut errors = Vec::new();
-    let name = refuse_null(value.name, "/name", &mut errors);
-    let generation_mode = refuse_null(value.generation_mode, "/generation_mode", &mut errors);
+    let name = refuse_null(value.name.take(), "/name", &mut errors);
+    let generation_mode = refuse_null(
+        value.generation_mode.take(),
+        "/generation_mode",
+        &mut errors,
+    );
+    let description = value.description.take();
     if !errors.is_empty() {
         return Err(ApiError::invalid("the request is invalid", errors));
     }
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &raw,
-    };
     let answer = Answer::Updated {
         id: project_id.as_uuid(),
     };
     projects::change(&state, write, project_id, answer, |_, at| {
         Ok(ProjectCommand::UpdateProject(UpdateProject {
             name: name.clone(),
-            description: value.description.clone(),
+            description: description.clone(),
             generation_mode,
             at,
         }))
@@ -242,18 +234,9 @@ pub async fn update_project(
 #[delete("/projects/{id}")]
 pub async fn archive_project(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<String>,
+    write: Write,
+    Ids(project_id): Ids<ProjectId>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &[],
-    };
     projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
         Ok(ProjectCommand::ArchiveProject(ArchiveProject { at }))
     })
@@ -273,28 +256,13 @@ pub async fn archive_project(
 #[put("/projects/{id}/members/{user_id}")]
 pub async fn put_member(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<(String, String)>,
-    body: Json<MemberRequest>,
+    write: Write<Json<MemberRequest>>,
+    Ids((project_id, user_id)): Ids<(ProjectId, UserId)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
-    let user_id = UserId::from_uuid(path_id(&path.1, "user")?);
-    let Json { value, raw } = body;
     projects::require_user(&state, user_id).await?;
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &raw,
-    };
+    let role = write.body.value.role;
     projects::change(&state, write, project_id, Answer::Versioned, |_, at| {
-        Ok(ProjectCommand::AddMember(AddMember {
-            user_id,
-            role: value.role,
-            at,
-        }))
+        Ok(ProjectCommand::AddMember(AddMember { user_id, role, at }))
     })
     .await
 }
@@ -311,19 +279,9 @@ pub async fn put_member(
 #[delete("/projects/{id}/members/{user_id}")]
 pub async fn delete_member(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<(String, String)>,
+    write: Write,
+    Ids((project_id, user_id)): Ids<(ProjectId, UserId)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
-    let user_id = UserId::from_uuid(path_id(&path.1, "member")?);
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &[],
-    };
     projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
         Ok(ProjectCommand::RemoveMember(RemoveMember { user_id, at }))
     })
@@ -341,22 +299,11 @@ pub async fn delete_member(
 #[post("/projects/{id}/features")]
 pub async fn add_feature(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<String>,
-    body: Json<FeatureInput>,
+    write: Write<Json<FeatureInput>>,
+    Ids(project_id): Ids<ProjectId>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path, "project")?);
-    let Json { value, raw } = body;
     let feature_id = FeatureId::from_uuid(Uuid::now_v7());
-    let feature = value.into_new(feature_id);
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &raw,
-    };
+    let feature = write.body.value.clone().into_new(feature_id);
     let answer = Answer::Created {
         id: feature_id.as_uuid(),
         location: format!("/api/v1/projects/{project_id}/features/{feature_id}"),
@@ -382,15 +329,10 @@ pub async fn add_feature(
 #[put("/projects/{id}/features/{feature_id}")]
 pub async fn update_feature(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<(String, String)>,
-    body: Json<UpdateFeatureRequest>,
+    mut write: Write<Json<UpdateFeatureRequest>>,
+    Ids((project_id, feature_id)): Ids<(ProjectId, FeatureId)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
-    let feature_id = FeatureId::from_uuid(path_id(&path.1, "feature")?);
-    let Json { value, raw } = body;
+    let value = std::mem::take(&mut write.body.value);
     let mut errors = Vec::new();
     let changes = FeatureChanges {
         name: refuse_null(value.name, "/name", &mut errors),
@@ -404,12 +346,6 @@ pub async fn update_feature(
     if !errors.is_empty() {
         return Err(ApiError::invalid("the request is invalid", errors));
     }
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &raw,
-    };
     let answer = Answer::Updated {
         id: feature_id.as_uuid(),
     };
@@ -434,19 +370,9 @@ pub async fn update_feature(
 #[delete("/projects/{id}/features/{feature_id}")]
 pub async fn remove_feature(
     state: web::Data<CommandState>,
-    req: HttpRequest,
-    meta: RequestMeta,
-    caller: Authenticated,
-    path: web::Path<(String, String)>,
+    write: Write,
+    Ids((project_id, feature_id)): Ids<(ProjectId, FeatureId)>,
 ) -> Result<HttpResponse, ApiError> {
-    let project_id = ProjectId::from_uuid(path_id(&path.0, "project")?);
-    let feature_id = FeatureId::from_uuid(path_id(&path.1, "feature")?);
-    let write = ProjectWrite {
-        req: &req,
-        meta: &meta,
-        caller: &caller,
-        body: &[],
-    };
     projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
         Ok(ProjectCommand::RemoveFeature(RemoveFeature {
             feature_id,

@@ -1,19 +1,20 @@
 //! Application functions for projects, their features and members: load → check access → decide →
 //! plan the append, answered with the stream's new version and position.
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
 use domain::ids::{ProjectId, UserId};
 use domain::project::{Access, Project, ProjectCommand, ProjectError, ProjectStatus};
-use event_store::{EventStore, ExpectedVersion, NewEvent, StreamAppend};
+use event_store::EventStore;
+use event_store::application::{Pin, Source, Step};
 use runtime::{ApiError, Authenticated, ProblemType};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Idempotency, Plan, Reply};
-use crate::http::{IfMatch, RequestMeta};
+use crate::execute::{Plan, Reply, failure};
+use crate::http::{Write, WriteBody};
 use crate::load::Loaded;
 
 /// The one mapping of project rules to HTTP answers.
@@ -62,13 +63,13 @@ pub enum Answer {
 }
 
 impl Answer {
-    fn reply(self, version: u64, position: event_store::Position) -> Reply {
+    fn reply(&self, version: u64, position: event_store::Position) -> Reply {
         let token = position.to_token();
         let (status, body, location) = match self {
             Answer::Created { id, location } => (
                 StatusCode::CREATED,
                 Some(json!({"id": id, "version": version, "position": token})),
-                Some(location),
+                Some(location.clone()),
             ),
             Answer::Updated { id } => (
                 StatusCode::OK,
@@ -92,78 +93,60 @@ impl Answer {
     }
 }
 
-/// A write to a project by `caller`.
-pub struct ProjectWrite<'a> {
-    pub req: &'a HttpRequest,
-    pub meta: &'a RequestMeta,
-    pub caller: &'a Authenticated,
-    pub body: &'a [u8],
-}
-
-fn new_events(
-    events: &[domain::project::ProjectEvent],
-    meta: &RequestMeta,
-    actor: Uuid,
-) -> Vec<NewEvent> {
-    events
-        .iter()
-        .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), meta.metadata(Some(actor))))
-        .collect()
+/// The step of a command on `project_id`'s stream, folded through the command side's cache.
+fn step<'a, B>(
+    state: &'a CommandState,
+    write: &Write<B>,
+    stream: String,
+    source: Source<'a, Project>,
+) -> Step<'a, Project> {
+    Step {
+        stream,
+        source,
+        pin: write.pin(),
+        limits: &state.settings.limits,
+        metadata: write.meta.metadata(Some(write.caller.user_id)),
+    }
 }
 
 /// Creates a project (with its features, atomically) owned by the caller.
-pub async fn create(
+pub async fn create<B: WriteBody>(
     state: &CommandState,
-    write: ProjectWrite<'_>,
+    write: Write<B>,
     command: impl Fn(ProjectId, UserId, OffsetDateTime) -> ProjectCommand,
 ) -> Result<HttpResponse, ApiError> {
     let project_id = ProjectId::from_uuid(Uuid::now_v7());
     let owner = UserId::from_uuid(write.caller.user_id);
-    let now = OffsetDateTime::now_utc();
+    let command = command(project_id, owner, OffsetDateTime::now_utc());
     let stream = project_id.stream();
-    let command = command(project_id, owner, now);
-    let make_plan = || {
-        let stream = stream.clone();
-        let command = command.clone();
-        async move {
-            let events = Project::default()
-                .decide(&command, &state.settings.limits)
-                .map_err(project_error)?;
-            let answer = Answer::Created {
-                id: project_id.as_uuid(),
-                location: format!("/api/v1/projects/{project_id}"),
-            };
-            Ok(Plan::new(stream.clone(), 0, event_store::Position::START)
-                .append(StreamAppend::new(
-                    stream,
-                    ExpectedVersion::NoStream,
-                    new_events(&events, write.meta, write.caller.user_id),
-                ))
-                .reply(move |v, p| answer.reply(v, p)))
-        }
+    let step = Step {
+        pin: Pin::Latest,
+        ..step(state, &write, stream.clone(), Source::New)
     };
-    let idempotency = Idempotency::Caller {
-        user_id: write.caller.user_id,
-        body: write.body,
+    let answer = Answer::Created {
+        id: project_id.as_uuid(),
+        location: format!("/api/v1/projects/{project_id}"),
+    };
+    let make_plan = async || {
+        let decided = step
+            .decide(&state.store, |_| Ok(command.clone()))
+            .await
+            .map_err(|f| failure(f, project_error))?;
+        let answer = answer.clone();
+        Ok(Plan::decided(stream.clone(), decided).reply(move |v, p| answer.reply(v, p)))
     };
     state
         .executor
-        .run(write.req, idempotency, false, make_plan)
+        .run(write.key.clone(), write.body.raw(), Pin::Latest, make_plan)
         .await
 }
 
-/// Loads a project for writing: 404 when the caller cannot see it or it is archived, 403 for a
-/// viewer, 412 when `If-Match` names another version.
-pub(crate) async fn load_for_write(
-    state: &CommandState,
+/// Whether `caller` may write to the loaded project: 404 when they cannot see it or it is
+/// archived, 403 for a viewer.
+pub(crate) fn check_write_access(
+    loaded: &Loaded<Project>,
     caller: &Authenticated,
-    project_id: ProjectId,
-    if_match: Option<IfMatch>,
-) -> Result<Loaded<Project>, ApiError> {
-    let loaded = state
-        .projects
-        .load(&state.store, &project_id.stream())
-        .await?;
+) -> Result<(), ApiError> {
     match loaded
         .state
         .access_for(UserId::from_uuid(caller.user_id), caller.role)
@@ -179,50 +162,39 @@ pub(crate) async fn load_for_write(
     if loaded.state.status == ProjectStatus::Archived {
         return Err(ApiError::not_found("no such project"));
     }
-    IfMatch::check(if_match, loaded.version)?;
-    Ok(loaded)
+    Ok(())
 }
 
 /// Any write to an existing project: `command` turns the loaded state into the command to decide.
-pub async fn change(
+pub async fn change<B: WriteBody>(
     state: &CommandState,
-    write: ProjectWrite<'_>,
+    write: Write<B>,
     project_id: ProjectId,
     answer: Answer,
     command: impl Fn(&Project, OffsetDateTime) -> Result<ProjectCommand, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let if_match = IfMatch::from_request(write.req)?;
     let stream = project_id.stream();
     let now = OffsetDateTime::now_utc();
-    let make_plan = || {
-        let stream = stream.clone();
+    let step = step(
+        state,
+        &write,
+        stream.clone(),
+        Source::Cache(&state.projects),
+    );
+    let make_plan = async || {
+        let decided = step
+            .decide(&state.store, |loaded| {
+                check_write_access(loaded, &write.caller)?;
+                command(&loaded.state, now)
+            })
+            .await
+            .map_err(|f| failure(f, project_error))?;
         let answer = answer.clone();
-        let command = &command;
-        async move {
-            let loaded = load_for_write(state, write.caller, project_id, if_match).await?;
-            let command = command(&loaded.state, now)?;
-            let events = loaded
-                .state
-                .decide(&command, &state.settings.limits)
-                .map_err(project_error)?;
-            let mut plan = Plan::new(stream.clone(), loaded.version, loaded.position);
-            if !events.is_empty() {
-                plan = plan.append(StreamAppend::new(
-                    stream,
-                    ExpectedVersion::Exact(loaded.version),
-                    new_events(&events, write.meta, write.caller.user_id),
-                ));
-            }
-            Ok(plan.reply(move |v, p| answer.reply(v, p)))
-        }
-    };
-    let idempotency = Idempotency::Caller {
-        user_id: write.caller.user_id,
-        body: write.body,
+        Ok(Plan::decided(stream.clone(), decided).reply(move |v, p| answer.reply(v, p)))
     };
     state
         .executor
-        .run(write.req, idempotency, if_match.is_some(), make_plan)
+        .run(write.key.clone(), write.body.raw(), step.pin, make_plan)
         .await
 }
 

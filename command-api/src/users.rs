@@ -1,7 +1,7 @@
 //! Application functions for accounts: register, log in, refresh, log out, profile, password.
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
 use domain::FieldError;
 use domain::email::{EmailReservationEvent, reservation_stream};
 use domain::ids::UserId;
@@ -9,16 +9,17 @@ use domain::user::{
     ChangePassword, RegisterUser, Role, UpdateProfile, User, UserCommand, UserError,
     normalize_email, validate_password,
 };
-use event_store::{ExpectedVersion, NewEvent, Position, StreamAppend};
+use event_store::application::{Pin, Source, Step, stamp};
+use event_store::{ExpectedVersion, Position, StreamAppend};
+use runtime::http_headers::rfc3339;
 use runtime::{ApiError, Authenticated, ProblemType};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Idempotency, Plan, Reply, SideWrite};
+use crate::execute::{Plan, Reply, SideWrite, failure};
 use crate::http::RequestMeta;
 use crate::load::{Loaded, load};
 use crate::passwords::Lane;
@@ -44,10 +45,6 @@ fn email_stream(email: &str) -> String {
     reservation_stream(&hex::encode(Sha256::digest(email.as_bytes())))
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 fn user_json(user: &User) -> Value {
     json!({"id": user.id, "email": user.email, "name": user.name, "role": user.role})
 }
@@ -59,22 +56,14 @@ fn profile_json(user: &User) -> Value {
     })
 }
 
-fn events_of<E: domain::DomainEvent>(
-    events: &[E],
-    meta: &RequestMeta,
-    actor: Option<Uuid>,
-) -> Vec<NewEvent> {
-    events
-        .iter()
-        .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), meta.metadata(actor)))
-        .collect()
-}
-
-fn expected(version: u64) -> ExpectedVersion {
-    if version == 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(version)
+/// The step of a command on the caller's own user stream.
+fn user_step<'a>(state: &'a CommandState, meta: &RequestMeta, user: Uuid) -> Step<'a, User> {
+    Step {
+        stream: UserId::from_uuid(user).stream(),
+        source: Source::Fold,
+        pin: Pin::Latest,
+        limits: &state.settings.limits,
+        metadata: meta.metadata(Some(user)),
     }
 }
 
@@ -100,7 +89,6 @@ pub struct Registration {
 
 pub async fn register(
     state: &CommandState,
-    req: &HttpRequest,
     meta: &RequestMeta,
     input: Registration,
 ) -> Result<HttpResponse, ApiError> {
@@ -146,17 +134,18 @@ pub async fn register(
     let reservation = EmailReservationEvent::EmailReserved { user_id };
     let email_stream = email_stream(&email);
     let stream = user_id.stream();
-    let make_plan = || {
+    let metadata = meta.metadata(Some(user_id.as_uuid()));
+    let make_plan = async || {
         let plan = Plan::new(stream.clone(), 0, Position::START)
             .append(StreamAppend::new(
                 email_stream.clone(),
                 ExpectedVersion::NoStream,
-                events_of(std::slice::from_ref(&reservation), meta, Some(user_id.as_uuid())),
+                stamp(std::slice::from_ref(&reservation), &metadata, None),
             ))
             .append(StreamAppend::new(
                 stream.clone(),
                 ExpectedVersion::NoStream,
-                events_of(&events, meta, Some(user_id.as_uuid())),
+                stamp(&events, &metadata, None),
             ))
             .side_write(SideWrite::new(
                 "INSERT INTO credentials (user_id, email, password_hash, security_version, role, active)
@@ -172,7 +161,8 @@ pub async fn register(
         let mut body = token_body(state, access.clone(), &refresh);
         body.insert("user".into(), user_json(&user));
         let id = user_id;
-        let plan = plan.reply(move |version, position| {
+        Ok(plan.reply(move |version, position| {
+            let mut body = body.clone();
             body.insert("version".into(), json!(version));
             body.insert("position".into(), json!(position.to_token()));
             Reply {
@@ -182,13 +172,9 @@ pub async fn register(
                 version,
                 position,
             }
-        });
-        async move { Ok(plan) }
+        }))
     };
-    state
-        .executor
-        .run(req, Idempotency::Refused, false, make_plan)
-        .await
+    state.executor.run(None, &[], Pin::Latest, make_plan).await
 }
 
 pub async fn login(
@@ -317,38 +303,24 @@ pub async fn logout(state: &CommandState, refresh_token: &str) -> Result<HttpRes
 
 pub async fn update_profile(
     state: &CommandState,
-    req: &HttpRequest,
     meta: &RequestMeta,
     caller: &Authenticated,
     name: String,
 ) -> Result<HttpResponse, ApiError> {
-    let stream = UserId::from_uuid(caller.user_id).stream();
-    let make_plan = || {
-        let stream = stream.clone();
-        let name = name.clone();
-        async move {
-            let loaded: Loaded<User> = load(&state.store, &stream).await?;
-            let command = UserCommand::UpdateProfile(UpdateProfile {
-                name,
-                at: OffsetDateTime::now_utc(),
-            });
-            let events = loaded
-                .state
-                .decide(&command, &state.settings.limits)
-                .map_err(user_error)?;
-            let mut after = loaded.state.clone();
-            for e in &events {
-                after.evolve(e);
-            }
-            let mut plan = Plan::new(stream.clone(), loaded.version, loaded.position);
-            if !events.is_empty() {
-                plan = plan.append(StreamAppend::new(
-                    stream.clone(),
-                    expected(loaded.version),
-                    events_of(&events, meta, Some(caller.user_id)),
-                ));
-            }
-            Ok(plan.reply(move |version, position| {
+    let step = user_step(state, meta, caller.user_id);
+    let make_plan = async || {
+        let decided = step
+            .decide(&state.store, |_| {
+                Ok(UserCommand::UpdateProfile(UpdateProfile {
+                    name: name.clone(),
+                    at: OffsetDateTime::now_utc(),
+                }))
+            })
+            .await
+            .map_err(|f| failure(f, user_error))?;
+        let after = decided.after();
+        Ok(
+            Plan::decided(step.stream.clone(), decided).reply(move |version, position| {
                 let mut body = profile_json(&after);
                 body["version"] = json!(version);
                 body["position"] = json!(position.to_token());
@@ -359,18 +331,14 @@ pub async fn update_profile(
                     version,
                     position,
                 }
-            }))
-        }
+            }),
+        )
     };
-    state
-        .executor
-        .run(req, Idempotency::Refused, false, make_plan)
-        .await
+    state.executor.run(None, &[], step.pin, make_plan).await
 }
 
 pub async fn change_password(
     state: &CommandState,
-    req: &HttpRequest,
     meta: &RequestMeta,
     caller: &Authenticated,
     current_password: String,
@@ -408,65 +376,51 @@ pub async fn change_password(
         ));
     }
     let new_hash = state.passwords.hash(Lane::Other, new_password).await?;
-    let stream = UserId::from_uuid(caller.user_id).stream();
-    let make_plan = || {
-        let stream = stream.clone();
-        let new_hash = new_hash.clone();
-        async move {
-            let loaded: Loaded<User> = load(&state.store, &stream).await?;
-            let now = OffsetDateTime::now_utc();
-            let events = loaded
-                .state
-                .decide(
-                    &UserCommand::ChangePassword(ChangePassword { at: now }),
-                    &state.settings.limits,
-                )
-                .map_err(user_error)?;
-            let client = state.pool.get().await?;
-            let sv: i64 = client
-                .query_one(
-                    "SELECT security_version FROM credentials WHERE user_id = $1",
-                    &[&caller.user_id],
-                )
-                .await?
-                .try_get(0)?;
-            let refresh = RefreshToken::generate();
-            let access = state.jwt.issue(caller.user_id, sv + 1, now)?;
-            let body = token_body(state, access, &refresh);
-            Ok(Plan::new(stream.clone(), loaded.version, loaded.position)
-                .append(StreamAppend::new(
-                    stream.clone(),
-                    expected(loaded.version),
-                    events_of(&events, meta, Some(caller.user_id)),
-                ))
-                // The version check makes a concurrent change fail instead of skipping a bump.
-                // The bump comes before the revocation: it takes the row lock that a login in
-                // flight holds `FOR SHARE` while it stores its token (see `issue_if_unchanged`),
-                // so the revocation below sees every token such a login stored.
-                .side_write(SideWrite::new(
-                    "UPDATE credentials SET password_hash = $2, security_version = security_version + 1,
-                            updated_at = now()
-                     WHERE user_id = $1",
-                    vec![Box::new(caller.user_id), Box::new(new_hash)],
-                ))
-                .side_write(tokens::revoke_all_of(caller.user_id))
-                .side_write(refresh.insert(Uuid::now_v7(), caller.user_id, now, state.settings.refresh_token_ttl))
-                .reply(move |version, position| {
-                    let mut body = body;
-                    body.insert("version".into(), json!(version));
-                    body.insert("position".into(), json!(position.to_token()));
-                    Reply {
-                        status: StatusCode::OK,
-                        body: Some(Value::Object(body)),
-                        location: None,
-                        version,
-                        position,
-                    }
-                }))
-        }
+    let step = user_step(state, meta, caller.user_id);
+    let make_plan = async || {
+        let now = OffsetDateTime::now_utc();
+        let decided = step
+            .decide(&state.store, |_| {
+                Ok(UserCommand::ChangePassword(ChangePassword { at: now }))
+            })
+            .await
+            .map_err(|f| failure(f, user_error))?;
+        let client = state.pool.get().await?;
+        let sv: i64 = client
+            .query_one(
+                "SELECT security_version FROM credentials WHERE user_id = $1",
+                &[&caller.user_id],
+            )
+            .await?
+            .try_get(0)?;
+        let refresh = RefreshToken::generate();
+        let access = state.jwt.issue(caller.user_id, sv + 1, now)?;
+        let body = token_body(state, access, &refresh);
+        Ok(Plan::decided(step.stream.clone(), decided)
+            // The version check makes a concurrent change fail instead of skipping a bump.
+            // The bump comes before the revocation: it takes the row lock that a login in
+            // flight holds `FOR SHARE` while it stores its token (see `issue_if_unchanged`),
+            // so the revocation below sees every token such a login stored.
+            .side_write(SideWrite::new(
+                "UPDATE credentials SET password_hash = $2, security_version = security_version + 1,
+                        updated_at = now()
+                 WHERE user_id = $1",
+                vec![Box::new(caller.user_id), Box::new(new_hash.clone())],
+            ))
+            .side_write(tokens::revoke_all_of(caller.user_id))
+            .side_write(refresh.insert(Uuid::now_v7(), caller.user_id, now, state.settings.refresh_token_ttl))
+            .reply(move |version, position| {
+                let mut body = body.clone();
+                body.insert("version".into(), json!(version));
+                body.insert("position".into(), json!(position.to_token()));
+                Reply {
+                    status: StatusCode::OK,
+                    body: Some(Value::Object(body)),
+                    location: None,
+                    version,
+                    position,
+                }
+            }))
     };
-    state
-        .executor
-        .run(req, Idempotency::Refused, false, make_plan)
-        .await
+    state.executor.run(None, &[], step.pin, make_plan).await
 }

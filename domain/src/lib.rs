@@ -11,6 +11,7 @@ pub mod generation;
 pub mod ids;
 pub mod limits;
 pub mod operations;
+pub mod ownership;
 pub mod project;
 pub mod reserved;
 pub mod testing;
@@ -21,6 +22,7 @@ pub mod user;
 pub use envelope::{DecodeError, DomainEvent, EventMetadata};
 pub use error::{FieldError, Pointer};
 pub use limits::Limits;
+pub use ownership::{ProjectOwned, StreamOwner, stream_owner};
 pub use text::serialized_len;
 pub use upcast::{UpcastError, Upcasters};
 

@@ -1,8 +1,13 @@
 //! The append guard: every event is serialised once, refused if a consumer could not process it
-//! (U+0000 anywhere, or a CloudEvent over the size limit), and handed to the store as JSON text.
+//! (U+0000 anywhere, or a CloudEvent over the size limit) or if it belongs to a project and does
+//! not say which, and handed to the store as JSON text.
+
+use std::borrow::Cow;
 
 use domain::text::holds_nul_escape;
+use domain::{EventMetadata, StreamOwner};
 use serde_json::value::RawValue;
+use uuid::Uuid;
 
 use crate::types::{AppendRefusal, NewEvent, StoreError, StreamAppend};
 
@@ -34,6 +39,38 @@ pub fn cloud_event_bound(
 pub(crate) struct Checked {
     pub data: Box<RawValue>,
     pub metadata: Box<RawValue>,
+    /// The project the event belongs to, as written into its metadata (and the indexed column).
+    pub project_id: Option<Uuid>,
+}
+
+/// The event's metadata with its project id: a project's own stream names it (and an event may
+/// not name another), any other project-owned stream must carry it (the application step writes
+/// it from the aggregate's state).
+fn owned_metadata<'a>(
+    stream_id: &str,
+    event: &'a NewEvent,
+) -> Result<Cow<'a, EventMetadata>, StoreError> {
+    match (domain::stream_owner(stream_id), event.metadata.project_id) {
+        (StreamOwner::None, _) => Ok(Cow::Borrowed(&event.metadata)),
+        (StreamOwner::Project(own), Some(found)) if found != own.as_uuid() => {
+            Err(StoreError::WrongProjectId {
+                stream_id: stream_id.to_owned(),
+                event_type: event.event_type.clone(),
+                found,
+            })
+        }
+        (StreamOwner::Project(own), None) => Ok(Cow::Owned(EventMetadata {
+            project_id: Some(own.as_uuid()),
+            ..event.metadata.clone()
+        })),
+        (StreamOwner::SomeProject, None) => Err(StoreError::MissingProjectId {
+            stream_id: stream_id.to_owned(),
+            event_type: event.event_type.clone(),
+        }),
+        (StreamOwner::Project(_) | StreamOwner::SomeProject, Some(_)) => {
+            Ok(Cow::Borrowed(&event.metadata))
+        }
+    }
 }
 
 /// Checks and serialises every event of `appends` (one list per stream, in order), or refuses the
@@ -67,8 +104,9 @@ fn check_event(
     max_event_bytes: usize,
 ) -> Result<Checked, StoreError> {
     let backend = |e: serde_json::Error| StoreError::Backend(e.into());
+    let owned = owned_metadata(stream_id, event)?;
     let data = serde_json::to_string(&event.data).map_err(backend)?;
-    let metadata = serde_json::to_string(&event.metadata).map_err(backend)?;
+    let metadata = serde_json::to_string(&*owned).map_err(backend)?;
     if holds_nul_escape(&data) {
         let pointer = domain::text::nul_pointer(&event.data).unwrap_or_default();
         return Err(AppendRefusal::Nul {
@@ -78,7 +116,7 @@ fn check_event(
         .into());
     }
     if holds_nul_escape(&metadata) {
-        let pointer = serde_json::to_value(&event.metadata)
+        let pointer = serde_json::to_value(&*owned)
             .ok()
             .and_then(|m| domain::text::nul_pointer(&m))
             .unwrap_or_default();
@@ -100,6 +138,7 @@ fn check_event(
     Ok(Checked {
         data: RawValue::from_string(data).map_err(backend)?,
         metadata: RawValue::from_string(metadata).map_err(backend)?,
+        project_id: owned.project_id,
     })
 }
 
@@ -107,9 +146,7 @@ fn check_event(
 mod tests {
     use super::*;
     use crate::types::ExpectedVersion;
-    use domain::EventMetadata;
     use serde_json::{Value, json};
-    use uuid::Uuid;
 
     fn append(data: Value) -> StreamAppend {
         StreamAppend::new(
@@ -147,6 +184,56 @@ mod tests {
             check(&[over], limit),
             Err(StoreError::Refused(AppendRefusal::TooLarge { .. }))
         ));
+    }
+
+    fn owned_append(stream: String, project_id: Option<Uuid>) -> StreamAppend {
+        StreamAppend::new(
+            stream,
+            ExpectedVersion::Any,
+            vec![NewEvent {
+                event_id: Uuid::nil(),
+                event_type: "GenerationStarted".into(),
+                schema_version: 1,
+                data: json!({}),
+                metadata: EventMetadata {
+                    project_id,
+                    ..EventMetadata::default()
+                },
+            }],
+        )
+    }
+
+    #[test]
+    fn a_project_owned_event_without_its_project_is_refused() {
+        let generation = domain::ids::GenerationId::from_uuid(Uuid::now_v7()).stream();
+        assert!(matches!(
+            check(&[owned_append(generation.clone(), None)], 1 << 20),
+            Err(StoreError::MissingProjectId { .. })
+        ));
+        let project = Uuid::now_v7();
+        let checked = check(&[owned_append(generation, Some(project))], 1 << 20).unwrap();
+        assert_eq!(checked[0][0].project_id, Some(project));
+    }
+
+    #[test]
+    fn a_project_stream_names_its_project_and_an_event_may_not_name_another() {
+        let project = domain::ids::ProjectId::from_uuid(Uuid::now_v7());
+        let checked = check(&[owned_append(project.stream(), None)], 1 << 20).unwrap();
+        assert_eq!(checked[0][0].project_id, Some(project.as_uuid()));
+        assert_eq!(
+            checked[0][0].metadata.get(),
+            format!(r#"{{"project_id":"{project}"}}"#)
+        );
+        assert!(matches!(
+            check(
+                &[owned_append(project.stream(), Some(Uuid::now_v7()))],
+                1 << 20
+            ),
+            Err(StoreError::WrongProjectId { .. })
+        ));
+        let user = domain::ids::UserId::from_uuid(Uuid::now_v7()).stream();
+        let checked = check(&[owned_append(user, None)], 1 << 20).unwrap();
+        assert_eq!(checked[0][0].project_id, None);
     }
 
     #[test]

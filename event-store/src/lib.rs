@@ -1,7 +1,9 @@
-//! Backforge's event store: the `EventStore` trait, its PostgreSQL implementation, set-up and the
-//! conformance suite any backend must pass.
+//! Backforge's event store: the `EventStore` trait, its PostgreSQL implementation, set-up, the
+//! conformance suite any backend must pass, and the one application step every writer uses.
 
 pub mod aggregate;
+pub mod application;
+pub mod backfill;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod guard;

@@ -25,10 +25,12 @@ use crate::types::{
 /// the unique (stream_id, stream_version) key turns a concurrent writer into a conflict, never a gap.
 const APPEND_SQL: &str = "
 WITH cur AS (SELECT coalesce(max(stream_version), 0) AS v FROM events WHERE stream_id = $1)
-INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata)
-SELECT $1, cur.v + t.ord, t.event_id, t.event_type, t.schema_version, t.data, t.metadata
-FROM cur, unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::json[]) WITH ORDINALITY
-     AS t(event_id, event_type, schema_version, data, metadata, ord)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
+                    project_id)
+SELECT $1, cur.v + t.ord, t.event_id, t.event_type, t.schema_version, t.data, t.metadata,
+       t.project_id
+FROM cur, unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::json[], $8::uuid[])
+     WITH ORDINALITY AS t(event_id, event_type, schema_version, data, metadata, project_id, ord)
 WHERE $7::int8 IS NULL OR cur.v = $7::int8
 RETURNING position, transaction_id::text::int8, stream_version";
 
@@ -290,6 +292,7 @@ async fn append_stream<C: GenericClient>(
     let mut versions = Vec::with_capacity(n);
     let mut data = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
+    let mut projects = Vec::with_capacity(n);
     for (e, checked) in append.events.iter().zip(checked) {
         ids.push(e.event_id);
         types.push(e.event_type.as_str());
@@ -297,6 +300,7 @@ async fn append_stream<C: GenericClient>(
         // Serialised once, by the guard that checked it.
         data.push(Json(checked.data.as_ref()));
         metadata.push(Json(checked.metadata.as_ref()));
+        projects.push(checked.project_id);
     }
     let required = append.expected.required().map(to_i64);
     let stmt = client.prepare_cached(APPEND_SQL).await.map_err(map_pg)?;
@@ -311,6 +315,7 @@ async fn append_stream<C: GenericClient>(
                 &data,
                 &metadata,
                 &required,
+                &projects,
             ],
         )
         .await;
@@ -528,7 +533,7 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
 }
 
 /// Connection-level failures mean PostgreSQL is unreachable (→ 503); anything else is a bug (→ 500).
-pub(crate) fn map_pg(e: tokio_postgres::Error) -> StoreError {
+pub fn map_pg(e: tokio_postgres::Error) -> StoreError {
     let unreachable = e.is_closed()
         || (e.as_db_error().is_none() && e.code().is_none())
         || matches!(

@@ -106,12 +106,22 @@ pub async fn migrate_with(
     Ok(())
 }
 
-/// Creates the `events` table and its indexes.
+/// Creates the `events` table and its indexes, then runs the batched back-fills the migrations
+/// left to do (outside the migration lock: they are idempotent, and a no-op once done).
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     migrate_with(
         url,
         embedded::migrations::runner(),
         "event_store_migrations",
     )
-    .await
+    .await?;
+    let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .context("cannot reach PostgreSQL to back-fill")?;
+    let driver = tokio::spawn(connection);
+    let result = crate::backfill::project_ids(&mut client, crate::backfill::BATCH).await;
+    drop(client);
+    driver.abort();
+    result.context("the back-fill of events.project_id failed")?;
+    Ok(())
 }

@@ -239,6 +239,20 @@ pub enum StoreError {
     DuplicateEventId { event_id: Uuid },
     #[error("an append must contain at least one event and name each stream once")]
     InvalidAppend,
+    /// A project-owned event (`domain::stream_owner`) without its project's id: a writer's bug,
+    /// never client input, so it is never stored.
+    #[error("event `{event_type}` of stream `{stream_id}` belongs to a project but names none")]
+    MissingProjectId {
+        stream_id: String,
+        event_type: String,
+    },
+    /// An event of a project's own stream that names another project.
+    #[error("event `{event_type}` of stream `{stream_id}` names project {found}, not its stream's")]
+    WrongProjectId {
+        stream_id: String,
+        event_type: String,
+        found: Uuid,
+    },
     #[error(transparent)]
     Upcast(#[from] UpcastError),
     #[error("event {event_id} cannot be decoded")]

@@ -1,6 +1,7 @@
 //! One generation job: start it, fold the project at the requested version, generate, store the
 //! artifact, verify when asked, and append the outcome to the generation's own stream.
 
+use std::convert::Infallible;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use domain::generation::{
 use domain::ids::{GenerationId, ProjectId};
 use domain::project::Project;
 use domain::{EventMetadata, Limits};
-use event_store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, ReadUntil, StreamAppend};
+use event_store::application::{Failure, Pin, Source, Step};
+use event_store::{PgEventStore, ReadUntil};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -44,7 +46,7 @@ fn metadata(job: &GenerationJob) -> EventMetadata {
         correlation_id: Some(job.generation_id),
         causation_id: Some(job.event_id),
         request_id: Some("worker".into()),
-        project_id: Some(job.project_id),
+        // The project id comes from the generation's state, written by the application step.
         ..EventMetadata::default()
     }
 }
@@ -58,33 +60,32 @@ async fn load_generation(
     Ok((loaded.state, loaded.version))
 }
 
-/// Decides `command` on the generation's current state and appends the result.
+/// Decides `command` on the generation's current state and appends the result, through the
+/// application step every writer uses (a lost race is decided again on the new state).
 pub async fn decide_and_append(
     store: &PgEventStore,
     job: &GenerationJob,
     command: GenerationCommand,
 ) -> anyhow::Result<Result<(), GenerationError>> {
-    let id = GenerationId::from_uuid(job.generation_id);
-    let (state, version) = load_generation(store, id).await?;
-    let events = match state.decide(&command, &Limits::default()) {
-        Ok(events) => events,
-        Err(e) => return Ok(Err(e)),
+    let step = Step::<Generation> {
+        stream: GenerationId::from_uuid(job.generation_id).stream(),
+        source: Source::Fold,
+        pin: Pin::Latest,
+        limits: &Limits::default(),
+        metadata: metadata(job),
     };
-    if events.is_empty() {
-        return Ok(Ok(()));
+    match step
+        .apply(store, None, |_| Ok::<_, Infallible>(command.clone()))
+        .await
+    {
+        Ok(_) => Ok(Ok(())),
+        Err(Failure::Domain(e)) => Ok(Err(e)),
+        Err(Failure::Refused(never)) => match never {},
+        Err(Failure::Store(e)) => Err(e.into()),
+        Err(e @ (Failure::Precondition { .. } | Failure::Conflict { .. })) => {
+            anyhow::bail!("generation {} kept changing: {e:?}", job.generation_id)
+        }
     }
-    let new: Vec<NewEvent> = events
-        .iter()
-        .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), metadata(job)))
-        .collect();
-    store
-        .append(vec![StreamAppend::new(
-            id.stream(),
-            ExpectedVersion::Exact(version),
-            new,
-        )])
-        .await?;
-    Ok(Ok(()))
 }
 
 async fn project_at(
