@@ -333,12 +333,7 @@ impl Relay {
                 &[&self.kind.name()],
             )
             .await?;
-        let tx: i64 = row.try_get(0)?;
-        let seq: i64 = row.try_get(1)?;
-        Ok(Position {
-            tx: u64::try_from(tx)?,
-            seq: u64::try_from(seq)?,
-        })
+        Ok(read_model::position(&row, 0)?)
     }
 
     async fn save(&self, at: Position) -> anyhow::Result<()> {
