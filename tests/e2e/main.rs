@@ -1,6 +1,7 @@
 //! The end-to-end suite, one binary: each module tests one service against real PostgreSQL and NATS.
 
 mod access;
+mod application;
 mod auth;
 mod consumers;
 mod contracts;
