@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use event_store::EventStore;
 use futures::StreamExt;
-use messaging::{GenerationJob, Job, Names};
+use messaging::{CloudEvent, GenerationJob, Job, Names, StoredEvent};
 use projector::relay::{Relay, RelayKind};
 use serde_json::{Value, json};
 use tests::TestApp;
@@ -371,4 +371,55 @@ async fn a_subscriber_follows_one_project_with_its_generations_and_nothing_of_an
     let _ = stop_tx.send(true);
     let _ = task.await;
     delete_streams(&url, &prefix).await;
+}
+
+/// The append guard refuses an event whose CloudEvent could exceed what the relays may publish,
+/// using `event_store::cloud_event_bound`; the relay's own document (the longest prefix, every
+/// metadata member, the project in subject and extension, the longest position and time) stays
+/// within that bound.
+#[test]
+fn the_longest_cloud_event_envelope_stays_within_the_append_guards_bound() {
+    let project = uuid::Uuid::now_v7();
+    let names = Names::new(&"p".repeat(64));
+    let metadata = domain::EventMetadata {
+        actor: Some(uuid::Uuid::now_v7()),
+        correlation_id: Some(uuid::Uuid::now_v7()),
+        causation_id: Some(uuid::Uuid::now_v7()),
+        request_id: Some(uuid::Uuid::now_v7().to_string()),
+        traceparent: Some(format!("00-{}-{}-01", "a".repeat(32), "b".repeat(16))),
+        project_id: Some(project),
+    };
+    let data =
+        json!({"project_id": project, "archived_at": "2026-11-25T20:10:46.638933Z"}).to_string();
+    let stream = format!("project-{project}");
+    let position = event_store::Position {
+        tx: u64::MAX,
+        seq: u64::MAX,
+    }
+    .to_token();
+    let stored = StoredEvent {
+        event_id: uuid::Uuid::now_v7(),
+        stream_id: &stream,
+        stream_version: u64::MAX,
+        event_type: "ProjectArchived",
+        position: &position,
+        metadata: &metadata,
+        recorded_at: time::macros::datetime!(9999-12-31 23:59:59.999999999 UTC),
+        data: &data,
+    };
+    let event = <domain::AnyEvent as domain::DomainEvent>::from_json("ProjectArchived", &data)
+        .expect("a domain event");
+    let (subject, document) = CloudEvent::of(&names, &stored, &event)
+        .expect("publishable")
+        .expect("published");
+    let body = document.to_body().expect("a body");
+    let headers = format!("NATS/1.0\r\nNats-Msg-Id: {}\r\n\r\n", stored.event_id);
+    let on_the_wire = body.len() + subject.len() + headers.len();
+    let metadata_bytes = serde_json::to_string(&metadata).expect("metadata").len();
+    let bound =
+        event_store::cloud_event_bound(&stream, "ProjectArchived", data.len(), metadata_bytes);
+    assert!(
+        on_the_wire <= bound,
+        "{on_the_wire} bytes on the wire, above the guard's bound of {bound}"
+    );
 }
