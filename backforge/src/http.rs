@@ -186,7 +186,7 @@ pub async fn metrics(
         }
     }
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(runtime::metrics::CONTENT_TYPE)
         .body(metrics.render()))
 }
 

@@ -16,11 +16,9 @@ pub mod rate_limit;
 pub mod tokens;
 pub mod users;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use domain::project::Project;
 use event_store::{PgEventStore, StateCache};
 use runtime::auth::{PgSecurityLookup, Verifier};
@@ -121,55 +119,5 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(project_routes::update_feature)
             .service(project_routes::remove_feature)
             .service(generations::request_generation);
-    }
-}
-
-async fn serve_openapi() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(openapi::document())
-}
-
-/// The command API as a stand-alone server.
-pub struct Application {
-    port: u16,
-    server: Server,
-}
-
-impl Application {
-    /// Connects, migrates and binds `addr` (port 0 picks a free port).
-    pub async fn build(settings: Settings, addr: &str) -> anyhow::Result<Self> {
-        let settings = Arc::new(settings);
-        event_store::setup::ensure_database(&settings.database_url).await?;
-        event_store::setup::migrate(&settings.database_url).await?;
-        migrate(&settings.database_url).await?;
-        let pool = event_store::setup::pool(&settings.database_url, settings.pool_size)?;
-        let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()))
-            .with_max_event_bytes(settings.max_event_bytes);
-        let state = web::Data::new(CommandState::new(settings, store)?);
-        let listener = TcpListener::bind(addr)?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::NormalizePath::trim())
-                .service(
-                    web::scope("/api/v1")
-                        .route("/openapi.json", web::get().to(serve_openapi))
-                        .configure(configure(state.clone())),
-                )
-        })
-        .listen(listener)?
-        .run();
-        Ok(Self { port, server })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
-    }
-
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
     }
 }

@@ -1,7 +1,6 @@
 //! `backforge replay`: rebuild the read models from the whole feed into fresh tables, then swap
 //! them in. Commits batch by batch, so it never holds the cluster-wide xmin horizon back.
 
-use std::io::Write;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
@@ -125,22 +124,4 @@ async fn swap(target: &Pool) -> anyhow::Result<()> {
     tx.batch_execute(&tables::swap()).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A one-line progress bar on stderr.
-pub fn print_progress(done: u64, total: u64, rate: f64) {
-    let width = 30usize;
-    let filled = if total == 0 {
-        width
-    } else {
-        (done as usize * width / total as usize).min(width)
-    };
-    let mut err = std::io::stderr();
-    let _ = write!(
-        err,
-        "\r[{}{}] {done}/{total} events, {rate:.0} events/s",
-        "=".repeat(filled),
-        " ".repeat(width - filled)
-    );
-    let _ = err.flush();
 }

@@ -1,170 +1,169 @@
-//! Process metrics in the Prometheus text format: counters, gauges and latency histograms kept in
-//! atomics, so recording costs no lock on the request path.
+//! Process metrics served at `/metrics`, kept and rendered by `prometheus-client` (OpenMetrics
+//! text) behind a small API whose series are named at the call site.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The content type of `render`'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the request-latency buckets.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; 12],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
 /// Labels of one series, in a stable order.
 type Labels = Vec<(&'static str, String)>;
 
-/// All metrics of one process.
-#[derive(Default, Clone)]
-pub struct Metrics {
-    inner: Arc<Inner>,
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-#[derive(Default)]
-struct Inner {
-    counters: Mutex<BTreeMap<(&'static str, Labels), Arc<AtomicU64>>>,
-    gauges: Mutex<BTreeMap<(&'static str, Labels), Arc<AtomicU64>>>,
-    histograms: Mutex<BTreeMap<(&'static str, Labels), Arc<Histogram>>>,
-    help: Mutex<BTreeMap<&'static str, &'static str>>,
+/// One metric family: every series of one name.
+#[derive(Clone, Debug)]
+enum Series {
+    Counter(Family<Labels, Counter>),
+    Gauge(Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>),
+    Histogram(Family<Labels, Histogram, fn() -> Histogram>),
+}
+
+/// All metrics of one process.
+#[derive(Clone)]
+pub struct Metrics {
+    families: Arc<Families>,
+    registry: Arc<Registry>,
+}
+
+/// The families by name, with their help texts; also the registry's one collector.
+#[derive(Debug, Default)]
+struct Families {
+    series: RwLock<BTreeMap<&'static str, Series>>,
+    help: RwLock<BTreeMap<&'static str, &'static str>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Self::default()
+        let families = Arc::new(Families::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(families.clone()));
+        Self {
+            families,
+            registry: Arc::new(registry),
+        }
     }
 
     pub fn describe(&self, name: &'static str, help: &'static str) {
-        if let Ok(mut h) = self.inner.help.lock() {
+        if let Ok(mut h) = self.families.help.write() {
             h.insert(name, help);
         }
     }
 
     pub fn inc(&self, name: &'static str, labels: Labels, by: u64) {
-        if let Ok(mut map) = self.inner.counters.lock() {
-            map.entry((name, labels))
-                .or_default()
-                .fetch_add(by, Ordering::Relaxed);
+        if let Some(Series::Counter(family)) =
+            self.family(name, || Series::Counter(Family::default()))
+        {
+            family.get_or_create(&escaped(labels)).inc_by(by);
         }
     }
 
-    /// Sets a gauge (stored as f64 bits).
+    /// Sets a gauge.
     pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        if let Ok(mut map) = self.inner.gauges.lock() {
-            map.entry((name, labels))
-                .or_default()
-                .store(value.to_bits(), Ordering::Relaxed);
+        if let Some(Series::Gauge(family)) = self.family(name, || Series::Gauge(Family::default()))
+        {
+            family.get_or_create(&escaped(labels)).set(value);
         }
     }
 
     pub fn observe(&self, name: &'static str, labels: Labels, seconds: f64) {
-        let histogram = match self.inner.histograms.lock() {
-            Ok(mut map) => map.entry((name, labels)).or_default().clone(),
-            Err(_) => return,
-        };
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                histogram.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(Series::Histogram(family)) = self.family(name, || {
+            Series::Histogram(Family::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ))
+        }) {
+            family.get_or_create(&escaped(labels)).observe(seconds);
         }
-        histogram.count.fetch_add(1, Ordering::Relaxed);
-        histogram
-            .sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
-    /// The exposition text served at `/metrics`.
+    /// The exposition text served at `/metrics` (`CONTENT_TYPE`).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let help = self
-            .inner
-            .help
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
-        let header = |out: &mut String, name: &str, kind: &str| {
-            if let Some(h) = help.get(name) {
-                let _ = writeln!(out, "# HELP {name} {h}");
-            }
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        };
-        let fmt_labels = |labels: &Labels, extra: Option<(&str, String)>| {
-            let mut parts: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
-            if let Some((k, v)) = extra {
-                parts.push(format!("{k}=\"{v}\""));
-            }
-            if parts.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", parts.join(","))
-            }
-        };
-        let mut last = "";
-        if let Ok(map) = self.inner.counters.lock() {
-            for ((name, labels), v) in map.iter() {
-                if *name != last {
-                    header(&mut out, name, "counter");
-                    last = name;
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}{} {}",
-                    fmt_labels(labels, None),
-                    v.load(Ordering::Relaxed)
-                );
-            }
-        }
-        last = "";
-        if let Ok(map) = self.inner.gauges.lock() {
-            for ((name, labels), v) in map.iter() {
-                if *name != last {
-                    header(&mut out, name, "gauge");
-                    last = name;
-                }
-                let value = f64::from_bits(v.load(Ordering::Relaxed));
-                let _ = writeln!(out, "{name}{} {value}", fmt_labels(labels, None));
-            }
-        }
-        last = "";
-        if let Ok(map) = self.inner.histograms.lock() {
-            for ((name, labels), h) in map.iter() {
-                if *name != last {
-                    header(&mut out, name, "histogram");
-                    last = name;
-                }
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {}",
-                        fmt_labels(labels, Some(("le", bound.to_string()))),
-                        h.buckets[i].load(Ordering::Relaxed)
-                    );
-                }
-                let count = h.count.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {count}",
-                    fmt_labels(labels, Some(("le", "+Inf".into())))
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_sum{} {}",
-                    fmt_labels(labels, None),
-                    h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-                );
-                let _ = writeln!(out, "{name}_count{} {count}", fmt_labels(labels, None));
-            }
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(%error, "could not render the metrics");
         }
         out
+    }
+
+    /// The family `name`, created by `new` on first use. A name used with two kinds keeps the
+    /// first; the caller's `if let` then drops the sample.
+    fn family(&self, name: &'static str, new: impl FnOnce() -> Series) -> Option<Series> {
+        if let Some(series) = self.families.series.read().ok()?.get(name) {
+            return Some(series.clone());
+        }
+        let mut map = self.families.series.write().ok()?;
+        Some(map.entry(name).or_insert_with(new).clone())
+    }
+}
+
+/// Label values as the text format needs them: `\` and `"` escaped, a newline as `\n`
+/// (prometheus-client writes values verbatim).
+fn escaped(mut labels: Labels) -> Labels {
+    for (_, value) in &mut labels {
+        if value.contains(['\\', '"', '\n']) {
+            *value = value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+        }
+    }
+    labels
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(help) = self.help.read().map(|h| h.clone()) else {
+            return Ok(());
+        };
+        let Ok(series) = self.series.read().map(|s| s.clone()) else {
+            return Ok(());
+        };
+        for (name, series) in series {
+            let text = help.get(name).copied().unwrap_or("");
+            match &series {
+                // OpenMetrics names the family without `_total` and the encoder appends it to
+                // every sample, so the series keep the names the callers gave them.
+                Series::Counter(family) => {
+                    let family_name = name.strip_suffix("_total").unwrap_or(name);
+                    let metric =
+                        encoder.encode_descriptor(family_name, text, None, family.metric_type())?;
+                    family.encode(metric)?;
+                }
+                Series::Gauge(family) => {
+                    let metric =
+                        encoder.encode_descriptor(name, text, None, family.metric_type())?;
+                    family.encode(metric)?;
+                }
+                Series::Histogram(family) => {
+                    let metric =
+                        encoder.encode_descriptor(name, text, None, family.metric_type())?;
+                    family.encode(metric)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -173,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn series_render_in_the_prometheus_text_format() {
+    fn series_render_in_the_openmetrics_text_format() {
         let m = Metrics::new();
         m.describe("backforge_requests_total", "HTTP requests");
         m.inc(
@@ -188,11 +187,47 @@ mod tests {
         );
         m.observe("backforge_request_duration_seconds", vec![], 0.003);
         let text = m.render();
-        assert!(text.contains("# HELP backforge_requests_total HTTP requests"));
-        assert!(text.contains("backforge_requests_total{status=\"200\"} 2"));
-        assert!(text.contains("backforge_projection_lag_seconds{projection=\"read_models\"} 0.5"));
-        assert!(text.contains("backforge_request_duration_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("backforge_request_duration_seconds_bucket{le=\"0.001\"} 0"));
-        assert!(text.contains("backforge_request_duration_seconds_count 1"));
+        assert!(
+            text.contains("# HELP backforge_requests HTTP requests\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE backforge_requests counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backforge_requests_total{status=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backforge_projection_lag_seconds{projection=\"read_models\"} 0.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backforge_request_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backforge_request_duration_seconds_bucket{le=\"0.001\"} 0\n"),
+            "{text}"
+        );
+        // A series without labels renders `{}`, which the text format allows.
+        assert!(
+            text.contains("backforge_request_duration_seconds_count{} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.inc("backforge_odd_total", vec![("route", "a\"b\\c".into())], 1);
+        assert!(
+            m.render()
+                .contains("backforge_odd_total{route=\"a\\\"b\\\\c\"} 1\n"),
+            "{}",
+            m.render()
+        );
     }
 }

@@ -39,14 +39,15 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> runtime:
     .expect("test settings")
 }
 
-/// A command API running in-process on a fresh database.
+/// The command API running in-process on a fresh database, built by the binary's own
+/// `App::build`; tests that need projections run them themselves.
 pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
     pub client: reqwest::Client,
     pub store: Arc<PgEventStore>,
     pub pool: deadpool_postgres::Pool,
-    handle: actix_web::dev::ServerHandle,
+    stop: backforge::StopHandle,
 }
 
 /// The answer to a test request: status, headers and the JSON body (Null when empty).
@@ -96,17 +97,18 @@ impl TestApp {
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
         runtime::telemetry::init_for_tests();
         let db = TestDatabase::create().await.expect("test database");
-        let settings = test_settings(&db.url, overrides);
-        let app = command_api::Application::build(settings, "127.0.0.1:0")
+        // Port 0 picks a free port; a test's own overrides come after and win.
+        let mut vars = vec![("BACKFORGE_ADDR", "127.0.0.1:0")];
+        vars.extend_from_slice(overrides);
+        let settings = test_settings(&db.url, &vars);
+        // The production wiring (it also creates the read-model and relay tables, for tests that
+        // run projections in-process).
+        let app = backforge::App::build(settings, backforge::Parts::COMMAND_API)
             .await
             .expect("command api");
-        // The read-model and relay tables too, for tests that run projections in-process.
-        read_model::ensure(&db.url)
-            .await
-            .expect("read-model tables");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let handle = app.server_handle();
-        tokio::spawn(app.run_until_stopped());
+        let address = format!("http://127.0.0.1:{}", app.port().expect("a bound port"));
+        let stop = app.stop_handle();
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
         let pool = event_store::setup::pool(&db.url, 4).expect("pool");
         let store = Arc::new(PgEventStore::new(
             pool.clone(),
@@ -118,7 +120,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             pool,
-            handle,
+            stop,
         }
     }
 
@@ -277,9 +279,8 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let handle = self.handle.clone();
         // Stop accepting and close connections before the database goes away.
-        drop(handle.stop(false));
+        self.stop.stop();
     }
 }
 
