@@ -5,6 +5,8 @@ mod application;
 mod auth;
 mod consumers;
 mod contracts;
+mod crate_table;
+mod deploy_files;
 mod event_store;
 mod generated_app;
 mod generations;
