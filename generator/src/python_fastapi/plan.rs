@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use domain::project::{Feature, FeatureType, Project};
 use domain::crud_schema::{EntitySchema, FieldDef, FieldKind};
+use domain::project::{Feature, FeatureType, Project};
 use serde_json::{Number, Value, json};
 use sha2::{Digest, Sha256};
 
