@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use deadpool_postgres::GenericClient;
 use domain::EventMetadata;
 use domain::operations::{OPERATIONS_STREAM, OperationsEvent};
-use event_store::{ExpectedVersion, NewEvent, PgEventStore, StreamAppend};
+use event_store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, StreamAppend};
 use read_model::tables::PROJECTION;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -99,6 +99,37 @@ pub enum Changed {
     Done,
     /// It was so already: nothing was written.
     Already,
+}
+
+/// Waits `pause` before a stalled consumer retries, or less when the event it fails on
+/// (`failing`) gets parked meanwhile: a park appends to the store, so the feed signal wakes this
+/// to look, and the consumer moves on at once instead of after its backoff.
+pub async fn wait_to_retry(
+    store: &PgEventStore,
+    pool: &deadpool_postgres::Pool,
+    consumer: &str,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    pause: std::time::Duration,
+    failing: Option<Uuid>,
+) {
+    let until = tokio::time::Instant::now() + pause;
+    let mut signal = store.feed_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return,
+            _ = shutdown.changed() => return,
+            _ = signal.changed(), if failing.is_some() => {
+                let Some(id) = failing else { return };
+                let parked = match pool.get().await {
+                    Ok(client) => load(&client, consumer).await.ok(),
+                    Err(_) => None,
+                };
+                if parked.is_some_and(|p| p.contains(id)) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn metadata(action: &str) -> EventMetadata {

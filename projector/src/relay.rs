@@ -286,34 +286,15 @@ impl Relay {
                         "relay cannot publish; it stays where it is and retries"
                     );
                     self.consumers.stalled(name, cause, failure.event_id);
-                    self.wait_to_retry(shutdown, wait, failure.event_id).await;
-                }
-            }
-        }
-    }
-
-    /// Waits `pause`, or less when `failing` gets parked meanwhile.
-    async fn wait_to_retry(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        pause: Duration,
-        failing: Option<Uuid>,
-    ) {
-        let until = tokio::time::Instant::now() + pause;
-        let mut signal = self.store.feed_signal();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => return,
-                _ = shutdown.changed() => return,
-                _ = signal.changed(), if failing.is_some() => {
-                    let Some(id) = failing else { return };
-                    let parked = match self.pool.get().await {
-                        Ok(client) => parked::load(&client, self.kind.name()).await.ok(),
-                        Err(_) => None,
-                    };
-                    if parked.is_some_and(|p| p.contains(id)) {
-                        return;
-                    }
+                    parked::wait_to_retry(
+                        &self.store,
+                        &self.pool,
+                        self.kind.name(),
+                        shutdown,
+                        wait,
+                        failure.event_id,
+                    )
+                    .await;
                 }
             }
         }

@@ -242,35 +242,15 @@ impl Projector {
                         "the read-model projection cannot apply; it stays where it is and retries"
                     );
                     self.consumers.stalled(PROJECTION, cause, failure.event_id);
-                    self.wait_to_retry(shutdown, wait, failure.event_id).await;
-                }
-            }
-        }
-    }
-
-    /// Waits `pause` before a retry, or less when `failing` gets parked meanwhile (a park
-    /// appends to the store, so the feed signal wakes this to look).
-    async fn wait_to_retry(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        pause: Duration,
-        failing: Option<Uuid>,
-    ) {
-        let until = tokio::time::Instant::now() + pause;
-        let mut signal = self.store.feed_signal();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => return,
-                _ = shutdown.changed() => return,
-                _ = signal.changed(), if failing.is_some() => {
-                    let Some(id) = failing else { return };
-                    let parked = match self.pool.get().await {
-                        Ok(client) => parked::load(&client, PROJECTION).await.ok(),
-                        Err(_) => None,
-                    };
-                    if parked.is_some_and(|p| p.contains(id)) {
-                        return;
-                    }
+                    parked::wait_to_retry(
+                        &self.store,
+                        &self.pool,
+                        PROJECTION,
+                        shutdown,
+                        wait,
+                        failure.event_id,
+                    )
+                    .await;
                 }
             }
         }
