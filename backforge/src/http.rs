@@ -58,9 +58,9 @@ fn consumer_checks(consumers: &Consumers) -> serde_json::Value {
 
 /// Readiness: 200 when this process's dependencies answer, each reported under `checks`
 /// (`checks.consumers` for the background consumers). A stalled consumer makes an API process
-/// answer 200 with `status: "degraded"` and a consumer-only process 503.
+/// answer 200 with `status: "degraded"` and a consumer-only process 503; so does NATS being down.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
-    responses((status = 200, description = "`{status: \"ready\" | \"degraded\", checks}`; `degraded` when a consumer is stalled in a process that serves an API"),
+    responses((status = 200, description = "`{status: \"ready\" | \"degraded\", checks}`; `degraded` when, in a process that serves an API, a consumer is stalled or NATS is down"),
               (status = 503, description = "A dependency does not answer, or (in `projector` and `worker`) a consumer is stalled; `Retry-After`, `checks` in the body")))]
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     let postgres = tokio::time::timeout(Duration::from_secs(2), async {
@@ -86,9 +86,12 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
         }
         None => false,
     };
+    // An API process needs only PostgreSQL to answer reads and writes (the command side never
+    // talks to NATS): NATS down or a stalled consumer leaves it in rotation, `degraded`.
+    let nats_down = nats == Some(false);
     let down = if !postgres {
         Some("PostgreSQL does not answer")
-    } else if nats == Some(false) {
+    } else if nats_down && !readiness.serves_api {
         Some("NATS is not connected")
     } else if stalled && !readiness.serves_api {
         Some("a consumer is stalled; see checks.consumers")
@@ -97,7 +100,11 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     };
     match down {
         None => {
-            let status = if stalled { "degraded" } else { "ready" };
+            let status = if stalled || nats_down {
+                "degraded"
+            } else {
+                "ready"
+            };
             HttpResponse::Ok().json(json!({"status": status, "checks": checks}))
         }
         Some(down) => {

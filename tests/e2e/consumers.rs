@@ -109,7 +109,10 @@ async fn a_poison_event_stalls_serve_visibly_until_it_is_parked_then_later_event
         || async {
             let (status, body) = ready(&app).await;
             let stalled = |name| consumer(&body, name)["status"] == json!("stalled");
-            (status == 200 && stalled("read_models") && stalled("nats_events")).then_some(body)
+            // The jobs relay must be moving (it is "stalled" only until NATS connects at start).
+            let jobs_ok = consumer(&body, "nats_jobs")["status"] == json!("ok");
+            (status == 200 && stalled("read_models") && stalled("nats_events") && jobs_ok)
+                .then_some(body)
         },
     )
     .await;
