@@ -48,6 +48,9 @@ pub async fn read_stream(
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             // Work-queue streams refuse consumers without acks; nothing is acked, so nothing is removed.
             ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            // Nothing is acked, so the default limit of 1,000 pending acks would stop delivery
+            // at the 1,000th message.
+            max_ack_pending: 1_000_000,
             ..Default::default()
         })
         .await?;
