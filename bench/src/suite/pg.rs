@@ -86,7 +86,11 @@ impl Templates {
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
             data: serde_json::from_str(&data).unwrap_or(Value::Null),
-            metadata: event.metadata.clone(),
+            // The copy belongs to its own project, as every project-owned event must say.
+            metadata: domain::EventMetadata {
+                project_id: Some(project),
+                ..event.metadata.clone()
+            },
         }
     }
 
