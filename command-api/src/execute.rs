@@ -13,7 +13,7 @@ use runtime::{ApiError, ProblemType};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use crate::idempotency::{self, Begin, Claim, StoredResponse};
+use crate::idempotency::{self, Begin, Claim, StoredAnswer};
 
 pub const POSITION_HEADER: &str = "Backforge-Position";
 
@@ -41,7 +41,7 @@ impl SideWrite {
 
 /// The answer to a successful write.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub struct WriteAnswer {
     pub status: StatusCode,
     pub body: Option<Value>,
     pub location: Option<String>,
@@ -49,9 +49,9 @@ pub struct Reply {
     pub position: Position,
 }
 
-impl Reply {
-    fn stored(&self) -> StoredResponse {
-        StoredResponse {
+impl WriteAnswer {
+    fn stored(&self) -> StoredAnswer {
+        StoredAnswer {
             status: self.status.as_u16(),
             body: self.body.clone(),
             version: Some(self.version),
@@ -67,7 +67,7 @@ impl Reply {
 }
 
 /// Turns a stored (or fresh) answer into an HTTP response with the write headers.
-pub fn respond(stored: &StoredResponse) -> HttpResponse {
+pub fn respond(stored: &StoredAnswer) -> HttpResponse {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = HttpResponse::build(status);
     if let Some(version) = stored.version {
@@ -88,7 +88,7 @@ pub fn respond(stored: &StoredResponse) -> HttpResponse {
     }
 }
 
-type ReplyFn = Box<dyn Fn(u64, Position) -> Reply + Send + Sync>;
+type ReplyFn = Box<dyn Fn(u64, Position) -> WriteAnswer + Send + Sync>;
 
 /// What a command decided: events to append, side writes, and how to answer.
 pub struct Plan {
@@ -117,7 +117,7 @@ impl Plan {
             current_version,
             current_position,
             unique_streams: Vec::new(),
-            reply: Box::new(|version, position| Reply {
+            reply: Box::new(|version, position| WriteAnswer {
                 status: StatusCode::NO_CONTENT,
                 body: None,
                 location: None,
@@ -148,7 +148,10 @@ impl Plan {
 
     /// How the write answers, given the stream's version and position after it. Called once for
     /// the answer and once more for the idempotency record, so it must not consume what it holds.
-    pub fn reply(mut self, reply: impl Fn(u64, Position) -> Reply + Send + Sync + 'static) -> Self {
+    pub fn reply(
+        mut self,
+        reply: impl Fn(u64, Position) -> WriteAnswer + Send + Sync + 'static,
+    ) -> Self {
         self.reply = Box::new(reply);
         self
     }
@@ -262,7 +265,7 @@ impl Executor {
                 if error.kind().status().is_client_error() && !transient(error.kind()) =>
             {
                 let problem = error.problem();
-                let stored = StoredResponse {
+                let stored = StoredAnswer {
                     status: problem.status,
                     body: serde_json::to_value(&problem).ok(),
                     version: None,
@@ -296,7 +299,7 @@ impl Executor {
         &self,
         plan: Plan,
         claim: Option<&Claim>,
-    ) -> Result<Reply, Failure<ApiError, ApiError>> {
+    ) -> Result<WriteAnswer, Failure<ApiError, ApiError>> {
         let Plan {
             appends,
             side_writes,

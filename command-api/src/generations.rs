@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Plan, Reply, failure};
+use crate::execute::{Plan, WriteAnswer, failure};
 use crate::http::{Ids, Write, WriteBody};
 use crate::projects::check_write_access;
 
@@ -134,7 +134,7 @@ pub async fn request_generation(
             .await
             .map_err(|f| failure(f, generation_error))?;
         Ok(
-            Plan::decided(stream.clone(), decided).reply(move |version, position| Reply {
+            Plan::decided(stream.clone(), decided).reply(move |version, position| WriteAnswer {
                 status: StatusCode::ACCEPTED,
                 body: Some(
                     json!({"id": generation_id, "version": version, "position": position.to_token()}),

@@ -22,7 +22,7 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// The stored answer of a completed request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredResponse {
+pub struct StoredAnswer {
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
@@ -53,7 +53,7 @@ pub enum Begin {
     /// Run the command; complete or release the claim afterwards.
     Run(Claim),
     /// A completed earlier request with the same key and body: answer with this.
-    Replay(StoredResponse),
+    Replay(StoredAnswer),
 }
 
 /// Reads and checks the header: ≤ 255 printable ASCII characters. `None` when absent.
@@ -167,7 +167,7 @@ pub async fn begin(
 pub async fn complete<C: GenericClient>(
     client: &C,
     claim: &Claim,
-    response: &StoredResponse,
+    response: &StoredAnswer,
 ) -> Result<(), StoreError> {
     let mut value = serde_json::to_value(response).map_err(|e| StoreError::Backend(e.into()))?;
     // `jsonb` refuses U+0000; an answer may echo one from the request (a problem's detail or a

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::CommandState;
 use crate::http::{Ids, Write};
-use crate::projects::{self, Answer};
+use crate::projects::{self, ProjectAnswer};
 
 /// Tells an absent member (`None`) from an explicit `null` (`Some(None)`).
 fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -210,7 +210,7 @@ pub async fn update_project(
     if !errors.is_empty() {
         return Err(ApiError::invalid("the request is invalid", errors));
     }
-    let answer = Answer::Updated {
+    let answer = ProjectAnswer::Updated {
         id: project_id.as_uuid(),
     };
     projects::change(&state, write, project_id, answer, |_, at| {
@@ -237,9 +237,13 @@ pub async fn archive_project(
     write: Write,
     Ids(project_id): Ids<ProjectId>,
 ) -> Result<HttpResponse, ApiError> {
-    projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
-        Ok(ProjectCommand::ArchiveProject(ArchiveProject { at }))
-    })
+    projects::change(
+        &state,
+        write,
+        project_id,
+        ProjectAnswer::NoContent,
+        |_, at| Ok(ProjectCommand::ArchiveProject(ArchiveProject { at })),
+    )
     .await
 }
 
@@ -261,9 +265,13 @@ pub async fn put_member(
 ) -> Result<HttpResponse, ApiError> {
     projects::require_user(&state, user_id).await?;
     let role = write.body.value.role;
-    projects::change(&state, write, project_id, Answer::Versioned, |_, at| {
-        Ok(ProjectCommand::AddMember(AddMember { user_id, role, at }))
-    })
+    projects::change(
+        &state,
+        write,
+        project_id,
+        ProjectAnswer::Versioned,
+        |_, at| Ok(ProjectCommand::AddMember(AddMember { user_id, role, at })),
+    )
     .await
 }
 
@@ -282,9 +290,13 @@ pub async fn delete_member(
     write: Write,
     Ids((project_id, user_id)): Ids<(ProjectId, UserId)>,
 ) -> Result<HttpResponse, ApiError> {
-    projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
-        Ok(ProjectCommand::RemoveMember(RemoveMember { user_id, at }))
-    })
+    projects::change(
+        &state,
+        write,
+        project_id,
+        ProjectAnswer::NoContent,
+        |_, at| Ok(ProjectCommand::RemoveMember(RemoveMember { user_id, at })),
+    )
     .await
 }
 
@@ -304,7 +316,7 @@ pub async fn add_feature(
 ) -> Result<HttpResponse, ApiError> {
     let feature_id = FeatureId::from_uuid(Uuid::now_v7());
     let feature = write.body.value.clone().into_new(feature_id);
-    let answer = Answer::Created {
+    let answer = ProjectAnswer::Created {
         id: feature_id.as_uuid(),
         location: format!("/api/v1/projects/{project_id}/features/{feature_id}"),
     };
@@ -346,7 +358,7 @@ pub async fn update_feature(
     if !errors.is_empty() {
         return Err(ApiError::invalid("the request is invalid", errors));
     }
-    let answer = Answer::Updated {
+    let answer = ProjectAnswer::Updated {
         id: feature_id.as_uuid(),
     };
     projects::change(&state, write, project_id, answer, |_, at| {
@@ -373,11 +385,17 @@ pub async fn remove_feature(
     write: Write,
     Ids((project_id, feature_id)): Ids<(ProjectId, FeatureId)>,
 ) -> Result<HttpResponse, ApiError> {
-    projects::change(&state, write, project_id, Answer::NoContent, |_, at| {
-        Ok(ProjectCommand::RemoveFeature(RemoveFeature {
-            feature_id,
-            at,
-        }))
-    })
+    projects::change(
+        &state,
+        write,
+        project_id,
+        ProjectAnswer::NoContent,
+        |_, at| {
+            Ok(ProjectCommand::RemoveFeature(RemoveFeature {
+                feature_id,
+                at,
+            }))
+        },
+    )
     .await
 }

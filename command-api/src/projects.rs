@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Plan, Reply, failure};
+use crate::execute::{Plan, WriteAnswer, failure};
 use crate::http::{Write, WriteBody};
 use crate::load::Loaded;
 
@@ -51,7 +51,7 @@ pub fn project_error(e: ProjectError) -> ApiError {
 
 /// How a successful project write answers.
 #[derive(Debug, Clone)]
-pub enum Answer {
+pub enum ProjectAnswer {
     /// 201 `{id, version, position}` with `Location`.
     Created { id: Uuid, location: String },
     /// 200 `{id, version, position}`.
@@ -62,28 +62,28 @@ pub enum Answer {
     NoContent,
 }
 
-impl Answer {
-    fn reply(&self, version: u64, position: event_store::Position) -> Reply {
+impl ProjectAnswer {
+    fn reply(&self, version: u64, position: event_store::Position) -> WriteAnswer {
         let token = position.to_token();
         let (status, body, location) = match self {
-            Answer::Created { id, location } => (
+            ProjectAnswer::Created { id, location } => (
                 StatusCode::CREATED,
                 Some(json!({"id": id, "version": version, "position": token})),
                 Some(location.clone()),
             ),
-            Answer::Updated { id } => (
+            ProjectAnswer::Updated { id } => (
                 StatusCode::OK,
                 Some(json!({"id": id, "version": version, "position": token})),
                 None,
             ),
-            Answer::Versioned => (
+            ProjectAnswer::Versioned => (
                 StatusCode::OK,
                 Some(json!({"version": version, "position": token})),
                 None,
             ),
-            Answer::NoContent => (StatusCode::NO_CONTENT, None, None),
+            ProjectAnswer::NoContent => (StatusCode::NO_CONTENT, None, None),
         };
-        Reply {
+        WriteAnswer {
             status,
             body,
             location,
@@ -123,7 +123,7 @@ pub async fn create<B: WriteBody>(
         pin: Pin::Latest,
         ..step(state, &write, stream.clone(), Source::New)
     };
-    let answer = Answer::Created {
+    let answer = ProjectAnswer::Created {
         id: project_id.as_uuid(),
         location: format!("/api/v1/projects/{project_id}"),
     };
@@ -170,7 +170,7 @@ pub async fn change<B: WriteBody>(
     state: &CommandState,
     write: Write<B>,
     project_id: ProjectId,
-    answer: Answer,
+    answer: ProjectAnswer,
     command: impl Fn(&Project, OffsetDateTime) -> Result<ProjectCommand, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let stream = project_id.stream();

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Plan, Reply, SideWrite, failure};
+use crate::execute::{Plan, SideWrite, WriteAnswer, failure};
 use crate::http::RequestMeta;
 use crate::load::{Loaded, load};
 use crate::passwords::Lane;
@@ -165,7 +165,7 @@ pub async fn register(
             let mut body = body.clone();
             body.insert("version".into(), json!(version));
             body.insert("position".into(), json!(position.to_token()));
-            Reply {
+            WriteAnswer {
                 status: StatusCode::CREATED,
                 body: Some(Value::Object(body)),
                 location: Some(format!("/api/v1/auth/profile#{id}")),
@@ -224,7 +224,7 @@ pub async fn login(
     let access = state.jwt.issue(user_id, sv, now)?;
     let mut body = token_body(state, access, &refresh);
     body.insert("user".into(), user_json(&loaded.state));
-    Ok(Reply {
+    Ok(WriteAnswer {
         status: StatusCode::OK,
         body: Some(Value::Object(body)),
         location: None,
@@ -324,7 +324,7 @@ pub async fn update_profile(
                 let mut body = profile_json(&after);
                 body["version"] = json!(version);
                 body["position"] = json!(position.to_token());
-                Reply {
+                WriteAnswer {
                     status: StatusCode::OK,
                     body: Some(body),
                     location: None,
@@ -413,7 +413,7 @@ pub async fn change_password(
                 let mut body = body.clone();
                 body.insert("version".into(), json!(version));
                 body.insert("position".into(), json!(position.to_token()));
-                Reply {
+                WriteAnswer {
                     status: StatusCode::OK,
                     body: Some(Value::Object(body)),
                     location: None,
