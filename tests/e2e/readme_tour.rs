@@ -93,24 +93,33 @@ async fn events_tail_writes_only_json_lines_to_stdout_so_jq_reads_them() {
     let db = TestDatabase::create().await.expect("database");
     let serve = Backforge::start("serve", &db.url, &[]).await;
     let prefix = tests::process::nats_prefix(&db.url);
-    // The documented pipeline, as a user types it (the binary and the prefix filled in).
-    let pipeline = format!(
-        // (`--unbuffered` only because jq buffers when its output is a pipe, as it is here.)
-        "'{}' events tail | jq --unbuffered -c .type",
-        tests::process::binary().display()
-    );
-    let mut tail = tokio::process::Command::new("bash")
-        .arg("-c")
-        .arg(&pipeline)
+    // The documented pipeline, `backforge events tail | jq -c .type`, built as two processes the
+    // test owns (so both are killed at the end; a shell would leave the tail running).
+    // (`--unbuffered` only because jq buffers when its output is a pipe, as it is here.)
+    let mut source = tokio::process::Command::new(tests::process::binary())
+        .args(["events", "tail"])
         .env("DATABASE_URL", &db.url)
         .env("BACKFORGE_NATS_PREFIX", &prefix)
         .env("JWT_SECRET", tests::TEST_JWT_SECRET)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("the pipeline starts");
+        .expect("events tail starts");
+    let events: std::process::Stdio = source
+        .stdout
+        .take()
+        .expect("the tail's stdout")
+        .try_into()
+        .expect("a pipe");
+    let mut tail = tokio::process::Command::new("jq")
+        .args(["--unbuffered", "-c", ".type"])
+        .stdin(events)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("jq starts");
     let stdout = tail.stdout.take().expect("stdout");
     let mut lines = tokio::io::BufReader::new(stdout);
     // Writes until the tail has printed a line (it subscribes after it starts).
@@ -140,6 +149,7 @@ async fn events_tail_writes_only_json_lines_to_stdout_so_jq_reads_them() {
     .await
     .expect("the tail printed an event");
     let _ = tail.kill().await;
+    let _ = source.kill().await;
     let kind: String = serde_json::from_str(first.trim()).expect("jq printed a JSON string");
     assert!(kind.starts_with(&format!("{prefix}.")), "{kind}");
 }
