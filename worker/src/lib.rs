@@ -230,7 +230,12 @@ impl Worker {
             }
         };
         let span = tracing::info_span!("generation", id = %job.generation_id, attempt = delivered);
-        let _entered = span.enter();
+        // `instrument`, not `span.enter()`: a guard held across awaits would lend this span to
+        // whatever else runs on the thread meanwhile.
+        tracing::Instrument::instrument(self.handle_job(message, job, delivered), span).await;
+    }
+
+    async fn handle_job(&self, message: jetstream::Message, job: GenerationJob, delivered: i64) {
         // Keep the server from redelivering while this is still working.
         let progress_every = (self.settings.ack_wait / 3).max(Duration::from_millis(300));
         let progress = {
