@@ -374,6 +374,9 @@ pub enum GenerationError {
     Validation(Vec<FieldError>),
 }
 
+/// The owner column of every entity of a generated app; a reserved field name.
+pub const OWNER_FIELD: &str = "owner_id";
+
 /// Why `project` cannot be generated for `target`. These problems are about the project's state,
 /// not about any member of the request body, so their pointer is `""` (the request as a whole);
 /// messages name the feature concerned.
@@ -399,6 +402,30 @@ pub fn generation_problems(project: &Project, target: Target) -> Vec<FieldError>
                 feature.name,
                 mode.as_str()
             )));
+        }
+        if let Some(schema) = feature.entity() {
+            for field in schema.fields.iter().filter(|f| f.name == OWNER_FIELD) {
+                problems.push(whole(format!(
+                    "feature `{}`: field `{}` of entity `{}` uses the reserved name `{OWNER_FIELD}` \
+                     (every generated entity has this owner column); rename the field",
+                    feature.name, field.name, schema.entity
+                )));
+            }
+        }
+        if feature.feature_type == FeatureType::Auth {
+            for entity in feature.auth_config().entities.keys() {
+                if !project
+                    .features
+                    .iter()
+                    .any(|f| f.entity().is_some_and(|s| &s.entity == entity))
+                {
+                    problems.push(whole(format!(
+                        "feature `{}`: its configuration names the entity `{entity}`, which is not \
+                         a crud entity of the project",
+                        feature.name
+                    )));
+                }
+            }
         }
         if !target.supports(feature.feature_type) {
             problems.push(whole(format!(

@@ -296,6 +296,8 @@ const WORDS: &[(&str, Origin)] = &[
     ("id", Origin::Implicit),
     ("created_at", Origin::Implicit),
     ("updated_at", Origin::Implicit),
+    // The owner column every entity of a generated app with an auth feature has.
+    ("owner_id", Origin::Implicit),
 ];
 
 /// Why `name` may not be used as `usage`, or `None` when it may.

@@ -8,9 +8,9 @@ use super::validation::{
     nothing_to_update,
 };
 use super::{
-    AddFeature, AddMember, ArchiveProject, CreateProject, Feature, Project, ProjectCommand,
-    ProjectError, ProjectEvent, ProjectStatus, RemoveFeature, RemoveMember, UpdateFeature,
-    UpdateProject,
+    AddFeature, AddMember, ArchiveProject, CreateProject, Feature, FeatureType, Project,
+    ProjectCommand, ProjectError, ProjectEvent, ProjectStatus, RemoveFeature, RemoveMember,
+    UpdateFeature, UpdateProject, configuration,
 };
 use crate::crud_schema::EntitySchema;
 use crate::error::{FieldError, Pointer};
@@ -221,6 +221,14 @@ impl Project {
             }
         }
         for draft in &drafts {
+            if draft.feature_type == FeatureType::Auth {
+                configuration::check_auth_entities(
+                    &draft.configuration,
+                    |name| targets.contains_key(name),
+                    &draft.at.key("configuration"),
+                    &mut errors,
+                );
+            }
             if let Some(schema) = &draft.schema {
                 check_references(
                     schema,
@@ -369,6 +377,15 @@ impl Project {
         }
         let mut errors = Vec::new();
         let draft = Draft::check(feature, Pointer::root(), limits, &mut errors);
+        if draft.feature_type == FeatureType::Auth {
+            let targets = self.targets(None);
+            configuration::check_auth_entities(
+                &draft.configuration,
+                |name| targets.contains_key(name),
+                &Pointer::root().key("configuration"),
+                &mut errors,
+            );
+        }
         if let Some(schema) = &draft.schema {
             let mut targets = self.targets(None);
             // A self-reference is allowed; an entity clash is reported below as a conflict.
@@ -416,10 +433,14 @@ impl Project {
             .name
             .as_deref()
             .and_then(|n| check_name(n, &root.key("name"), limits, &mut errors));
-        let configuration = changes
-            .configuration
-            .as_ref()
-            .map(|c| check_configuration(Some(c), &root.key("configuration"), &mut errors));
+        let configuration = changes.configuration.as_ref().map(|c| {
+            check_configuration(
+                current.feature_type,
+                Some(c),
+                &root.key("configuration"),
+                &mut errors,
+            )
+        });
         let schema_at = root.key("schema_definition");
         let new_schema = changes
             .schema_definition
@@ -437,6 +458,14 @@ impl Project {
         let enabled = changes.is_enabled.unwrap_or(current.is_enabled);
 
         let mut targets = self.targets(Some(feature_id));
+        if let (Some(configuration), FeatureType::Auth) = (&configuration, current.feature_type) {
+            configuration::check_auth_entities(
+                configuration,
+                |name| targets.contains_key(name),
+                &root.key("configuration"),
+                &mut errors,
+            );
+        }
         if let Some(schema) = &new_schema {
             targets.entry(&schema.entity).or_insert(enabled);
             check_references(schema, enabled, &targets, &schema_at, &mut errors);

@@ -4,6 +4,7 @@
 //! entities and plurals, references between entities) is decided against one consistent state.
 
 mod commands;
+pub mod configuration;
 mod decide;
 mod errors;
 mod events;

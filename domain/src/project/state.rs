@@ -175,7 +175,7 @@ pub struct Feature {
     pub feature_type: FeatureType,
     /// `None` follows the project's mode.
     pub generation_mode: Option<GenerationMode>,
-    /// Always `{}` until `docs/api.md` defines a type's configuration.
+    /// `{}` for types without one; `auth` and `file_storage` see [`super::configuration`].
     pub configuration: Map<String, Value>,
     /// `Some` exactly for `crud` features.
     pub schema_definition: Option<EntitySchema>,
@@ -187,6 +187,24 @@ pub struct Feature {
 }
 
 impl Feature {
+    /// The configuration of an `auth` feature, defaults filled in (it was checked when stored).
+    pub fn auth_config(&self) -> super::configuration::AuthConfig {
+        super::configuration::parse_auth(
+            &self.configuration,
+            &crate::error::Pointer::root(),
+            &mut Vec::new(),
+        )
+    }
+
+    /// The configuration of a `file_storage` feature, defaults filled in.
+    pub fn file_storage_config(&self) -> super::configuration::FileStorageConfig {
+        super::configuration::parse_file_storage(
+            &self.configuration,
+            &crate::error::Pointer::root(),
+            &mut Vec::new(),
+        )
+    }
+
     /// The entity of a `crud` feature.
     pub fn entity(&self) -> Option<&EntitySchema> {
         self.schema_definition.as_ref()

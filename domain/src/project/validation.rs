@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+pub(super) use super::configuration::check as check_configuration;
 use super::{Feature, FeatureType, GenerationMode, NewFeature, ProjectError};
 use crate::crud_schema::EntitySchema;
 use crate::error::{FieldError, Pointer};
@@ -49,6 +50,7 @@ impl Draft {
             feature_type: feature.feature_type,
             generation_mode: feature.generation_mode,
             configuration: check_configuration(
+                feature.feature_type,
                 feature.configuration.as_ref(),
                 &at.key("configuration"),
                 errors,
@@ -104,27 +106,6 @@ pub(super) fn check_name(
             None
         }
     }
-}
-
-/// No feature type has configuration yet, so only `{}` (or nothing) is valid.
-pub(super) fn check_configuration(
-    raw: Option<&Value>,
-    at: &Pointer,
-    errors: &mut Vec<FieldError>,
-) -> Map<String, Value> {
-    match raw {
-        None => {}
-        Some(Value::Object(members)) => {
-            for key in members.keys() {
-                errors.push(FieldError::at(
-                    &at.key(key),
-                    format!("unknown configuration key `{key}`: this feature type takes none yet"),
-                ));
-            }
-        }
-        Some(_) => errors.push(FieldError::at(at, "must be an object")),
-    }
-    Map::new()
 }
 
 /// `Some(schema)` for a valid crud schema, `Some(None)` for a non-crud feature without one, `None`

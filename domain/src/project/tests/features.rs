@@ -572,3 +572,35 @@ fn removing_an_unknown_feature_is_refused() {
         }))
         .then_err(ProjectError::FeatureNotFound(feature_id(9)));
 }
+
+#[test]
+fn an_auth_configuration_may_name_only_the_projects_entities() {
+    let auth = |c: Value| NewFeature {
+        configuration: Some(c),
+        ..NewFeature::new(feature_id(7), "Login", FeatureType::Auth)
+    };
+    let outcome = given(shop())
+        .when(add(auth(
+            json!({"entities": {"customer": "shared_read", "ghost": "owner_scoped"}}),
+        )))
+        .outcome();
+    assert_eq!(invalid_at(outcome), ["/configuration/entities/ghost"]);
+    let outcome = given(shop())
+        .when(add(auth(
+            json!({"registration": "closed", "entities": {"customer": "shared_read"}}),
+        )))
+        .outcome();
+    assert!(outcome.is_ok(), "{outcome:?}");
+}
+
+#[test]
+fn owner_id_is_a_reserved_field_name() {
+    let outcome = given(shop())
+        .when(add(crud(
+            9,
+            "Notes",
+            json!({"entity": "note", "fields": [{"name": "owner_id", "type": "uuid"}]}),
+        )))
+        .outcome();
+    assert_eq!(invalid_at(outcome), ["/schema_definition/fields/0/name"]);
+}
