@@ -336,11 +336,18 @@ impl App {
                     "backforge_http_request_duration_seconds",
                     "HTTP request latency",
                 );
+                // One security-version cache per process, evicted by its own LISTEN.
+                let security = runtime::security_cache::SecurityCache::new(
+                    Arc::new(runtime::auth::PgSecurityLookup::new(pool.clone())),
+                    settings.sv_cache_max_age,
+                );
+                security.listen(&settings.database_url);
                 let command_state = if parts.command_api {
                     tasks.push(purge_idempotency_keys(&store, &settings, stop_rx.clone()));
                     Some(web::Data::new(command_api::CommandState::new(
                         settings.clone(),
                         store.clone(),
+                        security.clone(),
                     )?))
                 } else {
                     None
@@ -359,7 +366,7 @@ impl App {
                 // The query API alone still needs the token verifier the command state registers.
                 let verifier = web::Data::new(runtime::auth::Verifier {
                     keys: runtime::JwtKeys::new(&settings),
-                    lookup: Arc::new(runtime::auth::PgSecurityLookup::new(pool.clone())),
+                    lookup: security,
                 });
                 let openapi = web::Data::new(http::openapi(parts.command_api, parts.query_api));
                 let routes = web::Data::new(http::api_routes(&openapi));

@@ -2,6 +2,7 @@
 //! `AuthWrite` extractor refuses an `Idempotency-Key` before any work.
 
 use actix_web::{HttpResponse, post, put, web};
+use runtime::auth::FreshlyAuthenticated;
 use runtime::{ApiError, Authenticated, Json, openapi};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -149,7 +150,7 @@ pub async fn update_profile(
 #[post("/auth/change-password")]
 pub async fn change_password(
     state: web::Data<CommandState>,
-    caller: Authenticated,
+    caller: FreshlyAuthenticated,
     write: AuthWrite<Json<ChangePasswordRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let AuthWrite { meta, body } = write;
@@ -157,5 +158,11 @@ pub async fn change_password(
         current_password,
         new_password,
     } = body.into_inner();
-    users::change_password(&state, &meta, &caller, current_password, new_password).await
+    let FreshlyAuthenticated(caller) = caller;
+    let answer =
+        users::change_password(&state, &meta, &caller, current_password, new_password).await;
+    // Committed or not, this process's cached security version may now be old: drop it before
+    // answering, so the old tokens stop working here at once.
+    state.security.evict(caller.user_id);
+    answer
 }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use actix_web::web;
 use domain::project::Project;
 use event_store::{PgEventStore, StateCache};
-use runtime::auth::{PgSecurityLookup, Verifier};
+use runtime::auth::Verifier;
+use runtime::security_cache::SecurityCache;
 use runtime::json::BodyLimit;
 use runtime::{JwtKeys, Settings};
 
@@ -59,13 +60,19 @@ pub struct CommandState {
     pub register_limiter: RateLimiter,
     /// Folded project states, so a command reads only the events it has not folded yet.
     pub projects: StateCache<Project>,
+    /// The callers' security versions; a credentials change evicts its user here at once.
+    pub security: Arc<SecurityCache>,
 }
 
 /// How many project states the command side keeps folded (a few KB to a few hundred KB each).
 const PROJECT_CACHE_CAPACITY: usize = 2048;
 
 impl CommandState {
-    pub fn new(settings: Arc<Settings>, store: PgEventStore) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: PgEventStore,
+        security: Arc<SecurityCache>,
+    ) -> anyhow::Result<Self> {
         let pool = store.pool().clone();
         Ok(Self {
             executor: Executor {
@@ -83,6 +90,7 @@ impl CommandState {
                 settings.state_cache_bytes,
                 domain::serialized_len,
             ),
+            security,
             store,
             pool,
             settings,
@@ -93,7 +101,7 @@ impl CommandState {
     pub fn verifier(&self) -> Verifier {
         Verifier {
             keys: self.jwt.clone(),
-            lookup: Arc::new(PgSecurityLookup::new(self.pool.clone())),
+            lookup: self.security.clone(),
         }
     }
 }

@@ -63,52 +63,77 @@ impl Signals {
         self.local.subscribe()
     }
 
-    /// Holds a dedicated connection with LISTEN (a pooled one would be recycled and lose it),
-    /// reconnecting with backoff; each notification ticks the local watch.
+    /// Turns other processes' commits into local ticks, and ticks whenever the listener (re)connects
+    /// or loses its connection: commits may have happened while nobody listened.
     pub(crate) fn listen(&self, database_url: String) {
         let signals = self.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match listen_once(&database_url, &signals).await {
-                    Ok(()) => backoff = Duration::from_millis(100),
-                    Err(error) => {
-                        tracing::warn!(%error, "commit listener lost its connection; retrying")
-                    }
-                }
-                // Commits may have happened while nobody listened.
-                signals.tick();
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        });
+        listen_forever(database_url, CHANNEL, move |_| signals.tick());
     }
 }
 
-async fn listen_once(database_url: &str, signals: &Signals) -> Result<(), tokio_postgres::Error> {
+/// What a LISTEN connection reports to its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// LISTEN is in place (after every connect): from now on no notification is missed.
+    Listening,
+    /// A notification with its payload.
+    Notification(String),
+    /// The connection is gone: notifications are missed until the next `Listening`.
+    Lost,
+}
+
+/// Holds a dedicated connection with `LISTEN channel` for the life of the process (a pooled one
+/// would be recycled and lose it), reconnecting with backoff, and tells `on` what it hears. The one
+/// LISTEN loop: commit signals and the security-version cache both use it.
+pub fn listen_forever(
+    database_url: String,
+    channel: &'static str,
+    on: impl Fn(Heard) + Send + Sync + 'static,
+) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match listen_once(&database_url, channel, &on).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::warn!(%error, channel, "listener lost its connection; retrying")
+                }
+            }
+            on(Heard::Lost);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
+async fn listen_once(
+    database_url: &str,
+    channel: &str,
+    on: &(impl Fn(Heard) + Send + Sync),
+) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if tx.send(()).is_err() {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
                         break;
                     }
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "commit listener connection failed");
+                    tracing::warn!(%error, "listener connection failed");
                     break;
                 }
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    signals.tick();
-    while rx.recv().await.is_some() {
-        signals.tick();
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    on(Heard::Listening);
+    while let Some(payload) = rx.recv().await {
+        on(Heard::Notification(payload));
     }
     driver.abort();
     Ok(())

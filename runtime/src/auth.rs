@@ -101,7 +101,17 @@ pub struct SecurityState {
 /// Looks up a user's security state; the command side owns it (the `credentials` table).
 #[async_trait]
 pub trait SecurityLookup: Send + Sync {
+    /// The state as every request checks it (a cache may answer).
     async fn security_state(&self, user_id: Uuid) -> Result<Option<SecurityState>, ApiError>;
+
+    /// The state read from its source now, never from a cache: for the writes that change
+    /// credentials themselves (change-password).
+    async fn current_security_state(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Option<SecurityState>, ApiError> {
+        self.security_state(user_id).await
+    }
 }
 
 /// Reads the command side's `credentials` table.
@@ -179,30 +189,55 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.trim().to_owned())
 }
 
+/// Checks the request's bearer token and its security version (`fresh`: read from `credentials`
+/// now, bypassing the security-version cache).
+fn authenticate(
+    req: &HttpRequest,
+    fresh: bool,
+) -> LocalBoxFuture<'static, Result<Authenticated, ApiError>> {
+    let verifier = req.app_data::<web::Data<Verifier>>().cloned();
+    let token = bearer(req);
+    Box::pin(async move {
+        let verifier = verifier
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no Verifier registered")))?;
+        let claims = verifier.keys.verify(&token?)?;
+        let state = if fresh {
+            verifier.lookup.current_security_state(claims.sub).await?
+        } else {
+            verifier.lookup.security_state(claims.sub).await?
+        }
+        .ok_or_else(|| ApiError::unauthorized("the access token is invalid or expired"))?;
+        if !state.active || state.security_version != claims.sv {
+            return Err(ApiError::unauthorized("the access token has been revoked"));
+        }
+        Ok(Authenticated {
+            user_id: claims.sub,
+            role: state.role,
+            token_id: claims.jti,
+        })
+    })
+}
+
 impl FromRequest for Authenticated {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let verifier = req.app_data::<web::Data<Verifier>>().cloned();
-        let token = bearer(req);
-        Box::pin(async move {
-            let verifier = verifier
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no Verifier registered")))?;
-            let claims = verifier.keys.verify(&token?)?;
-            let state = verifier
-                .lookup
-                .security_state(claims.sub)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("the access token is invalid or expired"))?;
-            if !state.active || state.security_version != claims.sv {
-                return Err(ApiError::unauthorized("the access token has been revoked"));
-            }
-            Ok(Authenticated {
-                user_id: claims.sub,
-                role: state.role,
-                token_id: claims.jti,
-            })
-        })
+        authenticate(req, false)
+    }
+}
+
+/// An authenticated caller whose security version was read from `credentials` for this request,
+/// never from the security-version cache: what change-password stands on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshlyAuthenticated(pub Authenticated);
+
+impl FromRequest for FreshlyAuthenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let authenticated = authenticate(req, true);
+        Box::pin(async move { authenticated.await.map(FreshlyAuthenticated) })
     }
 }

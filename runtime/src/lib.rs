@@ -8,6 +8,7 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod security_cache;
 pub mod settings;
 pub mod supervise;
 pub mod telemetry;

@@ -125,6 +125,9 @@ pub struct Settings {
     pub max_event_bytes: usize,
     /// The bytes of folded project states the command side keeps (`BACKFORGE_STATE_CACHE_BYTES`).
     pub state_cache_bytes: usize,
+    /// How long a security version read for a request may be reused
+    /// (`BACKFORGE_SV_CACHE_MAX_AGE_MS`; 0 turns the cache off).
+    pub sv_cache_max_age: Duration,
     /// A generation still `requested` this long after its request is failed by the sweeper
     /// (`BACKFORGE_GENERATION_QUEUE_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`).
     pub generation_queue_timeout: Duration,
@@ -283,6 +286,7 @@ impl Settings {
                 event_store::DEFAULT_MAX_EVENT_BYTES as u64,
             )? as usize,
             state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
+            sv_cache_max_age: Duration::from_millis(num("BACKFORGE_SV_CACHE_MAX_AGE_MS", 1000)?),
             warnings,
             generation_queue_timeout: match get("BACKFORGE_GENERATION_QUEUE_TIMEOUT") {
                 None => Duration::from_secs(3600),

@@ -22,4 +22,5 @@ mod projects;
 mod read_side;
 mod readme_tour;
 mod repo_docs;
+mod security_cache;
 mod sign_in;
