@@ -67,7 +67,10 @@ fn shop() -> Vec<NewFeature> {
                 {"name": "placed_at", "type": "datetime", "default": "2025-01-31T12:00:00.5+02:00"}
             ], "unique": [["customer_id", "title"]]}),
         ),
-        feature(3, "Login", FeatureType::Auth),
+        NewFeature {
+            configuration: Some(json!({"entities": {"customer": "shared_read"}})),
+            ..feature(3, "Login", FeatureType::Auth)
+        },
         feature(4, "Uploads", FeatureType::FileStorage),
     ]
 }
@@ -311,11 +314,94 @@ fn defaults_become_python_values() {
     let artifact = generate(&project_with(None, shop()), 1, Target::PythonFastapi).unwrap();
     let schemas = String::from_utf8_lossy(&artifact.files["app/schemas.py"]);
     assert!(
-        schemas.contains("= _dt.datetime(2025, 1, 31, 10, 0, 0, 500000, tzinfo=_dt.timezone.utc)"),
+        schemas.contains("= _dt.datetime.fromisoformat(\"2025-01-31T10:00:00.500000+00:00\")"),
         "{schemas}"
     );
-    assert!(schemas.contains("tier: _Optional[_Literal[\"bronze\", \"gold\"]] = \"bronze\""));
+    // A default makes the field NOT NULL: null is refused, and the column has a server default.
+    assert!(schemas.contains("tier: _Literal[\"bronze\", \"gold\"] = \"bronze\""));
     assert!(schemas.contains("_Field(default_factory=lambda: _json.loads("));
+    let migration = String::from_utf8_lossy(&artifact.files["alembic/versions/0001_initial.py"]);
+    assert!(
+        migration.contains(
+            "sa.Column(\"tier\", sa.String(6), nullable=False, server_default=sa.text(\"'bronze'\")),"
+        ),
+        "{migration}"
+    );
+    assert!(
+        migration.contains("server_default=sa.text(\"'2025-01-31 10:00:00.500000+00:00'\")"),
+        "{migration}"
+    );
+}
+
+#[test]
+fn no_generated_file_holds_a_usable_secret() {
+    let artifact = generate(&project_with(None, shop()), 1, Target::PythonFastapi).unwrap();
+    let config = String::from_utf8_lossy(&artifact.files["app/config.py"]);
+    assert!(config.contains("app_env: str = \"production\""), "{config}");
+    assert!(
+        config.contains("jwt_secret: str = dataclasses.field(default=\"\""),
+        "{config}"
+    );
+    let example = String::from_utf8_lossy(&artifact.files[".env.example"]);
+    let placeholder = example
+        .lines()
+        .find_map(|l| l.strip_prefix("JWT_SECRET="))
+        .expect("a JWT_SECRET line");
+    assert!(
+        config.contains(&format!("\"{placeholder}\"")),
+        "the example's placeholder is one production refuses"
+    );
+    for (name, content) in &artifact.files {
+        let text = String::from_utf8_lossy(content);
+        assert!(!text.contains("development-only-secret"), "{name}");
+        if name == "Dockerfile" || name.ends_with(".yml") || name.ends_with(".yaml") {
+            assert!(!text.contains("JWT_SECRET="), "{name} sets a secret");
+            assert!(
+                !text.to_lowercase().contains("app_env=development"),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_auth_configuration_reaches_the_app() {
+    let artifact = generate(&project_with(None, shop()), 1, Target::PythonFastapi).unwrap();
+    let customers = String::from_utf8_lossy(&artifact.files["app/routers/customer.py"]);
+    let orders = String::from_utf8_lossy(&artifact.files["app/routers/order.py"]);
+    assert!(
+        customers.contains("access=_crud.SHARED_READ,"),
+        "{customers}"
+    );
+    assert!(orders.contains("access=_crud.OWNER_SCOPED,"), "{orders}");
+    assert!(orders.contains(
+        "_crud.Reference(\"customer_id\", _models.Customer, \"customer\", _crud.SHARED_READ),"
+    ));
+    let models = String::from_utf8_lossy(&artifact.files["app/models.py"]);
+    assert_eq!(
+        models.matches("owner_id: _orm.Mapped[_uuid.UUID]").count(),
+        2
+    );
+    assert!(artifact.files.contains_key("app/cli.py"));
+}
+
+#[test]
+fn a_stored_project_with_an_owner_id_field_is_refused_naming_it() {
+    let mut project = project_with(None, shop());
+    let mut schema = project.features[0]
+        .entity()
+        .expect("a crud feature")
+        .clone();
+    let mut field = schema.fields[0].clone();
+    field.name = "owner_id".into();
+    schema.fields.push(field);
+    project.features[0].schema_definition = Some(schema);
+    let problems = refused(&project);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("`owner_id`") && problems[0].contains("customer"),
+        "{problems:?}"
+    );
 }
 
 #[test]

@@ -7,11 +7,14 @@ use serde_json::{Number, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::plan::{Entity, FILES_TABLE, Field, Names, Plan, USERS_TABLE};
+use domain::project::configuration::{EntityAccess, Registration};
+
+use super::plan::{Entity, FILES_TABLE, Field, Names, Plan, REFRESH_TABLE, USERS_TABLE};
 use super::{py_str_tuple, py_value};
 use crate::escape::python_str;
 
-/// `.env.example`: every setting with its default.
+/// `.env.example`: every setting with its default. It holds no usable secret: its JWT_SECRET is a
+/// placeholder that production refuses.
 pub fn env_example(plan: &Plan<'_>) -> String {
     let mut out = String::from(
         "# Settings of the generated application. Copy to .env and export them, e.g.\n\
@@ -19,105 +22,78 @@ pub fn env_example(plan: &Plan<'_>) -> String {
          # or pass the file to Docker with --env-file.\n\n\
          # SQLite by default; for PostgreSQL: postgresql://user:password@host:5432/dbname\n\
          DATABASE_URL=sqlite:///./app.db\n\
-         # `production` refuses a missing or short JWT_SECRET.\n\
-         APP_ENV=development\n",
+         # production (the default) refuses unsafe settings; development and test do not\n\
+         # (compared ignoring case).\n\
+         APP_ENV=production\n",
     );
     if !plan.auth.is_empty() {
-        out.push_str(
-            "\n# HS256 signing key for access tokens: at least 32 bytes in production.\n\
-             JWT_SECRET=change-me-to-a-long-random-string-of-32-bytes-or-more\n\
+        let _ = write!(
+            out,
+            "\n# HS256 signing key: random, at least 32 bytes. Production refuses this placeholder;\n\
+             # make one with: python -c \"import secrets; print(secrets.token_urlsafe(48))\"\n\
+             JWT_SECRET=replace-with-the-output-of-python-c-import-secrets-print-secrets-token-urlsafe-48\n\
              JWT_EXPIRES_MINUTES=15\n\
-             JWT_ISSUER=generated-app\n",
+             JWT_ISSUER=generated-app\n\
+             REFRESH_EXPIRES_DAYS=30\n\
+             # Whether anyone may register (the project's auth configuration says {}).\n\
+             ALLOW_REGISTRATION={}\n\
+             # Login attempts per address and per client in a sliding window; more answer 429.\n\
+             LOGIN_MAX_ATTEMPTS=10\n\
+             LOGIN_WINDOW_SECONDS=60\n",
+            plan.registration.as_str(),
+            registration_open(plan),
         );
     }
     if !plan.files.is_empty() {
-        out.push_str(
+        let _ = write!(
+            out,
             "\n# Uploaded files live here, named by id.\n\
              FILE_STORAGE_DIR=./data/files\n\
              # Larger uploads answer 413.\n\
-             FILE_MAX_BYTES=10485760\n\
+             FILE_MAX_BYTES={}\n\
              # Other content types answer 415 (comma-separated).\n\
-             FILE_ALLOWED_TYPES=image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,text/csv,application/json\n",
+             FILE_ALLOWED_TYPES={}\n",
+            plan.file_config.max_size_bytes,
+            plan.file_config.allowed_content_types.join(",")
         );
     }
     out
 }
 
+fn registration_open(plan: &Plan<'_>) -> bool {
+    plan.registration == Registration::Open
+}
+
 /// `app/config.py`: typed settings read once from the environment.
 pub fn config(plan: &Plan<'_>) -> String {
-    let auth = !plan.auth.is_empty();
-    let files = !plan.files.is_empty();
-    let mut out = String::from(
-        "\"\"\"Settings, read once from the environment (see .env.example).\"\"\"\n\n\
-         import dataclasses\n\
-         import logging\n\
-         import os\n\n\
-         _LOG = logging.getLogger(__name__)\n",
-    );
-    if auth {
-        out.push_str("_DEV_JWT_SECRET = \"development-only-secret-do-not-use-in-production\"\n");
-    }
-    if files {
-        out.push_str(
-            "_DEFAULT_TYPES = (\n    \"image/png,image/jpeg,image/gif,image/webp,application/pdf,\"\n    \
-             \"text/plain,text/csv,application/json\"\n)\n",
-        );
-    }
-    out.push_str(
-        "\n\n@dataclasses.dataclass(frozen=True)\nclass Settings:\n    \
-         database_url: str = \"sqlite:///./app.db\"\n    app_env: str = \"development\"\n",
-    );
-    if auth {
-        out.push_str(
-            "    jwt_secret: str = _DEV_JWT_SECRET\n    jwt_expires_minutes: int = 15\n    \
-             jwt_issuer: str = \"generated-app\"\n",
-        );
-    }
-    if files {
-        out.push_str(
-            "    file_storage_dir: str = \"./data/files\"\n    file_max_bytes: int = 10 * 1024 * 1024\n    \
-             file_allowed_types: tuple[str, ...] = tuple(_DEFAULT_TYPES.split(\",\"))\n",
-        );
-    }
-    out.push_str(
-        "\n    @classmethod\n    def from_env(cls) -> \"Settings\":\n        env = os.environ\n        \
-         return cls(\n            database_url=env.get(\"DATABASE_URL\", cls.database_url),\n            \
-         app_env=env.get(\"APP_ENV\", cls.app_env),\n",
-    );
-    if auth {
-        out.push_str(
-            "            jwt_secret=env.get(\"JWT_SECRET\", cls.jwt_secret),\n            \
-             jwt_expires_minutes=int(env.get(\"JWT_EXPIRES_MINUTES\", cls.jwt_expires_minutes)),\n            \
-             jwt_issuer=env.get(\"JWT_ISSUER\", cls.jwt_issuer),\n",
-        );
-    }
-    if files {
-        out.push_str(
-            "            file_storage_dir=env.get(\"FILE_STORAGE_DIR\", cls.file_storage_dir),\n            \
-             file_max_bytes=int(env.get(\"FILE_MAX_BYTES\", cls.file_max_bytes)),\n            \
-             file_allowed_types=tuple(\n                \
-             t.strip().lower()\n                \
-             for t in env.get(\"FILE_ALLOWED_TYPES\", _DEFAULT_TYPES).split(\",\")\n                \
-             if t.strip()\n            ),\n",
-        );
-    }
-    out.push_str(
-        "        )\n\n    def replace(self, **changes) -> \"Settings\":\n        \
-         return dataclasses.replace(self, **changes)\n\n    \
-         def check(self) -> None:\n        \"\"\"Refuses settings that are unsafe in production.\"\"\"\n",
-    );
-    if auth {
-        out.push_str(
-            "        weak = len(self.jwt_secret.encode()) < 32 or self.jwt_secret == _DEV_JWT_SECRET\n        \
-             if weak and self.app_env == \"production\":\n            \
-             raise RuntimeError(\"JWT_SECRET must be set to at least 32 bytes in production\")\n        \
-             if weak:\n            \
-             _LOG.warning(\"JWT_SECRET is unset or short: acceptable for development only\")\n",
-        );
-    } else {
-        out.push_str("        return None\n");
-    }
-    out
+    let types: Vec<String> = plan
+        .file_config
+        .allowed_content_types
+        .iter()
+        .map(|t| python_str(t))
+        .collect();
+    include_str!("templates/config.py")
+        .replace(
+            "__USES_TOKENS__",
+            if plan.auth.is_empty() {
+                "False"
+            } else {
+                "True"
+            },
+        )
+        .replace(
+            "__REGISTRATION_OPEN__",
+            if registration_open(plan) {
+                "True"
+            } else {
+                "False"
+            },
+        )
+        .replace(
+            "__FILE_MAX_BYTES__",
+            &plan.file_config.max_size_bytes.to_string(),
+        )
+        .replace("__FILE_TYPES__", &format!("({},)", types.join(", ")))
 }
 
 /// `app/main.py`: `create_app` and the module-level `app` uvicorn serves.
@@ -166,9 +142,16 @@ pub fn main(plan: &Plan<'_>) -> String {
     out.push_str(
         "]\n\n\n\
          def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:\n    \
-         settings = settings or Settings.from_env()\n    \
-         settings.check()\n    \
-         app = FastAPI(title=TITLE, description=DESCRIPTION, version=VERSION, openapi_tags=TAGS)\n    \
+         settings = (settings or Settings.from_env()).checked()\n    \
+         app = FastAPI(\n        \
+         title=TITLE,\n        \
+         description=DESCRIPTION,\n        \
+         version=VERSION,\n        \
+         openapi_tags=TAGS,\n        \
+         # Operation ids are the handlers' names (list_orders, get_order), not FastAPI's\n        \
+         # name_path_method.\n        \
+         generate_unique_id_function=lambda route: route.name,\n    \
+         )\n    \
          app.state.settings = settings\n    \
          app.state.engine = engine or make_engine(settings.database_url)\n    \
          app.state.sessionmaker = sessionmaker(bind=app.state.engine, expire_on_commit=False)\n    \
@@ -184,7 +167,19 @@ pub fn main(plan: &Plan<'_>) -> String {
     for entity in &plan.entities {
         let _ = writeln!(out, "    app.include_router(_ROUTER_{})", entity.class);
     }
-    out.push_str("    return app\n\n\napp = create_app()\n");
+    out.push_str(
+        "    return app\n\n\n\
+         def __getattr__(name: str) -> FastAPI:\n    \
+         \"\"\"`app`, the application uvicorn serves (`app.main:app`), made on first use from the\n    \
+         environment: it refuses to start with unsafe settings, while importing this module to\n    \
+         call `create_app` (tests, tools) needs none.\"\"\"\n    \
+         if name == \"app\":\n        \
+         made = globals().get(\"_APP\")\n        \
+         if made is None:\n            \
+         made = globals()[\"_APP\"] = create_app()\n        \
+         return made\n    \
+         raise AttributeError(name)\n",
+    );
     out
 }
 
@@ -275,6 +270,27 @@ pub fn checks(field: &FieldDef) -> Vec<(&'static str, String)> {
     out
 }
 
+/// A field's default as an SQL literal both databases read as the same value: the column's
+/// server default, so a row inserted without the field (by the API or not) takes it.
+pub fn server_default(def: &FieldDef, default: &Value) -> String {
+    let quoted = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    match (&def.kind, default) {
+        (FieldKind::Boolean, Value::Bool(b)) => quoted(if *b { "1" } else { "0" }),
+        (FieldKind::Integer { .. } | FieldKind::Decimal { .. }, Value::Number(n)) => n.to_string(),
+        (FieldKind::Float { .. }, Value::Number(n)) => float_text(n.as_f64().unwrap_or(0.0)),
+        // UTC with an explicit offset: PostgreSQL reads the instant, SQLite's reader takes the
+        // UTC wall time that precedes the offset.
+        (FieldKind::Datetime, Value::String(s)) => match in_utc(s) {
+            Some(t) => quoted(&iso_utc(t, ' ', "+00:00")),
+            None => quoted(s),
+        },
+        (FieldKind::Uuid, Value::String(s)) => quoted(&s.replace('-', "").to_lowercase()),
+        (FieldKind::Json, value) => quoted(&value.to_string()),
+        (_, Value::String(s)) => quoted(s),
+        (_, value) => quoted(&value.to_string()),
+    }
+}
+
 /// The SQL object names of one entity's table, shared by the model and the migration.
 pub struct TableNames {
     pub primary_key: String,
@@ -286,6 +302,8 @@ pub struct TableNames {
     pub foreign_keys: Vec<(usize, String)>,
     /// (field, name) for reference fields.
     pub indexes: Vec<(String, String)>,
+    /// The owner column's foreign key and index, with an auth feature.
+    pub owner: Option<(String, String)>,
 }
 
 pub fn table_names(names: &mut Names, entity: &Entity<'_>) -> TableNames {
@@ -324,7 +342,14 @@ pub fn table_names(names: &mut Names, entity: &Entity<'_>) -> TableNames {
             ));
         }
     }
+    let owner = entity.access.map(|_| {
+        (
+            names.constraint("fk", table, &["owner_id"]),
+            names.constraint("ix", table, &["owner_id"]),
+        )
+    });
     TableNames {
+        owner,
         primary_key,
         uniques,
         checks: check_names
@@ -398,10 +423,22 @@ pub fn models(plan: &mut Plan<'_>) -> String {
                 python_str(field)
             );
         }
+        if let Some((_, ix)) = &names.owner {
+            let _ = writeln!(out, "        _sa.Index({}, \"owner_id\"),", python_str(ix));
+        }
         out.push_str("    )\n\n");
         out.push_str(
             "    id: _orm.Mapped[_uuid.UUID] = _orm.mapped_column(_sa.Uuid(), default=_uuid.uuid4)\n",
         );
+        if let Some((fk, _)) = &names.owner {
+            let _ = writeln!(
+                out,
+                "    owner_id: _orm.Mapped[_uuid.UUID] = _orm.mapped_column(\n        \
+                 _sa.Uuid(), _sa.ForeignKey({}, name={}, ondelete=\"RESTRICT\"), nullable=False\n    )",
+                python_str(&format!("{USERS_TABLE}.id")),
+                python_str(fk)
+            );
+        }
         for (f, field) in entity.fields.iter().enumerate() {
             let mut args = vec![column_type(&field.def.kind, "_sa", true)];
             if let Some(t) = field.target {
@@ -424,6 +461,12 @@ pub fn models(plan: &mut Plan<'_>) -> String {
                 "nullable={}",
                 if field.nullable() { "True" } else { "False" }
             ));
+            if let Some(default) = &field.def.default {
+                args.push(format!(
+                    "server_default=_sa.text({})",
+                    python_str(&server_default(field.def, default))
+                ));
+            }
             let _ = writeln!(
                 out,
                 "    {}: _orm.Mapped[{}] = _orm.mapped_column({})",
@@ -489,11 +532,41 @@ pub fn system_models(plan: &mut Plan<'_>) -> String {
              id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), default=uuid.uuid4)\n    \
              email: orm.Mapped[str] = orm.mapped_column(sa.String(254), nullable=False)\n    \
              password_hash: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)\n    \
+             is_admin: orm.Mapped[bool] = orm.mapped_column(\n        \
+             sa.Boolean(), nullable=False, default=False, server_default=sa.text(\"'0'\")\n    )\n    \
              created_at: orm.Mapped[dt.datetime] = orm.mapped_column(\n        \
              UTCDateTime(), nullable=False, default=utcnow\n    )\n",
             python_str(USERS_TABLE),
             python_str(&pk),
             python_str(&uq),
+        );
+        let pk = plan.names.constraint("pk", REFRESH_TABLE, &[]);
+        let uq = plan.names.constraint("uq", REFRESH_TABLE, &["token_hash"]);
+        let fk = plan.names.constraint("fk", REFRESH_TABLE, &["user_id"]);
+        let ix = plan.names.constraint("ix", REFRESH_TABLE, &["family_id"]);
+        let _ = write!(
+            out,
+            "\n\nclass RefreshToken(Base):\n    \"\"\"A refresh token (its SHA-256): spent once, revoked with its family.\"\"\"\n\n    \
+             __tablename__ = {}\n    __table_args__ = (\n        \
+             sa.PrimaryKeyConstraint(\"id\", name={}),\n        \
+             sa.UniqueConstraint(\"token_hash\", name={}),\n        \
+             sa.Index({}, \"family_id\"),\n    )\n\n    \
+             id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), default=uuid.uuid4)\n    \
+             user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(\n        \
+             sa.Uuid(), sa.ForeignKey({}, name={}, ondelete=\"CASCADE\"), nullable=False\n    )\n    \
+             family_id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), nullable=False)\n    \
+             token_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)\n    \
+             expires_at: orm.Mapped[dt.datetime] = orm.mapped_column(UTCDateTime(), nullable=False)\n    \
+             spent_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime(), nullable=True)\n    \
+             revoked_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime(), nullable=True)\n    \
+             created_at: orm.Mapped[dt.datetime] = orm.mapped_column(\n        \
+             UTCDateTime(), nullable=False, default=utcnow\n    )\n",
+            python_str(REFRESH_TABLE),
+            python_str(&pk),
+            python_str(&uq),
+            python_str(&ix),
+            python_str(&format!("{USERS_TABLE}.id")),
+            python_str(&fk),
         );
     }
     if !plan.files.is_empty() {
@@ -615,7 +688,7 @@ fn request_type(def: &FieldDef) -> String {
         FieldKind::Date => "_fields.IsoDate".into(),
         FieldKind::Datetime => "_fields.IsoDateTime".into(),
         FieldKind::Uuid | FieldKind::Reference { .. } => "_uuid.UUID".into(),
-        FieldKind::Json if def.required => "_fields.JsonNotNull".into(),
+        FieldKind::Json if def.required || def.default.is_some() => "_fields.JsonNotNull".into(),
         FieldKind::Json => "_fields.Json".into(),
         FieldKind::Enum { values } => literal_type(values),
     }
@@ -642,21 +715,12 @@ fn default_expr(def: &FieldDef, default: &Value) -> String {
             ),
             None => "None".into(),
         },
-        (FieldKind::Datetime, Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
-            Ok(t) => {
-                let t = t.to_offset(time::UtcOffset::UTC);
-                format!(
-                    "_dt.datetime({}, {}, {}, {}, {}, {}, {}, tzinfo=_dt.timezone.utc)",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second(),
-                    t.microsecond()
-                )
-            }
-            Err(_) => "None".into(),
+        (FieldKind::Datetime, Value::String(s)) => match in_utc(s) {
+            Some(t) => format!(
+                "_dt.datetime.fromisoformat({})",
+                python_str(&iso_utc(t, 'T', "+00:00"))
+            ),
+            None => "None".into(),
         },
         (FieldKind::Uuid, Value::String(s)) => format!("_uuid.UUID({})", python_str(s)),
         (FieldKind::Json, value) => format!(
@@ -667,39 +731,50 @@ fn default_expr(def: &FieldDef, default: &Value) -> String {
     }
 }
 
+/// An RFC 3339 date-time moved to UTC.
+fn in_utc(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+}
+
+/// `t` (in UTC) as `YYYY-MM-DD{separator}HH:MM:SS.ffffff{suffix}`.
+fn iso_utc(t: OffsetDateTime, separator: char, suffix: &str) -> String {
+    format!(
+        "{:04}-{:02}-{:02}{separator}{:02}:{:02}:{:02}.{:06}{suffix}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
 /// The JSON a default comes back as in responses (the tests compare with it).
 pub fn default_as_json(def: &FieldDef, default: &Value) -> Value {
     match (&def.kind, default) {
         (FieldKind::Decimal { .. }, Value::Number(n)) => Value::String(n.to_string()),
-        (FieldKind::Datetime, Value::String(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
-            Ok(t) => {
-                let t = t.to_offset(time::UtcOffset::UTC);
-                Value::String(format!(
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second(),
-                    t.microsecond()
-                ))
-            }
-            Err(_) => default.clone(),
+        (FieldKind::Datetime, Value::String(s)) => match in_utc(s) {
+            Some(t) => Value::String(iso_utc(t, 'T', "Z")),
+            None => default.clone(),
         },
         _ => default.clone(),
     }
 }
 
-/// The Python type of a field in responses.
-fn response_type(kind: &FieldKind) -> &'static str {
+/// The Python type of a field in responses (enums as their values, so OpenAPI lists them).
+fn response_type(kind: &FieldKind) -> String {
     match kind {
-        FieldKind::Json => "_fields.Json",
-        other => python_type(other),
+        FieldKind::Json => "_fields.Json".into(),
+        FieldKind::Enum { values } => literal_type(values),
+        other => python_type(other).into(),
     }
 }
 
-/// `app/schemas.py`: the request and response bodies of every entity.
+/// `app/schemas.py`: the request and response bodies of every entity (POST and PUT share the
+/// Create body: PUT replaces the row, so an absent field takes its default or null).
 pub fn schemas(plan: &Plan<'_>) -> String {
     let mut out = String::from(
         "\n\nclass _Input(_BaseModel):\n    \
@@ -719,8 +794,8 @@ pub fn schemas(plan: &Plan<'_>) -> String {
         }
         let _ = write!(
             out,
-            "\n\nclass {class}Update(_Input):\n    \"\"\"The body of PUT {path}/{{id}}: a partial update. Absent fields stay as they\n    \
-             are, null clears an optional field (a required one refuses null).\"\"\"\n\n"
+            "\n\nclass {class}Patch(_Input):\n    \"\"\"The body of PATCH {path}/{{id}}: a partial update. Absent fields stay as they\n    \
+             are, null clears an optional field (a required or defaulted one refuses null).\"\"\"\n\n"
         );
         for field in &entity.fields {
             let ty = request_type(field.def);
@@ -736,6 +811,9 @@ pub fn schemas(plan: &Plan<'_>) -> String {
             "\n\nclass {class}Read(_Output):\n    \"\"\"A `{}` row as the API answers it.\"\"\"\n\n    id: _uuid.UUID\n",
             entity.name()
         );
+        if entity.access.is_some() {
+            out.push_str("    owner_id: _uuid.UUID\n");
+        }
         for field in &entity.fields {
             let ty = response_type(&field.def.kind);
             if field.nullable() {
@@ -814,42 +892,45 @@ fn create_line(field: &Field<'_>) -> String {
     match (&def.default, def.required) {
         (None, true) => format!("    {name}: {ty}\n"),
         (None, false) => format!("    {name}: _Optional[{ty}] = None\n"),
-        (Some(default), required) => format!(
-            "    {name}: {} = {}\n",
-            optional(&ty, !required),
-            default_expr(def, default)
-        ),
+        // A default makes the field NOT NULL: null is refused, absence takes the default.
+        (Some(default), _) => format!("    {name}: {ty} = {}\n", default_expr(def, default)),
     }
 }
 
-/// The query parameter type of a field's equality filter, or `None` for JSON fields.
-fn filter_type(kind: &FieldKind) -> Option<String> {
-    Some(match kind {
-        FieldKind::Json => return None,
+/// The Python type a list filter parses a field's query values with.
+fn filter_type(kind: &FieldKind) -> String {
+    match kind {
+        FieldKind::Json => "_Any".into(),
         FieldKind::Enum { values } => literal_type(values),
         FieldKind::Datetime => "_AwareDatetime".into(),
         other => python_type(other).to_owned(),
-    })
+    }
 }
 
-/// `app/routers/<entity>.py`: the five routes of one entity.
+/// The OpenAPI error responses of a route: `_errors.responses(401, 404, 422)`.
+fn error_responses(auth: bool, statuses: &[u16]) -> String {
+    let listed: Vec<String> = statuses
+        .iter()
+        .filter(|s| auth || !matches!(s, 401 | 403))
+        .map(u16::to_string)
+        .collect();
+    format!("_errors.responses({})", listed.join(", "))
+}
+
+/// `app/routers/<entity>.py`: the six routes of one entity.
 pub fn router(plan: &Plan<'_>, index: usize) -> String {
     let entity = &plan.entities[index];
     let class = &entity.class;
     let name = entity.name();
     let table = entity.table();
-    let auth = !plan.auth.is_empty();
+    let auth = entity.access.is_some();
     let mut out = String::new();
     let _ = write!(
         out,
-        "_PATH = {}\n\nROUTER = _APIRouter(\n    prefix=_PATH,\n    tags=[{}],\n",
+        "_PATH = {}\n\nROUTER = _APIRouter(prefix=_PATH, tags=[{}])\n\n",
         python_str(&entity.path()),
         python_str(table)
     );
-    if auth {
-        out.push_str("    dependencies=[_Depends(_require_user)],\n");
-    }
-    out.push_str(")\n\n");
 
     // The entity's checks that need the database.
     let mut unique: Vec<Vec<String>> = entity
@@ -860,9 +941,14 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
         .collect();
     unique.extend(entity.schema.unique.iter().cloned());
     let unique: Vec<String> = unique.iter().map(|g| py_str_tuple(g)).collect();
+    let access = match entity.access {
+        Some(EntityAccess::OwnerScoped) => "_crud.OWNER_SCOPED",
+        Some(EntityAccess::SharedRead) => "_crud.SHARED_READ",
+        None => "None",
+    };
     let _ = write!(
         out,
-        "_SPEC = _crud.EntitySpec(\n    model=_models.{class},\n    label={},\n    unique=({}),\n    references=(\n",
+        "_SPEC = _crud.EntitySpec(\n    model=_models.{class},\n    label={},\n    access={access},\n    unique=({}),\n    references=(\n",
         python_str(name),
         match unique.len() {
             0 => String::new(),
@@ -873,9 +959,14 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
     for field in &entity.fields {
         if let Some(t) = field.target {
             let target = &plan.entities[t];
+            let target_access = match target.access {
+                Some(EntityAccess::OwnerScoped) => "_crud.OWNER_SCOPED",
+                Some(EntityAccess::SharedRead) => "_crud.SHARED_READ",
+                None => "None",
+            };
             let _ = writeln!(
                 out,
-                "        _crud.Reference({}, _models.{}, {}),",
+                "        _crud.Reference({}, _models.{}, {}, {target_access}),",
                 python_str(field.name()),
                 target.class,
                 python_str(target.name())
@@ -893,59 +984,73 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
             python_str(referrer.name())
         );
     }
-    out.push_str("    ),\n)\n");
-
-    // List with filters.
-    let _ = write!(
-        out,
-        "\n\n@ROUTER.get(\"\", response_model=_schemas.{class}Page)\ndef list_{table}(\n    \
-         limit: _Annotated[int, _Query(ge=1, le=200)] = 50,\n    \
-         offset: _Annotated[int, _Query(ge=0)] = 0,\n"
-    );
-    let mut filters = Vec::new();
+    out.push_str("    ),\n    columns=(\n        _crud.Column(\"id\", \"uuid\", _uuid.UUID),\n");
+    if auth {
+        out.push_str("        _crud.Column(\"owner_id\", \"uuid\", _uuid.UUID),\n");
+    }
     for field in &entity.fields {
-        if let Some(ty) = filter_type(&field.def.kind) {
-            let _ = writeln!(out, "    {}: _Optional[{ty}] = None,", field.name());
-            filters.push(field.name());
-        }
+        let _ = writeln!(
+            out,
+            "        _crud.Column({}, {}, {}),",
+            python_str(field.name()),
+            python_str(field.def.kind.type_name()),
+            filter_type(&field.def.kind)
+        );
     }
-    out.push_str("    _session: _Session = _Depends(_get_session),\n):\n");
-    let _ = writeln!(
-        out,
-        "    \"\"\"Rows of `{name}`, oldest first; each given field filters by equality.\"\"\""
+    out.push_str(
+        "        _crud.Column(\"created_at\", \"datetime\", _AwareDatetime),\n        \
+         _crud.Column(\"updated_at\", \"datetime\", _AwareDatetime),\n    ),\n)\n",
     );
-    out.push_str("    _filters = {\n");
-    for filter in &filters {
-        let _ = writeln!(out, "        {}: {filter},", python_str(filter));
-    }
-    out.push_str("    }\n    return _crud.list_rows(_session, _SPEC, _filters, limit, offset)\n");
 
+    let actor = if auth {
+        "_Actor = _Depends(_require_actor)"
+    } else {
+        "_Actor = _Depends(_crud.anyone)"
+    };
     let _ = write!(
         out,
-        "\n\n@ROUTER.post(\"\", status_code=201, response_model=_schemas.{class}Read)\n\
-         def create_{name}(\n    \
-         _body: _schemas.{class}Create,\n    \
-         _response: _Response,\n    \
+        "\n\n@ROUTER.get(\n    \"\",\n    response_model=_schemas.{class}Page,\n    operation_id=\"list_{table}\",\n    \
+         responses={list_errors},\n    openapi_extra={{\"parameters\": _crud.list_parameters(_SPEC)}},\n)\n\
+         def list_{table}(\n    _request: _Request,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
+         \"\"\"Rows of `{name}` the caller may see: filters `f`, `f__gt|gte|lt|lte|ne|in|contains|is_null`,\n    \
+         `sort=f,-g` (then oldest first), `limit` (1-200) and `offset`; an unknown filter is 422.\"\"\"\n    \
+         return _crud.list_rows(_session, _SPEC, _request.query_params, _actor)\n\n\n\
+         @ROUTER.post(\n    \"\",\n    status_code=201,\n    response_model=_schemas.{class}Read,\n    \
+         operation_id=\"create_{name}\",\n    responses={create_errors},\n)\n\
+         def create_{name}(\n    _body: _schemas.{class}Create,\n    _response: _Response,\n    _actor: {actor},\n    \
          _session: _Session = _Depends(_get_session),\n):\n    \
-         _row = _crud.create_row(_session, _SPEC, _body.model_dump())\n    \
+         _row = _crud.create_row(_session, _SPEC, _body.model_dump(), _actor)\n    \
          _response.headers[\"Location\"] = f\"{{_PATH}}/{{_row.id}}\"\n    \
          return _row\n\n\n\
-         @ROUTER.get(\"/{{id}}\", response_model=_schemas.{class}Read)\n\
-         def get_{name}(id: _uuid.UUID, _session: _Session = _Depends(_get_session)):\n    \
-         return _crud.get_row(_session, _SPEC, id)\n\n\n\
-         @ROUTER.put(\"/{{id}}\", response_model=_schemas.{class}Read)\n\
-         def update_{name}(\n    \
-         id: _uuid.UUID,\n    \
-         _body: _schemas.{class}Update,\n    \
+         @ROUTER.get(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"get_{name}\",\n    \
+         responses={get_errors},\n)\n\
+         def get_{name}(id: _uuid.UUID, _actor: {actor}, _session: _Session = _Depends(_get_session)):\n    \
+         return _crud.get_row(_session, _SPEC, id, _actor)\n\n\n\
+         @ROUTER.put(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"replace_{name}\",\n    \
+         responses={write_errors},\n)\n\
+         def replace_{name}(\n    id: _uuid.UUID,\n    _body: _schemas.{class}Create,\n    _actor: {actor},\n    \
          _session: _Session = _Depends(_get_session),\n):\n    \
-         return _crud.update_row(_session, _SPEC, id, _body.model_dump(exclude_unset=True))\n\n\n\
-         @ROUTER.delete(\"/{{id}}\", status_code=204)\n\
-         def delete_{name}(id: _uuid.UUID, _session: _Session = _Depends(_get_session)):\n    \
-         _crud.delete_row(_session, _SPEC, id)\n    \
-         return _Response(status_code=204)\n"
+         \"\"\"Replaces the row: an absent field takes its default, or null.\"\"\"\n    \
+         return _crud.update_row(_session, _SPEC, id, _body.model_dump(), _actor, replace=True)\n\n\n\
+         @ROUTER.patch(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"update_{name}\",\n    \
+         responses={write_errors},\n)\n\
+         def update_{name}(\n    id: _uuid.UUID,\n    _body: _schemas.{class}Patch,\n    _actor: {actor},\n    \
+         _session: _Session = _Depends(_get_session),\n):\n    \
+         \"\"\"Changes the given fields only.\"\"\"\n    \
+         return _crud.update_row(_session, _SPEC, id, _body.model_dump(exclude_unset=True), _actor, replace=False)\n\n\n\
+         @ROUTER.delete(\n    \"/{{id}}\",\n    status_code=204,\n    operation_id=\"delete_{name}\",\n    \
+         responses={delete_errors},\n)\n\
+         def delete_{name}(id: _uuid.UUID, _actor: {actor}, _session: _Session = _Depends(_get_session)):\n    \
+         _crud.delete_row(_session, _SPEC, id, _actor)\n    \
+         return _Response(status_code=204)\n",
+        list_errors = error_responses(auth, &[401, 422]),
+        create_errors = error_responses(auth, &[401, 409, 422]),
+        get_errors = error_responses(auth, &[401, 404, 422]),
+        write_errors = error_responses(auth, &[401, 403, 404, 409, 422]),
+        delete_errors = error_responses(auth, &[401, 403, 404, 409, 422]),
     );
     let header = format!(
-        "\"\"\"Routes of the `{name}` entity: GET/POST {path} and GET/PUT/DELETE {path}/{{id}}.\n\n\
+        "\"\"\"Routes of the `{name}` entity: GET/POST {path} and GET/PUT/PATCH/DELETE {path}/{{id}}.\n\n\
          Generated names bound here start with `_` or a capital letter, so no field can shadow them.\n\
          \"\"\"\n\n",
         path = entity.path()
@@ -956,19 +1061,15 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
             (&["_dt."], "import datetime as _dt"),
             (&["_decimal."], "import decimal as _decimal"),
             (&["_uuid."], "import uuid as _uuid"),
-            (
-                &["_Annotated["],
-                "from typing import Annotated as _Annotated",
-            ),
+            (&["_Any"], "from typing import Any as _Any"),
             (&["_Literal["], "from typing import Literal as _Literal"),
-            (&["_Optional["], "from typing import Optional as _Optional"),
             (&[""], ""),
             (
                 &["_APIRouter"],
                 "from fastapi import APIRouter as _APIRouter",
             ),
             (&["_Depends"], "from fastapi import Depends as _Depends"),
-            (&["_Query"], "from fastapi import Query as _Query"),
+            (&["_Request"], "from fastapi import Request as _Request"),
             (&["_Response"], "from fastapi import Response as _Response"),
             (
                 &["_AwareDatetime"],
@@ -980,12 +1081,14 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
             ),
             (&[""], ""),
             (&["_crud."], "from app import crud as _crud"),
+            (&["_errors."], "from app import errors as _errors"),
             (&["_models."], "from app import models as _models"),
             (&["_schemas."], "from app import schemas as _schemas"),
             (
-                &["_require_user"],
-                "from app.auth import require_user as _require_user",
+                &["_require_actor"],
+                "from app.auth import require_actor as _require_actor",
             ),
+            (&["_Actor"], "from app.crud import Actor as _Actor"),
             (
                 &["_get_session"],
                 "from app.database import get_session as _get_session",

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::app::{column_type, table_names};
-use super::plan::{FILES_TABLE, Plan, USERS_TABLE};
+use super::app::{column_type, server_default, table_names};
+use super::plan::{FILES_TABLE, Plan, REFRESH_TABLE, USERS_TABLE};
 use crate::escape::python_str;
 
 pub fn initial(plan: &mut Plan<'_>) -> String {
@@ -29,12 +29,40 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
              sa.Column(\"id\", sa.Uuid(), nullable=False),\n        \
              sa.Column(\"email\", sa.String(254), nullable=False),\n        \
              sa.Column(\"password_hash\", sa.String(255), nullable=False),\n        \
+             sa.Column(\"is_admin\", sa.Boolean(), nullable=False, server_default=sa.text(\"'0'\")),\n        \
              sa.Column(\"created_at\", sa.DateTime(timezone=True), nullable=False),\n        \
              sa.PrimaryKeyConstraint(\"id\", name={}),\n        \
              sa.UniqueConstraint(\"email\", name={}),\n    )\n",
             python_str(USERS_TABLE),
             python_str(&pk),
             python_str(&uq)
+        );
+        let pk = plan.names.constraint("pk", REFRESH_TABLE, &[]);
+        let uq = plan.names.constraint("uq", REFRESH_TABLE, &["token_hash"]);
+        let fk = plan.names.constraint("fk", REFRESH_TABLE, &["user_id"]);
+        let ix = plan.names.constraint("ix", REFRESH_TABLE, &["family_id"]);
+        let _ = write!(
+            up,
+            "    op.create_table(\n        {},\n        \
+             sa.Column(\"id\", sa.Uuid(), nullable=False),\n        \
+             sa.Column(\"user_id\", sa.Uuid(), nullable=False),\n        \
+             sa.Column(\"family_id\", sa.Uuid(), nullable=False),\n        \
+             sa.Column(\"token_hash\", sa.String(64), nullable=False),\n        \
+             sa.Column(\"expires_at\", sa.DateTime(timezone=True), nullable=False),\n        \
+             sa.Column(\"spent_at\", sa.DateTime(timezone=True), nullable=True),\n        \
+             sa.Column(\"revoked_at\", sa.DateTime(timezone=True), nullable=True),\n        \
+             sa.Column(\"created_at\", sa.DateTime(timezone=True), nullable=False),\n        \
+             sa.PrimaryKeyConstraint(\"id\", name={}),\n        \
+             sa.UniqueConstraint(\"token_hash\", name={}),\n        \
+             sa.ForeignKeyConstraint([\"user_id\"], [{}], name={}, ondelete=\"CASCADE\"),\n    )\n    \
+             op.create_index({}, {}, [\"family_id\"])\n",
+            python_str(REFRESH_TABLE),
+            python_str(&pk),
+            python_str(&uq),
+            python_str(&format!("{USERS_TABLE}.id")),
+            python_str(&fk),
+            python_str(&ix),
+            python_str(REFRESH_TABLE),
         );
     }
     if !plan.files.is_empty() {
@@ -85,10 +113,24 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
             up,
             "    op.create_table(\n        {table},\n        sa.Column(\"id\", sa.Uuid(), nullable=False),\n"
         );
+        if names.owner.is_some() {
+            up.push_str("        sa.Column(\"owner_id\", sa.Uuid(), nullable=False),\n");
+        }
         for field in &entity.fields {
+            let default = field
+                .def
+                .default
+                .as_ref()
+                .map(|d| {
+                    format!(
+                        ", server_default=sa.text({})",
+                        python_str(&server_default(field.def, d))
+                    )
+                })
+                .unwrap_or_default();
             let _ = writeln!(
                 up,
-                "        sa.Column({}, {}, nullable={}),",
+                "        sa.Column({}, {}, nullable={}{default}),",
                 python_str(field.name()),
                 column_type(&field.def.kind, "sa", false),
                 if field.nullable() { "True" } else { "False" }
@@ -118,6 +160,14 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
                 "        sa.CheckConstraint({}, name={}),",
                 python_str(sql),
                 python_str(name)
+            );
+        }
+        if let Some((fk, _)) = &names.owner {
+            let _ = writeln!(
+                up,
+                "        sa.ForeignKeyConstraint([\"owner_id\"], [{}], name={}, ondelete=\"RESTRICT\"),",
+                python_str(&format!("{USERS_TABLE}.id")),
+                python_str(fk)
             );
         }
         let mut sqlite_only = Vec::new();
@@ -156,6 +206,13 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
             );
         }
         up.push_str("    )\n");
+        if let Some((_, ix)) = &names.owner {
+            let _ = writeln!(
+                up,
+                "    op.create_index({}, {table}, [\"owner_id\"])",
+                python_str(ix)
+            );
+        }
         for (field, name) in &names.indexes {
             let _ = writeln!(
                 up,
@@ -179,6 +236,7 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
         let _ = writeln!(down, "    op.drop_table({})", python_str(FILES_TABLE));
     }
     if !plan.auth.is_empty() {
+        let _ = writeln!(down, "    op.drop_table({})", python_str(REFRESH_TABLE));
         let _ = writeln!(down, "    op.drop_table({})", python_str(USERS_TABLE));
     }
     if up.is_empty() {

@@ -6,6 +6,7 @@
 //! starts with `_` or an upper-case letter, so a field can never shadow it.
 
 mod app;
+mod entity_suite;
 mod migration;
 mod plan;
 mod readme;
@@ -68,6 +69,7 @@ pub fn files(
     }
     if !plan.auth.is_empty() {
         out.add("app/auth.py", include_str!("templates/auth.py"));
+        out.add("app/cli.py", include_str!("templates/cli.py"));
     }
     if !plan.files.is_empty() {
         out.add("app/files.py", &app::files_module(&plan));
@@ -83,13 +85,29 @@ pub fn files(
     out.add("tests/data.py", &test_suite::data(&plan));
     out.add("tests/test_app.py", &test_suite::test_app(&plan));
     for i in 0..plan.entities.len() {
-        out.add(
-            &format!("tests/test_crud_{}.py", plan.entities[i].name()),
-            &test_suite::entity_tests(&plan, i),
-        );
+        let name = format!("tests/test_crud_{}.py", plan.entities[i].name());
+        out.add(&name, &entity_suite::entity_tests(&mut plan, i));
     }
+    let settings_tests = include_str!("templates/test_settings.py");
+    let marker = "\n\n\n# The app's signing key (only with an auth feature).\n";
+    out.add(
+        "tests/test_settings.py",
+        &if plan.auth.is_empty() {
+            settings_tests
+                .split(marker)
+                .next()
+                .unwrap_or(settings_tests)
+                .to_owned()
+        } else {
+            settings_tests.replace(marker, "\n\n\n")
+        },
+    );
     if !plan.auth.is_empty() {
         out.add("tests/test_auth.py", include_str!("templates/test_auth.py"));
+        out.add(
+            "tests/test_authorization.py",
+            include_str!("templates/test_authorization.py"),
+        );
     }
     if !plan.files.is_empty() {
         out.add("tests/test_files.py", &test_suite::test_files(&plan));

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::crud_schema::{EntitySchema, FieldDef, FieldKind};
+use domain::project::configuration::{EntityAccess, FileStorageConfig, Registration};
 use domain::project::{Feature, FeatureType, Project};
 use serde_json::{Number, Value, json};
 use sha2::{Digest, Sha256};
@@ -26,6 +27,7 @@ const IDENTIFIER_MAX: usize = 63;
 
 pub const USERS_TABLE: &str = "_auth_users";
 pub const FILES_TABLE: &str = "_stored_files";
+pub const REFRESH_TABLE: &str = "_auth_refresh_tokens";
 
 pub struct Plan<'a> {
     pub project: &'a Project,
@@ -36,6 +38,10 @@ pub struct Plan<'a> {
     pub auth: Vec<&'a Feature>,
     /// Enabled file_storage features.
     pub files: Vec<&'a Feature>,
+    /// Registration of the (first) auth feature's configuration.
+    pub registration: Registration,
+    /// The (first) file_storage feature's configuration.
+    pub file_config: FileStorageConfig,
     /// Entity indexes in an order where every required reference points backwards.
     pub creation_order: Vec<usize>,
     /// Foreign keys that point at a table created later (cycles through optional references),
@@ -58,6 +64,8 @@ pub struct Entity<'a> {
     pub capacity: usize,
     /// A field name no field has, for the "unknown field" test.
     pub unknown_field: String,
+    /// Who sees and changes its rows; `None` without an auth feature.
+    pub access: Option<EntityAccess>,
 }
 
 pub struct Field<'a> {
@@ -104,8 +112,10 @@ impl Field<'_> {
         &self.def.name
     }
 
+    /// Whether the column takes NULL: neither required nor defaulted (a default makes a field
+    /// NOT NULL, with the default on the server too).
     pub fn nullable(&self) -> bool {
-        !self.def.required
+        !self.def.required && self.def.default.is_none()
     }
 }
 
@@ -309,6 +319,7 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
         }
     }
 
+    let auth_config = auth.first().map(|f| f.auth_config());
     let mut entities = Vec::with_capacity(crud.len());
     for (i, (feature, schema)) in crud.iter().enumerate() {
         let mut fields = Vec::with_capacity(schema.fields.len());
@@ -343,6 +354,7 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
             rows: Vec::new(),
             capacity: 0,
             unknown_field,
+            access: auth_config.as_ref().map(|c| c.access(&schema.entity)),
         });
     }
     if !problems.is_empty() {
@@ -372,7 +384,7 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
     for entity in &entities {
         names.reserve(entity.table());
     }
-    for table in [USERS_TABLE, FILES_TABLE, "_alembic_version"] {
+    for table in [USERS_TABLE, FILES_TABLE, REFRESH_TABLE, "_alembic_version"] {
         names.reserve(table);
     }
 
@@ -380,6 +392,11 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
         project,
         version,
         entities,
+        registration: auth_config.map(|c| c.registration).unwrap_or_default(),
+        file_config: files
+            .first()
+            .map(|f| f.file_storage_config())
+            .unwrap_or_default(),
         auth,
         files,
         creation_order,
@@ -502,7 +519,7 @@ fn sample_field(def: &FieldDef) -> Result<(Vec<Value>, Vec<Invalid>), String> {
         on_update: true,
     };
     let py = crate::escape::python_str;
-    if def.required {
+    if def.required || def.default.is_some() {
         if def.default.is_none() {
             invalid.push(Invalid {
                 label: "missing",

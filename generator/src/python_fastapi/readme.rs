@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use domain::crud_schema::{FieldDef, FieldKind};
 
+use domain::project::configuration::EntityAccess;
+
 use super::plan::Plan;
 use crate::GENERATOR_VERSION;
 use crate::escape::markdown_text as md;
@@ -38,7 +40,7 @@ pub fn readme(plan: &Plan<'_>) -> String {
          python3.11 -m venv .venv && . .venv/bin/activate\n\
          pip install -r requirements.txt\n\
          alembic upgrade head            # creates the schema (app.db, or DATABASE_URL)\n\
-         uvicorn app.main:app --reload   # http://127.0.0.1:8000/docs\n\
+         APP_ENV=development uvicorn app.main:app --reload   # http://127.0.0.1:8000/docs\n\
          ```\n\n\
          With Docker (the container migrates, then serves on port 8000; data lives in the\n\
          `/srv/data` volume):\n\n\
@@ -55,38 +57,51 @@ pub fn readme(plan: &Plan<'_>) -> String {
          not read `.env` itself: export it, e.g. `set -a; . ./.env; set +a`, or use `--env-file`):\n\n\
          | variable | default | meaning |\n|---|---|---|\n\
          | `DATABASE_URL` | `sqlite:///./app.db` | SQLAlchemy URL; `postgresql://user:password@host:5432/db` selects PostgreSQL (psycopg 3) |\n\
-         | `APP_ENV` | `development` | `production` refuses unsafe settings |\n",
+         | `APP_ENV` | `production` | `production`, `development` or `test`, compared ignoring case; `production` refuses unsafe settings |\n",
     );
     if auth {
         out.push_str(
-            "| `JWT_SECRET` | a development secret, with a warning | HS256 key of access tokens; at least 32 bytes, required in production |\n\
+            "| `JWT_SECRET` | none | HS256 key of access tokens: production refuses to start without one, with a placeholder, or with one under 32 bytes; development without one signs with a random key per process |\n\
              | `JWT_EXPIRES_MINUTES` | `15` | access token lifetime |\n\
-             | `JWT_ISSUER` | `generated-app` | the tokens' `iss` claim |\n",
+             | `JWT_ISSUER` | `generated-app` | the tokens' `iss` claim |\n\
+             | `REFRESH_EXPIRES_DAYS` | `30` | refresh token lifetime |\n\
+             | `ALLOW_REGISTRATION` | the auth feature's `registration` | `false` closes `/api/auth/register` (403) |\n\
+             | `LOGIN_MAX_ATTEMPTS`, `LOGIN_WINDOW_SECONDS` | `10`, `60` | logins per address and per client in a sliding window; more answer 429 with `Retry-After` |\n",
         );
     }
     if files {
         out.push_str(
             "| `FILE_STORAGE_DIR` | `./data/files` | where uploaded files are stored, named by id |\n\
-             | `FILE_MAX_BYTES` | `10485760` | larger uploads answer 413 |\n\
-             | `FILE_ALLOWED_TYPES` | images, PDF, plain text, CSV, JSON | comma-separated content types; others answer 415 |\n",
+             | `FILE_MAX_BYTES` | the file_storage feature's `max_size_bytes` | larger uploads answer 413 |\n\
+             | `FILE_ALLOWED_TYPES` | its `allowed_content_types` | comma-separated content types; others answer 415 |\n",
         );
     }
     out.push('\n');
 
     out.push_str(
         "## API\n\n\
-         Errors: `404` for an unknown id; `409` for a duplicate of a unique field or a composite\n\
-         unique constraint (`{\"detail\": ..., \"fields\": [...]}`) and for deleting a row another row\n\
-         still references; `422` for every invalid body or query, in FastAPI's shape\n\
-         (`{\"detail\": [{\"loc\": [\"body\", \"<field>\"], \"msg\": ..., \"type\": ...}]}`), including a\n\
-         reference to a row that does not exist (`type` `missing_reference`).\n\n\
+         Errors are RFC 9457 problem documents (`application/problem+json`): `{type, title, status,\n\
+         detail, instance, errors?}`, with `errors` as `[{field, in, message, type}]` (`field` a JSON\n\
+         Pointer into the body, or a query parameter's name). A refused value is never echoed.\n\
+         `404` for an unknown id or a row the caller may not see; `403` for a row the caller may see\n\
+         but not change; `409` for a duplicate of a unique field or a composite unique constraint\n\
+         (naming the fields, nothing of the other row) and for deleting a row another row still\n\
+         references; `422` for every invalid body or query, including a reference to a row that\n\
+         does not exist or that the caller may not see (`type` `missing_reference`).\n\n\
+         Lists take `limit` (1-200, default 50), `offset`, `sort=f,-g` (then oldest first) and\n\
+         filters: `f=v`, `f__ne=v`, `f__in=a,b`, `f__is_null=true|false` on every field but json ones\n\
+         (json: `__is_null` only); `f__gt|gte|lt|lte` on numbers, dates and date-times; `f__contains`\n\
+         (case-sensitive) on strings and texts. `id`, `created_at` and `updated_at` filter and sort too.\n\
+         An unknown filter or sort field is 422.\n\n\
          | method | path | answer |\n|---|---|---|\n\
          | GET | `/health` | 200 `{\"status\": \"ok\"}` while the database answers, else 503 |\n",
     );
     if auth {
         out.push_str(
-            "| POST | `/api/auth/register` | `{email, password}` (10–128 characters) → 201 `{id, email, created_at}`; 409 if the address is taken |\n\
-             | POST | `/api/auth/login` | `{email, password}` → 200 `{access_token, token_type: \"bearer\", expires_in}`; 401 if wrong |\n\
+            "| POST | `/api/auth/register` | `{email, password}` (10–128 characters) → 201 `{id, email, is_admin, created_at}`; 409 if the address is taken, 403 if registration is closed |\n\
+             | POST | `/api/auth/login` | `{email, password}` → 200 `{access_token, refresh_token, token_type: \"bearer\", expires_in}`; 401 if wrong, 429 when rate limited |\n\
+             | POST | `/api/auth/refresh` | `{refresh_token}` → 200 a new pair; the old refresh token is spent, and presenting a spent one again → 401 and revokes its whole family |\n\
+             | POST | `/api/auth/logout` | `{refresh_token}` → 204; its family is revoked |\n\
              | GET | `/api/auth/me` | 200 the caller's account |\n",
         );
     }
@@ -103,10 +118,11 @@ pub fn readme(plan: &Plan<'_>) -> String {
         let path = entity.path();
         let _ = write!(
             out,
-            "| GET | `{path}` | `?limit=1..200` (default 50)`&offset=` and `?<field>=<value>` equality filters → 200 `{{items, total, limit, offset}}`, oldest first |\n\
-             | POST | `{path}` | 201 the row, with `Location` |\n\
+            "| GET | `{path}` | the list syntax above → 200 `{{items, total, limit, offset}}` |\n\
+             | POST | `{path}` | 201 the row as stored, with `Location` |\n\
              | GET | `{path}/{{id}}` | 200 the row |\n\
-             | PUT | `{path}/{{id}}` | a partial update → 200 the row |\n\
+             | PUT | `{path}/{{id}}` | replaces the row (an absent field takes its default, or null) → 200 the row as stored |\n\
+             | PATCH | `{path}/{{id}}` | changes the given fields only → 200 the row as stored |\n\
              | DELETE | `{path}/{{id}}` | 204 |\n"
         );
     }
@@ -117,9 +133,22 @@ pub fn readme(plan: &Plan<'_>) -> String {
             out,
             "Authentication (feature {}): every entity and file route needs `Authorization: Bearer \
              <access_token>` and answers 401 without a valid one. Passwords are hashed with \
-             argon2id.\n\n",
+             argon2id. Every row has an `owner_id`, the account that created it. Admins see and \
+             change every row; the first is made with `python -m app.cli create-admin EMAIL` \
+             (the password is read from standard input) or `python -m app.cli grant-admin EMAIL`.\n\n",
             names.join(", ")
         );
+        out.push_str("| entity | rule |\n|---|---|\n");
+        for entity in &plan.entities {
+            let rule = match entity.access {
+                Some(EntityAccess::SharedRead) => {
+                    "`shared_read`: every account reads every row; only the owner and admins change one (others: 403)"
+                }
+                _ => "`owner_scoped`: only the owner and admins see or change a row (others: 404)",
+            };
+            let _ = writeln!(out, "| `{}` | {rule} |", entity.name());
+        }
+        out.push('\n');
     }
     if files {
         let names: Vec<String> = plan.files.iter().map(|f| md(&f.name)).collect();
@@ -181,7 +210,10 @@ pub fn readme(plan: &Plan<'_>) -> String {
          point; use PostgreSQL where exact decimals matter.\n\
          - Date-times must carry an offset; they are stored and answered in UTC.\n\
          - Lengths count characters, not bytes.\n\
-         - Every field but json ones can filter a list (`?field=value`, exact equality).\n",
+         - A field with a default is NOT NULL, with the default on the database server too: an\n  \
+         explicit `null` for it is refused with 422.\n\
+         - Every write answers the row as stored (decimals at the column's scale, date-times in UTC),\n  \
+         exactly as a later GET does.\n",
     );
     out
 }

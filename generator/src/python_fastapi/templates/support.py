@@ -43,11 +43,19 @@ def query_value(value) -> str:
     return str(value)
 
 
+def assert_problem(response, status: int) -> dict:
+    """An RFC 9457 problem document with `status`; its body."""
+    assert response.status_code == status, f"{response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status and body["type"].startswith("https://") and body["title"], body
+    return body
+
+
 def assert_invalid(response, field: str, types) -> None:
-    """A 422 whose errors name `field`, with one of `types` (any type when empty)."""
-    assert response.status_code == 422, f"{response.status_code}: {response.text}"
-    errors = response.json()["detail"]
-    named = [error for error in errors if list(error["loc"][:2]) == ["body", field]]
+    """A 422 problem whose errors name `field`, with one of `types` (any type when empty)."""
+    errors = assert_problem(response, 422)["errors"]
+    named = [error for error in errors if error["field"] == f"/{field}"]
     assert named, f"no error names {field}: {errors}"
     if types:
         found = [error["type"] for error in named]
@@ -62,9 +70,10 @@ class Api:
     one, or a fresh one per row when the reference is part of a unique constraint.
     """
 
-    def __init__(self, client):
+    def __init__(self, client, used: dict[str, int] | None = None):
         self.client = client
-        self._used: dict[str, int] = {}
+        # Shared by every account's Api in one test, so their rows never collide either.
+        self._used: dict[str, int] = {} if used is None else used
         self._shared: dict[str, dict] = {}
 
     def payload(self, entity: str, overrides: dict | None = None) -> dict:
