@@ -109,7 +109,7 @@ pub(super) fn check(
     errors: &mut Vec<FieldError>,
 ) -> Map<String, Value> {
     let members = match raw {
-        None | Some(Value::Null) => return Map::new(),
+        None => return Map::new(),
         Some(Value::Object(members)) => members,
         Some(_) => {
             errors.push(FieldError::at(at, "must be an object"));
