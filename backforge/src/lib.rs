@@ -102,8 +102,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<PgEventStore> {
     migrate(settings).await?;
     let pool = event_store::setup::pool(&settings.database_url, settings.pool_size)?;
-    let store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()))
+    let mut store = PgEventStore::new(pool, Arc::new(domain::Upcasters::backforge()))
         .with_max_event_bytes(settings.max_event_bytes);
+    if settings.group_commit {
+        store = store.with_group_commit();
+    }
     store.listen_for_commits(&settings.database_url);
     Ok(store)
 }
@@ -381,11 +384,18 @@ impl App {
                                 actix_web::HttpResponse::Ok().json(doc.get_ref())
                             }),
                         );
+                    // actix tries each route's regex in turn, the method guard only after it: the
+                    // reads go first, in a scope only GET enters (a static prefix and a guard, no
+                    // regex), so a write skips them cheaply and a read meets no write's pattern.
+                    if let Some(state) = &query_state {
+                        api = api.service(
+                            web::scope("")
+                                .guard(actix_web::guard::Get())
+                                .configure(query_api::configure(state.clone())),
+                        );
+                    }
                     if let Some(state) = &command_state {
                         api = api.configure(command_api::configure(state.clone()));
-                    }
-                    if let Some(state) = &query_state {
-                        api = api.configure(query_api::configure(state.clone()));
                     }
                     actix_web::App::new()
                         .app_data(openapi.clone())
@@ -394,7 +404,7 @@ impl App {
                         .app_data(metrics_data.clone())
                         .app_data(metrics_access.clone())
                         .wrap(actix_web::middleware::from_fn(http::record))
-                        .wrap(actix_web::middleware::NormalizePath::trim())
+                        .wrap(actix_web::middleware::from_fn(http::normalize_path))
                         .route("/health", web::get().to(http::health))
                         .route("/health/ready", web::get().to(http::ready))
                         .route("/metrics", web::get().to(http::metrics))

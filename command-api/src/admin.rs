@@ -44,9 +44,12 @@ pub async fn grant_admin(store: &PgEventStore, email: &str) -> anyhow::Result<bo
         at: OffsetDateTime::now_utc(),
     });
     // A role change bumps the security version: tokens issued under the old role stop working.
-    let bump = RoleBump { user_id };
     let applied = step
-        .apply(store, Some(&bump), |_| Ok::<_, Infallible>(command.clone()))
+        .apply(
+            store,
+            || Some(Box::new(RoleBump { user_id }) as Box<dyn SideWrites>),
+            |_| Ok::<_, Infallible>(command.clone()),
+        )
         .await
         .map_err(|f| match f {
             Failure::Domain(e) => anyhow::anyhow!("{e}"),

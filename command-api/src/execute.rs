@@ -11,6 +11,8 @@ use event_store::application::{self, Decided, Failure, Landed, Pin, SideWrites, 
 use event_store::{PgEventStore, Position, StoreError, StreamAppend};
 use runtime::{ApiError, ProblemType};
 use serde_json::Value;
+use std::sync::Arc;
+
 use tokio_postgres::types::ToSql;
 
 use crate::idempotency::{self, Begin, Claim, StoredAnswer};
@@ -88,7 +90,11 @@ pub fn respond(stored: &StoredAnswer) -> HttpResponse {
     }
 }
 
-type ReplyFn = Box<dyn Fn(u64, Position) -> WriteAnswer + Send + Sync>;
+type ReplyFn = Arc<dyn Fn(u64, Position) -> WriteAnswer + Send + Sync>;
+
+/// What a successful commit tells the command's own state (the command side's cache of folded
+/// states), before the answer leaves.
+type LandedFn = Box<dyn FnOnce(&Landed) + Send>;
 
 /// What a command decided: events to append, side writes, and how to answer.
 pub struct Plan {
@@ -102,6 +108,7 @@ pub struct Plan {
     /// A conflict on one of these streams is a fixed answer (e-mail taken), not a race to retry.
     pub unique_streams: Vec<(String, ProblemType, &'static str)>,
     pub reply: ReplyFn,
+    pub on_landed: Option<LandedFn>,
 }
 
 impl Plan {
@@ -117,7 +124,8 @@ impl Plan {
             current_version,
             current_position,
             unique_streams: Vec::new(),
-            reply: Box::new(|version, position| WriteAnswer {
+            on_landed: None,
+            reply: Arc::new(|version, position| WriteAnswer {
                 status: StatusCode::NO_CONTENT,
                 body: None,
                 location: None,
@@ -152,7 +160,13 @@ impl Plan {
         mut self,
         reply: impl Fn(u64, Position) -> WriteAnswer + Send + Sync + 'static,
     ) -> Self {
-        self.reply = Box::new(reply);
+        self.reply = Arc::new(reply);
+        self
+    }
+
+    /// Runs `hook` once the plan's events have been committed (not when nothing was appended).
+    pub fn on_landed(mut self, hook: impl FnOnce(&Landed) + Send + 'static) -> Self {
+        self.on_landed = Some(Box::new(hook));
         self
     }
 
@@ -184,15 +198,16 @@ pub fn failure<D>(failure: Failure<D, ApiError>, domain: impl FnOnce(D) -> ApiEr
     }
 }
 
-/// A plan's command-side writes and idempotent answer, committed with its events.
-struct PlanWrites<'a> {
-    writes: &'a [SideWrite],
-    claim: Option<&'a Claim>,
-    reply: &'a ReplyFn,
+/// A plan's command-side writes and idempotent answer, committed with its events (owned: the
+/// group-commit writer runs them in its own task).
+struct PlanWrites {
+    writes: Vec<SideWrite>,
+    claim: Option<Claim>,
+    reply: ReplyFn,
 }
 
 #[async_trait::async_trait]
-impl SideWrites for PlanWrites<'_> {
+impl SideWrites for PlanWrites {
     fn is_empty(&self) -> bool {
         self.writes.is_empty() && self.claim.is_none()
     }
@@ -202,10 +217,10 @@ impl SideWrites for PlanWrites<'_> {
         tx: &deadpool_postgres::Transaction<'_>,
         landed: &Landed,
     ) -> Result<(), StoreError> {
-        for write in self.writes {
+        for write in &self.writes {
             write.run(tx).await.map_err(event_store::postgres::map_pg)?;
         }
-        if let Some(claim) = self.claim {
+        if let Some(claim) = &self.claim {
             let reply = (self.reply)(landed.version, landed.position);
             idempotency::complete(tx, claim, &reply.stored()).await?;
         }
@@ -308,22 +323,28 @@ impl Executor {
             current_position,
             unique_streams,
             reply,
+            on_landed,
         } = plan;
         let writes = PlanWrites {
-            writes: &side_writes,
-            claim,
-            reply: &reply,
+            writes: side_writes,
+            claim: claim.cloned(),
+            reply: reply.clone(),
         };
         let landed = application::commit(
             &self.store,
             appends,
             &stream,
             (current_version, current_position),
-            Some(&writes),
+            Some(Box::new(writes)),
         )
         .await;
         match landed {
-            Ok(landed) => Ok(reply(landed.version, landed.position)),
+            Ok(landed) => {
+                if let Some(hook) = on_landed.filter(|_| landed.appended) {
+                    hook(&landed);
+                }
+                Ok(reply(landed.version, landed.position))
+            }
             // A lost version check on a stream that reserves a unique value (an e-mail address)
             // is a fixed answer, not a race to retry.
             Err(StoreError::WrongExpectedVersion { stream_id, .. })

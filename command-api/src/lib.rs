@@ -22,8 +22,8 @@ use actix_web::web;
 use domain::project::Project;
 use event_store::{PgEventStore, StateCache};
 use runtime::auth::Verifier;
-use runtime::security_cache::SecurityCache;
 use runtime::json::BodyLimit;
+use runtime::security_cache::SecurityCache;
 use runtime::{JwtKeys, Settings};
 
 use crate::execute::Executor;
@@ -59,7 +59,7 @@ pub struct CommandState {
     /// Registrations per client IP.
     pub register_limiter: RateLimiter,
     /// Folded project states, so a command reads only the events it has not folded yet.
-    pub projects: StateCache<Project>,
+    pub projects: Arc<StateCache<Project>>,
     /// The callers' security versions; a credentials change evicts its user here at once.
     pub security: Arc<SecurityCache>,
 }
@@ -85,11 +85,11 @@ impl CommandState {
             ip_limiter: RateLimiter::new(settings.login_per_ip_per_minute),
             account_limiter: RateLimiter::new(settings.login_per_account_per_minute),
             register_limiter: RateLimiter::new(settings.register_per_ip_per_minute),
-            projects: StateCache::new(
+            projects: Arc::new(StateCache::new(
                 PROJECT_CACHE_CAPACITY,
                 settings.state_cache_bytes,
                 domain::serialized_len,
-            ),
+            )),
             security,
             store,
             pool,

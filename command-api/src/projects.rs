@@ -6,7 +6,9 @@ use actix_web::http::StatusCode;
 use domain::ids::{ProjectId, UserId};
 use domain::project::{Access, Project, ProjectCommand, ProjectError, ProjectStatus};
 use event_store::EventStore;
-use event_store::application::{Pin, Source, Step};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use event_store::application::{Decided, Pin, Source, Step};
 use runtime::{ApiError, Authenticated, ProblemType};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -132,13 +134,39 @@ pub async fn create<B: WriteBody>(
             .decide(&state.store, |_| Ok(command.clone()))
             .await
             .map_err(|f| failure(f, project_error))?;
-        let answer = answer.clone();
-        Ok(Plan::decided(stream.clone(), decided).reply(move |v, p| answer.reply(v, p)))
+        Ok(remembered_plan(state, &stream, decided, answer.clone()))
     };
     state
         .executor
         .run(write.key.clone(), write.body.raw(), Pin::Latest, make_plan)
         .await
+}
+
+/// The plan of a decided project command; once it commits, the command side's cache keeps the
+/// state it left, so the next command on the project reads nothing before deciding.
+fn remembered_plan(
+    state: &CommandState,
+    stream: &str,
+    decided: Decided<Project>,
+    answer: ProjectAnswer,
+) -> Plan {
+    let (after, version, position, append) = decided.into_after();
+    let plan = Plan::new(stream, version, position).reply(move |v, p| answer.reply(v, p));
+    let Some(append) = append else {
+        return plan;
+    };
+    let cache = state.projects.clone();
+    let stream = stream.to_owned();
+    plan.append(append).on_landed(move |landed| {
+        cache.remember(
+            &stream,
+            &Loaded {
+                state: after,
+                version: landed.version,
+                position: landed.position,
+            },
+        )
+    })
 }
 
 /// Whether `caller` may write to the loaded project: 404 when they cannot see it or it is
@@ -175,13 +203,22 @@ pub async fn change<B: WriteBody>(
 ) -> Result<HttpResponse, ApiError> {
     let stream = project_id.stream();
     let now = OffsetDateTime::now_utc();
-    let step = step(
-        state,
-        &write,
-        stream.clone(),
-        Source::Cache(&state.projects),
-    );
+    let pin = write.pin();
+    // This process's commands on the project are decided one after another, each on the state
+    // the previous one left (kept by `remembered_plan`), so they never race each other: the first
+    // attempt reads nothing. Only another process's write can make the append's version check
+    // fail; the retry then reads the events after the cached state. A pinned write (If-Match)
+    // always reads them, so the pin is compared with the stream's real version.
+    let _turn = state.projects.queue(&stream).await;
+    let attempts = AtomicUsize::new(0);
     let make_plan = async || {
+        let first = attempts.fetch_add(1, Ordering::Relaxed) == 0;
+        let source = if first && pin == Pin::Latest {
+            Source::Queued(&*state.projects)
+        } else {
+            Source::Cache(&*state.projects)
+        };
+        let step = step(state, &write, stream.clone(), source);
         let decided = step
             .decide(&state.store, |loaded| {
                 check_write_access(loaded, &write.caller)?;
@@ -189,12 +226,11 @@ pub async fn change<B: WriteBody>(
             })
             .await
             .map_err(|f| failure(f, project_error))?;
-        let answer = answer.clone();
-        Ok(Plan::decided(stream.clone(), decided).reply(move |v, p| answer.reply(v, p)))
+        Ok(remembered_plan(state, &stream, decided, answer.clone()))
     };
     state
         .executor
-        .run(write.key.clone(), write.body.raw(), step.pin, make_plan)
+        .run(write.key.clone(), write.body.raw(), pin, make_plan)
         .await
 }
 

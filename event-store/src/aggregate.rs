@@ -3,7 +3,7 @@
 //! folded states that lets a command read only the events it has not folded yet.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use domain::{Decider, DomainEvent};
 
@@ -85,6 +85,28 @@ where
     }
 }
 
+/// A caller's exclusive turn on one stream of a [`StateCache`]; dropping it lets the next in.
+pub struct StreamTurn<'a, A> {
+    cache: &'a StateCache<A>,
+    stream: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<A> Drop for StreamTurn<'_, A> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut lanes = self.cache.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        // Nobody else holds or waits for the lane: forget it, so the map stays as small as the
+        // number of streams with commands in flight.
+        if lanes
+            .get(&self.stream)
+            .is_some_and(|lane| Arc::strong_count(lane) == 1)
+        {
+            lanes.remove(&self.stream);
+        }
+    }
+}
+
 /// Folded states of recently used streams, so loading one for a command reads only the events
 /// appended since it was last folded (usually none or one) instead of the whole stream.
 ///
@@ -96,6 +118,9 @@ where
 /// time. A state heavier than the whole budget is never kept.
 pub struct StateCache<A> {
     entries: Mutex<Entries<A>>,
+    /// One lane per stream with a command in flight: this process's commands on a stream are
+    /// decided one after another, each on the state the previous one left.
+    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     capacity: usize,
     max_bytes: usize,
     weigh: fn(&A) -> usize,
@@ -117,10 +142,45 @@ where
                 map: HashMap::new(),
                 bytes: 0,
             }),
+            lanes: Mutex::new(HashMap::new()),
             capacity,
             max_bytes,
             weigh,
         }
+    }
+
+    /// Waits for this process's earlier commands on `stream` to finish; the stream is this
+    /// caller's until the returned turn is dropped.
+    pub async fn queue(&self, stream: &str) -> StreamTurn<'_, A> {
+        let lane = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            lanes.entry(stream.to_owned()).or_default().clone()
+        };
+        let guard = lane.lock_owned().await;
+        StreamTurn {
+            cache: self,
+            stream: stream.to_owned(),
+            guard: Some(guard),
+        }
+    }
+
+    /// The cached state of `stream` as it is, without reading the events after it; a full fold
+    /// when nothing is cached. Only sound for a caller holding the stream's [`StateCache::queue`]
+    /// turn whose append checks the loaded version: a write by another process since is then a
+    /// conflict, and the caller decides again on [`StateCache::load`].
+    pub async fn load_cached<S>(&self, store: &S, stream_id: &str) -> Result<Loaded<A>, StoreError>
+    where
+        S: EventStore + ?Sized,
+    {
+        match self.get(stream_id) {
+            Some(loaded) => Ok(loaded),
+            None => self.load(store, stream_id).await,
+        }
+    }
+
+    /// Keeps `loaded` as `stream_id`'s state (the state a committed command left).
+    pub fn remember(&self, stream_id: &str, loaded: &Loaded<A>) {
+        self.put(stream_id, loaded);
     }
 
     /// The state of `stream_id` at its end: the cached fold plus the events after it.

@@ -102,6 +102,9 @@ pub enum Source<'a, A> {
     Fold,
     /// The cached fold plus the events after it.
     Cache(&'a StateCache<A>),
+    /// The cached fold as it is, read only when nothing is cached: for a caller holding the
+    /// stream's queue turn (`StateCache::queue`), whose append's expected version is the check.
+    Queued(&'a StateCache<A>),
 }
 
 /// One command on one aggregate's stream.
@@ -132,6 +135,21 @@ impl<A: Decider + Clone> Decided<A> {
         }
         state
     }
+
+    /// Takes the decision apart without copying the state: the state after the events, the
+    /// version and position decided on, and the append.
+    pub fn into_after(self) -> (A, u64, Position, Option<StreamAppend>) {
+        let Decided {
+            before,
+            events,
+            append,
+        } = self;
+        let mut state = before.state;
+        for event in &events {
+            state.evolve(event);
+        }
+        (state, before.version, before.position, append)
+    }
 }
 
 /// Where a successful step's events landed.
@@ -155,6 +173,7 @@ where
             Source::New => Ok(Loaded::default()),
             Source::Fold => crate::aggregate::load(store, &self.stream, ReadUntil::End).await,
             Source::Cache(cache) => cache.load(store, &self.stream).await,
+            Source::Queued(cache) => cache.load_cached(store, &self.stream).await,
         }
     }
 
@@ -208,7 +227,7 @@ where
     pub async fn apply<E>(
         &self,
         store: &PgEventStore,
-        side: Option<&dyn SideWrites>,
+        side: impl Fn() -> Option<Box<dyn SideWrites>>,
         check: impl Fn(&Loaded<A>) -> Result<A::Command, E>,
     ) -> Result<Applied<A::Event>, Failure<A::Error, E>> {
         // A plain loop rather than `retry` with an async closure: the worker spawns this future,
@@ -223,7 +242,7 @@ where
                     decided.append.into_iter().collect(),
                     &self.stream,
                     (decided.before.version, decided.before.position),
-                    side,
+                    side(),
                 )
                 .await?;
                 Ok(Applied {
@@ -279,9 +298,28 @@ pub struct Landed {
     pub appended: bool,
 }
 
-/// Writes that commit in the append's transaction: command-side rows, the idempotent answer.
+impl Landed {
+    /// Where `outcome` left the `report` stream, loaded at `current` (version, position).
+    pub fn of(outcome: &crate::AppendOutcome, report: &str, current: (u64, Position)) -> Self {
+        if outcome.streams.is_empty() {
+            return Landed {
+                version: current.0,
+                position: current.1,
+                appended: false,
+            };
+        }
+        Landed {
+            version: outcome.version_of(report).unwrap_or(current.0),
+            position: outcome.position,
+            appended: true,
+        }
+    }
+}
+
+/// Writes that commit in the append's transaction: command-side rows, the idempotent answer. They
+/// own what they write, since the group-commit writer runs them in its own task.
 #[async_trait]
-pub trait SideWrites: Sync {
+pub trait SideWrites: Send + Sync {
     /// Whether this attempt has nothing to write besides its events.
     fn is_empty(&self) -> bool;
 
@@ -289,53 +327,28 @@ pub trait SideWrites: Sync {
     async fn write(&self, tx: &Transaction<'_>, landed: &Landed) -> Result<(), StoreError>;
 }
 
-/// Appends `appends` and runs `side` in one transaction — or, for one stream with nothing else to
-/// commit (the common write), in the store's single autocommit statement: a transaction around it
-/// would only add four round trips (BEGIN, SAVEPOINT, RELEASE, COMMIT). `report` names the
-/// stream whose version the answer gives, `current` its loaded version and position.
+/// Appends `appends` and runs `side` in one transaction — in the group-commit writer's batch when
+/// the store has one — or, for appends with nothing else to commit, through the store's `append`
+/// (one autocommit statement for one stream). `report` names the stream whose version the answer
+/// gives, `current` its loaded version and position.
 pub async fn commit(
     store: &PgEventStore,
     appends: Vec<StreamAppend>,
     report: &str,
     current: (u64, Position),
-    side: Option<&dyn SideWrites>,
+    side: Option<Box<dyn SideWrites>>,
 ) -> Result<Landed, StoreError> {
-    let side = side.filter(|s| !s.is_empty());
-    let unchanged = Landed {
-        version: current.0,
-        position: current.1,
-        appended: false,
-    };
-    let landed_at = |outcome: &crate::AppendOutcome| Landed {
-        version: outcome.version_of(report).unwrap_or(current.0),
-        position: outcome.position,
-        appended: true,
-    };
-    let Some(side) = side else {
-        if appends.is_empty() {
-            return Ok(unchanged);
+    let outcome = match side.filter(|s| !s.is_empty()) {
+        None if appends.is_empty() => crate::AppendOutcome::nothing(),
+        None => store.append(appends).await?,
+        Some(writes) => {
+            let side = crate::writer::Side {
+                writes,
+                report: report.to_owned(),
+                current,
+            };
+            store.commit_with_side(appends, side).await?
         }
-        let outcome = store.append(appends).await?;
-        return Ok(landed_at(&outcome));
     };
-    let mut client = store
-        .pool()
-        .get()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.into()))?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(crate::postgres::map_pg)?;
-    let landed = if appends.is_empty() {
-        unchanged
-    } else {
-        landed_at(&store.append_in_tx(&tx, &appends).await?)
-    };
-    side.write(&tx, &landed).await?;
-    tx.commit().await.map_err(crate::postgres::map_pg)?;
-    if landed.appended {
-        store.committed();
-    }
-    Ok(landed)
+    Ok(Landed::of(&outcome, report, current))
 }

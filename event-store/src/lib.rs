@@ -14,8 +14,9 @@ pub mod store;
 #[cfg(feature = "conformance")]
 pub mod testkit;
 pub mod types;
+pub mod writer;
 
-pub use aggregate::{Loaded, StateCache, load};
+pub use aggregate::{Loaded, StateCache, StreamTurn, load};
 pub use guard::{CLOUD_EVENT_ENVELOPE_BYTES, DEFAULT_MAX_EVENT_BYTES, cloud_event_bound};
 pub use postgres::PgEventStore;
 pub use store::EventStore;

@@ -20,6 +20,7 @@ use crate::types::{
     AppendOutcome, ExpectedVersion, Position, ReadUntil, RecordedEvent, StoreError, StreamAppend,
     StreamAppended,
 };
+use crate::writer::{Side, Writer};
 
 /// Appends one stream's events in one statement: the version check and the insert are atomic, and
 /// the unique (stream_id, stream_version) key turns a concurrent writer into a conflict, never a gap.
@@ -63,6 +64,8 @@ pub struct PgEventStore {
     upcasters: Arc<Upcasters>,
     signals: Signals,
     max_event_bytes: usize,
+    /// The group-commit writer, when this store batches its appends.
+    writer: Option<Writer>,
 }
 
 impl PgEventStore {
@@ -75,7 +78,59 @@ impl PgEventStore {
             upcasters,
             signals,
             max_event_bytes: guard::DEFAULT_MAX_EVENT_BYTES,
+            writer: None,
         }
+    }
+
+    /// Commits appends through one writer task that batches concurrent commands into one
+    /// transaction (`crate::writer`; `BACKFORGE_GROUP_COMMIT`). Must be called inside a tokio
+    /// runtime.
+    pub fn with_group_commit(mut self) -> Self {
+        self.writer = Some(Writer::start(self.pool.clone(), self.signals.clone()));
+        self
+    }
+
+    /// Whether appends go through the group-commit writer.
+    pub fn group_commit(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Commits `appends` (possibly none) and `side` in one transaction — in the writer's batch when
+    /// group commit is on — and reports where the events landed. The command path's commit.
+    pub async fn commit_with_side(
+        &self,
+        appends: Vec<StreamAppend>,
+        side: Side,
+    ) -> Result<AppendOutcome, StoreError> {
+        let checked = if appends.is_empty() {
+            Vec::new()
+        } else {
+            guard::check(&appends, self.max_event_bytes)?
+        };
+        let outcome = match &self.writer {
+            Some(writer) => writer.submit(appends, checked, Some(side)).await?.0?,
+            None => {
+                let mut client = self.client().await?;
+                let tx = client.transaction().await.map_err(map_pg)?;
+                let outcome = if appends.is_empty() {
+                    AppendOutcome::nothing()
+                } else {
+                    append_checked_in_tx(&tx, &appends, &checked).await?
+                };
+                side.writes
+                    .write(
+                        &tx,
+                        &crate::application::Landed::of(&outcome, &side.report, side.current),
+                    )
+                    .await?;
+                tx.commit().await.map_err(map_pg)?;
+                if !outcome.streams.is_empty() {
+                    self.committed();
+                }
+                outcome
+            }
+        };
+        Ok(outcome)
     }
 
     /// Sets the largest event the store accepts, as the size of its CloudEvent
@@ -112,31 +167,7 @@ impl PgEventStore {
         appends: &[StreamAppend],
     ) -> Result<AppendOutcome, StoreError> {
         let checked = guard::check(appends, self.max_event_bytes)?;
-        self.append_checked_in_tx(tx, appends, &checked).await
-    }
-
-    async fn append_checked_in_tx(
-        &self,
-        tx: &Transaction<'_>,
-        appends: &[StreamAppend],
-        checked: &[Vec<Checked>],
-    ) -> Result<AppendOutcome, StoreError> {
-        let mut streams = Vec::with_capacity(appends.len());
-        let mut position = Position::START;
-        for (append, checked) in appends.iter().zip(checked) {
-            // A unique violation aborts the whole transaction; the savepoint lets us roll back
-            // just this statement and still read the stream's current version for the conflict.
-            tx.batch_execute("SAVEPOINT bf_append")
-                .await
-                .map_err(map_pg)?;
-            let (appended, last) = append_stream(tx, append, checked, true).await??;
-            tx.batch_execute("RELEASE SAVEPOINT bf_append")
-                .await
-                .map_err(map_pg)?;
-            streams.push(appended);
-            position = position.max(last);
-        }
-        Ok(AppendOutcome { streams, position })
+        append_checked_in_tx(tx, appends, &checked).await
     }
 
     /// Tells readers in this process (and, through NOTIFY, in others) that events were committed.
@@ -256,26 +287,73 @@ impl PgEventStore {
         }
         Ok(Some(AppendOutcome { streams, position }))
     }
+}
 
-    async fn append_once(
-        &self,
-        appends: &[StreamAppend],
-        checked: &[Vec<Checked>],
-    ) -> Result<AppendOutcome, StoreError> {
-        let mut client = self.client().await?;
-        if let ([single], [checked]) = (appends, checked) {
-            // The hot path: one statement in autocommit, one round trip.
-            let (appended, position) = append_stream(&client, single, checked, false).await??;
-            return Ok(AppendOutcome {
-                streams: vec![appended],
-                position,
-            });
-        }
-        let tx = client.transaction().await.map_err(map_pg)?;
-        let outcome = self.append_checked_in_tx(&tx, appends, checked).await?;
-        tx.commit().await.map_err(map_pg)?;
-        Ok(outcome)
+/// Appends the streams of one command inside `tx`, each in a savepoint so that a conflict can still
+/// read the stream's current version.
+pub(crate) async fn append_checked_in_tx(
+    tx: &Transaction<'_>,
+    appends: &[StreamAppend],
+    checked: &[Vec<Checked>],
+) -> Result<AppendOutcome, StoreError> {
+    let mut streams = Vec::with_capacity(appends.len());
+    let mut position = Position::START;
+    for (append, checked) in appends.iter().zip(checked) {
+        // A unique violation aborts the whole transaction; the savepoint lets us roll back
+        // just this statement and still read the stream's current version for the conflict.
+        tx.batch_execute("SAVEPOINT bf_append")
+            .await
+            .map_err(map_pg)?;
+        let (appended, last) = append_stream(tx, append, checked, true).await??;
+        tx.batch_execute("RELEASE SAVEPOINT bf_append")
+            .await
+            .map_err(map_pg)?;
+        streams.push(appended);
+        position = position.max(last);
     }
+    Ok(AppendOutcome { streams, position })
+}
+
+/// One command's appends on their own: one autocommit statement for one stream (the hot path, one
+/// round trip), a transaction for several.
+pub(crate) async fn append_alone(
+    client: &mut deadpool_postgres::Client,
+    appends: &[StreamAppend],
+    checked: &[Vec<Checked>],
+) -> Result<AppendOutcome, StoreError> {
+    if let ([single], [checked]) = (appends, checked) {
+        let (appended, position) = append_stream(&*client, single, checked, false).await??;
+        return Ok(AppendOutcome {
+            streams: vec![appended],
+            position,
+        });
+    }
+    let tx = client.transaction().await.map_err(map_pg)?;
+    let outcome = append_checked_in_tx(&tx, appends, checked).await?;
+    tx.commit().await.map_err(map_pg)?;
+    Ok(outcome)
+}
+
+/// The current versions of `streams` (a stream without events is absent).
+pub(crate) async fn current_versions<C: GenericClient>(
+    client: &C,
+    streams: &[&str],
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT stream_id, max(stream_version) FROM events WHERE stream_id = ANY($1)
+             GROUP BY stream_id",
+        )
+        .await
+        .map_err(map_pg)?;
+    let rows = client.query(&stmt, &[&streams]).await.map_err(map_pg)?;
+    let mut versions = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let stream: String = row.try_get(0).map_err(backend)?;
+        let version: i64 = row.try_get(1).map_err(backend)?;
+        versions.insert(stream, to_u64(version));
+    }
+    Ok(versions)
 }
 
 /// Runs the append statement for one stream. The outer error is a failure of the statement; the
@@ -399,14 +477,30 @@ async fn current_version<C: GenericClient>(client: &C, stream_id: &str) -> Resul
 impl EventStore for PgEventStore {
     #[tracing::instrument(skip_all, fields(streams = appends.len()))]
     async fn append(&self, appends: Vec<StreamAppend>) -> Result<AppendOutcome, StoreError> {
-        let checked = guard::check(&appends, self.max_event_bytes)?;
+        let mut checked = guard::check(&appends, self.max_event_bytes)?;
+        let mut appends = appends;
         let any = appends.iter().any(|a| a.expected == ExpectedVersion::Any);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.append_once(&appends, &checked).await {
+            let result = match &self.writer {
+                Some(writer) => {
+                    let (result, back, back_checked) =
+                        writer.submit(appends, checked, None).await?;
+                    (appends, checked) = (back, back_checked);
+                    result
+                }
+                None => {
+                    let mut client = self.client().await?;
+                    append_alone(&mut client, &appends, &checked).await
+                }
+            };
+            match result {
                 Ok(outcome) => {
-                    self.committed();
+                    // The writer signals its own batches.
+                    if self.writer.is_none() {
+                        self.committed();
+                    }
                     return Ok(outcome);
                 }
                 Err(StoreError::DuplicateEventId { event_id }) => {

@@ -108,6 +108,17 @@ impl PgTestStore {
 #[derive(Default)]
 pub struct PgHarness {
     dbs: std::sync::Mutex<Vec<TestDatabase>>,
+    group_commit: bool,
+}
+
+impl PgHarness {
+    /// Stores whose appends go through the group-commit writer.
+    pub fn group_commit() -> Self {
+        Self {
+            group_commit: true,
+            ..Self::default()
+        }
+    }
 }
 
 #[async_trait]
@@ -118,6 +129,9 @@ impl Harness for PgHarness {
         let made = PgTestStore::create(upcasters).await.expect("test database");
         if let Ok(mut dbs) = self.dbs.lock() {
             dbs.push(made.db);
+        }
+        if self.group_commit {
+            return Arc::new((*made.store).clone().with_group_commit());
         }
         made.store
     }

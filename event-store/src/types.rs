@@ -144,6 +144,14 @@ pub struct AppendOutcome {
 }
 
 impl AppendOutcome {
+    /// The outcome of a commit that appended nothing (a command whose only writes are side writes).
+    pub fn nothing() -> Self {
+        Self {
+            streams: Vec::new(),
+            position: Position::START,
+        }
+    }
+
     /// The version of `stream_id` after the append, if it was part of it.
     pub fn version_of(&self, stream_id: &str) -> Option<u64> {
         self.streams

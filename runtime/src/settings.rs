@@ -128,6 +128,9 @@ pub struct Settings {
     /// How long a security version read for a request may be reused
     /// (`BACKFORGE_SV_CACHE_MAX_AGE_MS`; 0 turns the cache off).
     pub sv_cache_max_age: Duration,
+    /// Whether the command side batches concurrent commits into one transaction
+    /// (`BACKFORGE_GROUP_COMMIT`, `on` by default; `off` commits each command on its own).
+    pub group_commit: bool,
     /// A generation still `requested` this long after its request is failed by the sweeper
     /// (`BACKFORGE_GENERATION_QUEUE_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`).
     pub generation_queue_timeout: Duration,
@@ -287,6 +290,14 @@ impl Settings {
             )? as usize,
             state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
             sv_cache_max_age: Duration::from_millis(num("BACKFORGE_SV_CACHE_MAX_AGE_MS", 1000)?),
+            group_commit: match get("BACKFORGE_GROUP_COMMIT")
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("") | Some("on") | Some("true") | Some("1") => true,
+                Some("off") | Some("false") | Some("0") => false,
+                Some(other) => bail!("BACKFORGE_GROUP_COMMIT must be `on` or `off`, not `{other}`"),
+            },
             warnings,
             generation_queue_timeout: match get("BACKFORGE_GENERATION_QUEUE_TIMEOUT") {
                 None => Duration::from_secs(3600),

@@ -1,57 +1,86 @@
-//! The event-store conformance suite against PostgreSQL, plus the naive-reader twin of the
-//! commit-order test that shows why the transaction-id scheme exists.
+//! The event-store conformance suite against PostgreSQL — once with each command committing on its
+//! own and once through the group-commit writer — plus the naive-reader twin of the commit-order
+//! test that shows why the transaction-id scheme exists.
 
 use std::sync::Arc;
 
+use event_store::conformance::Harness as _;
 use event_store::conformance::{self as suite, Reader, serially};
 use event_store::{EventStore, PgEventStore, Position, RecordedEvent, StoreError};
 use tests::PgHarness;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_win_each_version_exactly_once() {
-    suite::concurrent_appends_win_each_version_exactly_once(&PgHarness::default()).await;
+/// One conformance test against both writers: `$alone` without group commit, `$batched` with it.
+macro_rules! against_both_writers {
+    ($(#[$attr:meta])* $alone:ident, $batched:ident, |$harness:ident| $body:expr) => {
+        $(#[$attr])*
+        async fn $alone() {
+            let $harness = PgHarness::default();
+            $body
+        }
+
+        $(#[$attr])*
+        async fn $batched() {
+            let $harness = PgHarness::group_commit();
+            $body
+        }
+    };
 }
 
-#[tokio::test]
-async fn expected_versions_are_enforced_atomically() {
-    suite::expected_versions_are_enforced_atomically(&PgHarness::default()).await;
-}
+against_both_writers!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_appends_win_each_version_exactly_once,
+    concurrent_appends_win_each_version_exactly_once_with_group_commit,
+    |h| suite::concurrent_appends_win_each_version_exactly_once(&h).await
+);
 
-#[tokio::test]
-async fn retried_appends_are_idempotent() {
-    suite::retried_appends_are_idempotent(&PgHarness::default()).await;
-}
+against_both_writers!(
+    #[tokio::test]
+    expected_versions_are_enforced_atomically,
+    expected_versions_are_enforced_atomically_with_group_commit,
+    |h| suite::expected_versions_are_enforced_atomically(&h).await
+);
 
-#[tokio::test]
-async fn streams_read_forward_up_to_a_version_or_time() {
-    suite::streams_read_forward_up_to_a_version_or_time(&PgHarness::default()).await;
-}
+against_both_writers!(
+    #[tokio::test]
+    retried_appends_are_idempotent,
+    retried_appends_are_idempotent_with_group_commit,
+    |h| suite::retried_appends_are_idempotent(&h).await
+);
 
-#[tokio::test]
-async fn old_schema_versions_are_upcast_on_every_read() {
-    suite::old_schema_versions_are_upcast_on_every_read(&PgHarness::default()).await;
-}
+against_both_writers!(
+    #[tokio::test]
+    streams_read_forward_up_to_a_version_or_time,
+    streams_read_forward_up_to_a_version_or_time_with_group_commit,
+    |h| suite::streams_read_forward_up_to_a_version_or_time(&h).await
+);
 
-#[tokio::test]
-async fn appends_tick_the_feed_signal() {
-    suite::appends_tick_the_feed_signal(&PgHarness::default()).await;
-}
+against_both_writers!(
+    #[tokio::test]
+    old_schema_versions_are_upcast_on_every_read,
+    old_schema_versions_are_upcast_on_every_read_with_group_commit,
+    |h| suite::old_schema_versions_are_upcast_on_every_read(&h).await
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feed_skips_nothing_when_transactions_commit_out_of_order() {
-    serially(
-        suite::the_feed_skips_nothing_when_transactions_commit_out_of_order(&PgHarness::default()),
-    )
-    .await;
-}
+against_both_writers!(
+    #[tokio::test]
+    appends_tick_the_feed_signal,
+    appends_tick_the_feed_signal_with_group_commit,
+    |h| suite::appends_tick_the_feed_signal(&h).await
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_checkpointing_reader_sees_every_commit_under_racing_writers() {
-    serially(
-        suite::a_checkpointing_reader_sees_every_commit_under_racing_writers(&PgHarness::default()),
-    )
-    .await;
-}
+against_both_writers!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    the_feed_skips_nothing_when_transactions_commit_out_of_order,
+    the_feed_skips_nothing_when_transactions_commit_out_of_order_with_group_commit,
+    |h| serially(suite::the_feed_skips_nothing_when_transactions_commit_out_of_order(&h)).await
+);
+
+against_both_writers!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    a_checkpointing_reader_sees_every_commit_under_racing_writers,
+    a_checkpointing_reader_sees_every_commit_under_racing_writers_with_group_commit,
+    |h| serially(suite::a_checkpointing_reader_sees_every_commit_under_racing_writers(&h)).await
+);
 
 /// The reader Marten, Axon's JDBC store, Emmett and disintegrate shipped: `position > $1`.
 fn naive_reader(store: Arc<PgEventStore>) -> Reader {
@@ -115,10 +144,11 @@ async fn full_event(store: &PgEventStore, id: uuid::Uuid) -> Result<RecordedEven
     events.into_iter().next().ok_or(StoreError::InvalidAppend)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_naive_position_reader_skips_the_late_committing_event() {
-    serially(async {
-        let harness = PgHarness::default();
+against_both_writers!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_naive_position_reader_skips_the_late_committing_event,
+    a_naive_position_reader_skips_the_late_committing_event_with_group_commit,
+    |harness| serially(async {
         let store = harness.store(domain::Upcasters::new()).await;
         let outcome =
             suite::commit_order_scenario(&harness, store.clone(), naive_reader(store)).await;
@@ -128,7 +158,5 @@ async fn a_naive_position_reader_skips_the_late_committing_event() {
             "the naive reader must fail the very scenario the real feed passes"
         );
     })
-    .await;
-}
-
-use event_store::conformance::Harness as _;
+    .await
+);

@@ -11,6 +11,7 @@ mod event_store;
 mod generated_app;
 mod generations;
 mod generator_limits;
+mod group_commit;
 mod hostile_props;
 mod http_hygiene;
 mod idempotency;

@@ -75,7 +75,7 @@ pub async fn decide_and_append(
         metadata: metadata(job),
     };
     match step
-        .apply(store, None, |_| Ok::<_, Infallible>(command.clone()))
+        .apply(store, || None, |_| Ok::<_, Infallible>(command.clone()))
         .await
     {
         Ok(_) => Ok(Ok(())),
