@@ -1115,6 +1115,10 @@ pub fn files_module(plan: &Plan<'_>) -> String {
         )
     };
     template
+        .replace(
+            "__UNAUTHORIZED__",
+            if plan.auth.is_empty() { "()" } else { "(401,)" },
+        )
         .replace("__OWNER_DOC__", doc)
         .replace("__OWNER_IMPORT__\n", import)
         .replace("__OWNER_DEPENDENCY__", &format!("\n{dependency}"))

@@ -104,6 +104,8 @@ pub fn files(
     );
     if !plan.auth.is_empty() {
         out.add("tests/test_auth.py", include_str!("templates/test_auth.py"));
+    }
+    if !plan.auth.is_empty() && !plan.entities.is_empty() {
         out.add(
             "tests/test_authorization.py",
             include_str!("templates/test_authorization.py"),

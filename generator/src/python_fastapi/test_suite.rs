@@ -318,6 +318,17 @@ def test_every_entity_route_documents_its_error_answers_as_problems(anonymous):
                     assert "application/problem+json" in content, (path, method, status)
 
 
+def test_every_api_operation_documents_its_errors_as_problems(anonymous):
+    document = anonymous.get("/openapi.json").json()
+    for path, method, operation in _operations(document):
+        if not path.startswith("/api/"):
+            continue
+        errors = [status for status in operation["responses"] if status.startswith("4")]
+        assert errors, (path, method)
+        for status in errors:
+            assert "application/problem+json" in operation["responses"][status]["content"], (path, method, status)
+
+
 def test_enums_are_enums_in_requests_and_responses(anonymous):
     schemas = anonymous.get("/openapi.json").json()["components"]["schemas"]
     for name, entity in data.ENTITIES.items():

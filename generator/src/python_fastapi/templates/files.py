@@ -20,11 +20,19 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
+from app import errors
 from app.database import get_session
 from app.system_models import StoredFile
 __OWNER_IMPORT__
 
 ROUTER = APIRouter(prefix="/api/files", tags=["files"])
+# 401 too when every route needs a token.
+_UNAUTHORIZED = __UNAUTHORIZED__
+
+
+def _errors(*statuses: int):
+    return errors.responses(*_UNAUTHORIZED, *statuses)
+
 
 _CHUNK = 1 << 20
 
@@ -71,7 +79,7 @@ def _path(request: Request, file_id: uuid.UUID) -> Path:
     return Path(request.app.state.settings.file_storage_dir) / file_id.hex
 
 
-@ROUTER.post("", status_code=201, response_model=FileOut)
+@ROUTER.post("", status_code=201, response_model=FileOut, responses=_errors(413, 415, 422))
 def upload(
     request: Request,
     file: UploadFile,
@@ -125,7 +133,7 @@ def upload(
     return row
 
 
-@ROUTER.get("", response_model=FilePage)
+@ROUTER.get("", response_model=FilePage, responses=_errors(422))
 def list_files(
     owner: Annotated[uuid.UUID | None, Depends(owner_id)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -144,7 +152,7 @@ def list_files(
     return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
 
-@ROUTER.get("/{file_id}", response_model=FileOut)
+@ROUTER.get("/{file_id}", response_model=FileOut, responses=_errors(404, 422))
 def get_file(
     file_id: uuid.UUID,
     owner: Annotated[uuid.UUID | None, Depends(owner_id)],
@@ -153,7 +161,7 @@ def get_file(
     return _find(session, file_id, owner)
 
 
-@ROUTER.get("/{file_id}/content")
+@ROUTER.get("/{file_id}/content", responses=_errors(404, 422))
 def download(
     file_id: uuid.UUID,
     request: Request,
@@ -172,7 +180,7 @@ def download(
     )
 
 
-@ROUTER.delete("/{file_id}", status_code=204)
+@ROUTER.delete("/{file_id}", status_code=204, responses=_errors(404, 422))
 def delete_file(
     file_id: uuid.UUID,
     request: Request,
