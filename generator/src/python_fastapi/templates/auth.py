@@ -42,6 +42,7 @@ _HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _DUMMY_HASH = _HASHER.hash("not the password of anybody")
 _BEARER = HTTPBearer(auto_error=False)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LIMITER_KEYS_MAX = 10_000
 
 
 def hash_password(password: str) -> str:
@@ -114,6 +115,11 @@ class RateLimiter:
         """0 when every key may go on (and the call is counted), else seconds to wait."""
         now = time.monotonic()
         with self._lock:
+            if len(self._calls) > _LIMITER_KEYS_MAX:
+                # Forget keys whose calls have all left the window, so made-up addresses cannot
+                # grow the table without bound.
+                for stale in [k for k, calls in self._calls.items() if not calls or calls[-1] <= now - self.window]:
+                    del self._calls[stale]
             wait = 0.0
             for key in keys:
                 calls = self._calls.setdefault(key, collections.deque())

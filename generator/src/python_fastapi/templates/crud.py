@@ -16,6 +16,7 @@ column's scale and in UTC, exactly as a later GET shows them.
 """
 
 import dataclasses
+import functools
 import uuid
 from typing import Any, Optional
 
@@ -57,7 +58,12 @@ class Column:
     type: Any
 
     def parse(self, text: str):
-        return TypeAdapter(self.type).validate_python(text)
+        return _adapter(self.type).validate_python(text)
+
+
+@functools.cache
+def _adapter(type_) -> TypeAdapter:
+    return TypeAdapter(type_)
 
 
 @dataclasses.dataclass(frozen=True)

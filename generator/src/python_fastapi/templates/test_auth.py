@@ -2,6 +2,7 @@
 rotation, logout, /api/auth/me, closed registration and admins made with the app's CLI."""
 
 import datetime as dt
+import time
 import uuid
 
 import jwt
@@ -172,3 +173,16 @@ def test_closed_registration_is_403_and_an_admin_made_with_the_cli_signs_in(engi
 @pytest.mark.parametrize("path", ["/api/auth/refresh", "/api/auth/logout"])
 def test_refresh_and_logout_refuse_a_body_without_a_token(anonymous, path):
     assert_problem(anonymous.post(path, json={}), 422)
+
+
+def test_the_login_limiter_forgets_keys_whose_calls_left_the_window(monkeypatch):
+    from app import auth
+
+    monkeypatch.setattr(auth, "_LIMITER_KEYS_MAX", 2)
+    limiter = auth.RateLimiter(attempts=1, window=0.05)
+    for n in range(5):
+        assert limiter.retry_after(f"email:{n}@example.com") == 0
+    assert limiter.retry_after("email:0@example.com") >= 1
+    time.sleep(0.1)
+    assert limiter.retry_after("client:somebody") == 0
+    assert len(limiter._calls) <= 2
