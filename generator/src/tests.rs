@@ -547,3 +547,37 @@ fn a_text_field_stored_with_a_huge_max_length_generates_without_allocating_it() 
         );
     }
 }
+
+#[test]
+fn the_file_storage_and_registration_configuration_become_the_apps_defaults() {
+    let features = vec![
+        NewFeature {
+            configuration: Some(json!({"registration": "closed"})),
+            ..feature(1, "Login", FeatureType::Auth)
+        },
+        NewFeature {
+            configuration: Some(
+                json!({"max_size_bytes": 2048, "allowed_content_types": ["image/png", "Text/CSV"]}),
+            ),
+            ..feature(2, "Uploads", FeatureType::FileStorage)
+        },
+    ];
+    let artifact = generate(&project_with(None, features), 1, Target::PythonFastapi).unwrap();
+    let config = String::from_utf8_lossy(&artifact.files["app/config.py"]);
+    assert!(
+        config.contains("allow_registration: bool = False"),
+        "{config}"
+    );
+    assert!(config.contains("file_max_bytes: int = 2048"), "{config}");
+    assert!(
+        config.contains("_DEFAULT_TYPES = (\"image/png\", \"text/csv\",)"),
+        "{config}"
+    );
+    let example = String::from_utf8_lossy(&artifact.files[".env.example"]);
+    assert!(example.contains("ALLOW_REGISTRATION=false"), "{example}");
+    assert!(example.contains("FILE_MAX_BYTES=2048\n"), "{example}");
+    assert!(
+        example.contains("FILE_ALLOWED_TYPES=image/png,text/csv\n"),
+        "{example}"
+    );
+}

@@ -1044,9 +1044,9 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
          _crud.delete_row(_session, _SPEC, id, _actor)\n    \
          return _Response(status_code=204)\n",
         list_errors = error_responses(auth, &[401, 422]),
-        create_errors = error_responses(auth, &[401, 409, 422]),
+        create_errors = error_responses(auth, &[400, 401, 409, 422]),
         get_errors = error_responses(auth, &[401, 404, 422]),
-        write_errors = error_responses(auth, &[401, 403, 404, 409, 422]),
+        write_errors = error_responses(auth, &[400, 401, 403, 404, 409, 422]),
         delete_errors = error_responses(auth, &[401, 403, 404, 409, 422]),
     );
     let header = format!(

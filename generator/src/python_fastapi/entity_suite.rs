@@ -439,6 +439,11 @@ def test_create_refuses_an_unknown_field(api):
     assert_invalid(response, SPEC["unknown_field"], ("extra_forbidden",))
 
 
+def test_a_body_that_is_not_json_is_a_400_problem(api):
+    response = api.client.post(PATH, content=b'{"not": json', headers={"content-type": "application/json"})
+    assert_problem(response, 400)
+
+
 def test_a_refused_value_is_not_echoed(api):
     payload = api.payload(ENTITY)
     payload[SPEC["unknown_field"]] = "an-echo-canary-1234567890"

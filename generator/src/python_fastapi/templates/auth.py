@@ -180,7 +180,7 @@ def _revoke_family(session: Session, family: uuid.UUID) -> None:
     session.commit()
 
 
-_AUTH_ERRORS = errors.responses(401, 422)
+_AUTH_ERRORS = errors.responses(400, 401, 422)
 
 
 @ROUTER.post(
@@ -188,7 +188,7 @@ _AUTH_ERRORS = errors.responses(401, 422)
     status_code=201,
     response_model=UserOut,
     operation_id="register",
-    responses=errors.responses(403, 409, 422),
+    responses=errors.responses(400, 403, 409, 422),
 )
 def register(body: Registration, request: Request, session: Session = Depends(get_session)):
     if not request.app.state.settings.allow_registration:
@@ -207,7 +207,7 @@ def register(body: Registration, request: Request, session: Session = Depends(ge
 
 
 @ROUTER.post(
-    "/login", response_model=TokenPair, operation_id="login", responses=errors.responses(401, 422, 429)
+    "/login", response_model=TokenPair, operation_id="login", responses=errors.responses(400, 401, 422, 429)
 )
 def login(body: Login, request: Request, session: Session = Depends(get_session)):
     email = body.email.strip().lower()
