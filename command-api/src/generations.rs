@@ -34,6 +34,12 @@ pub struct GenerationRequest {
     /// Run the generated test suite and fail the generation if it fails.
     #[serde(default)]
     pub verify: Option<bool>,
+    /// The generation whose database this one's migrations upgrade: same project and target, at
+    /// a project version no later than this one's. Default: the latest succeeded generation of
+    /// the project and target when the request is made; none → the migrations start afresh.
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>)]
+    pub base_generation_id: Option<GenerationId>,
 }
 
 pub fn generation_error(e: GenerationError) -> ApiError {
@@ -69,6 +75,43 @@ async fn project_at(
     Ok(loaded.state)
 }
 
+/// The base generation as its stream tells it: the one the request names, else the latest
+/// succeeded generation of the project and target (found through the read model, then loaded
+/// from the store). `Generation::default()` stands for a named base that does not exist, so the
+/// domain refuses it at its pointer.
+async fn base_of(
+    state: &CommandState,
+    named: Option<GenerationId>,
+    project_id: ProjectId,
+    target: &str,
+) -> Result<Option<Box<Generation>>, ApiError> {
+    let id = match named {
+        Some(id) => id,
+        None => {
+            let client = state.pool.get().await?;
+            let latest = read_model::rows::latest_succeeded(&client, project_id.as_uuid())
+                .await
+                .map_err(|e| match e {
+                    read_model::rows::ReadError::Database(e) => e.into(),
+                    other => ApiError::internal(other),
+                })?;
+            drop(client);
+            let latest: Option<Generation> = latest
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(ApiError::internal)?;
+            // Only one of this target is a default base.
+            match latest.filter(|g| g.target.as_str() == target) {
+                Some(g) => g.id,
+                None => return Ok(None),
+            }
+        }
+    };
+    let loaded: event_store::Loaded<Generation> =
+        event_store::load(&state.store, &id.stream(), ReadUntil::End).await?;
+    Ok(Some(Box::new(loaded.state)))
+}
+
 /// Request a generation of the project (202); the job runs asynchronously.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/generations", tag = "generations", request_body = GenerationRequest,
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "Project id"), runtime::openapi::CreateHeaders),
@@ -77,7 +120,7 @@ async fn project_at(
               (status = 403, description = "A viewer may not request generations"),
               (status = 404, description = "Unknown project or version"),
               (status = 409, description = "The Idempotency-Key is in flight"),
-              (status = 422, description = "Nothing to generate, unknown target, unsupported feature or mode")))]
+              (status = 422, description = "Nothing to generate, unknown target, unsupported feature or mode, a base generation of another project or target, of a later version or not succeeded")))]
 #[post("/projects/{id}/generations")]
 pub async fn request_generation(
     state: web::Data<CommandState>,
@@ -119,12 +162,14 @@ pub async fn request_generation(
         } else {
             project_at(&state, project_id, version).await?
         };
+        let base = base_of(&state, value.base_generation_id, project_id, &target).await?;
         let command = GenerationCommand::RequestGeneration(RequestGeneration {
             generation_id,
             project: snapshot,
             project_version: version,
             current_project_version: current.version,
             target: target.clone(),
+            base,
             verify: value.verify.unwrap_or(false),
             requested_by: UserId::from_uuid(write.caller.user_id),
             at: now,

@@ -171,6 +171,9 @@ pub struct Generation {
     pub project_id: ProjectId,
     pub project_version: u64,
     pub target: Target,
+    /// The generation whose database this one's migrations upgrade; none: they start at the
+    /// initial migration.
+    pub base_generation_id: Option<GenerationId>,
     pub verify: bool,
     pub requested_by: UserId,
     pub status: GenerationStatus,
@@ -206,6 +209,7 @@ impl Default for Generation {
             project_id: ProjectId::from_uuid(uuid::Uuid::nil()),
             project_version: 0,
             target: Target::default(),
+            base_generation_id: None,
             verify: false,
             requested_by: UserId::from_uuid(uuid::Uuid::nil()),
             status: GenerationStatus::Requested,
@@ -235,6 +239,9 @@ pub struct RequestGeneration {
     pub current_project_version: u64,
     /// Raw, as in the request; the default (`docs/api.md`) is `python-fastapi`.
     pub target: String,
+    /// The base generation as the caller loaded it (the one the request names, else the latest
+    /// succeeded generation of the project and target); `None`: no base.
+    pub base: Option<Box<Generation>>,
     pub verify: bool,
     pub requested_by: UserId,
     pub at: OffsetDateTime,
@@ -283,6 +290,9 @@ pub enum GenerationEvent {
         project_id: ProjectId,
         project_version: u64,
         target: Target,
+        /// The generation whose database this one's migrations upgrade (schema version 2; the
+        /// upcaster gives earlier requests none).
+        base_generation_id: Option<GenerationId>,
         verify: bool,
         requested_by: UserId,
         #[serde(with = "time::serde::rfc3339")]
@@ -337,7 +347,10 @@ impl DomainEvent for GenerationEvent {
     }
 
     fn schema_version(&self) -> u32 {
-        1
+        match self {
+            GenerationEvent::GenerationRequested { .. } => 2,
+            _ => 1,
+        }
     }
 
     fn to_data(&self) -> serde_json::Value {
@@ -437,6 +450,59 @@ pub fn generation_problems(project: &Project, target: Target) -> Vec<FieldError>
     problems
 }
 
+/// Why `base` cannot be the base of a generation of `project_id` at `project_version` for
+/// `target`: the migrations of a generation upgrade the database of an earlier one of the same
+/// project and target, whose ZIP exists.
+fn base_problem(
+    base: &Generation,
+    project_id: ProjectId,
+    project_version: u64,
+    target: Target,
+) -> Option<FieldError> {
+    let message = if !base.exists() {
+        "no such generation".to_owned()
+    } else if base.project_id != project_id {
+        "the base generation is of another project".to_owned()
+    } else if base.target != target {
+        format!(
+            "the base generation is for the target {}, not {target}",
+            base.target
+        )
+    } else if base.project_version > project_version {
+        format!(
+            "the base generation is of project version {}, later than {project_version}",
+            base.project_version
+        )
+    } else if base.status != GenerationStatus::Succeeded {
+        format!(
+            "the base generation has not succeeded (it is {})",
+            base.status.as_str()
+        )
+    } else {
+        return None;
+    };
+    Some(FieldError::new("/base_generation_id", message))
+}
+
+/// Schema version 1 → 2 of `GenerationRequested`: requests made before generations had bases
+/// had none (their migrations start at the initial one).
+pub fn upcast_requested_v1(mut data: serde_json::Value) -> Result<serde_json::Value, String> {
+    let members = data.as_object_mut().ok_or("not an object")?;
+    let mut out = serde_json::Map::new();
+    for (key, value) in std::mem::take(members) {
+        let after_target = key == "target";
+        out.insert(key, value);
+        if after_target {
+            out.insert("base_generation_id".into(), serde_json::Value::Null);
+        }
+    }
+    if !out.contains_key("base_generation_id") {
+        return Err("no target".into());
+    }
+    *members = out;
+    Ok(data)
+}
+
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -460,6 +526,7 @@ impl Generation {
             project_version,
             current_project_version,
             target,
+            base,
             verify,
             requested_by,
             at,
@@ -490,7 +557,10 @@ impl Generation {
                     )]));
                 }
             };
-            let problems = generation_problems(project, target);
+            let mut problems = generation_problems(project, target);
+            if let Some(base) = base {
+                problems.extend(base_problem(base, project.id, *project_version, target));
+            }
             if !problems.is_empty() {
                 return Err(GenerationError::Validation(problems));
             }
@@ -499,6 +569,7 @@ impl Generation {
                 project_id: project.id,
                 project_version: *project_version,
                 target,
+                base_generation_id: base.as_ref().map(|b| b.id),
                 verify: *verify,
                 requested_by: *requested_by,
                 requested_at: *at,
@@ -592,6 +663,7 @@ impl Generation {
                 project_id,
                 project_version,
                 target,
+                base_generation_id,
                 verify,
                 requested_by,
                 requested_at,
@@ -601,6 +673,7 @@ impl Generation {
                     project_id: *project_id,
                     project_version: *project_version,
                     target: *target,
+                    base_generation_id: *base_generation_id,
                     verify: *verify,
                     requested_by: *requested_by,
                     requested_at: *requested_at,
@@ -735,6 +808,7 @@ mod tests {
             project_version,
             current_project_version: 3,
             target: target.into(),
+            base: None,
             verify: false,
             requested_by: user_id(1),
             at: t(10),
@@ -751,6 +825,7 @@ mod tests {
             project_id: project_id(10),
             project_version,
             target: Target::PythonFastapi,
+            base_generation_id: None,
             verify: false,
             requested_by: user_id(1),
             requested_at: t(10),
@@ -1177,6 +1252,7 @@ mod tests {
             project_id: project_id(10),
             project_version: 3,
             target: Target::PythonFastapi,
+            base_generation_id: None,
             verify: true,
             requested_by: user_id(1),
             requested_at: t(10),
@@ -1292,5 +1368,96 @@ mod tests {
         let back: Generation = serde_json::from_value(json).unwrap();
         assert!(back.exists());
         assert_eq!(back, generation);
+    }
+
+    /// A finished generation of project 10 at `project_version`, as the caller loads a base.
+    fn base_at(project_version: u64, finish: GenerationEvent) -> Generation {
+        let mut request = requested(project_version);
+        if let GenerationEvent::GenerationRequested {
+            generation_id: id, ..
+        } = &mut request
+        {
+            *id = generation_id(5);
+        }
+        let mut base = Generation::default();
+        for event in [request, started(1), finish] {
+            base.evolve(&event);
+        }
+        base
+    }
+
+    fn request_on(base: Generation) -> GenerationCommand {
+        let GenerationCommand::RequestGeneration(request) = request(shop()) else {
+            unreachable!()
+        };
+        GenerationCommand::RequestGeneration(RequestGeneration {
+            base: Some(Box::new(base)),
+            ..request
+        })
+    }
+
+    #[test]
+    fn a_request_records_its_base() {
+        let events = given_nothing::<Generation>()
+            .when(request_on(base_at(2, completed(None))))
+            .outcome()
+            .unwrap();
+        let [
+            GenerationEvent::GenerationRequested {
+                base_generation_id, ..
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(*base_generation_id, Some(generation_id(5)));
+        let mut state = Generation::default();
+        state.evolve(&events[0]);
+        assert_eq!(state.base_generation_id, Some(generation_id(5)));
+        // The same version may be its own base's (a regeneration after a generator change).
+        assert!(
+            given_nothing::<Generation>()
+                .when(request_on(base_at(3, completed(None))))
+                .outcome()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_base_of_another_project_target_or_later_version_is_refused_at_its_pointer() {
+        let mut other_project = base_at(2, completed(None));
+        other_project.project_id = project_id(11);
+        let later = base_at(4, completed(None));
+        let failed_base = base_at(2, failed());
+        for (base, says) in [
+            (other_project, "another project"),
+            (later, "project version 4, later than 3"),
+            (failed_base, "has not succeeded"),
+            (Generation::default(), "no such generation"),
+        ] {
+            let problems = invalid(
+                given_nothing::<Generation>()
+                    .when(request_on(base))
+                    .outcome(),
+            );
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].0, "/base_generation_id");
+            assert!(problems[0].1.contains(says), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn a_version_one_request_is_upcast_to_no_base() {
+        let v1 = json!({"generation_id": generation_id(7), "project_id": project_id(10),
+            "project_version": 3, "target": "python-fastapi", "verify": false,
+            "requested_by": user_id(1), "requested_at": "2025-01-15T10:10:00Z"});
+        let (v2, version) = crate::Upcasters::backforge()
+            .upcast("GenerationRequested", 1, v1)
+            .unwrap();
+        assert_eq!(version, 2);
+        let keys: Vec<&str> = v2.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys[3..5], ["target", "base_generation_id"]);
+        let event = GenerationEvent::from_data("GenerationRequested", v2).unwrap();
+        assert_eq!(event, requested(3));
     }
 }

@@ -40,11 +40,15 @@ impl Upcasters {
         Self::default()
     }
 
-    /// The registry for Backforge's own events. Every event type is at version 1 today; when a
-    /// payload changes shape, bump its version in the event enum and register the step here, with a
-    /// golden file of the old version under `domain/src/golden/`.
+    /// The registry for Backforge's own events. When a payload changes shape, bump its version
+    /// in the event enum and register the step here, with a golden file of the new version beside
+    /// the old one under `domain/src/golden/`.
     pub fn backforge() -> Self {
-        Self::new()
+        Self::new().register(
+            "GenerationRequested",
+            1,
+            crate::generation::upcast_requested_v1,
+        )
     }
 
     /// Registers the step `from → from + 1` of `event_type`.

@@ -95,6 +95,7 @@ mod tests {
             project_id: ProjectId::from_uuid(Uuid::from_u128(2)),
             project_version: 4,
             target: Target::PythonFastapi,
+            base_generation_id: None,
             verify: true,
             requested_by: UserId::from_uuid(Uuid::from_u128(5)),
             requested_at: OffsetDateTime::UNIX_EPOCH,

@@ -162,6 +162,8 @@ pub struct Generation {
     project_version: u64,
     #[schema(schema_with = openapi::target)]
     target: String,
+    /// The generation whose database this one's migrations upgrade; null: none.
+    base_generation_id: Option<Uuid>,
     verify: bool,
     requested_by: Uuid,
     #[schema(schema_with = openapi::generation_status)]
