@@ -1,0 +1,139 @@
+//! The bounded pool of sandbox slots: one unprivileged host uid per slot, at most `slots` runs at
+//! once and `queue` waiting; beyond that a run is refused as busy rather than piling up.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::SandboxError;
+use crate::filter;
+use crate::run::{self, Confinement, Program, RunOutput, RunStatus};
+
+/// How a sandbox is set up (`BACKFORGE_SANDBOX_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The interpreter every run uses (`BACKFORGE_SANDBOX_PYTHON`): Debian's `/usr/bin/python3`,
+    /// never the first `python3` on PATH (a build in root's home an unprivileged uid cannot read).
+    pub python: PathBuf,
+    /// The first slot's uid and gid (`BACKFORGE_SANDBOX_UID_BASE`); slot n runs as base + n.
+    pub uid_base: u32,
+    /// Runs at once (`BACKFORGE_SANDBOX_SLOTS`).
+    pub slots: usize,
+    /// Runs that may wait for a slot (`BACKFORGE_SANDBOX_QUEUE`).
+    pub queue: usize,
+    /// Where the seccomp program is written (a root-owned directory).
+    pub state_dir: PathBuf,
+}
+
+impl SandboxConfig {
+    /// Refuses uids that would share identity with something else: root, `nobody` (65534), or a
+    /// range that wraps.
+    fn check(&self) -> Result<(), SandboxError> {
+        let last = self
+            .uid_base
+            .checked_add(u32::try_from(self.slots).unwrap_or(u32::MAX))
+            .ok_or_else(|| SandboxError::Unavailable("the sandbox uid range overflows".into()))?;
+        if self.uid_base < 1000 || (self.uid_base..last).contains(&65534) {
+            return Err(SandboxError::Unavailable(format!(
+                "BACKFORGE_SANDBOX_UID_BASE {} must be at least 1000 and its range must not hold 65534",
+                self.uid_base
+            )));
+        }
+        if self.slots == 0 {
+            return Err(SandboxError::Unavailable(
+                "BACKFORGE_SANDBOX_SLOTS must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A pool of sandbox slots. Cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SandboxConfig,
+    filter: PathBuf,
+    permits: Semaphore,
+    free_uids: Mutex<Vec<u32>>,
+    waiting: AtomicUsize,
+}
+
+impl Sandbox {
+    /// Sets up the pool and writes the seccomp program. Runs nothing: see [`Sandbox::self_test`].
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        config.check()?;
+        std::fs::create_dir_all(&config.state_dir)?;
+        let filter = config.state_dir.join("seccomp.bpf");
+        let program = filter::program_bytes().map_err(SandboxError::Unavailable)?;
+        std::fs::write(&filter, program)?;
+        let free_uids = (0..config.slots)
+            .map(|n| config.uid_base + n as u32)
+            .rev()
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                permits: Semaphore::new(config.slots),
+                free_uids: Mutex::new(free_uids),
+                waiting: AtomicUsize::new(0),
+                filter,
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Runs `program` in a free slot, waiting in the bounded queue for one.
+    pub async fn run(&self, program: &Program) -> Result<RunOutput, SandboxError> {
+        let inner = &self.inner;
+        let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
+        let running = inner.config.slots - inner.permits.available_permits();
+        if queued >= inner.config.queue && inner.permits.available_permits() == 0 {
+            inner.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(SandboxError::Busy { running, queued });
+        }
+        let permit = inner.permits.acquire().await;
+        inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _permit =
+            permit.map_err(|_| SandboxError::Unavailable("the sandbox pool is closed".into()))?;
+        let uid = {
+            let mut free = inner.free_uids.lock().unwrap_or_else(|e| e.into_inner());
+            free.pop()
+        }
+        .ok_or_else(|| SandboxError::Unavailable("no free sandbox uid".into()))?;
+        let confinement = Confinement {
+            python: &inner.config.python,
+            uid,
+            filter: &inner.filter,
+        };
+        let result = run::execute(run::command(&confinement, program), program).await;
+        inner
+            .free_uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(uid);
+        Ok(result?)
+    }
+
+    /// One trivial run that must print what it computed; its failure says why nothing can run.
+    pub async fn self_test(&self) -> Result<(), SandboxError> {
+        let program = Program::python(["-c", "print(6 * 7)"], Vec::new());
+        let output = self.run(&program).await?;
+        if output.status == RunStatus::Exited(0) && output.stdout == b"42\n" {
+            return Ok(());
+        }
+        Err(SandboxError::Unavailable(format!(
+            "the self-test run ended with {:?}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}

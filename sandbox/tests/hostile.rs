@@ -1,0 +1,272 @@
+//! The sandbox against hostile programs, for real (bubblewrap, setpriv and Debian's python3 must be
+//! installed, and the tests run as root, as `.ci/run` does): each is stopped with its own status,
+//! sees no secret, no host file, no network, and leaves no process behind.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sandbox::{Limits, Program, RunStatus, Sandbox, SandboxConfig, SandboxError};
+
+/// A pool of its own per test (its own uids), so tests run in parallel.
+fn sandbox(uid_base: u32, slots: usize, queue: usize) -> Sandbox {
+    let dir = std::env::temp_dir().join(format!("bf-sandbox-test-{uid_base}"));
+    Sandbox::new(SandboxConfig {
+        python: PathBuf::from("/usr/bin/python3"),
+        uid_base,
+        slots,
+        queue,
+        state_dir: dir,
+    })
+    .expect("a sandbox")
+}
+
+fn python(code: &str) -> Program {
+    Program::python(["-c", code], Vec::new())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Processes on the host owned by `uid`.
+fn processes_of(uid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .is_some_and(|u| u == uid.to_string())
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn the_self_test_passes_and_a_program_gets_its_input() {
+    let sandbox = sandbox(62000, 1, 1);
+    sandbox.self_test().await.expect("self-test");
+    let program = Program::python(
+        [
+            "-c",
+            "import sys, json; print(json.load(sys.stdin)['n'] + 1)",
+        ],
+        br#"{"n": 41}"#.to_vec(),
+    );
+    let output = sandbox.run(&program).await.expect("run");
+    assert_eq!(
+        (output.status, text(&output.stdout)),
+        (RunStatus::Exited(0), "42\n".into())
+    );
+}
+
+#[tokio::test]
+async fn the_servers_environment_and_files_are_invisible() {
+    let sandbox = sandbox(62010, 1, 1);
+    let secret = std::env::temp_dir().join("bf-sandbox-secret");
+    std::fs::write(&secret, "top secret").expect("write");
+    let code = format!(
+        r#"
+import os
+print(sorted(os.environ))
+print(os.getuid(), os.getgid())
+for path in ["/etc/shadow", "/root", "{secret}", "/proc/1/environ"]:
+    try:
+        print(path, open(path).read()[:20])
+    except Exception as e:
+        print(path, type(e).__name__)
+try:
+    open("/usr/bf-written", "w")
+    print("wrote /usr")
+except Exception as e:
+    print("usr", type(e).__name__)
+"#,
+        secret = secret.display()
+    );
+    let output = sandbox.run(&python(&code)).await.expect("run");
+    let out = text(&output.stdout);
+    assert_eq!(
+        output.status,
+        RunStatus::Exited(0),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!out.contains("top secret"), "{out}");
+    assert!(
+        !out.contains("JWT_SECRET") && !out.contains("DATABASE_URL"),
+        "{out}"
+    );
+    assert!(out.contains("62010 62010"), "runs as its slot's uid: {out}");
+    assert!(!out.contains("wrote /usr"), "{out}");
+    assert!(!out.contains("root:"), "{out}");
+}
+
+#[tokio::test]
+async fn there_is_no_network() {
+    let sandbox = sandbox(62020, 1, 1);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let code = format!(
+        r#"
+import socket
+for host in ["127.0.0.1", "10.0.0.1"]:
+    try:
+        socket.create_connection((host, {port}), timeout=1)
+        print("connected", host)
+    except Exception as e:
+        print("refused", host, type(e).__name__)
+"#
+    );
+    let output = sandbox.run(&python(&code)).await.expect("run");
+    let out = text(&output.stdout);
+    assert!(!out.contains("connected"), "{out}");
+    assert!(listener.accept().is_err(), "the listener saw a connection");
+}
+
+#[tokio::test]
+async fn a_busy_loop_and_its_daemons_end_at_the_deadline_and_leave_nothing_behind() {
+    let sandbox = sandbox(62030, 1, 1);
+    let program = Program {
+        limits: Limits {
+            wall: Duration::from_millis(1500),
+            ..Limits::default()
+        },
+        ..python(
+            r#"
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        while True: pass
+while True: pass
+"#,
+        )
+    };
+    let output = sandbox.run(&program).await.expect("run");
+    assert_eq!(output.status, RunStatus::TimedOut);
+    assert!(
+        output.elapsed < Duration::from_secs(4),
+        "{:?}",
+        output.elapsed
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        processes_of(62030),
+        0,
+        "a process of the run's uid survived"
+    );
+}
+
+#[tokio::test]
+async fn memory_processes_and_output_are_bounded() {
+    let sandbox = sandbox(62040, 1, 1);
+    let memory = sandbox
+        .run(&python("x = bytearray(2 * 1024 * 1024 * 1024)"))
+        .await
+        .expect("run");
+    assert_ne!(memory.status, RunStatus::Exited(0));
+    assert!(
+        text(&memory.stderr).contains("MemoryError"),
+        "{}",
+        text(&memory.stderr)
+    );
+    let forks = sandbox
+        .run(&python(
+            r#"
+import os
+n = 0
+try:
+    for _ in range(200):
+        if os.fork() == 0:
+            import time; time.sleep(5); os._exit(0)
+        n += 1
+except OSError as e:
+    print("stopped at", n, e.errno)
+"#,
+        ))
+        .await
+        .expect("run");
+    assert!(
+        text(&forks.stdout).contains("stopped at"),
+        "{}",
+        text(&forks.stdout)
+    );
+    let flood = sandbox
+        .run(&python(
+            "import sys\nfor _ in range(20000): sys.stdout.write('x' * 1000)",
+        ))
+        .await
+        .expect("run");
+    assert!(flood.truncated);
+    assert_eq!(flood.stdout.len(), Limits::default().output_bytes);
+    let shm = sandbox
+        .run(&python(
+            "open('/dev/shm/big', 'wb').write(b'x' * (8 * 1024 * 1024))",
+        ))
+        .await
+        .expect("run");
+    assert_ne!(shm.status, RunStatus::Exited(0), "/dev/shm is bounded");
+}
+
+#[tokio::test]
+async fn namespaces_and_mounts_are_refused_by_the_filter() {
+    let sandbox = sandbox(62050, 1, 1);
+    let output = sandbox
+        .run(&python(
+            r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print("unshare", libc.unshare(0x10000000), ctypes.get_errno())
+print("mount", libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), ctypes.get_errno())
+"#,
+        ))
+        .await
+        .expect("run");
+    let out = text(&output.stdout);
+    assert!(
+        out.contains("unshare -1 1"),
+        "{out} {}",
+        text(&output.stderr)
+    );
+    assert!(out.contains("mount -1 1"), "{out}");
+}
+
+#[tokio::test]
+async fn beyond_the_slots_and_the_queue_a_run_is_refused_as_busy() {
+    let sandbox = sandbox(62060, 1, 1);
+    let slow = Program {
+        limits: Limits {
+            wall: Duration::from_secs(3),
+            ..Limits::default()
+        },
+        ..python("import time; time.sleep(2)")
+    };
+    let first = tokio::spawn({
+        let sandbox = sandbox.clone();
+        let slow = slow.clone();
+        async move { sandbox.run(&slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = tokio::spawn({
+        let sandbox = sandbox.clone();
+        let slow = slow.clone();
+        async move { sandbox.run(&slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = sandbox.run(&slow).await;
+    assert!(matches!(third, Err(SandboxError::Busy { .. })), "{third:?}");
+    assert!(first.await.expect("join").is_ok());
+    assert!(second.await.expect("join").is_ok());
+}
