@@ -12,10 +12,12 @@
 //! util-linux's and coreutils' own programs, and the seccomp program reaches bwrap on fd 3 through
 //! `sh`'s redirection.
 
+mod execute;
 mod filter;
 mod pool;
 mod run;
 
+pub use execute::{Compiled, Execution, ExecutionError, ExecutionStatus};
 pub use pool::{Sandbox, SandboxConfig};
 pub use run::{Bind, Limits, Program, RunOutput, RunStatus};
 

@@ -30,17 +30,18 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// The profile of a function run.
+    /// The profile of a function run: wall 5 s, CPU 2 s, 256 MiB of address space, 16 processes,
+    /// a 16 MiB `/tmp`, 1 MiB per written file, 64 open files, 64 KiB of stdout and stderr each.
     fn default() -> Self {
         Self {
             wall: Duration::from_secs(5),
-            cpu_seconds: 5,
-            address_space_bytes: 512 * 1024 * 1024,
-            processes: 32,
+            cpu_seconds: 2,
+            address_space_bytes: 256 * 1024 * 1024,
+            processes: 16,
             tmp_bytes: 16 * 1024 * 1024,
-            file_bytes: 16 * 1024 * 1024,
+            file_bytes: 1024 * 1024,
             open_files: 64,
-            output_bytes: 1024 * 1024,
+            output_bytes: 64 * 1024,
         }
     }
 }
@@ -212,6 +213,8 @@ pub(crate) fn command(confinement: &Confinement<'_>, program: &Program) -> Comma
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        // The namespace's init is bwrap, whose environment /proc/1/environ shows: no host path.
+        .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -270,3 +270,118 @@ async fn beyond_the_slots_and_the_queue_a_run_is_refused_as_busy() {
     assert!(first.await.expect("join").is_ok());
     assert!(second.await.expect("join").is_ok());
 }
+
+/// The run result of each program of the API's table, through the runner.
+#[tokio::test]
+async fn each_hostile_program_gets_its_status() {
+    use sandbox::ExecutionStatus as S;
+    let sandbox = sandbox(62070, 2, 4);
+    let limits = Limits::default();
+    let cases: &[(&str, S)] = &[
+        (
+            "def handler(input):\n    return {'sum': input['a'] + input['b']}",
+            S::Ok,
+        ),
+        ("while True: pass", S::Timeout),
+        ("import time\ntime.sleep(60)", S::Timeout),
+        ("x = bytearray(1 << 31)", S::MemoryLimit),
+        ("print('x' * (100 * 1024 * 1024))", S::OutputLimit),
+        (
+            "import sys\nsys.stderr.write('e' * 200000)\nraise SystemExit(3)",
+            S::OutputLimit,
+        ),
+        ("open('/etc/shadow').read()", S::Error),
+        (
+            "import socket\nsocket.create_connection(('127.0.0.1', 5432), timeout=1)",
+            S::Error,
+        ),
+        (
+            "for i in range(1100):\n    open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 20))",
+            S::Error,
+        ),
+        (
+            "for i in range(1100):\n    open(f'/dev/shm/f{i}', 'wb').write(b'x' * (1 << 20))",
+            S::Error,
+        ),
+        ("open('/dev/f', 'wb').write(b'x')", S::Error),
+        ("def handler(input):\n    return {1, 2}", S::Error),
+        ("def handler(input):\n    return float('nan')", S::Error),
+        (
+            "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
+            S::Ok,
+        ),
+    ];
+    for (code, expected) in cases {
+        let input = serde_json::json!({"a": 1, "b": 2});
+        let result = sandbox
+            .execute(code, Some(&input), &limits)
+            .await
+            .expect("a run");
+        assert_eq!(
+            result.status, *expected,
+            "{code}: {:?} {:.300}",
+            result.error, result.stderr
+        );
+        assert!(!result.stdout.contains("root:"), "{code}");
+    }
+    let environ = sandbox
+        .execute(
+            "import os\nprint(sorted(os.environ), open('/proc/1/environ').read(), os.listdir('/proc/self/fd'))",
+            None,
+            &limits,
+        )
+        .await
+        .expect("a run");
+    assert_eq!(environ.status, S::Ok, "{environ:?}");
+    assert!(!environ.stdout.contains("JWT_SECRET"), "{}", environ.stdout);
+    // 3 is the descriptor `os.listdir` itself opened to list the directory.
+    assert!(
+        environ.stdout.ends_with("['0', '1', '2', '3']\n"),
+        "{}",
+        environ.stdout
+    );
+    assert!(!environ.stdout.contains("/work"), "{}", environ.stdout);
+    let error = sandbox
+        .execute("x = 1\n\ny = undefined_name", None, &limits)
+        .await
+        .expect("a run");
+    let line = error.error.as_ref().and_then(|e| e.line);
+    assert_eq!((error.status, line), (S::Error, Some(3)), "{error:?}");
+}
+
+#[tokio::test]
+async fn code_is_compiled_by_the_real_interpreter_with_line_and_column() {
+    let sandbox = sandbox(62080, 1, 2);
+    let limits = Limits::default();
+    let fine = sandbox
+        .compile("def handler(input):\n    return input", &limits)
+        .await
+        .expect("compiled");
+    assert_eq!(
+        fine,
+        sandbox::Compiled::Fine {
+            defines_handler: true
+        }
+    );
+    let missing = sandbox
+        .compile("def other(x):\n    return x", &limits)
+        .await
+        .expect("compiled");
+    assert_eq!(
+        missing,
+        sandbox::Compiled::Fine {
+            defines_handler: false
+        }
+    );
+    match sandbox
+        .compile("def handler(input):\n    return (", &limits)
+        .await
+        .expect("compiled")
+    {
+        sandbox::Compiled::SyntaxError(error) => {
+            assert_eq!(error.line, Some(2), "{error:?}");
+            assert!(error.column.is_some(), "{error:?}");
+        }
+        other => panic!("a syntax error: {other:?}"),
+    }
+}
