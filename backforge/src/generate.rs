@@ -5,8 +5,8 @@
 
 use std::io::{Read, Write};
 
-use generator::child::{ChildJob, ChildRefusal, EXIT_BAD_JOB, EXIT_GENERATED, EXIT_REFUSED};
-use generator::{GenerateError, generate};
+use generator::child::{ChildInput, ChildRefusal, EXIT_BAD_JOB, EXIT_GENERATED, EXIT_REFUSED};
+use generator::{GenerateError, generate_on};
 
 /// Exit code of any other failure: the archive could not be written or stdout was closed.
 const EXIT_FAILED: i32 = 1;
@@ -19,7 +19,7 @@ pub fn run() -> i32 {
         eprintln!("cannot read the job from stdin: {error}");
         return EXIT_BAD_JOB;
     }
-    let job: ChildJob = match serde_json::from_slice(&input) {
+    let request: ChildInput = match serde_json::from_slice(&input) {
         Ok(job) => job,
         Err(error) => {
             eprintln!("the job on stdin is not a generation job: {error}");
@@ -27,7 +27,15 @@ pub fn run() -> i32 {
         }
     };
     drop(input);
-    match generate(&job.project, job.project_version, job.target) {
+    let base = match request.on_base() {
+        Ok(base) => base,
+        Err(error) => {
+            eprintln!("the job on stdin is not a generation job: {error}");
+            return EXIT_BAD_JOB;
+        }
+    };
+    let job = &request.job;
+    match generate_on(&job.project, job.project_version, job.target, base) {
         Ok(artifact) => {
             let mut stdout = std::io::stdout().lock();
             match stdout

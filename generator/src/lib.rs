@@ -10,16 +10,19 @@
 mod archive;
 pub mod child;
 pub mod escape;
+mod migrations;
 mod python_fastapi;
 mod sample;
 
 use std::collections::BTreeMap;
 
 use domain::generation::{Target, generation_problems};
+use domain::ids::GenerationId;
 use domain::project::Project;
 use sha2::{Digest, Sha256};
 
 pub use archive::read_zip;
+pub use migrations::Base;
 
 /// The generator's version, written into every artifact's README.
 pub const GENERATOR_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -50,11 +53,23 @@ pub enum GenerateError {
     Archive(String),
 }
 
-/// Generates `project` (at `project_version`) for `target`.
+/// Generates `project` (at `project_version`) for `target`, with no base: the migrations start
+/// at the initial one.
 pub fn generate(
     project: &Project,
     project_version: u64,
     target: Target,
+) -> Result<Artifact, GenerateError> {
+    generate_on(project, project_version, target, None)
+}
+
+/// Generates `project` (at `project_version`) for `target`; with a base (its ZIP's migrations and
+/// model, and its generation id) the migrations upgrade a database of that base.
+pub fn generate_on(
+    project: &Project,
+    project_version: u64,
+    target: Target,
+    base: Option<(&Base, GenerationId)>,
 ) -> Result<Artifact, GenerateError> {
     let problems: Vec<String> = generation_problems(project, target)
         .into_iter()
@@ -63,9 +78,12 @@ pub fn generate(
     if !problems.is_empty() {
         return Err(GenerateError::Refused(problems));
     }
-    let files = match target {
+    let mut files = match target {
         Target::PythonFastapi => python_fastapi::files(project, project_version)?,
     };
+    migrations::chain(&mut files, base).map_err(|e| {
+        GenerateError::Refused(vec![format!("the base generation cannot be upgraded: {e}")])
+    })?;
     artifact(files)
 }
 
@@ -105,3 +123,5 @@ fn artifact(files: BTreeMap<String, Vec<u8>>) -> Result<Artifact, GenerateError>
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;

@@ -27,3 +27,15 @@ pub async fn store(pool: &Pool, sha256: &str, content: &[u8]) -> anyhow::Result<
         .await?;
     Ok(())
 }
+
+/// The artifact stored under `sha256`, if any.
+pub async fn load(pool: &Pool, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT content FROM artifacts WHERE sha256 = $1",
+            &[&sha256],
+        )
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}

@@ -10,9 +10,12 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use domain::generation::Target;
+use domain::ids::GenerationId;
 use domain::project::Project;
-use generator::child::{ChildJob, ChildRefusal, EXIT_BAD_JOB, EXIT_GENERATED, EXIT_REFUSED};
-use generator::{Artifact, GenerateError};
+use generator::child::{
+    ChildInput, ChildJob, ChildRefusal, EXIT_BAD_JOB, EXIT_GENERATED, EXIT_REFUSED,
+};
+use generator::{Artifact, Base, GenerateError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -82,18 +85,35 @@ impl GeneratorProcess {
         format!("{} MiB", self.memory_bytes.div_ceil(1024 * 1024))
     }
 
-    /// Generates `project` at `version` in a child process.
-    #[tracing::instrument(skip_all, fields(version))]
+    /// Generates `project` at `version` in a child process, with no base.
     pub async fn generate(
         &self,
         project: &Project,
         version: u64,
         target: Target,
     ) -> Result<Artifact, ChildError> {
-        let job = ChildJob {
-            project: project.clone(),
-            project_version: version,
-            target,
+        self.generate_on(project, version, target, None).await
+    }
+
+    /// Generates `project` at `version` in a child process, on `base` (the base generation's
+    /// migrations and model, and its id) when there is one.
+    #[tracing::instrument(skip_all, fields(version))]
+    pub async fn generate_on(
+        &self,
+        project: &Project,
+        version: u64,
+        target: Target,
+        base: Option<(Base, GenerationId)>,
+    ) -> Result<Artifact, ChildError> {
+        let (base, base_generation_id) = base.unzip();
+        let job = ChildInput {
+            job: ChildJob {
+                project: project.clone(),
+                project_version: version,
+                target,
+            },
+            base_generation_id,
+            base,
         };
         let input = serde_json::to_vec(&job)
             .map_err(|e| ChildError::Unavailable(anyhow::anyhow!("cannot encode the job: {e}")))?;
