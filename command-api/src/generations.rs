@@ -77,13 +77,15 @@ async fn project_at(
 
 /// The base generation as its stream tells it: the one the request names, else the latest
 /// succeeded generation of the project and target (found through the read model, then loaded
-/// from the store). `Generation::default()` stands for a named base that does not exist, so the
-/// domain refuses it at its pointer.
+/// from the store) unless it is of a later project version than `version` (then none: an older
+/// version regenerated starts its chain afresh). `Generation::default()` stands for a named base
+/// that does not exist, so the domain refuses it at its pointer.
 async fn base_of(
     state: &CommandState,
     named: Option<GenerationId>,
     project_id: ProjectId,
     target: &str,
+    version: u64,
 ) -> Result<Option<Box<Generation>>, ApiError> {
     let id = match named {
         Some(id) => id,
@@ -109,6 +111,9 @@ async fn base_of(
     };
     let loaded: event_store::Loaded<Generation> =
         event_store::load(&state.store, &id.stream(), ReadUntil::End).await?;
+    if named.is_none() && loaded.state.project_version > version {
+        return Ok(None);
+    }
     Ok(Some(Box::new(loaded.state)))
 }
 
@@ -162,7 +167,14 @@ pub async fn request_generation(
         } else {
             project_at(&state, project_id, version).await?
         };
-        let base = base_of(&state, value.base_generation_id, project_id, &target).await?;
+        let base = base_of(
+            &state,
+            value.base_generation_id,
+            project_id,
+            &target,
+            version,
+        )
+        .await?;
         let command = GenerationCommand::RequestGeneration(RequestGeneration {
             generation_id,
             project: snapshot,
