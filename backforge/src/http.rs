@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
@@ -229,9 +229,49 @@ pub fn metrics_listener(
 
 /// The methods each served path pattern answers: the router's own table is not readable, so this
 /// is built from the same OpenAPI document the process serves (plus its undocumented routes), and
-/// the fallback answers 405 with `Allow` for a known path asked with another method.
+/// the fallback answers 405 with `Allow` for a known path asked with another method. Paths are
+/// matched segment by segment (`{name}` takes one non-empty segment, as in actix's patterns),
+/// never by regex: request metrics ask it for every request's route pattern.
 #[derive(Clone, Default)]
-pub struct Routes(Arc<Vec<(ResourceDef, Vec<Method>)>>);
+pub struct Routes(Arc<Vec<Route>>);
+
+struct Route {
+    pattern: String,
+    /// The pattern's segments after its leading `/`; `None` for a `{name}` segment.
+    segments: Vec<Option<String>>,
+    methods: Vec<Method>,
+}
+
+impl Route {
+    fn new(pattern: String, methods: Vec<Method>) -> Self {
+        let segments = pattern
+            .split('/')
+            .skip(1)
+            .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+            .collect();
+        Route {
+            pattern,
+            segments,
+            methods,
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut given = rest.split('/');
+        for wanted in &self.segments {
+            match (wanted, given.next()) {
+                (_, None) => return false,
+                (Some(literal), Some(segment)) if literal == segment => {}
+                (None, Some(segment)) if !segment.is_empty() => {}
+                _ => return false,
+            }
+        }
+        given.next().is_none()
+    }
+}
 
 impl Routes {
     /// Every documented operation of `doc`, plus `extra` routes the document leaves out.
@@ -265,17 +305,26 @@ impl Routes {
         Routes(Arc::new(
             table
                 .into_iter()
-                .map(|(path, methods)| (ResourceDef::new(path), methods))
+                .map(|(path, methods)| Route::new(path, methods))
                 .collect(),
         ))
+    }
+
+    /// The route pattern `path` matches (the one with the most literal segments if several do).
+    pub fn pattern(&self, path: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|r| r.matches(path))
+            .max_by_key(|r| r.segments.iter().filter(|s| s.is_some()).count())
+            .map(|r| r.pattern.as_str())
     }
 
     /// The methods served at `path`, in a stable order; empty when no route has this path.
     pub fn allowed(&self, path: &str) -> Vec<Method> {
         let mut methods: Vec<Method> = Vec::new();
-        for (def, served) in self.0.iter() {
-            if def.is_match(path) {
-                for m in served {
+        for route in self.0.iter() {
+            if route.matches(path) {
+                for m in &route.methods {
                     if !methods.contains(m) {
                         methods.push(m.clone());
                     }
@@ -402,14 +451,18 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let routes = req.app_data::<web::Data<Routes>>().cloned();
     let method = req.method().to_string();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        // The pattern, not the path: ids in paths would make a series per resource.
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
+        // The pattern, not the path: ids in paths would make a series per resource. From the
+        // segment table: actix's `match_pattern` runs each pattern's regex again.
+        let path = response.request().path();
+        let route = match &routes {
+            Some(routes) => routes.pattern(path).map(str::to_owned),
+            None => response.request().match_pattern(),
+        }
+        .unwrap_or_else(|| "unmatched".into());
         let status = response.status().as_u16().to_string();
         let labels = vec![("method", method), ("route", route), ("status", status)];
         metrics.inc("backforge_http_requests_total", labels.clone(), 1);
@@ -424,7 +477,56 @@ pub async fn record(
 
 #[cfg(test)]
 mod tests {
-    use super::normalized;
+    use super::{Route, Routes, normalized};
+    use actix_web::http::Method;
+    use std::sync::Arc;
+
+    #[test]
+    fn routes_match_by_segment_as_actix_patterns_do() {
+        let routes = Routes(Arc::new(vec![
+            Route::new("/api/v1/projects".into(), vec![Method::GET, Method::POST]),
+            Route::new(
+                "/api/v1/projects/{id}".into(),
+                vec![Method::GET, Method::PUT],
+            ),
+            Route::new(
+                "/api/v1/projects/{id}/features/{feature_id}".into(),
+                vec![Method::GET],
+            ),
+            Route::new("/api/v1/auth/profile".into(), vec![Method::PUT]),
+            Route::new("/api/v1/{section}/profile".into(), vec![Method::GET]),
+            Route::new("/health".into(), vec![Method::GET]),
+        ]));
+        assert_eq!(routes.pattern("/api/v1/projects"), Some("/api/v1/projects"));
+        assert_eq!(
+            routes.pattern("/api/v1/projects/abc"),
+            Some("/api/v1/projects/{id}")
+        );
+        assert_eq!(
+            routes.pattern("/api/v1/projects/a/features/b"),
+            Some("/api/v1/projects/{id}/features/{feature_id}")
+        );
+        assert_eq!(routes.pattern("/api/v1/projects/a/features"), None);
+        assert_eq!(routes.pattern("/api/v1/projects/a/b/c/d"), None);
+        assert_eq!(routes.pattern("/api/v1/projects//"), None);
+        assert_eq!(routes.pattern("/health"), Some("/health"));
+        assert_eq!(routes.pattern("/health/x"), None);
+        assert_eq!(routes.pattern("health"), None);
+        // The most literal pattern names the route; methods are the union of all that match.
+        assert_eq!(
+            routes.pattern("/api/v1/auth/profile"),
+            Some("/api/v1/auth/profile")
+        );
+        assert_eq!(
+            routes.allowed("/api/v1/auth/profile"),
+            vec![Method::GET, Method::PUT]
+        );
+        assert_eq!(
+            routes.allowed("/api/v1/projects/x"),
+            vec![Method::GET, Method::PUT]
+        );
+        assert!(routes.allowed("/nowhere").is_empty());
+    }
 
     #[test]
     fn paths_are_normalised_as_normalize_path_trim_does() {
