@@ -41,32 +41,44 @@ impl Checkpoints {
         Ok(checkpoint::read(&client, LIVE).await?)
     }
 
-    async fn changed(&mut self) {
+    /// Waits for the in-process projector's next announcement (true) or a poll interval (false).
+    async fn changed(&mut self) -> bool {
         match &mut self.wake {
-            Some(rx) => {
-                let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+            Some(rx) => matches!(
+                tokio::time::timeout(Duration::from_millis(50), rx.changed()).await,
+                Ok(Ok(()))
+            ),
+            None => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                false
             }
-            None => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
 
     /// Returns once the read models have projected `wanted`, or `TimedOut` after `wait`.
     pub async fn wait_for(&self, wanted: Position, wait: Duration) -> Result<(), WaitError> {
         let mut checkpoints = self.clone();
+        // Marked seen: `changed` then waits for an announcement made after this point, instead of
+        // returning at once for the first one ever made (a clone starts where the original was).
+        if let Some(rx) = &mut checkpoints.wake {
+            rx.borrow_and_update();
+        }
         let deadline = tokio::time::Instant::now() + wait;
+        let mut ask_table = true;
         loop {
             // The in-process projector announces a checkpoint only after committing it, so
             // reaching the position there is enough; otherwise (another process may lead) the
-            // table decides.
+            // table decides. It is asked first and after every quiet interval, not after each
+            // announcement: an announcing projector leads, and the table says what it said.
             if checkpoints.announced().is_some_and(|at| at >= wanted)
-                || checkpoints.current().await? >= wanted
+                || (ask_table && checkpoints.current().await? >= wanted)
             {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(WaitError::TimedOut);
             }
-            checkpoints.changed().await;
+            ask_table = !checkpoints.changed().await;
         }
     }
 }

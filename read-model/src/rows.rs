@@ -10,7 +10,6 @@ use domain::project::ProjectStatus;
 use domain::user::Role;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -102,7 +101,37 @@ pub struct ProjectRow {
     pub document: Value,
     /// The features as one JSON array text, in their order, when asked for: written out to
     /// clients as read, never parsed on the way.
-    pub features: Option<Box<RawValue>>,
+    pub features: Option<JsonText>,
+}
+
+/// JSON text as PostgreSQL built it from `json` columns (which it validated when they were
+/// written), taken as bytes: neither checked as UTF-8 nor parsed again on the way to a client.
+/// A reader that needs values parses it with [`JsonText::parse`].
+#[derive(Debug, Clone)]
+pub struct JsonText(Vec<u8>);
+
+impl JsonText {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.0)
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(JsonText(raw.to_vec()))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        *ty == Type::TEXT || *ty == Type::JSON
+    }
 }
 
 /// One project with what `reader_id` needs to be told whether they may see it. Decide with
@@ -124,7 +153,7 @@ pub async fn project<C: GenericClient>(
     };
     let status: &str = row.try_get(1)?;
     let features = match features {
-        Features::With => Some(RawValue::from_string(row.try_get::<_, String>(5)?)?),
+        Features::With => Some(row.try_get::<_, JsonText>(5)?),
         Features::Without => None,
     };
     Ok(Some(ProjectRow {
