@@ -347,11 +347,16 @@ impl App {
                 security.listen(&settings.database_url);
                 let command_state = if parts.command_api {
                     tasks.push(purge_idempotency_keys(&store, &settings, stop_rx.clone()));
-                    Some(web::Data::new(command_api::CommandState::new(
+                    let state = command_api::CommandState::new(
                         settings.clone(),
                         store.clone(),
                         security.clone(),
-                    )?))
+                    )?;
+                    // The sandbox's start-up self-test runs beside the start: until it passes,
+                    // sandbox runs answer 503 sandbox-unavailable naming the cause.
+                    let sandbox = state.sandbox.clone();
+                    tokio::spawn(async move { sandbox.self_test().await });
+                    Some(web::Data::new(state))
                 } else {
                     None
                 };

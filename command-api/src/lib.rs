@@ -13,6 +13,7 @@ pub mod passwords;
 pub mod project_routes;
 pub mod projects;
 pub mod rate_limit;
+pub mod sandbox_routes;
 pub mod tokens;
 pub mod users;
 
@@ -62,6 +63,8 @@ pub struct CommandState {
     pub projects: Arc<StateCache<Project>>,
     /// The callers' security versions; a credentials change evicts its user here at once.
     pub security: Arc<SecurityCache>,
+    /// Where untrusted code runs.
+    pub sandbox: Arc<crate::sandbox_routes::SandboxService>,
 }
 
 /// How many project states the command side keeps folded (a few KB to a few hundred KB each).
@@ -91,6 +94,7 @@ impl CommandState {
                 domain::serialized_len,
             )),
             security,
+            sandbox: crate::sandbox_routes::SandboxService::new(&settings.sandbox),
             store,
             pool,
             settings,
@@ -126,6 +130,7 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(project_routes::add_feature)
             .service(project_routes::update_feature)
             .service(project_routes::remove_feature)
-            .service(generations::request_generation);
+            .service(generations::request_generation)
+            .service(sandbox_routes::sandbox_execute);
     }
 }

@@ -44,6 +44,7 @@ impl Modify for BearerAuth {
         project_routes::update_feature,
         project_routes::remove_feature,
         crate::generations::request_generation,
+        crate::sandbox_routes::sandbox_execute,
     ),
     components(schemas(
         auth_routes::RegisterRequest,
@@ -57,6 +58,7 @@ impl Modify for BearerAuth {
         project_routes::UpdateFeatureRequest,
         project_routes::MemberRequest,
         crate::generations::GenerationRequest,
+        crate::sandbox_routes::SandboxExecuteRequest,
     )),
     modifiers(&BearerAuth)
 )]

@@ -31,11 +31,12 @@ pub enum ProblemType {
     IdempotencyKeyReused,
     RateLimited,
     Unavailable,
+    SandboxUnavailable,
     Internal,
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 22] = [
+    pub const ALL: [ProblemType; 23] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
@@ -57,6 +58,7 @@ impl ProblemType {
         ProblemType::IdempotencyKeyReused,
         ProblemType::RateLimited,
         ProblemType::Unavailable,
+        ProblemType::SandboxUnavailable,
         ProblemType::Internal,
     ];
 
@@ -83,6 +85,7 @@ impl ProblemType {
             ProblemType::IdempotencyKeyReused => "idempotency-key-reused",
             ProblemType::RateLimited => "rate-limited",
             ProblemType::Unavailable => "unavailable",
+            ProblemType::SandboxUnavailable => "sandbox-unavailable",
             ProblemType::Internal => "internal",
         }
     }
@@ -112,6 +115,7 @@ impl ProblemType {
             ProblemType::IdempotencyKeyReused => "Idempotency key reused with a different request",
             ProblemType::RateLimited => "Too many requests",
             ProblemType::Unavailable => "Service unavailable",
+            ProblemType::SandboxUnavailable => "Sandbox unavailable",
             ProblemType::Internal => "Internal error",
         }
     }
@@ -138,7 +142,9 @@ impl ProblemType {
             | ProblemType::EventTooLarge
             | ProblemType::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ProblemType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemType::Unavailable | ProblemType::SandboxUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -231,6 +237,15 @@ impl ApiError {
     pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         ApiError::Problem {
             kind: ProblemType::Unavailable,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: Some(retry_after_secs.max(1)),
+        }
+    }
+    /// 503 `sandbox-unavailable`: no untrusted code can run on this server now (`detail` says why).
+    pub fn sandbox_unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        ApiError::Problem {
+            kind: ProblemType::SandboxUnavailable,
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: Some(retry_after_secs.max(1)),

@@ -131,11 +131,35 @@ pub struct Settings {
     /// Whether the command side batches concurrent commits into one transaction
     /// (`BACKFORGE_GROUP_COMMIT`, `on` by default; `off` commits each command on its own).
     pub group_commit: bool,
+    /// Where and how untrusted code runs (`BACKFORGE_SANDBOX_*`).
+    pub sandbox: SandboxSettings,
     /// A generation still `requested` this long after its request is failed by the sweeper
     /// (`BACKFORGE_GENERATION_QUEUE_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`).
     pub generation_queue_timeout: Duration,
     /// What loading found worth a warning (a development secret in use), for the log once it runs.
     pub warnings: Vec<String>,
+}
+
+/// The sandbox's settings: its interpreter, its pool and the limits of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// Debian's interpreter by default, never the first `python3` on PATH.
+    pub python: String,
+    /// Slot n runs as uid and gid `uid_base + n`.
+    pub uid_base: u32,
+    pub slots: usize,
+    /// Runs that may wait for a slot; beyond it, 503 with `Retry-After`.
+    pub queue: usize,
+    pub wall: Duration,
+    pub cpu_seconds: u64,
+    pub memory_bytes: u64,
+    pub processes: u64,
+    pub tmp_bytes: u64,
+    pub file_bytes: u64,
+    /// Bytes kept of stdout and of stderr each.
+    pub output_bytes: usize,
+    /// `POST /ai/sandbox-execute` calls per user and minute.
+    pub executions_per_minute: u32,
 }
 
 impl Settings {
@@ -290,6 +314,22 @@ impl Settings {
             )? as usize,
             state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
             sv_cache_max_age: Duration::from_millis(num("BACKFORGE_SV_CACHE_MAX_AGE_MS", 1000)?),
+            sandbox: SandboxSettings {
+                python: get("BACKFORGE_SANDBOX_PYTHON")
+                    .filter(|p| !p.trim().is_empty())
+                    .unwrap_or_else(|| "/usr/bin/python3".to_owned()),
+                uid_base: num("BACKFORGE_SANDBOX_UID_BASE", 61000)? as u32,
+                slots: num("BACKFORGE_SANDBOX_SLOTS", cores as u64)?.max(1) as usize,
+                queue: num("BACKFORGE_SANDBOX_QUEUE", (cores * 4) as u64)? as usize,
+                wall: Duration::from_millis(num("BACKFORGE_SANDBOX_WALL_MS", 5000)?.max(1)),
+                cpu_seconds: num("BACKFORGE_SANDBOX_CPU_SECS", 2)?.max(1),
+                memory_bytes: num("BACKFORGE_SANDBOX_MEMORY_BYTES", 256 * 1024 * 1024)?,
+                processes: num("BACKFORGE_SANDBOX_PROCESSES", 16)?.max(1),
+                tmp_bytes: num("BACKFORGE_SANDBOX_TMP_BYTES", 16 * 1024 * 1024)?,
+                file_bytes: num("BACKFORGE_SANDBOX_FILE_BYTES", 1024 * 1024)?,
+                output_bytes: num("BACKFORGE_SANDBOX_OUTPUT_BYTES", 64 * 1024)? as usize,
+                executions_per_minute: num("BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE", 60)? as u32,
+            },
             group_commit: match get("BACKFORGE_GROUP_COMMIT")
                 .map(|v| v.trim().to_ascii_lowercase())
                 .as_deref()

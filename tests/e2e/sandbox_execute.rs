@@ -1,0 +1,156 @@
+//! `POST /ai/sandbox-execute` over HTTP: a signed-in user's code runs in the sandbox with the run
+//! result of the contract; hostile code gets its status while the server keeps answering, sees
+//! none of the server's environment and reaches no network.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tests::process::eventually;
+use tests::{Answer, TestApp, TestUser};
+
+async fn run(app: &TestApp, user: &TestUser, code: &str, input: Value) -> Answer {
+    app.post(
+        "/ai/sandbox-execute",
+        Some(&user.access_token),
+        json!({"language": "python", "code": code, "input": input}),
+    )
+    .await
+}
+
+/// The first run after start may meet the self-test still running (503 with `Retry-After`).
+async fn ready(app: &TestApp, user: &TestUser) {
+    eventually(
+        "the sandbox passes its self-test",
+        Duration::from_secs(20),
+        || async { (run(app, user, "pass", Value::Null).await.status == 200).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_user_runs_code_and_gets_the_run_result() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ada").await;
+    ready(&app, &user).await;
+    let answer = run(
+        &app,
+        &user,
+        "def handler(input):\n    print('adding')\n    return {'sum': input['a'] + input['b']}",
+        json!({"a": 2, "b": 40}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(answer.body["status"], "ok", "{}", answer.body);
+    assert_eq!(answer.body["output"], json!({"sum": 42}));
+    assert_eq!(answer.body["stdout"], "adding\n");
+    let failing = run(&app, &user, "x = 1\ny = missing", Value::Null)
+        .await
+        .expect(200);
+    assert_eq!(failing.body["status"], "error");
+    assert_eq!(failing.body["error"]["type"], "NameError");
+    assert_eq!(failing.body["error"]["line"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_code_is_contained_and_the_server_keeps_answering() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Mallory").await;
+    ready(&app, &user).await;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let spin = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.url("/ai/sandbox-execute");
+        let token = user.access_token.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"language": "python", "code": "while True: pass"}))
+                .send()
+                .await
+                .expect("a run")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    });
+    // While it spins, the server answers at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let health = app
+        .client
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(spin.await.expect("join")["status"], "timeout");
+    let environment = run(
+        &app,
+        &user,
+        "import os\nprint(dict(os.environ))\nprint(open('/proc/1/environ').read())",
+        Value::Null,
+    )
+    .await
+    .expect(200);
+    let out = environment.body["stdout"].as_str().unwrap_or_default();
+    assert_eq!(environment.body["status"], "ok", "{}", environment.body);
+    assert!(
+        !out.contains("JWT_SECRET") && !out.contains("DATABASE_URL"),
+        "{out}"
+    );
+    assert!(!out.contains(tests::TEST_JWT_SECRET), "{out}");
+    let network = run(
+        &app,
+        &user,
+        &format!("import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)"),
+        Value::Null,
+    )
+    .await
+    .expect(200);
+    assert_eq!(network.body["status"], "error", "{}", network.body);
+    assert!(listener.accept().is_err(), "the listener saw a connection");
+    let memory = run(&app, &user, "x = bytearray(1 << 31)", Value::Null)
+        .await
+        .expect(200);
+    assert_eq!(memory.body["status"], "memory_limit");
+}
+
+#[tokio::test]
+async fn bad_runs_are_refused_with_problems() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Bob").await;
+    app.post(
+        "/ai/sandbox-execute",
+        None,
+        json!({"language": "python", "code": "pass"}),
+    )
+    .await
+    .expect(401);
+    let ruby = app
+        .post(
+            "/ai/sandbox-execute",
+            Some(&user.access_token),
+            json!({"language": "ruby", "code": "puts 1"}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(ruby.body["errors"][0]["field"], "/language");
+    let big = app
+        .post(
+            "/ai/sandbox-execute",
+            Some(&user.access_token),
+            json!({"language": "python", "code": "#".repeat(64 * 1024 + 1)}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(big.body["errors"][0]["field"], "/code");
+}
