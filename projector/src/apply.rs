@@ -4,14 +4,17 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use domain::AnyEvent;
 use domain::generation::Generation;
 use domain::ids::FeatureId;
 use domain::project::{Feature, FeaturesTouched, Project};
 use domain::user::UserEvent;
 use event_store::{Position, RecordedEvent};
-use tokio_postgres::types::Json;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
 use read_model::checkpoint;
@@ -64,6 +67,7 @@ impl ProjectStates {
     /// Keeps the rows a batch wrote (as now stored), dropping arbitrary others beyond capacity.
     fn keep(&mut self, rows: HashMap<Uuid, ProjectRow>) {
         for (id, mut row) in rows {
+            row.stored |= row.dirty;
             row.dirty = false;
             row.members_before.clone_from(&row.state.members);
             row.features_all = false;
@@ -85,6 +89,9 @@ struct ProjectRow {
     version: u64,
     last: Position,
     dirty: bool,
+    /// Whether the read model has a row for it (loaded from there, or written by an earlier
+    /// batch of this writer): one that has none can be loaded with COPY instead of an upsert.
+    stored: bool,
     /// The members as stored, so unchanged member rows are not rewritten.
     members_before: Vec<domain::project::Member>,
     /// The feature rows this batch must write: `all` rewrites the project's rows.
@@ -99,6 +106,7 @@ impl ProjectRow {
             version: 0,
             last: Position::START,
             dirty: false,
+            stored: false,
             members_before: Vec::new(),
             features_all: false,
             features_changed: Vec::new(),
@@ -124,25 +132,16 @@ struct GenerationRow {
     dirty: bool,
 }
 
-async fn load_generations(
-    tx: &Transaction<'_>,
+async fn load_generations<C: GenericClient>(
+    client: &C,
     schema: &str,
-    decoded: &[(&RecordedEvent, AnyEvent)],
+    ids: &[Uuid],
 ) -> Result<HashMap<Uuid, GenerationRow>, ApplyError> {
-    let mut ids: Vec<Uuid> = decoded
-        .iter()
-        .filter(|(_, e)| matches!(e, AnyEvent::Generation(_)))
-        .filter_map(|(r, _)| {
-            domain::ids::GenerationId::from_stream(&r.stream_id).map(|g| g.as_uuid())
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
     let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
         return Ok(out);
     }
-    let rows = tx
+    let rows = client
         .query(
             &format!("SELECT id, version, document FROM {schema}.{GENERATIONS} WHERE id = ANY($1)"),
             &[&ids],
@@ -215,116 +214,271 @@ pub async fn apply_batch(
     states: &mut ProjectStates,
     parked: &Parked,
 ) -> Result<Applied, ApplyError> {
-    let Some(last) = events.last().map(|e| e.position) else {
+    if events.is_empty() {
         return Ok(Applied::To(from));
-    };
-    let mut decoded = Vec::with_capacity(events.len());
-    for e in events {
-        if parked.contains(e.event_id) {
-            tracing::info!(event_id = %e.event_id, event_type = %e.event_type, stream = %e.stream_id,
-                "skipping a parked event");
-            continue;
-        }
-        let event = e
-            .decode::<AnyEvent>()
-            .map_err(|source| ApplyError::Poison {
-                event_id: e.event_id,
-                event_type: e.event_type.clone(),
-                source,
-            })?;
-        decoded.push((e, event));
     }
-    let mut projects = load_projects(tx, schema, &decoded, states).await?;
-    let mut generations = load_generations(tx, schema, &decoded).await?;
-    for (recorded, event) in decoded {
-        match event {
-            AnyEvent::User(e) => apply_user(tx, schema, recorded, &e).await?,
-            AnyEvent::Project(e) => {
-                let id = project_id(&recorded.stream_id);
-                let Some(id) = id else { continue };
-                let row = projects.entry(id).or_insert_with(ProjectRow::new);
-                // Idempotent: a version already folded in is never folded twice.
-                if recorded.stream_version <= row.version {
-                    continue;
-                }
-                row.touched(e.features_touched());
-                row.state.evolve(&e);
-                row.version = recorded.stream_version;
-                row.last = recorded.position;
-                row.dirty = true;
+    let mut batch = Batch::new(from, events, states, parked)?;
+    batch.load(tx, schema).await?;
+    batch
+        .fold(states, WriteMode::Upsert)?
+        .write(tx, schema, instance)
+        .await
+}
+
+/// A batch on its way to being folded: its decoded events, the project rows it starts from that
+/// this writer held, and the ids of the rows it must read from the read model first.
+pub struct Batch<'a> {
+    from: Position,
+    to: Position,
+    decoded: Vec<(&'a RecordedEvent, AnyEvent)>,
+    projects: HashMap<Uuid, ProjectRow>,
+    generations: HashMap<Uuid, GenerationRow>,
+    load_projects: Vec<Uuid>,
+    load_generations: Vec<Uuid>,
+}
+
+impl<'a> Batch<'a> {
+    /// Decodes `events` (skipping parked ones) and takes the rows they start from out of
+    /// `states`; the rows `states` does not hold are left to [`Batch::load`].
+    pub fn new(
+        from: Position,
+        events: &'a [RecordedEvent],
+        states: &mut ProjectStates,
+        parked: &Parked,
+    ) -> Result<Self, ApplyError> {
+        let to = events.last().map_or(from, |e| e.position);
+        let mut decoded = Vec::with_capacity(events.len());
+        for e in events {
+            if parked.contains(e.event_id) {
+                tracing::info!(event_id = %e.event_id, event_type = %e.event_type, stream = %e.stream_id,
+                    "skipping a parked event");
+                continue;
             }
-            AnyEvent::Generation(e) => {
-                let Some(id) = domain::ids::GenerationId::from_stream(&recorded.stream_id)
-                    .map(|g| g.as_uuid())
-                else {
-                    continue;
-                };
-                let row = generations.entry(id).or_insert_with(|| GenerationRow {
-                    state: Generation::default(),
-                    version: 0,
-                    dirty: false,
-                });
-                if recorded.stream_version <= row.version {
-                    continue;
-                }
-                row.state.evolve(&e);
-                row.version = recorded.stream_version;
-                row.dirty = true;
-            }
-            // E-mail reservations are internal to registration and have no read model; the
-            // operations stream is the operators' audit trail, read from the store itself.
-            AnyEvent::Email(_) | AnyEvent::Operations(_) => {}
+            let event = e
+                .decode::<AnyEvent>()
+                .map_err(|source| ApplyError::Poison {
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    source,
+                })?;
+            decoded.push((e, event));
         }
+        // The first version of each project in the batch (feed order keeps a stream's order).
+        let mut first: HashMap<Uuid, u64> = HashMap::new();
+        let mut load_generations = Vec::new();
+        for (r, e) in &decoded {
+            match e {
+                AnyEvent::Project(_) => {
+                    if let Some(id) = project_id(&r.stream_id) {
+                        first.entry(id).or_insert(r.stream_version);
+                    }
+                }
+                AnyEvent::Generation(_) => {
+                    if let Some(g) = domain::ids::GenerationId::from_stream(&r.stream_id) {
+                        load_generations.push(g.as_uuid());
+                    }
+                }
+                _ => {}
+            }
+        }
+        load_generations.sort_unstable();
+        load_generations.dedup();
+        let mut projects = HashMap::with_capacity(first.len());
+        let mut load_projects = Vec::new();
+        for (id, version) in first {
+            match states.rows.remove(&id) {
+                Some(row) => {
+                    projects.insert(id, row);
+                }
+                // A project whose first event here is its first ever has no stored row to start from.
+                None if version > 1 => load_projects.push(id),
+                None => {}
+            }
+        }
+        Ok(Self {
+            from,
+            to,
+            decoded,
+            projects,
+            generations: HashMap::new(),
+            load_projects,
+            load_generations,
+        })
     }
-    write_projects(tx, schema, projects.iter_mut().filter(|(_, r)| r.dirty)).await?;
-    states.keep(projects);
-    for (id, row) in generations.iter().filter(|(_, r)| r.dirty) {
-        write_generation(tx, schema, *id, row).await?;
+
+    /// Whether the batch needs rows read from the read model (which a writer pipelining its
+    /// batches must let the previous batch commit first).
+    pub fn needs_rows(&self) -> bool {
+        !self.load_projects.is_empty() || !self.load_generations.is_empty()
     }
-    let moved = checkpoint::advance(tx, schema, from, last, instance).await?;
-    Ok(if moved {
-        Applied::To(last)
-    } else {
-        Applied::Lost
-    })
+
+    /// Reads the rows the batch needs and this writer did not hold.
+    pub async fn load<C: GenericClient>(
+        &mut self,
+        client: &C,
+        schema: &str,
+    ) -> Result<(), ApplyError> {
+        let ids = std::mem::take(&mut self.load_projects);
+        load_projects(client, schema, &ids, &mut self.projects).await?;
+        let ids = std::mem::take(&mut self.load_generations);
+        self.generations = load_generations(client, schema, &ids).await?;
+        Ok(())
+    }
+
+    /// Folds the events into the rows and builds the writes; `states` then holds the project rows
+    /// as the writes will store them.
+    pub fn fold(self, states: &mut ProjectStates, mode: WriteMode) -> Result<Folded, ApplyError> {
+        let Batch {
+            from,
+            to,
+            decoded,
+            mut projects,
+            mut generations,
+            ..
+        } = self;
+        let mut users = Vec::new();
+        for (recorded, event) in decoded {
+            match event {
+                AnyEvent::User(e) => {
+                    if let Some(user_id) =
+                        domain::ids::UserId::from_stream(&recorded.stream_id).map(|u| u.as_uuid())
+                    {
+                        users.push((user_id, as_i64(recorded.stream_version), e));
+                    }
+                }
+                AnyEvent::Project(e) => {
+                    let id = project_id(&recorded.stream_id);
+                    let Some(id) = id else { continue };
+                    let row = projects.entry(id).or_insert_with(ProjectRow::new);
+                    // Idempotent: a version already folded in is never folded twice.
+                    if recorded.stream_version <= row.version {
+                        continue;
+                    }
+                    row.touched(e.features_touched());
+                    row.state.evolve(&e);
+                    row.version = recorded.stream_version;
+                    row.last = recorded.position;
+                    row.dirty = true;
+                }
+                AnyEvent::Generation(e) => {
+                    let Some(id) = domain::ids::GenerationId::from_stream(&recorded.stream_id)
+                        .map(|g| g.as_uuid())
+                    else {
+                        continue;
+                    };
+                    let row = generations.entry(id).or_insert_with(|| GenerationRow {
+                        state: Generation::default(),
+                        version: 0,
+                        dirty: false,
+                    });
+                    if recorded.stream_version <= row.version {
+                        continue;
+                    }
+                    row.state.evolve(&e);
+                    row.version = recorded.stream_version;
+                    row.dirty = true;
+                }
+                // E-mail reservations are internal to registration and have no read model; the
+                // operations stream is the operators' audit trail, read from the store itself.
+                AnyEvent::Email(_) | AnyEvent::Operations(_) => {}
+            }
+        }
+        let mut project_writes = ProjectWrites::default();
+        let mut fresh = ProjectWrites::default();
+        for (id, row) in projects.iter_mut().filter(|(_, r)| r.dirty) {
+            if mode == WriteMode::Copy && !row.stored {
+                fresh.add(*id, row, true)?;
+            } else {
+                project_writes.add(*id, row, false)?;
+            }
+        }
+        states.keep(projects);
+        Ok(Folded {
+            from,
+            to,
+            users,
+            projects: project_writes,
+            fresh,
+            generations: generations.into_iter().filter(|(_, r)| r.dirty).collect(),
+        })
+    }
+}
+
+/// How a batch writes the project rows it creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Every row by upsert: the live projection, where a row may exist that this writer has not
+    /// seen.
+    Upsert,
+    /// Rows of projects the writer knows have none yet by binary COPY: only for a writer that
+    /// owns the tables from empty (a replay into fresh tables).
+    Copy,
+}
+
+/// A folded batch: every write it makes, owned, so it can be written on another task while the
+/// next batch folds.
+pub struct Folded {
+    from: Position,
+    to: Position,
+    users: Vec<(Uuid, i64, UserEvent)>,
+    /// Rows that may exist: upserted.
+    projects: ProjectWrites,
+    /// Rows of projects the read model has no row for (only with [`WriteMode::Copy`]): loaded
+    /// with binary COPY, which takes no conflict check.
+    fresh: ProjectWrites,
+    generations: Vec<(Uuid, GenerationRow)>,
+}
+
+impl Folded {
+    /// The checkpoint this batch moves to.
+    pub fn to(&self) -> Position {
+        self.to
+    }
+
+    /// Writes the rows and moves the checkpoint from the batch's start to its end, in `tx`.
+    pub async fn write(
+        &self,
+        tx: &Transaction<'_>,
+        schema: &str,
+        instance: Option<Uuid>,
+    ) -> Result<Applied, ApplyError> {
+        for (user_id, version, event) in &self.users {
+            apply_user(tx, schema, *user_id, *version, event).await?;
+        }
+        self.fresh.copy(tx, schema).await?;
+        self.projects.write(tx, schema).await?;
+        for (id, row) in &self.generations {
+            write_generation(tx, schema, *id, row).await?;
+        }
+        let moved = checkpoint::advance(tx, schema, self.from, self.to, instance).await?;
+        Ok(if moved {
+            Applied::To(self.to)
+        } else {
+            Applied::Lost
+        })
+    }
 }
 
 fn project_id(stream: &str) -> Option<Uuid> {
     domain::ids::ProjectId::from_stream(stream).map(|id| id.as_uuid())
 }
 
-async fn load_projects(
-    tx: &Transaction<'_>,
+/// Reads the stored rows of `ids` (with their features) into `out`.
+async fn load_projects<C: GenericClient>(
+    client: &C,
     schema: &str,
-    decoded: &[(&RecordedEvent, AnyEvent)],
-    states: &mut ProjectStates,
-) -> Result<HashMap<Uuid, ProjectRow>, ApplyError> {
-    // The first version of each project in the batch (feed order keeps a stream's order).
-    let mut first: HashMap<Uuid, u64> = HashMap::new();
-    for (r, e) in decoded {
-        if let (AnyEvent::Project(_), Some(id)) = (e, project_id(&r.stream_id)) {
-            first.entry(id).or_insert(r.stream_version);
-        }
-    }
-    let mut ids: Vec<Uuid> = first.keys().copied().collect();
-    let mut out = HashMap::with_capacity(ids.len());
-    ids.retain(|id| match states.rows.remove(id) {
-        Some(row) => {
-            out.insert(*id, row);
-            false
-        }
-        // A project whose first event here is its first ever has no stored row to start from.
-        None => first.get(id).is_some_and(|v| *v > 1),
-    });
+    ids: &[Uuid],
+    out: &mut HashMap<Uuid, ProjectRow>,
+) -> Result<(), ApplyError> {
     if ids.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
-    let select = tx
+    let select = client
         .prepare_cached(&format!(
             "SELECT id, version, last_tx, last_seq, document FROM {schema}.{PROJECTS} WHERE id = ANY($1)"
         ))
         .await?;
-    let rows = tx.query(&select, &[&ids]).await?;
+    let rows = client.query(&select, &[&ids]).await?;
     for row in rows {
         let id: Uuid = row.try_get(0)?;
         let version: i64 = row.try_get(1)?;
@@ -339,159 +493,280 @@ async fn load_projects(
                 version: version.max(0) as u64,
                 last,
                 dirty: false,
+                stored: true,
                 members_before: state_members,
                 features_all: false,
                 features_changed: Vec::new(),
             },
         );
     }
-    let features = tx
+    let features = client
         .prepare_cached(&format!(
             "SELECT project_id, document FROM {schema}.{PROJECT_FEATURES}
              WHERE project_id = ANY($1) ORDER BY project_id, ordinal"
         ))
         .await?;
-    for row in tx.query(&features, &[&ids]).await? {
+    for row in client.query(&features, &[&ids]).await? {
         let project: Uuid = row.try_get(0)?;
         let Json(feature): Json<Feature> = row.try_get(1)?;
         if let Some(p) = out.get_mut(&project) {
             p.state.features.push(feature);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Upserts every changed project of a batch in one statement, and rewrites the member rows of
-/// those whose members changed: a batch costs a few round trips, not a few per project.
-async fn write_projects<'a>(
-    tx: &Transaction<'_>,
-    schema: &str,
-    rows: impl Iterator<Item = (&'a Uuid, &'a mut ProjectRow)>,
-) -> Result<(), ApplyError> {
-    let mut ids = Vec::new();
-    let mut owners = Vec::new();
-    let mut statuses = Vec::new();
-    let mut versions = Vec::new();
-    let mut txs = Vec::new();
-    let mut seqs = Vec::new();
-    let mut created = Vec::new();
-    let mut updated = Vec::new();
-    let mut documents = Vec::new();
-    let mut members_changed = Vec::new();
-    let (mut m_projects, mut m_users, mut m_roles, mut m_added) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut reset_features = Vec::new();
-    let (mut f_projects, mut f_ids, mut f_ordinals, mut f_documents) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, row) in rows {
+/// The project, feature and member rows of a batch as column arrays: a batch costs a few
+/// statements, not a few per project. Documents are serialised here, while folding, so the write
+/// only copies text.
+#[derive(Default)]
+struct ProjectWrites {
+    ids: Vec<Uuid>,
+    owners: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    versions: Vec<i64>,
+    txs: Vec<i64>,
+    seqs: Vec<i64>,
+    created: Vec<OffsetDateTime>,
+    updated: Vec<OffsetDateTime>,
+    documents: Vec<Json<Box<RawValue>>>,
+    members_changed: Vec<Uuid>,
+    m_projects: Vec<Uuid>,
+    m_users: Vec<Uuid>,
+    m_roles: Vec<&'static str>,
+    m_added: Vec<OffsetDateTime>,
+    reset_features: Vec<Uuid>,
+    f_projects: Vec<Uuid>,
+    f_ids: Vec<Uuid>,
+    f_ordinals: Vec<i32>,
+    f_documents: Vec<Json<Box<RawValue>>>,
+}
+
+impl ProjectWrites {
+    /// Adds one changed project: its row, the feature rows that changed and, when its members
+    /// changed, all its member rows.
+    /// A `fresh` project (one COPY loads) has no stored rows: all its features and members are
+    /// new.
+    fn add(&mut self, id: Uuid, row: &mut ProjectRow, fresh: bool) -> Result<(), ApplyError> {
+        let w = self;
         // The project document without its features, which have rows of their own.
         let features = std::mem::take(&mut row.state.features);
         let document = serde_json::value::to_raw_value(&row.state);
         row.state.features = features;
-        documents.push(Json(document?));
-        let row: &'a ProjectRow = row;
+        w.documents.push(Json(document?));
+        let row: &ProjectRow = row;
+        let id = &id;
         let p = &row.state;
-        if row.features_all {
-            reset_features.push(*id);
+        if row.features_all && !fresh {
+            w.reset_features.push(*id);
         }
         for (ordinal, feature) in p.features.iter().enumerate() {
-            if row.features_all || row.features_changed.contains(&feature.id) {
-                f_projects.push(*id);
-                f_ids.push(feature.id.as_uuid());
-                f_ordinals.push(i32::try_from(ordinal).unwrap_or(i32::MAX));
-                f_documents.push(Json(feature));
+            if fresh || row.features_all || row.features_changed.contains(&feature.id) {
+                w.f_projects.push(*id);
+                w.f_ids.push(feature.id.as_uuid());
+                w.f_ordinals
+                    .push(i32::try_from(ordinal).unwrap_or(i32::MAX));
+                w.f_documents
+                    .push(Json(serde_json::value::to_raw_value(feature)?));
             }
         }
-        ids.push(*id);
-        owners.push(p.owner_id.as_uuid());
-        statuses.push(p.status.as_str());
-        versions.push(as_i64(row.version));
-        txs.push(as_i64(row.last.tx));
-        seqs.push(as_i64(row.last.seq));
-        created.push(p.created_at);
-        updated.push(p.updated_at);
+        w.ids.push(*id);
+        w.owners.push(p.owner_id.as_uuid());
+        w.statuses.push(p.status.as_str());
+        w.versions.push(as_i64(row.version));
+        w.txs.push(as_i64(row.last.tx));
+        w.seqs.push(as_i64(row.last.seq));
+        w.created.push(p.created_at);
+        w.updated.push(p.updated_at);
         if p.members != row.members_before {
-            members_changed.push(*id);
+            w.members_changed.push(*id);
             for m in &p.members {
-                m_projects.push(*id);
-                m_users.push(m.user_id.as_uuid());
-                m_roles.push(m.role.as_str());
-                m_added.push(m.added_at);
+                w.m_projects.push(*id);
+                w.m_users.push(m.user_id.as_uuid());
+                w.m_roles.push(m.role.as_str());
+                w.m_added.push(m.added_at);
             }
         }
+        Ok(())
     }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let upsert = tx
-        .prepare_cached(&format!(
-            "INSERT INTO {schema}.{PROJECTS} (id, owner_id, status, version, last_tx, last_seq, created_at, updated_at, document)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
-                                  $7::timestamptz[], $8::timestamptz[], $9::jsonb[])
-             ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, status = EXCLUDED.status,
-                 version = EXCLUDED.version, last_tx = EXCLUDED.last_tx, last_seq = EXCLUDED.last_seq,
-                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, document = EXCLUDED.document"
-        ))
+
+    /// Loads rows that do not exist yet with binary COPY (no conflict check, no executor per row).
+    async fn copy(&self, tx: &Transaction<'_>, schema: &str) -> Result<(), ApplyError> {
+        copy_in(
+            tx,
+            &format!("{schema}.{PROJECTS} (id, owner_id, status, version, last_tx, last_seq, created_at, updated_at, document)"),
+            &[
+                Type::UUID,
+                Type::UUID,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::JSONB,
+            ],
+            (0..self.ids.len()).map(|i| {
+                vec![
+                    &self.ids[i] as &(dyn ToSql + Sync),
+                    &self.owners[i],
+                    &self.statuses[i],
+                    &self.versions[i],
+                    &self.txs[i],
+                    &self.seqs[i],
+                    &self.created[i],
+                    &self.updated[i],
+                    &self.documents[i],
+                ]
+            }),
+        )
         .await?;
-    tx.execute(
-        &upsert,
-        &[
-            &ids, &owners, &statuses, &versions, &txs, &seqs, &created, &updated, &documents,
-        ],
-    )
-    .await?;
-    if !reset_features.is_empty() {
-        let delete = tx
-            .prepare_cached(&format!(
-                "DELETE FROM {schema}.{PROJECT_FEATURES} WHERE project_id = ANY($1)"
-            ))
-            .await?;
-        tx.execute(&delete, &[&reset_features]).await?;
+        copy_in(
+            tx,
+            &format!("{schema}.{PROJECT_FEATURES} (project_id, id, ordinal, document)"),
+            &[Type::UUID, Type::UUID, Type::INT4, Type::JSON],
+            (0..self.f_projects.len()).map(|i| {
+                vec![
+                    &self.f_projects[i] as &(dyn ToSql + Sync),
+                    &self.f_ids[i],
+                    &self.f_ordinals[i],
+                    &self.f_documents[i],
+                ]
+            }),
+        )
+        .await?;
+        copy_in(
+            tx,
+            &format!("{schema}.{PROJECT_MEMBERS} (project_id, user_id, role, added_at)"),
+            &[Type::UUID, Type::UUID, Type::TEXT, Type::TIMESTAMPTZ],
+            (0..self.m_projects.len()).map(|i| {
+                vec![
+                    &self.m_projects[i] as &(dyn ToSql + Sync),
+                    &self.m_users[i],
+                    &self.m_roles[i],
+                    &self.m_added[i],
+                ]
+            }),
+        )
+        .await
     }
-    if !f_projects.is_empty() {
+
+    async fn write(&self, tx: &Transaction<'_>, schema: &str) -> Result<(), ApplyError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
         let upsert = tx
             .prepare_cached(&format!(
-                "INSERT INTO {schema}.{PROJECT_FEATURES} (project_id, id, ordinal, document)
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::json[])
-                 ON CONFLICT (project_id, id) DO UPDATE
-                 SET ordinal = EXCLUDED.ordinal, document = EXCLUDED.document"
+                "INSERT INTO {schema}.{PROJECTS} (id, owner_id, status, version, last_tx, last_seq, created_at, updated_at, document)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
+                                      $7::timestamptz[], $8::timestamptz[], $9::jsonb[])
+                 ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, status = EXCLUDED.status,
+                     version = EXCLUDED.version, last_tx = EXCLUDED.last_tx, last_seq = EXCLUDED.last_seq,
+                     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, document = EXCLUDED.document"
             ))
             .await?;
-        tx.execute(&upsert, &[&f_projects, &f_ids, &f_ordinals, &f_documents])
-            .await?;
-    }
-    if !members_changed.is_empty() {
-        let delete = tx
-            .prepare_cached(&format!(
-                "DELETE FROM {schema}.{PROJECT_MEMBERS} WHERE project_id = ANY($1)"
-            ))
-            .await?;
-        tx.execute(&delete, &[&members_changed]).await?;
-        if !m_projects.is_empty() {
-            let insert = tx
+        tx.execute(
+            &upsert,
+            &[
+                &self.ids,
+                &self.owners,
+                &self.statuses,
+                &self.versions,
+                &self.txs,
+                &self.seqs,
+                &self.created,
+                &self.updated,
+                &self.documents,
+            ],
+        )
+        .await?;
+        if !self.reset_features.is_empty() {
+            let delete = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO {schema}.{PROJECT_MEMBERS} (project_id, user_id, role, added_at)
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])"
+                    "DELETE FROM {schema}.{PROJECT_FEATURES} WHERE project_id = ANY($1)"
                 ))
                 .await?;
-            tx.execute(&insert, &[&m_projects, &m_users, &m_roles, &m_added])
-                .await?;
+            tx.execute(&delete, &[&self.reset_features]).await?;
         }
+        if !self.f_projects.is_empty() {
+            let upsert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {schema}.{PROJECT_FEATURES} (project_id, id, ordinal, document)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::json[])
+                     ON CONFLICT (project_id, id) DO UPDATE
+                     SET ordinal = EXCLUDED.ordinal, document = EXCLUDED.document"
+                ))
+                .await?;
+            tx.execute(
+                &upsert,
+                &[
+                    &self.f_projects,
+                    &self.f_ids,
+                    &self.f_ordinals,
+                    &self.f_documents,
+                ],
+            )
+            .await?;
+        }
+        if !self.members_changed.is_empty() {
+            let delete = tx
+                .prepare_cached(&format!(
+                    "DELETE FROM {schema}.{PROJECT_MEMBERS} WHERE project_id = ANY($1)"
+                ))
+                .await?;
+            tx.execute(&delete, &[&self.members_changed]).await?;
+            if !self.m_projects.is_empty() {
+                let insert = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO {schema}.{PROJECT_MEMBERS} (project_id, user_id, role, added_at)
+                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])"
+                    ))
+                    .await?;
+                tx.execute(
+                    &insert,
+                    &[
+                        &self.m_projects,
+                        &self.m_users,
+                        &self.m_roles,
+                        &self.m_added,
+                    ],
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// Loads `rows` into `table` (a table name with its column list) with one binary COPY; nothing
+/// when there are none.
+async fn copy_in<'a>(
+    tx: &Transaction<'_>,
+    table: &str,
+    types: &[Type],
+    rows: impl ExactSizeIterator<Item = Vec<&'a (dyn ToSql + Sync)>>,
+) -> Result<(), ApplyError> {
+    if rows.len() == 0 {
+        return Ok(());
+    }
+    let sink = tx
+        .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
+        .await?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, types));
+    for row in rows {
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
     Ok(())
 }
 
 async fn apply_user(
     tx: &Transaction<'_>,
     schema: &str,
-    recorded: &RecordedEvent,
+    user_id: Uuid,
+    version: i64,
     event: &UserEvent,
 ) -> Result<(), ApplyError> {
-    let version = as_i64(recorded.stream_version);
-    let Some(user_id) = domain::ids::UserId::from_stream(&recorded.stream_id).map(|u| u.as_uuid())
-    else {
-        return Ok(());
-    };
     match event {
         UserEvent::UserRegistered {
             email,

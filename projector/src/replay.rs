@@ -6,8 +6,9 @@ use std::time::Instant;
 use deadpool_postgres::Pool;
 use event_store::{EventStore, PgEventStore, Position};
 use read_model::tables::{self, NEXT, PROJECTION};
+use tokio::task::JoinHandle;
 
-use crate::apply::{Applied, ProjectStates, apply_batch};
+use crate::apply::{Applied, ApplyError, Batch, Folded, ProjectStates, WriteMode};
 use crate::parked;
 
 /// Events per replay transaction.
@@ -59,10 +60,12 @@ pub async fn replay(
     let mut checkpoint = Position::START;
     let mut done = 0u64;
     let mut states = ProjectStates::new(REPLAY_STATES);
+    // At most one batch is being written while the next one folds; writes commit in feed order.
+    let mut writing: Option<Writing> = None;
     let mut events = store.read_feed(checkpoint, REPLAY_BATCH).await?;
     while !events.is_empty() {
-        // Read the next page (on its own connection and task) while this one is applied: the
-        // feed query and its decoding overlap the writes instead of waiting for them.
+        // Read the next page (on its own connection and task) while this one is folded: the
+        // feed query and its decoding overlap the fold and the writes instead of waiting for them.
         let next = match events.last() {
             Some(last) if events.len() == REPLAY_BATCH => {
                 let store = store.clone();
@@ -73,28 +76,22 @@ pub async fn replay(
             }
             _ => None,
         };
-        let mut client = target.get().await?;
-        let tx = client.transaction().await?;
-        let applied = apply_batch(&tx, NEXT, checkpoint, &events, None, &mut states, &parked)
-            .await
-            .map_err(|error| {
-                let hint = match &error {
-                    crate::apply::ApplyError::Poison { event_id, .. } => format!(
-                        "; if no fix can make it readable, park it: \
-                         backforge consumers park {PROJECTION} {event_id} --reason …"
-                    ),
-                    _ => String::new(),
-                };
-                anyhow::Error::new(error).context(format!("replay stopped{hint}"))
-            })?;
-        match applied {
-            Applied::To(to) => {
-                tx.commit().await?;
-                checkpoint = to;
-            }
-            Applied::Lost => anyhow::bail!("another replay is writing {NEXT}; run one at a time"),
+        let mut batch = Batch::new(checkpoint, &events, &mut states, &parked).map_err(stopped)?;
+        if batch.needs_rows() {
+            // Rows this replay does not hold are read back from the copy it builds, so the batch
+            // before must have committed them.
+            done += finish(&mut writing).await?;
+            let client = target.get().await?;
+            batch.load(&client, NEXT).await.map_err(stopped)?;
         }
-        done += events.len() as u64;
+        let folded = batch.fold(&mut states, WriteMode::Copy).map_err(stopped)?;
+        checkpoint = folded.to();
+        done += finish(&mut writing).await?;
+        let (target, events_in) = (target.clone(), events.len() as u64);
+        writing = Some(Writing {
+            events: events_in,
+            task: tokio::spawn(async move { write(&target, &folded).await }),
+        });
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         progress(done, (total.max(0) as u64).max(done), rate);
         events = match next {
@@ -102,6 +99,7 @@ pub async fn replay(
             None => Vec::new(),
         };
     }
+    done += finish(&mut writing).await?;
     // Secondary indexes are built once over the loaded rows (the timed total includes this).
     target
         .get()
@@ -114,6 +112,48 @@ pub async fn replay(
         seconds: started.elapsed().as_secs_f64(),
         checkpoint,
     })
+}
+
+/// A batch being written on its own task, and how many events it holds.
+struct Writing {
+    events: u64,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Waits for the batch being written, if any; the events it committed.
+async fn finish(writing: &mut Option<Writing>) -> anyhow::Result<u64> {
+    match writing.take() {
+        Some(w) => {
+            w.task.await??;
+            Ok(w.events)
+        }
+        None => Ok(0),
+    }
+}
+
+/// Writes one folded batch and its checkpoint in a transaction of its own.
+async fn write(target: &Pool, folded: &Folded) -> anyhow::Result<()> {
+    let mut client = target.get().await?;
+    let tx = client.transaction().await?;
+    match folded.write(&tx, NEXT, None).await.map_err(stopped)? {
+        Applied::To(_) => {
+            tx.commit().await?;
+            Ok(())
+        }
+        Applied::Lost => anyhow::bail!("another replay is writing {NEXT}; run one at a time"),
+    }
+}
+
+/// A batch replay cannot apply, with the way out when an event can never be read.
+fn stopped(error: ApplyError) -> anyhow::Error {
+    let hint = match &error {
+        ApplyError::Poison { event_id, .. } => format!(
+            "; if no fix can make it readable, park it: \
+             backforge consumers park {PROJECTION} {event_id} --reason …"
+        ),
+        _ => String::new(),
+    };
+    anyhow::Error::new(error).context(format!("replay stopped{hint}"))
 }
 
 /// Puts the replayed copy in place of the live read models atomically. A live projector's next compare-and-set on the
