@@ -1,11 +1,11 @@
 //! Tests of the migration chain: `backforge/model.json`, generation on a base, and bases from
 //! generators that wrote no model.
 
-use domain::{Decider, Limits};
 use domain::generation::Target;
 use domain::ids::GenerationId;
 use domain::project::{CreateProject, FeatureType, NewFeature, Project, ProjectCommand};
 use domain::testing::{feature_id, project_id, t0, user_id};
+use domain::{Decider, Limits};
 use serde_json::{Value, json};
 
 use super::*;

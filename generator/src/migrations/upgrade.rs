@@ -49,12 +49,10 @@ pub fn upgrade(base: &DbModel, new: &DbModel, revision: &str) -> String {
          owner = uuid.UUID(text)\n    \
          except ValueError:\n        \
          raise UpgradeRefused(\"default_owner is not a user id (a UUID)\") from None\n    \
-         known = op.get_bind().execute(\n        \
-         sa.text(f'SELECT 1 FROM \"{{users}}\" WHERE \"id\" = :id').bindparams(\n            \
-         sa.bindparam(\"id\", owner, type_=sa.Uuid())\n        \
+         query = sa.text(f'SELECT 1 FROM \"{{users}}\" WHERE \"id\" = :id').bindparams(\n        \
+         sa.bindparam(\"id\", owner, type_=sa.Uuid())\n    \
          )\n    \
-         ).first()\n    \
-         if known is None:\n        \
+         if op.get_bind().execute(query).first() is None:\n        \
          raise UpgradeRefused(f\"default_owner {{owner}} is not a user of this database\")\n    \
          return owner\n\n\n\
          def _fill_owner(table: str, owner: uuid.UUID) -> None:\n    \
