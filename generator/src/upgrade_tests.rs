@@ -190,6 +190,14 @@ fn a_generation_on_a_base_keeps_its_migrations_and_adds_one() {
     );
     assert!(migration.contains("batch.add_column(sa.Column(\"country\", sa.String(2), nullable=False, server_default=sa.text(\"'NL'\")))"), "{migration}");
     assert!(migration.contains("platinum"), "{migration}");
+    // Rows that would break the new unique or rule stop the upgrade before any change.
+    let refusals = &migration[migration.find("def upgrade()").unwrap()..];
+    let first_change = refusals.find("op.create_table(").unwrap();
+    let unique = refusals
+        .find("WHERE \\\"name\\\" IS NOT NULL GROUP BY \\\"name\\\" HAVING COUNT(*) > 1")
+        .expect(&migration);
+    let rule = refusals.find("WHERE NOT (\\\"tier\\\" IN").expect(&migration);
+    assert!(unique < first_change && rule < first_change, "{migration}");
     assert!(
         migration.contains("batch.create_unique_constraint("),
         "{migration}"

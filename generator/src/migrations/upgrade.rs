@@ -399,6 +399,35 @@ fn steps(from: &DbModel, to: &DbModel) -> String {
                 python_str(&uq.name),
                 strs(&uq.columns)
             );
+            // Columns added here hold one value on every existing row (their default or the
+            // owner), so duplicates are those of the columns the table had; nulls never clash.
+            let existing: Vec<&String> = uq
+                .columns
+                .iter()
+                .filter(|c| old.column(c).is_some())
+                .collect();
+            if !existing.is_empty() {
+                let quoted: Vec<String> = existing.iter().map(|c| format!("\"{c}\"")).collect();
+                let not_null: Vec<String> =
+                    quoted.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+                let sql = format!(
+                    "SELECT 1 FROM \"{}\" WHERE {} GROUP BY {} HAVING COUNT(*) > 1",
+                    table.name,
+                    not_null.join(" AND "),
+                    quoted.join(", ")
+                );
+                let message = format!(
+                    "rows of table {} repeat a value of ({}), which are unique now",
+                    table.name,
+                    uq.columns.join(", ")
+                );
+                let _ = writeln!(
+                    checks,
+                    "    if _exists({}):\n        raise UpgradeRefused({})",
+                    python_str(&sql),
+                    python_str(&message)
+                );
+            }
         }
         for ck in &new_ck {
             let _ = writeln!(
@@ -407,6 +436,20 @@ fn steps(from: &DbModel, to: &DbModel) -> String {
                 python_str(&ck.name),
                 python_str(&ck.sql)
             );
+            // A rule on columns the table had: rows that break it stop the upgrade up front.
+            if quoted_names(&ck.sql).all(|c| old.column(c).is_some()) {
+                let sql = format!("SELECT 1 FROM \"{}\" WHERE NOT ({})", table.name, ck.sql);
+                let message = format!(
+                    "rows of table {} break the new rule {}",
+                    table.name, ck.name
+                );
+                let _ = writeln!(
+                    checks,
+                    "    if _exists({}):\n        raise UpgradeRefused({})",
+                    python_str(&sql),
+                    python_str(&message)
+                );
+            }
         }
         for fk in &new_fk {
             let ondelete = fk
@@ -485,4 +528,9 @@ fn fk_args_for(table: &str, fk: &ForeignKey) -> String {
         Some((name, rest)) => format!("{name}, {}, {rest}", python_str(table)),
         None => args,
     }
+}
+
+/// The double-quoted identifiers of a CHECK's SQL (the columns it reads).
+fn quoted_names(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split('"').skip(1).step_by(2)
 }
