@@ -19,7 +19,16 @@ const TABLE: &[(&str, &[&str])] = &[
     ("read-model", &["domain", "event-store"]),
     (
         "command-api",
-        &["domain", "event-store", "runtime", "sandbox", "storage"],
+        // `read-model`: a generation request's default base is the latest succeeded generation
+        // the read model lists (a default the caller can name explicitly; the domain checks it).
+        &[
+            "domain",
+            "event-store",
+            "read-model",
+            "runtime",
+            "sandbox",
+            "storage",
+        ],
     ),
     (
         "projector",
