@@ -11,11 +11,28 @@ use std::fmt::Write as _;
 /// cannot start a triple-quoted string, cannot hide a line break or a bidirectional control in a
 /// source file, and means the same whatever encoding an editor assumes.
 pub fn python_str(s: &str) -> String {
+    quoted(s, '"')
+}
+
+/// [`python_str`] with the quote `ruff format` prefers: double, unless `s` holds more double
+/// quotes than single ones. For modules whose layout the formatter checks; the same escapes.
+pub fn python_str_formatted(s: &str) -> String {
+    if s.matches('"').count() > s.matches('\'').count() {
+        quoted(s, '\'')
+    } else {
+        quoted(s, '"')
+    }
+}
+
+fn quoted(s: &str, quote: char) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+    out.push(quote);
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
@@ -32,7 +49,7 @@ pub fn python_str(s: &str) -> String {
             }
         }
     }
-    out.push('"');
+    out.push(quote);
     out
 }
 
@@ -108,6 +125,17 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_formatted_literal_takes_the_quote_with_fewer_escapes() {
+        assert_eq!(
+            python_str_formatted(r#"length("a") <= 3"#),
+            r#"'length("a") <= 3'"#
+        );
+        assert_eq!(python_str_formatted(r#""a" 'b'"#), r#""\"a\" 'b'""#);
+        assert_eq!(python_str_formatted("it's"), r#""it's""#);
+        assert_eq!(python_str_formatted(r"\'"), r#""\\'""#);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! printed when it fails.
 
 mod contract;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::fs;
@@ -248,9 +249,16 @@ fn run(command: &mut Command, timeout: Duration) -> Output {
 fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let requirements = &artifact().files["requirements.txt"];
+        let files = &artifact().files;
+        let locks: Vec<(&str, &[u8])> = worker::verify::REQUIREMENTS_FILES
+            .iter()
+            .map(|name| (*name, files[*name].as_slice()))
+            .collect();
         let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join(format!("py-venv-{:016x}", fnv64(requirements)));
+        let key = locks
+            .iter()
+            .fold(0u64, |hash, (_, lock)| hash.rotate_left(1) ^ fnv64(lock));
+        let dir = root.join(format!("py-venv-{key:016x}"));
         let marker = dir.join("backforge-ready");
         if marker.exists() {
             return dir;
@@ -263,22 +271,18 @@ fn venv() -> &'static Path {
             Duration::from_secs(120),
         );
         assert!(made.success, "`{python} -m venv` failed:\n{}", made.text);
-        let requirements_file = scratch.join("requirements.txt");
-        fs::write(&requirements_file, requirements).expect("write requirements.txt");
-        let installed = run(
-            Command::new(scratch.join("bin").join("python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "-q",
-                    "-r",
-                ])
-                .arg(&requirements_file)
-                .env("PIP_NO_INPUT", "1"),
-            PIP_TIMEOUT,
-        );
+        // As the generated README and CI install them: hash-checked, the locks complete.
+        let mut install = Command::new(scratch.join("bin").join("python"));
+        install
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+            .args(["--require-hashes", "--no-deps"])
+            .env("PIP_NO_INPUT", "1");
+        for (name, lock) in &locks {
+            let path = scratch.join(name);
+            fs::write(&path, lock).expect("write a requirements file");
+            install.arg("-r").arg(&path);
+        }
+        let installed = run(&mut install, PIP_TIMEOUT);
         if !installed.success {
             let _ = fs::remove_dir_all(&scratch);
             panic!(
@@ -338,10 +342,16 @@ fn attribute(xml: &str, tag: &str, name: &str) -> Option<String> {
 }
 
 fn pytest(app_dir: &Path, database_url: Option<&str>) -> Report {
+    pytest_with(app_dir, database_url, &[])
+}
+
+/// [`pytest`] with more arguments (`-x`, a selection).
+fn pytest_with(app_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Report {
     let junit = app_dir.join("junit.xml");
     let mut command = python(app_dir);
     command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(args)
         .arg(format!("--junitxml={}", junit.display()));
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
@@ -458,11 +468,13 @@ async fn the_generated_suite_passes_on_a_scratch_postgresql_database() {
 async fn the_suite_of_an_awkward_schema_passes_on_sqlite_and_postgresql() {
     let artifact = generator::generate(&awkward(), 1, Target::PythonFastapi)
         .expect("the awkward project generates");
-    assert_eq!(
-        artifact.files["requirements.txt"],
-        self::artifact().files["requirements.txt"],
-        "one virtualenv serves both projects"
-    );
+    for lock in worker::verify::REQUIREMENTS_FILES {
+        assert_eq!(
+            artifact.files[lock],
+            self::artifact().files[lock],
+            "one virtualenv serves both projects"
+        );
+    }
     assert!(!artifact.files.contains_key("app/auth.py"));
     let dir = unpack_artifact(&artifact, "awkward");
     let sqlite = tokio::task::spawn_blocking({
@@ -813,6 +825,16 @@ fn table() -> Vec<Step> {
             .file("notes.txt", "text/plain", b"x"),
         step("a disallowed content type", M::POST, "/api/files", 415)
             .file("page.html", "text/html", b"<script></script>"),
+        step("a binary declared as image/png", M::POST, "/api/files", 415).file(
+            "cat.png",
+            "image/png",
+            b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00>\x00",
+        ),
+        step("a PNG declared as text/plain", M::POST, "/api/files", 415).file(
+            "notes.txt",
+            "text/plain",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        ),
         step("a file over FILE_MAX_BYTES", M::POST, "/api/files", 413)
             .file("big.txt", "text/plain", &[b'x'; 2048]),
         step("delete the file", M::DELETE, "/api/files/{file}", 204),
@@ -922,6 +944,137 @@ async fn the_served_app_answers_the_contract() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The peak resident set (VmHWM) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .expect("VmHWM of the app's process")
+}
+
+const FIFTY_MIB: usize = 50 << 20;
+
+/// Uploads a file of 50 MiB over `FILE_MAX_BYTES` to `addr` over a raw connection, announced by
+/// Content-Length or chunked, writing until the app answers or stops reading: the status line
+/// and how many body bytes had been written when the answer arrived (and in all).
+fn oversized_upload(addr: &str, chunked: bool) -> (String, usize, usize) {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the app");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("a write timeout");
+    let boundary = "bf-e2e-oversized";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let file_bytes = FIFTY_MIB + 1024 + 1;
+    let body_len = head.len() + file_bytes + tail.len();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {body_len}")
+    };
+    let request = format!(
+        "POST /api/files HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n{framing}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send the head");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut writer = stream.try_clone().expect("a second handle");
+    let writer = std::thread::spawn({
+        let sent = Arc::clone(&sent);
+        move || {
+            let piece = vec![b'x'; 64 * 1024];
+            let mut pieces: Vec<&[u8]> = vec![head.as_bytes()];
+            let mut left = file_bytes;
+            while left > 0 {
+                let n = left.min(piece.len());
+                pieces.push(&piece[..n]);
+                left -= n;
+            }
+            pieces.push(tail.as_bytes());
+            for piece in pieces {
+                let written = if chunked {
+                    writer
+                        .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                        .and_then(|()| writer.write_all(piece))
+                        .and_then(|()| writer.write_all(b"\r\n"))
+                } else {
+                    writer.write_all(piece)
+                };
+                if written.is_err() {
+                    return;
+                }
+                sent.fetch_add(piece.len(), Ordering::SeqCst);
+            }
+            if chunked {
+                let _ = writer.write_all(b"0\r\n\r\n");
+            }
+        }
+    });
+    let mut answer = [0u8; 1024];
+    let read = std::io::Read::read(&mut stream, &mut answer).unwrap_or(0);
+    let sent_at_answer = sent.load(Ordering::SeqCst);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    let status = String::from_utf8_lossy(&answer[..read])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    (status, sent_at_answer, sent.load(Ordering::SeqCst))
+}
+
+/// An upload 50 MiB over the limit is refused with 413 before its body is read to the end (both
+/// when Content-Length announces it and when it comes chunked), and the app's memory stays flat.
+#[tokio::test]
+async fn an_upload_far_over_the_limit_is_refused_before_its_body_is_read() {
+    let (dir, server, _client) = served("oversized").await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let pid = server.child.id();
+    let before = peak_rss_kib(pid);
+    for chunked in [false, true] {
+        let addr = addr.clone();
+        let (status, at_answer, in_all) =
+            tokio::task::spawn_blocking(move || oversized_upload(&addr, chunked))
+                .await
+                .expect("the upload ran");
+        let how = if chunked {
+            "chunked"
+        } else {
+            "with Content-Length"
+        };
+        assert!(
+            status.starts_with("HTTP/1.1 413"),
+            "{how}: {status:?}\n{}",
+            server.log()
+        );
+        assert!(
+            at_answer < FIFTY_MIB / 2,
+            "{how}: the answer came after {at_answer} bytes of {FIFTY_MIB}"
+        );
+        eprintln!("{how}: 413 after {at_answer} body bytes sent ({in_all} in all)");
+    }
+    let growth = peak_rss_kib(pid).saturating_sub(before);
+    assert!(
+        growth < 16 * 1024,
+        "the app's peak memory grew by {growth} KiB during the uploads"
+    );
+    drop(server);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// The worker's own verification step, fed the generated files plus one failing test: it must
 /// report the failure with counts from pytest's JUnit XML, so a failing suite fails the generation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -934,9 +1087,18 @@ async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
     let root = std::env::current_dir()
         .expect("cwd")
         .join("../target/tmp/worker-venvs");
-    let report = worker::verify::verify(&files, &root, Duration::from_secs(600))
+    let verification = worker::verify::verify(&files, &root, Duration::from_secs(600))
         .await
         .expect("the suite ran");
+    let names: Vec<&str> = verification.checks.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["ruff check", "ruff format --check", "mypy"]);
+    for check in &verification.checks {
+        eprintln!(
+            "{}: {} findings in {:.1?}",
+            check.name, check.findings, check.duration
+        );
+    }
+    let report = verification.tests;
     assert_eq!(
         report.failed, 1,
         "exactly the added test fails: {}",
@@ -955,5 +1117,5 @@ async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
     let clean = worker::verify::verify(&files, &root, Duration::from_secs(600))
         .await
         .expect("the suite ran");
-    assert_eq!(clean.failed, 0, "{}", clean.report);
+    assert_eq!(clean.tests.failed, 0, "{}", clean.tests.report);
 }

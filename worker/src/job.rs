@@ -112,6 +112,48 @@ fn step(name: &str, started: Instant, status: StepStatus, log: Option<String>) -
     }
 }
 
+/// A static check of the generated code as a step: its finding count leads the log, so a client
+/// reads it without parsing the tool's output. Findings mark the step failed; the generation's
+/// outcome is the test suite's.
+fn check_step(check: &crate::verify::CheckReport) -> StepReport {
+    let mut log = format!("{} findings", check.findings);
+    if check.findings > 0 {
+        log.push('\n');
+        log.push_str(&check.output);
+    }
+    StepReport {
+        name: check.name.into(),
+        status: if check.findings == 0 {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        },
+        duration_ms: u64::try_from(check.duration.as_millis()).unwrap_or(u64::MAX),
+        log: Some(log),
+    }
+}
+
+/// The migrations and model of generation `base_id`'s ZIP. The outer error is worth a
+/// redelivery; the inner one is final (a base whose ZIP is gone or unreadable stays so).
+async fn base_of(
+    store: &PgEventStore,
+    base_id: GenerationId,
+) -> anyhow::Result<Result<generator::Base, String>> {
+    let (base, _) = load_generation(store, base_id).await?;
+    let Some(sha256) = base.sha256 else {
+        return Ok(Err(format!(
+            "the base generation {base_id} has no artifact"
+        )));
+    };
+    let Some(zip) = crate::artifacts::load(store.pool(), &sha256).await? else {
+        return Ok(Err(format!(
+            "the artifact of the base generation {base_id} is gone"
+        )));
+    };
+    Ok(generator::Base::from_zip(&zip)
+        .map_err(|e| format!("the base generation {base_id}'s ZIP cannot be read: {e}")))
+}
+
 /// Runs the job; errors are infrastructure failures worth a redelivery.
 pub async fn run(
     ctx: &JobContext<'_>,
@@ -140,10 +182,33 @@ pub async fn run(
     let project = project_at(ctx.store, job.project_id, job.project_version).await?;
     steps.push(step("load_project", t, StepStatus::Succeeded, None));
 
+    // The base the request recorded, so a redelivered job builds on the same one.
+    let base = match state.base_generation_id {
+        None => None,
+        Some(base_id) => {
+            let t = Instant::now();
+            match base_of(ctx.store, base_id).await? {
+                Ok(base) => {
+                    steps.push(step("load_base", t, StepStatus::Succeeded, None));
+                    Some((base, base_id))
+                }
+                Err(reason) => {
+                    steps.push(step(
+                        "load_base",
+                        t,
+                        StepStatus::Failed,
+                        Some(reason.clone()),
+                    ));
+                    return fail(ctx, job, reason, steps, None).await;
+                }
+            }
+        }
+    };
+
     let t = Instant::now();
     let generated = ctx
         .generator
-        .generate(&project, job.project_version, state.target)
+        .generate_on(&project, job.project_version, state.target, base)
         .await;
     drop(project);
     let artifact = match generated {
@@ -182,7 +247,12 @@ pub async fn run(
     let mut tests: Option<TestReport> = None;
     if state.verify {
         let t = Instant::now();
-        match crate::verify::verify(&artifact.files, ctx.venv_dir, ctx.verify_timeout).await {
+        let verified =
+            crate::verify::verify(&artifact.files, ctx.venv_dir, ctx.verify_timeout).await;
+        if let Ok(verification) = &verified {
+            steps.extend(verification.checks.iter().map(check_step));
+        }
+        match verified.map(|verification| verification.tests) {
             Ok(report) if report.failed == 0 && report.passed > 0 => {
                 steps.push(step("verify", t, StepStatus::Succeeded, None));
                 tests = Some(report);

@@ -11,7 +11,7 @@ use domain::project::configuration::{EntityAccess, Registration};
 
 use super::plan::{Entity, FILES_TABLE, Field, Names, Plan, REFRESH_TABLE, USERS_TABLE};
 use super::{py_str_tuple, py_value};
-use crate::escape::python_str;
+use crate::escape::{python_str, python_str_formatted};
 
 /// `.env.example`: every setting with its default. It holds no usable secret: its JWT_SECRET is a
 /// placeholder that production refuses.
@@ -24,7 +24,14 @@ pub fn env_example(plan: &Plan<'_>) -> String {
          DATABASE_URL=sqlite:///./app.db\n\
          # production (the default) refuses unsafe settings; development and test do not\n\
          # (compared ignoring case).\n\
-         APP_ENV=production\n",
+         APP_ENV=production\n\
+         # Browser origins allowed to call the API (comma-separated, * for any); empty: no CORS.\n\
+         CORS_ORIGINS=\n\
+         # DEBUG, INFO, WARNING or ERROR; text, or json for one object per line.\n\
+         LOG_LEVEL=INFO\n\
+         LOG_FORMAT=text\n\
+         # The compose file's PostgreSQL password (it builds DATABASE_URL from it for its services).\n\
+         POSTGRES_PASSWORD=\n",
     );
     if !plan.auth.is_empty() {
         let _ = write!(
@@ -64,6 +71,25 @@ fn registration_open(plan: &Plan<'_>) -> bool {
     plan.registration == Registration::Open
 }
 
+/// `    key=(items),` of an entity spec, laid out as `ruff format` keeps it: `()`, one item on the
+/// line when it fits (its comma is not a magic one), else one item per line.
+fn spec_tuple(key: &str, items: &[String]) -> String {
+    match items {
+        [] => format!("    {key}=(),\n"),
+        [one] if 4 + key.len() + one.len() + 5 <= super::LINE_LENGTH => {
+            format!("    {key}=({one},),\n")
+        }
+        _ => {
+            let mut out = format!("    {key}=(\n");
+            for item in items {
+                out.push_str(&format!("        {item},\n"));
+            }
+            out.push_str("    ),\n");
+            out
+        }
+    }
+}
+
 /// `app/config.py`: typed settings read once from the environment.
 pub fn config(plan: &Plan<'_>) -> String {
     let types: Vec<String> = plan
@@ -93,7 +119,15 @@ pub fn config(plan: &Plan<'_>) -> String {
             "__FILE_MAX_BYTES__",
             &plan.file_config.max_size_bytes.to_string(),
         )
-        .replace("__FILE_TYPES__", &format!("({},)", types.join(", ")))
+        // One per line with a trailing comma: the layout `ruff format` keeps.
+        .replace(
+            "__FILE_TYPES__",
+            &if types.is_empty() {
+                "()".to_owned()
+            } else {
+                format!("(\n    {},\n)", types.join(",\n    "))
+            },
+        )
 }
 
 /// `app/main.py`: `create_app` and the module-level `app` uvicorn serves.
@@ -102,32 +136,40 @@ pub fn main(plan: &Plan<'_>) -> String {
     let mut out = String::from(
         "\"\"\"The application: routes of every entity, health and OpenAPI (/openapi.json).\"\"\"\n\n\
          from fastapi import FastAPI\n\
+         from fastapi.middleware.cors import CORSMiddleware\n\
          from sqlalchemy.engine import Engine\n\
          from sqlalchemy.orm import sessionmaker\n\n\
-         from app import errors\n\
-         from app.config import Settings\n\
-         from app.database import make_engine\n\
-         from app.health import ROUTER as _HEALTH_ROUTER\n",
+         from app import errors, logs\n",
     );
+    // The app's own imports in isort's order (by module), as `ruff check` wants them.
+    let mut imports: Vec<(String, String)> = vec![
+        ("app.config".into(), "Settings".into()),
+        ("app.database".into(), "make_engine".into()),
+        ("app.health".into(), "ROUTER as _HEALTH_ROUTER".into()),
+    ];
     if !plan.auth.is_empty() {
-        out.push_str("from app.auth import ROUTER as _AUTH_ROUTER\n");
+        imports.push(("app.auth".into(), "ROUTER as _AUTH_ROUTER".into()));
     }
     if !plan.files.is_empty() {
-        out.push_str("from app.files import ROUTER as _FILES_ROUTER\n");
+        imports.push(("app.files".into(), "ROUTER as _FILES_ROUTER".into()));
+        imports.push(("app.files".into(), "UploadLimit as _UploadLimit".into()));
     }
     for entity in &plan.entities {
-        let _ = writeln!(
-            out,
-            "from app.routers.{} import ROUTER as _ROUTER_{}",
-            entity.name(),
-            entity.class
-        );
+        imports.push((
+            format!("app.routers.{}", entity.name()),
+            format!("ROUTER as _ROUTER_{}", entity.class),
+        ));
+    }
+    // Stable: one module's imports keep their order (constants before classes, as isort).
+    imports.sort_by(|a, b| a.0.cmp(&b.0));
+    for (module, name) in &imports {
+        let _ = writeln!(out, "from {module} import {name}");
     }
     let _ = write!(
         out,
         "\nTITLE = {}\nDESCRIPTION = {}\nVERSION = {}\n",
-        python_str(&project.name),
-        python_str(project.description.as_deref().unwrap_or("")),
+        python_str_formatted(&project.name),
+        python_str_formatted(project.description.as_deref().unwrap_or("")),
         python_str(&plan.version.to_string()),
     );
     out.push_str("TAGS = [\n");
@@ -136,7 +178,7 @@ pub fn main(plan: &Plan<'_>) -> String {
             out,
             "    {{\"name\": {}, \"description\": {}}},",
             python_str(entity.table()),
-            python_str(&entity.feature.name)
+            python_str_formatted(&entity.feature.name)
         );
     }
     out.push_str(
@@ -156,12 +198,20 @@ pub fn main(plan: &Plan<'_>) -> String {
          app.state.engine = engine or make_engine(settings.database_url)\n    \
          app.state.sessionmaker = sessionmaker(bind=app.state.engine, expire_on_commit=False)\n    \
          errors.install(app)\n    \
+         if settings.cors_origins:\n        \
+         app.add_middleware(\n            \
+         CORSMiddleware,\n            \
+         allow_origins=list(settings.cors_origins),\n            \
+         allow_methods=[\"GET\", \"POST\", \"PUT\", \"PATCH\", \"DELETE\"],\n            \
+         allow_headers=[\"Authorization\", \"Content-Type\"],\n        \
+         )\n    \
          app.include_router(_HEALTH_ROUTER)\n",
     );
     if !plan.auth.is_empty() {
         out.push_str("    app.include_router(_AUTH_ROUTER)\n");
     }
     if !plan.files.is_empty() {
+        out.push_str("    app.add_middleware(_UploadLimit)\n");
         out.push_str("    app.include_router(_FILES_ROUTER)\n");
     }
     for entity in &plan.entities {
@@ -176,7 +226,10 @@ pub fn main(plan: &Plan<'_>) -> String {
          if name == \"app\":\n        \
          made = globals().get(\"_APP\")\n        \
          if made is None:\n            \
-         made = globals()[\"_APP\"] = create_app()\n        \
+         settings = Settings.from_env().checked()\n            \
+         # Served, not under test: the app owns the process's logging.\n            \
+         logs.configure(settings.log_level, settings.log_format)\n            \
+         made = globals()[\"_APP\"] = create_app(settings)\n        \
          return made\n    \
          raise AttributeError(name)\n",
     );
@@ -378,7 +431,7 @@ fn python_type(kind: &FieldKind) -> &'static str {
 
 fn optional(ty: &str, nullable: bool) -> String {
     if nullable {
-        format!("_Optional[{ty}]")
+        format!("{ty} | None")
     } else {
         ty.to_owned()
     }
@@ -408,12 +461,11 @@ pub fn models(plan: &mut Plan<'_>) -> String {
             );
         }
         for (_, sql, name) in &names.checks {
-            let _ = writeln!(
-                out,
-                "        _sa.CheckConstraint({}, name={}),",
-                python_str(sql),
-                python_str(name)
-            );
+            let args = [
+                python_str_formatted(sql),
+                format!("name={}", python_str(name)),
+            ];
+            out.push_str(&super::py_call(8, "_sa.CheckConstraint", &args, ","));
         }
         for (field, name) in &names.indexes {
             let _ = writeln!(
@@ -434,7 +486,9 @@ pub fn models(plan: &mut Plan<'_>) -> String {
             let _ = writeln!(
                 out,
                 "    owner_id: _orm.Mapped[_uuid.UUID] = _orm.mapped_column(\n        \
-                 _sa.Uuid(), _sa.ForeignKey({}, name={}, ondelete=\"RESTRICT\"), nullable=False\n    )",
+                 _sa.Uuid(),\n        \
+                 _sa.ForeignKey({}, name={}, ondelete=\"RESTRICT\"),\n        \
+                 nullable=False,\n    )",
                 python_str(&format!("{USERS_TABLE}.id")),
                 python_str(fk)
             );
@@ -464,16 +518,15 @@ pub fn models(plan: &mut Plan<'_>) -> String {
             if let Some(default) = &field.def.default {
                 args.push(format!(
                     "server_default=_sa.text({})",
-                    python_str(&server_default(field.def, default))
+                    python_str_formatted(&server_default(field.def, default))
                 ));
             }
-            let _ = writeln!(
-                out,
-                "    {}: _orm.Mapped[{}] = _orm.mapped_column({})",
+            let target = format!(
+                "{}: _orm.Mapped[{}] = _orm.mapped_column",
                 field.name(),
                 optional(python_type(&field.def.kind), field.nullable()),
-                args.join(", ")
             );
+            out.push_str(&super::py_call(4, &target, &args, ""));
         }
         out.push_str(
             "    created_at: _orm.Mapped[_dt.datetime] = _orm.mapped_column(\n        \
@@ -493,7 +546,6 @@ pub fn models(plan: &mut Plan<'_>) -> String {
             (&["_decimal."], "import decimal as _decimal"),
             (&["_uuid."], "import uuid as _uuid"),
             (&["_Any"], "from typing import Any as _Any"),
-            (&["_Optional["], "from typing import Optional as _Optional"),
             (&[""], ""),
             (&["_sa."], "import sqlalchemy as _sa"),
             (&["_orm."], "from sqlalchemy import orm as _orm"),
@@ -817,7 +869,7 @@ pub fn schemas(plan: &Plan<'_>) -> String {
         for field in &entity.fields {
             let ty = response_type(&field.def.kind);
             if field.nullable() {
-                let _ = writeln!(out, "    {}: _Optional[{ty}] = None", field.name());
+                let _ = writeln!(out, "    {}: {ty} | None = None", field.name());
             } else {
                 let _ = writeln!(out, "    {}: {ty}", field.name());
             }
@@ -848,7 +900,6 @@ pub fn schemas(plan: &Plan<'_>) -> String {
                 "from typing import Annotated as _Annotated",
             ),
             (&["_Literal["], "from typing import Literal as _Literal"),
-            (&["_Optional["], "from typing import Optional as _Optional"),
             (&[""], ""),
             (
                 &["_BaseModel"],
@@ -891,7 +942,7 @@ fn create_line(field: &Field<'_>) -> String {
     let name = field.name();
     match (&def.default, def.required) {
         (None, true) => format!("    {name}: {ty}\n"),
-        (None, false) => format!("    {name}: _Optional[{ty}] = None\n"),
+        (None, false) => format!("    {name}: {ty} | None = None\n"),
         // A default makes the field NOT NULL: null is refused, absence takes the default.
         (Some(default), _) => format!("    {name}: {ty} = {}\n", default_expr(def, default)),
     }
@@ -948,7 +999,7 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
     };
     let _ = write!(
         out,
-        "_SPEC = _crud.EntitySpec(\n    model=_models.{class},\n    label={},\n    access={access},\n    unique=({}),\n    references=(\n",
+        "_SPEC = _crud.EntitySpec(\n    model=_models.{class},\n    label={},\n    access={access},\n    unique=({}),\n",
         python_str(name),
         match unique.len() {
             0 => String::new(),
@@ -956,6 +1007,7 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
             _ => unique.join(", "),
         }
     );
+    let mut references = Vec::new();
     for field in &entity.fields {
         if let Some(t) = field.target {
             let target = &plan.entities[t];
@@ -964,27 +1016,30 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
                 Some(EntityAccess::SharedRead) => "_crud.SHARED_READ",
                 None => "None",
             };
-            let _ = writeln!(
-                out,
-                "        _crud.Reference({}, _models.{}, {}, {target_access}),",
+            references.push(format!(
+                "_crud.Reference({}, _models.{}, {}, {target_access})",
                 python_str(field.name()),
                 target.class,
                 python_str(target.name())
-            );
+            ));
         }
     }
-    out.push_str("    ),\n    referrers=(\n");
-    for &(e, f) in &entity.referrers {
-        let referrer = &plan.entities[e];
-        let _ = writeln!(
-            out,
-            "        _crud.Referrer(_models.{}, {}, {}),",
-            referrer.class,
-            python_str(referrer.fields[f].name()),
-            python_str(referrer.name())
-        );
-    }
-    out.push_str("    ),\n    columns=(\n        _crud.Column(\"id\", \"uuid\", _uuid.UUID),\n");
+    out.push_str(&spec_tuple("references", &references));
+    let referrers: Vec<String> = entity
+        .referrers
+        .iter()
+        .map(|&(e, f)| {
+            let referrer = &plan.entities[e];
+            format!(
+                "_crud.Referrer(_models.{}, {}, {})",
+                referrer.class,
+                python_str(referrer.fields[f].name()),
+                python_str(referrer.name())
+            )
+        })
+        .collect();
+    out.push_str(&spec_tuple("referrers", &referrers));
+    out.push_str("    columns=(\n        _crud.Column(\"id\", \"uuid\", _uuid.UUID),\n");
     if auth {
         out.push_str("        _crud.Column(\"owner_id\", \"uuid\", _uuid.UUID),\n");
     }
@@ -1024,7 +1079,7 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
          return _row\n\n\n\
          @ROUTER.get(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"get_{name}\",\n    \
          responses={get_errors},\n)\n\
-         def get_{name}(id: _uuid.UUID, _actor: {actor}, _session: _Session = _Depends(_get_session)):\n    \
+         def get_{name}(\n    id: _uuid.UUID,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
          return _crud.get_row(_session, _SPEC, id, _actor)\n\n\n\
          @ROUTER.put(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"replace_{name}\",\n    \
          responses={write_errors},\n)\n\
@@ -1037,10 +1092,10 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
          def update_{name}(\n    id: _uuid.UUID,\n    _body: _schemas.{class}Patch,\n    _actor: {actor},\n    \
          _session: _Session = _Depends(_get_session),\n):\n    \
          \"\"\"Changes the given fields only.\"\"\"\n    \
-         return _crud.update_row(_session, _SPEC, id, _body.model_dump(exclude_unset=True), _actor, replace=False)\n\n\n\
+         return _crud.update_row(\n        _session,\n        _SPEC,\n        id,\n        _body.model_dump(exclude_unset=True),\n        _actor,\n        replace=False,\n    )\n\n\n\
          @ROUTER.delete(\n    \"/{{id}}\",\n    status_code=204,\n    operation_id=\"delete_{name}\",\n    \
          responses={delete_errors},\n)\n\
-         def delete_{name}(id: _uuid.UUID, _actor: {actor}, _session: _Session = _Depends(_get_session)):\n    \
+         def delete_{name}(\n    id: _uuid.UUID,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
          _crud.delete_row(_session, _SPEC, id, _actor)\n    \
          return _Response(status_code=204)\n",
         list_errors = error_responses(auth, &[401, 422]),
@@ -1110,7 +1165,7 @@ pub fn files_module(plan: &Plan<'_>) -> String {
     } else {
         (
             "Every route needs a bearer token; a file is visible only to the account that uploaded it.",
-            "from app.auth import require_user\nfrom app.system_models import AuthUser\n",
+            "from app.auth import require_user\n",
             "def owner_id(user: AuthUser = Depends(require_user)) -> uuid.UUID:\n    \"\"\"The account a file belongs to: the caller's.\"\"\"\n    return user.id\n",
         )
     };
@@ -1121,5 +1176,13 @@ pub fn files_module(plan: &Plan<'_>) -> String {
         )
         .replace("__OWNER_DOC__", doc)
         .replace("__OWNER_IMPORT__\n", import)
+        .replace(
+            "__SYSTEM_MODELS__",
+            if plan.auth.is_empty() {
+                "StoredFile"
+            } else {
+                "AuthUser, StoredFile"
+            },
+        )
         .replace("__OWNER_DEPENDENCY__", &format!("\n{dependency}"))
 }

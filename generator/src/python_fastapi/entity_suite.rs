@@ -12,12 +12,11 @@ use super::plan::{Plan, python_string_expr};
 use super::py_value;
 use crate::escape::python_str;
 
+/// One `pytest.param(...)` item of a list, laid out as `ruff format` lays it out.
 fn param(values: &[String], id: &str) -> String {
-    format!(
-        "    pytest.param({}, id={}),\n",
-        values.join(", "),
-        python_str(id)
-    )
+    let mut args = values.to_vec();
+    args.push(format!("id={}", python_str(id)));
+    super::py_call(4, "pytest.param", &args, ",")
 }
 
 /// A Python value that breaks the CHECK constraint `suffix` of `def` (see `app::checks`) but

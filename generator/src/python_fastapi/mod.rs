@@ -6,6 +6,7 @@
 //! starts with `_` or an upper-case letter, so a field can never shadow it.
 
 mod app;
+mod deploy;
 mod entity_suite;
 mod migration;
 mod plan;
@@ -20,9 +21,6 @@ use serde_json::Value;
 use crate::GenerateError;
 use crate::escape::python_str;
 
-/// Every pinned requirement: the direct dependencies and, for reproducible installs, theirs.
-pub const REQUIREMENTS: &str = include_str!("templates/requirements.txt");
-
 /// The file tree of `project` for this target.
 pub fn files(
     project: &Project,
@@ -31,10 +29,7 @@ pub fn files(
     let mut plan = plan::build(project, project_version).map_err(GenerateError::Refused)?;
     let mut out = Files::default();
 
-    out.add("requirements.txt", REQUIREMENTS);
-    out.add("Dockerfile", include_str!("templates/Dockerfile"));
-    out.add(".dockerignore", include_str!("templates/dockerignore"));
-    out.add(".gitignore", include_str!("templates/gitignore"));
+    deploy::add(&mut out);
     out.add(".env.example", &app::env_example(&plan));
     out.add("pytest.ini", include_str!("templates/pytest.ini"));
     out.add("alembic.ini", include_str!("templates/alembic.ini"));
@@ -55,6 +50,7 @@ pub fn files(
     out.add("app/crud.py", include_str!("templates/crud.py"));
     out.add("app/fields.py", include_str!("templates/fields.py"));
     out.add("app/health.py", include_str!("templates/health.py"));
+    out.add("app/logs.py", include_str!("templates/logs.py"));
     out.add("app/main.py", &app::main(&plan));
     out.add("app/models.py", &app::models(&mut plan));
     out.add("app/system_models.py", &app::system_models(&mut plan));
@@ -67,9 +63,16 @@ pub fn files(
             &app::router(&plan, i),
         );
     }
+    out.add(
+        "app/cli.py",
+        &section(
+            include_str!("templates/cli.py"),
+            "admin",
+            !plan.auth.is_empty(),
+        ),
+    );
     if !plan.auth.is_empty() {
         out.add("app/auth.py", include_str!("templates/auth.py"));
-        out.add("app/cli.py", include_str!("templates/cli.py"));
     }
     if !plan.files.is_empty() {
         out.add("app/files.py", &app::files_module(&plan));
@@ -93,11 +96,13 @@ pub fn files(
     out.add(
         "tests/test_settings.py",
         &if plan.auth.is_empty() {
-            settings_tests
-                .split(marker)
-                .next()
-                .unwrap_or(settings_tests)
-                .to_owned()
+            format!(
+                "{}\n",
+                settings_tests
+                    .split(marker)
+                    .next()
+                    .unwrap_or(settings_tests)
+            )
         } else {
             settings_tests.replace(marker, "\n\n\n")
         },
@@ -117,6 +122,25 @@ pub fn files(
 
     out.add("README.md", &readme::readme(&plan));
     Ok(out.0)
+}
+
+/// `template` with the lines between `# {name}:begin` and `# {name}:end` (at any indentation)
+/// kept when `keep`, else dropped; the marker lines themselves are always dropped.
+fn section(template: &str, name: &str, keep: bool) -> String {
+    let (begin, end) = (format!("# {name}:begin"), format!("# {name}:end"));
+    let mut inside = false;
+    let mut out = String::with_capacity(template.len());
+    for line in template.split_inclusive('\n') {
+        let marker = line.trim();
+        if marker == begin {
+            inside = true;
+        } else if marker == end {
+            inside = false;
+        } else if keep || !inside {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 #[derive(Default)]
@@ -149,6 +173,30 @@ pub fn py_value(value: &Value) -> String {
             format!("{{{}}}", members.join(", "))
         }
     }
+}
+
+/// The line length of generated Python (the shipped ruff.toml's `line-length`).
+pub const LINE_LENGTH: usize = 100;
+
+/// A call `callee(args)` at `indent` spaces, followed by `suffix`, laid out as `ruff format` (and
+/// black) lay out a call without a magic trailing comma: on one line if it fits; else its
+/// arguments together on one indented line; else one per line with a trailing comma.
+pub fn py_call(indent: usize, callee: &str, args: &[String], suffix: &str) -> String {
+    let pad = " ".repeat(indent);
+    let joined = args.join(", ");
+    let width = |s: &str| s.chars().count();
+    if indent + width(callee) + width(&joined) + 2 + width(suffix) <= LINE_LENGTH {
+        return format!("{pad}{callee}({joined}){suffix}\n");
+    }
+    if indent + 4 + width(&joined) <= LINE_LENGTH {
+        return format!("{pad}{callee}(\n{pad}    {joined}\n{pad}){suffix}\n");
+    }
+    let mut out = format!("{pad}{callee}(\n");
+    for arg in args {
+        out.push_str(&format!("{pad}    {arg},\n"));
+    }
+    out.push_str(&format!("{pad}){suffix}\n"));
+    out
 }
 
 /// A Python tuple literal of strings: `("a", "b")`, `("a",)`, `()`.

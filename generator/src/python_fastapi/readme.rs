@@ -38,16 +38,23 @@ pub fn readme(plan: &Plan<'_>) -> String {
          With Python 3.11:\n\n\
          ```sh\n\
          python3.11 -m venv .venv && . .venv/bin/activate\n\
-         pip install -r requirements.txt\n\
-         alembic upgrade head            # creates the schema (app.db, or DATABASE_URL)\n\
+         pip install --require-hashes --no-deps -r requirements.txt -r requirements-dev.txt\n\
+         python -m app.cli migrate       # creates or upgrades the schema (app.db, or DATABASE_URL)\n\
          APP_ENV=development uvicorn app.main:app --reload   # http://127.0.0.1:8000/docs\n\
          ```\n\n\
-         With Docker (the container migrates, then serves on port 8000; data lives in the\n\
-         `/srv/data` volume):\n\n\
+         Every requirement is pinned with its hashes (`requirements.txt` for the app,\n\
+         `requirements-dev.txt` for the tests and checks), so an install gets exactly the files this\n\
+         app was tested with; `pip install --no-index --find-links DIR` installs them offline from a\n\
+         wheel directory (`pip download --require-hashes -r ... -d DIR` fills one).\n\n\
+         With Docker Compose (PostgreSQL, then the migrations as a one-off `migrate` service, then the\n\
+         app on port 8000; copy `.env.example` to `.env` and set `POSTGRES_PASSWORD` and the app's\n\
+         secrets there first):\n\n\
          ```sh\n\
-         docker build -t generated-app .\n\
-         docker run -p 8000:8000 --env-file .env generated-app\n\
+         docker compose up --build\n\
          ```\n\n\
+         The image (`Dockerfile`) is built in two stages, runs as an unprivileged user, has a health\n\
+         check on `/health` and holds no secret; starting it never migrates (run\n\
+         `python -m app.cli migrate` in it, or the compose service, first).\n\n\
          The OpenAPI document is at `/openapi.json`, the interactive documentation at `/docs`.\n\n",
     );
 
@@ -57,7 +64,10 @@ pub fn readme(plan: &Plan<'_>) -> String {
          not read `.env` itself: export it, e.g. `set -a; . ./.env; set +a`, or use `--env-file`):\n\n\
          | variable | default | meaning |\n|---|---|---|\n\
          | `DATABASE_URL` | `sqlite:///./app.db` | SQLAlchemy URL; `postgresql://user:password@host:5432/db` selects PostgreSQL (psycopg 3) |\n\
-         | `APP_ENV` | `production` | `production`, `development` or `test`, compared ignoring case; `production` refuses unsafe settings |\n",
+         | `APP_ENV` | `production` | `production`, `development` or `test`, compared ignoring case; `production` refuses unsafe settings |\n\
+         | `CORS_ORIGINS` | none | comma-separated browser origins allowed to call the API (`*` for any); none sends no CORS headers |\n\
+         | `LOG_LEVEL` | `INFO` | `DEBUG`, `INFO`, `WARNING` or `ERROR` |\n\
+         | `LOG_FORMAT` | `text` | `text`, or `json` for one JSON object per line |\n",
     );
     if auth {
         out.push_str(
@@ -195,13 +205,30 @@ pub fn readme(plan: &Plan<'_>) -> String {
          ```sh\n\
          pytest                                                     # SQLite, in a temporary directory\n\
          DATABASE_URL=postgresql://user:password@host:5432/db pytest # a fresh schema in that database, dropped afterwards\n\
+         ruff check .                                               # lint (ruff.toml)\n\
+         ruff format --check .                                      # formatting\n\
+         mypy .                                                     # types, strict (mypy.ini)\n\
          ```\n\n\
+         `.github/workflows/ci.yml` runs all of them on every push, the suite on SQLite and on\n\
+         PostgreSQL.\n\n\
          The suite was generated with the application: it calls every route and sends, for every\n\
          rule of every field, a value that breaks just that rule. Its test data (tests/data.py)\n\
          was derived from the constraints, patterns included.\n\n\
          ## Schema changes\n\n\
-         `alembic/versions/0001_initial.py` creates the whole schema. After changing\n\
-         `app/models.py`, `alembic revision --autogenerate -m \"...\"` writes the next migration.\n\n\
+         `alembic/versions/` holds the chain of migrations: `0001_initial.py` creates the schema,\n\
+         and every Backforge generation made on a base (by default the previous successful one)\n\
+         adds one migration from the base's database to this one's, named after the generation.\n\
+         `backforge/model.json` describes the database this chain builds; Backforge computes the\n\
+         next migration from it, so keep both as they are. To upgrade a deployed database after a\n\
+         regeneration, replace the code and run `alembic upgrade head`. It keeps the data:\n\
+         a column that becomes NOT NULL is filled with its default first, and a migration that\n\
+         refuses to start says why before changing anything (a new required field without a\n\
+         default on a table with rows, a column that becomes required with nulls and no default).\n\
+         When entities gain an owner (the auth feature added), existing rows need one: run\n\
+         `alembic -x default_owner=<user id> upgrade head` with the id of an existing user (create\n\
+         an admin first); without it the migration refuses to run on tables that have rows. Edits of\n\
+         your own to `app/models.py` need a migration of your own\n\
+         (`alembic revision --autogenerate`, checked by hand: it does not see CHECK constraints).\n\n\
          ## Notes\n\n\
          - Patterns use the Rust `regex` syntax (Pydantic's `rust-regex` engine, the engine\n  \
          Backforge validated them with) and match anywhere in the value: anchor them with `^...$`\n  \

@@ -17,12 +17,26 @@ pub fn conftest(plan: &Plan<'_>) -> String {
         "\"\"\"Fixtures of the generated suite.\n\n\
          Each run migrates a fresh database with Alembic: SQLite in a temporary directory or, when\n\
          DATABASE_URL names a PostgreSQL database, a new schema in it (dropped at the end). Every\n\
-         test starts from empty entity tables.\n\"\"\"\n\n\
-         import uuid\n\n\
-         import pytest\n\
+         test starts from empty entity tables.\n\"\"\"\n\n",
+    );
+    if auth {
+        out.push_str("import uuid\n\n");
+    }
+    out.push_str(
+        "import pytest\n\
          import sqlalchemy as sa\n\
-         from fastapi.testclient import TestClient\n\n\
-         from app.config import Settings\n\
+         from fastapi.testclient import TestClient\n",
+    );
+    // Imports in isort's order: the auth ones slot in among the others.
+    if auth {
+        out.push_str("from sqlalchemy.orm import Session\n");
+    }
+    out.push('\n');
+    if auth {
+        out.push_str("from app.cli import set_admin\n");
+    }
+    out.push_str(
+        "from app.config import Settings\n\
          from app.main import create_app\n\
          from tests import data\n\
          from tests.database import scratch_engine, upgrade\n\
@@ -30,7 +44,7 @@ pub fn conftest(plan: &Plan<'_>) -> String {
     );
     if auth {
         out.push_str(
-            "from sqlalchemy.orm import Session\n\nfrom app.cli import set_admin\n\n\
+            "\n\
              PASSWORD = \"correct horse battery staple\"\n\
              SECRET = \"test-secret-that-is-long-enough-for-hs256\"\n",
         );
@@ -331,7 +345,7 @@ def test_every_api_operation_documents_its_errors_as_problems(anonymous):
 
 def test_enums_are_enums_in_requests_and_responses(anonymous):
     schemas = anonymous.get("/openapi.json").json()["components"]["schemas"]
-    for name, entity in data.ENTITIES.items():
+    for entity in data.ENTITIES.values():
         for field, kind in entity["kinds"].items():
             if kind != "enum":
                 continue
@@ -430,6 +444,22 @@ def test_a_content_type_outside_the_allowed_list_is_415(client):
     assert response.status_code == 415, response.text
 
 
+def test_a_content_type_the_bytes_contradict_is_415(client):
+    elf = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256))
+    assert _upload(client, elf, "image/png", "cat.png").status_code == 415
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    assert _upload(client, png, "text/plain", "notes.txt").status_code == 415
+    assert client.get("/api/files").json()["total"] == 0
+
+
+def test_a_body_declared_far_over_the_limit_is_413_before_it_is_read(client):
+    body = b"x" * (data.FILE_MAX_BYTES + 128 * 1024)
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = client.post("/api/files", content=body, headers=headers)
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_a_path_in_the_filename_is_dropped(client):
     response = _upload(client, name="../../etc/passwd")
     assert response.status_code == 201, response.text
@@ -453,7 +483,10 @@ def test_file_routes_need_a_token(anonymous):
 
 def test_another_account_cannot_see_a_file(client, anonymous):
     file_id = _upload(client).json()["id"]
-    credentials = {"email": f"other-{uuid.uuid4().hex[:8]}@example.com", "password": "another long password"}
+    credentials = {
+        "email": f"other-{uuid.uuid4().hex[:8]}@example.com",
+        "password": "another long password",
+    }
     assert anonymous.post("/api/auth/register", json=credentials).status_code == 201
     token = anonymous.post("/api/auth/login", json=credentials).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}

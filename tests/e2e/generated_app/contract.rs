@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{pytest, python, run, served, unpack};
+use super::{pytest_with, python, run, served, unpack};
 
 const PASSWORD: &str = "a long enough password";
 
@@ -436,38 +436,129 @@ async fn the_platforms_filter_cases_pass_against_the_generated_app() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// A fault planted in a copy of the generated app: `edits` are (file, the text it must hold
+/// exactly once, what replaces it); a file ending in `/` names every `.py` file of that directory
+/// holding the text, one of which must.
+struct Fault {
+    what: &'static str,
+    edits: Vec<(&'static str, String, String)>,
+}
+
+fn faults() -> Vec<Fault> {
+    vec![
+        Fault {
+            what: "drop a CHECK (customer.name's max_length in the database)",
+            edits: vec![(
+                "alembic/versions/",
+                "sa.CheckConstraint(".to_owned(),
+                "ck_customers_name_max_length".to_owned(),
+            )],
+        },
+        Fault {
+            what: "skip updated_at on update",
+            edits: vec![(
+                "app/crud.py",
+                "    row.updated_at = utcnow()\n".to_owned(),
+                String::new(),
+            )],
+        },
+        Fault {
+            what: "remove the owner filter (owner_scoped rows visible to every account)",
+            edits: vec![(
+                "app/crud.py",
+                "        return model.owner_id == actor.id\n".to_owned(),
+                "        return None\n".to_owned(),
+            )],
+        },
+        Fault {
+            what: "accept a bad enum value (customer.tier)",
+            edits: vec![(
+                "app/schemas.py",
+                "_Literal[\"bronze\", \"silver\", \"gold\"]".to_owned(),
+                "str".to_owned(),
+            )],
+        },
+        Fault {
+            what: "skip a unique constraint (customer.email, in the app and the database)",
+            edits: vec![
+                (
+                    "app/routers/customer.py",
+                    "    unique=((\"email\",),),\n".to_owned(),
+                    "    unique=(),\n".to_owned(),
+                ),
+                (
+                    "alembic/versions/",
+                    "sa.UniqueConstraint(".to_owned(),
+                    "uq_customers_email".to_owned(),
+                ),
+                (
+                    "app/",
+                    "_sa.UniqueConstraint(".to_owned(),
+                    "uq_customers_email".to_owned(),
+                ),
+            ],
+        },
+    ]
+}
+
+/// Plants `fault` in the app in `dir`. An edit on a directory drops the one line of its `.py`
+/// files that holds both its text and its replacement (a constraint and its name).
+fn plant(dir: &Path, fault: &Fault) {
+    for (file, text, replacement) in &fault.edits {
+        if let Some(folder) = file.strip_suffix('/') {
+            let mut dropped = 0;
+            for entry in fs::read_dir(dir.join(folder)).expect("the directory") {
+                let path = entry.expect("an entry").path();
+                if path.extension().is_none_or(|e| e != "py") {
+                    continue;
+                }
+                let source = fs::read_to_string(&path).expect("a migration");
+                let kept: Vec<&str> = source
+                    .lines()
+                    .filter(|line| {
+                        !(line.contains(text.as_str()) && line.contains(replacement.as_str()))
+                    })
+                    .collect();
+                let gone = source.lines().count() - kept.len();
+                if gone > 0 {
+                    dropped += gone;
+                    fs::write(&path, kept.join("\n") + "\n").expect("plant the fault");
+                }
+            }
+            assert_eq!(
+                dropped, 1,
+                "{}: one line of {folder} holds {text} {replacement}",
+                fault.what
+            );
+            continue;
+        }
+        let path = dir.join(file);
+        let source = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let count = source.matches(text.as_str()).count();
+        assert!(count >= 1, "{}: {file} does not hold {text:?}", fault.what);
+        fs::write(&path, source.replace(text.as_str(), replacement)).expect("plant the fault");
+    }
+}
+
+/// The mutation check: each planted fault, alone in its own copy of the app, makes the generated
+/// suite fail. `-x` stops a run at the first failure, so a caught fault costs seconds.
 #[test]
-fn the_generated_suite_catches_a_planted_updated_at_bug_and_a_dropped_check() {
-    let dir = unpack("planted");
-    let crud = dir.join("app/crud.py");
-    let source = fs::read_to_string(&crud).expect("crud.py");
-    let bump = "    row.updated_at = utcnow()\n";
-    assert_eq!(source.matches(bump).count(), 1, "the one updated_at bump");
-    fs::write(&crud, source.replace(bump, "")).expect("plant the updated_at bug");
-
-    let migration = dir.join("alembic/versions/0001_initial.py");
-    let source = fs::read_to_string(&migration).expect("the migration");
-    let check = "ck_customers_name_max_length";
-    let line = source
-        .lines()
-        .find(|line| line.contains("sa.CheckConstraint(") && line.contains(check))
-        .expect("the migration creates the check")
-        .to_owned();
-    fs::write(&migration, source.replace(&format!("{line}\n"), "")).expect("drop the check");
-
-    let report = pytest(&dir, None);
-    assert!(report.tests > 100, "{}", report.output);
-    let failed = |needle: &str| report.failed.iter().any(|name| name.contains(needle));
+fn every_planted_fault_is_caught_by_the_generated_suite() {
+    let mut missed = Vec::new();
+    for fault in faults() {
+        let dir = unpack("mutant");
+        plant(&dir, &fault);
+        let report = pytest_with(&dir, None, &["-x"]);
+        if report.failures + report.errors == 0 {
+            missed.push(format!("{} ({} tests passed)", fault.what, report.tests));
+        } else {
+            eprintln!("caught: {} by {:?}", fault.what, report.failed);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
     assert!(
-        failed("moves_updated_at"),
-        "no test caught updated_at standing still: {:?}\n{}",
-        report.failed,
-        report.output
+        missed.is_empty(),
+        "faults the generated suite missed:\n{}",
+        missed.join("\n")
     );
-    assert!(
-        failed(&format!("test_the_database_enforces_the_check[{check}]")),
-        "no test caught the dropped CHECK: {:?}",
-        report.failed
-    );
-    let _ = fs::remove_dir_all(&dir);
 }

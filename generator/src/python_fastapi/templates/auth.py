@@ -118,7 +118,11 @@ class RateLimiter:
             if len(self._calls) > _LIMITER_KEYS_MAX:
                 # Forget keys whose calls have all left the window, so made-up addresses cannot
                 # grow the table without bound.
-                for stale in [k for k, calls in self._calls.items() if not calls or calls[-1] <= now - self.window]:
+                for stale in [
+                    k
+                    for k, calls in self._calls.items()
+                    if not calls or calls[-1] <= now - self.window
+                ]:
                     del self._calls[stale]
             wait = 0.0
             for key in keys:
@@ -138,7 +142,9 @@ def limiter(request: Request) -> RateLimiter:
     state = request.app.state
     if getattr(state, "login_limiter", None) is None:
         settings = state.settings
-        state.login_limiter = RateLimiter(settings.login_max_attempts, settings.login_window_seconds)
+        state.login_limiter = RateLimiter(
+            settings.login_max_attempts, settings.login_window_seconds
+        )
     return state.login_limiter
 
 
@@ -168,7 +174,9 @@ def _issue(session: Session, request: Request, user: AuthUser, family: uuid.UUID
         )
     )
     session.commit()
-    return TokenPair(access_token=access, refresh_token=refresh, expires_in=int(lifetime.total_seconds()))
+    return TokenPair(
+        access_token=access, refresh_token=refresh, expires_in=int(lifetime.total_seconds())
+    )
 
 
 def _revoke_family(session: Session, family: uuid.UUID) -> None:
@@ -192,7 +200,9 @@ _AUTH_ERRORS = errors.responses(400, 401, 422)
 )
 def register(body: Registration, request: Request, session: Session = Depends(get_session)):
     if not request.app.state.settings.allow_registration:
-        raise HTTPException(status_code=403, detail="registration is closed; an admin creates accounts")
+        raise HTTPException(
+            status_code=403, detail="registration is closed; an admin creates accounts"
+        )
     if session.scalar(select(AuthUser.id).where(AuthUser.email == body.email)) is not None:
         raise HTTPException(status_code=409, detail="this e-mail address is already registered")
     user = AuthUser(email=body.email, password_hash=hash_password(body.password))
@@ -201,13 +211,18 @@ def register(body: Registration, request: Request, session: Session = Depends(ge
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise HTTPException(status_code=409, detail="this e-mail address is already registered") from None
+        raise HTTPException(
+            status_code=409, detail="this e-mail address is already registered"
+        ) from None
     session.refresh(user)
     return user
 
 
 @ROUTER.post(
-    "/login", response_model=TokenPair, operation_id="login", responses=errors.responses(400, 401, 422, 429)
+    "/login",
+    response_model=TokenPair,
+    operation_id="login",
+    responses=errors.responses(400, 401, 422, 429),
 )
 def login(body: Login, request: Request, session: Session = Depends(get_session)):
     email = body.email.strip().lower()
@@ -215,7 +230,9 @@ def login(body: Login, request: Request, session: Session = Depends(get_session)
     wait = limiter(request).retry_after(f"email:{email}", f"client:{client}")
     if wait:
         raise HTTPException(
-            status_code=429, detail="too many login attempts; try again later", headers={"Retry-After": str(wait)}
+            status_code=429,
+            detail="too many login attempts; try again later",
+            headers={"Retry-After": str(wait)},
         )
     user = session.scalar(select(AuthUser).where(AuthUser.email == email))
     try:
@@ -230,13 +247,17 @@ def login(body: Login, request: Request, session: Session = Depends(get_session)
 
 @ROUTER.post("/refresh", response_model=TokenPair, operation_id="refresh", responses=_AUTH_ERRORS)
 def refresh(body: RefreshRequest, request: Request, session: Session = Depends(get_session)):
-    stored = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == _token_hash(body.refresh_token)))
+    stored = session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == _token_hash(body.refresh_token))
+    )
     if stored is None or stored.revoked_at is not None or stored.expires_at <= utcnow():
         raise _unauthorized("the refresh token is invalid, expired or revoked")
     if stored.spent_at is not None:
         # A spent token presented again: it was stolen or replayed. End the whole family.
         _revoke_family(session, stored.family_id)
-        raise _unauthorized("the refresh token was used already; every token of its family is revoked")
+        raise _unauthorized(
+            "the refresh token was used already; every token of its family is revoked"
+        )
     spent = session.execute(
         update(RefreshToken)
         .where(RefreshToken.id == stored.id, RefreshToken.spent_at.is_(None))
@@ -245,7 +266,9 @@ def refresh(body: RefreshRequest, request: Request, session: Session = Depends(g
     if spent.rowcount != 1:
         session.rollback()
         _revoke_family(session, stored.family_id)
-        raise _unauthorized("the refresh token was used already; every token of its family is revoked")
+        raise _unauthorized(
+            "the refresh token was used already; every token of its family is revoked"
+        )
     user = session.get(AuthUser, stored.user_id)
     if user is None:
         session.rollback()
@@ -255,7 +278,9 @@ def refresh(body: RefreshRequest, request: Request, session: Session = Depends(g
 
 @ROUTER.post("/logout", status_code=204, operation_id="logout", responses=_AUTH_ERRORS)
 def logout(body: RefreshRequest, session: Session = Depends(get_session)):
-    stored = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == _token_hash(body.refresh_token)))
+    stored = session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == _token_hash(body.refresh_token))
+    )
     if stored is not None:
         _revoke_family(session, stored.family_id)
     return Response(status_code=204)

@@ -24,6 +24,8 @@ PLACEHOLDERS = (
     "secret",
 )
 ENVIRONMENTS = ("production", "development", "test")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 _DEFAULT_TYPES = __FILE_TYPES__
 
 
@@ -50,12 +52,19 @@ class Settings:
     file_storage_dir: str = "./data/files"
     file_max_bytes: int = __FILE_MAX_BYTES__
     file_allowed_types: tuple[str, ...] = _DEFAULT_TYPES
+    # Browser origins allowed to call the API (CORS); none by default, `*` for any.
+    cors_origins: tuple[str, ...] = ()
+    # The root log level (DEBUG, INFO, WARNING, ERROR) and format: `text` or `json` (one object
+    # per line, for log collectors).
+    log_level: str = "INFO"
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> "Settings":
         env = os.environ
         registration = env.get("ALLOW_REGISTRATION")
         types = env.get("FILE_ALLOWED_TYPES")
+        origins = env.get("CORS_ORIGINS", "")
         return cls(
             database_url=env.get("DATABASE_URL", cls.database_url),
             app_env=env.get("APP_ENV", cls.app_env).strip().lower(),
@@ -64,7 +73,9 @@ class Settings:
             jwt_issuer=env.get("JWT_ISSUER", cls.jwt_issuer),
             refresh_expires_days=int(env.get("REFRESH_EXPIRES_DAYS", cls.refresh_expires_days)),
             allow_registration=(
-                cls.allow_registration if registration is None else _flag("ALLOW_REGISTRATION", registration)
+                cls.allow_registration
+                if registration is None
+                else _flag("ALLOW_REGISTRATION", registration)
             ),
             login_max_attempts=int(env.get("LOGIN_MAX_ATTEMPTS", cls.login_max_attempts)),
             login_window_seconds=int(env.get("LOGIN_WINDOW_SECONDS", cls.login_window_seconds)),
@@ -75,6 +86,9 @@ class Settings:
                 if types is None
                 else tuple(t.strip().lower() for t in types.split(",") if t.strip())
             ),
+            cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            log_level=env.get("LOG_LEVEL", cls.log_level).strip().upper(),
+            log_format=env.get("LOG_FORMAT", cls.log_format).strip().lower(),
         )
 
     def replace(self, **changes) -> "Settings":
@@ -85,7 +99,17 @@ class Settings:
         signing key is replaced by a random one."""
         env = self.app_env.strip().lower()
         if env not in ENVIRONMENTS:
-            raise RuntimeError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.app_env!r}")
+            raise RuntimeError(
+                f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.app_env!r}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise RuntimeError(
+                f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise RuntimeError(
+                f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}"
+            )
         settings = self.replace(app_env=env)
         if not USES_TOKENS:
             return settings
@@ -93,7 +117,10 @@ class Settings:
         if problem is None:
             return settings
         if env == "production":
-            raise RuntimeError(f"JWT_SECRET {problem}; production needs a random key of at least {SECRET_MIN_BYTES} bytes")
+            raise RuntimeError(
+                f"JWT_SECRET {problem}; production needs a random key of at least "
+                f"{SECRET_MIN_BYTES} bytes"
+            )
         if settings.jwt_secret:
             raise RuntimeError(f"JWT_SECRET {problem}; unset it in {env} to use a random key")
         _LOG.warning("JWT_SECRET is unset: signing with a random key; tokens end with this process")

@@ -18,7 +18,7 @@ column's scale and in UTC, exactly as a later GET shows them.
 import dataclasses
 import functools
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
@@ -42,7 +42,7 @@ _BOOLEAN = TypeAdapter(bool)
 class Actor:
     """Who is asking: a signed-in account, or nobody when the app has no auth feature."""
 
-    id: Optional[uuid.UUID]
+    id: uuid.UUID | None
     is_admin: bool = False
 
 
@@ -73,7 +73,7 @@ class Reference:
     field: str
     target: type
     target_label: str
-    target_access: Optional[str] = None
+    target_access: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,17 +90,17 @@ class EntitySpec:
     model: type
     label: str
     # owner_scoped, shared_read, or None without an auth feature.
-    access: Optional[str] = None
+    access: str | None = None
     unique: tuple[tuple[str, ...], ...] = ()
     references: tuple[Reference, ...] = ()
     referrers: tuple[Referrer, ...] = ()
     columns: tuple[Column, ...] = ()
 
-    def column(self, name: str) -> Optional[Column]:
+    def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
 
 
-def _visible(spec_access: Optional[str], model, actor: Actor):
+def _visible(spec_access: str | None, model, actor: Actor):
     """The condition on rows of `model` the actor may see, or None for all rows."""
     if spec_access == OWNER_SCOPED and not actor.is_admin:
         return model.owner_id == actor.id
@@ -137,7 +137,11 @@ def _condition(session: Session, spec: EntitySpec, key: str, values: list[str]):
         raise _invalid_query(key, f"`{name}` is json: only `{name}__is_null` filters it")
     if operator in ("", "ne"):
         value = parsed(text)
-        return attribute == value if operator == "" else sa.or_(attribute != value, attribute.is_(None))
+        return (
+            attribute == value
+            if operator == ""
+            else sa.or_(attribute != value, attribute.is_(None))
+        )
     if operator == "in":
         items = [parsed(item) for item in text.split(",")] if text else []
         if not items:
@@ -145,14 +149,24 @@ def _condition(session: Session, spec: EntitySpec, key: str, values: list[str]):
         return attribute.in_(items)
     if operator == "contains":
         if column.kind not in _TEXT:
-            raise _invalid_query(key, f"`contains` filters text fields, and `{name}` is {column.kind}")
-        # Case-sensitive on both databases (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+            raise _invalid_query(
+                key, f"`contains` filters text fields, and `{name}` is {column.kind}"
+            )
+        # Case-sensitive on both databases (SQLite's LIKE ignores ASCII case, PostgreSQL's
+        # does not).
         find = sa.func.instr if session.get_bind().dialect.name == "sqlite" else sa.func.strpos
         return find(attribute, text) > 0
     if column.kind not in _RANGED:
-        raise _invalid_query(key, f"`{operator}` compares numbers, dates and times, and `{name}` is {column.kind}")
+        raise _invalid_query(
+            key, f"`{operator}` compares numbers, dates and times, and `{name}` is {column.kind}"
+        )
     value = parsed(text)
-    return {"gt": attribute > value, "gte": attribute >= value, "lt": attribute < value, "lte": attribute <= value}[operator]
+    return {
+        "gt": attribute > value,
+        "gte": attribute >= value,
+        "lt": attribute < value,
+        "lte": attribute <= value,
+    }[operator]
 
 
 def _order(session: Session, spec: EntitySpec, text: str) -> list:
@@ -172,7 +186,7 @@ def _order(session: Session, spec: EntitySpec, text: str) -> list:
     return order
 
 
-def _integer(params: QueryParams, name: str, default: int, low: int, high: Optional[int]) -> int:
+def _integer(params: QueryParams, name: str, default: int, low: int, high: int | None) -> int:
     values = params.getlist(name)
     if not values:
         return default
@@ -188,7 +202,9 @@ def _integer(params: QueryParams, name: str, default: int, low: int, high: Optio
     return value
 
 
-def list_rows(session: Session, spec: EntitySpec, params: QueryParams, actor: Actor) -> dict[str, Any]:
+def list_rows(
+    session: Session, spec: EntitySpec, params: QueryParams, actor: Actor
+) -> dict[str, Any]:
     """A page of the rows the actor may see, filtered and sorted as the query asks."""
     limit = _integer(params, "limit", 50, 1, _LIMIT_MAX)
     offset = _integer(params, "offset", 0, 0, None)
@@ -222,12 +238,22 @@ def list_rows(session: Session, spec: EntitySpec, params: QueryParams, actor: Ac
 def list_parameters(spec: EntitySpec) -> list[dict[str, Any]]:
     """The OpenAPI description of the list's query parameters."""
     parameters: list[dict[str, Any]] = [
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": _LIMIT_MAX, "default": 50}},
-        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": _LIMIT_MAX, "default": 50},
+        },
+        {
+            "name": "offset",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "default": 0},
+        },
         {
             "name": "sort",
             "in": "query",
-            "description": "Comma-separated fields, `-` for descending; created_at then id break ties.",
+            "description": (
+                "Comma-separated fields, `-` for descending; created_at then id break ties."
+            ),
             "schema": {"type": "string"},
         },
     ]
@@ -241,14 +267,18 @@ def list_parameters(spec: EntitySpec) -> list[dict[str, Any]]:
                 operators.append("contains")
         for operator in operators:
             name = f"{column.name}__{operator}" if operator else column.name
-            schema: dict[str, Any] = {"type": "boolean"} if operator == "is_null" else {"type": "string"}
+            schema: dict[str, Any] = (
+                {"type": "boolean"} if operator == "is_null" else {"type": "string"}
+            )
             parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
     return parameters
 
 
 def _find(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor):
     row = session.get(spec.model, row_id)
-    if row is None or (_visible(spec.access, spec.model, actor) is not None and row.owner_id != actor.id):
+    if row is None or (
+        _visible(spec.access, spec.model, actor) is not None and row.owner_id != actor.id
+    ):
         raise NotFoundError(f"no {spec.label} with id {row_id}")
     return row
 
@@ -259,7 +289,9 @@ def get_row(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor)
 
 def _writable(spec: EntitySpec, row, actor: Actor) -> None:
     if spec.access is not None and not actor.is_admin and row.owner_id != actor.id:
-        raise ForbiddenError(f"this {spec.label} belongs to another account; it can be read, not changed")
+        raise ForbiddenError(
+            f"this {spec.label} belongs to another account; it can be read, not changed"
+        )
 
 
 def create_row(session: Session, spec: EntitySpec, values: dict[str, Any], actor: Actor):
@@ -316,7 +348,9 @@ def delete_row(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Act
     commit(session, spec, deleting=True)
 
 
-def _check_references(session: Session, spec: EntitySpec, values: dict[str, Any], actor: Actor) -> None:
+def _check_references(
+    session: Session, spec: EntitySpec, values: dict[str, Any], actor: Actor
+) -> None:
     for reference in spec.references:
         value = values.get(reference.field)
         if value is None:
@@ -339,8 +373,8 @@ def _check_unique(
     session: Session,
     spec: EntitySpec,
     values: dict[str, Any],
-    exclude: Optional[uuid.UUID],
-    changed: Optional[set[str]],
+    exclude: uuid.UUID | None,
+    changed: set[str] | None,
 ) -> None:
     model = spec.model
     for group in spec.unique:
@@ -352,12 +386,17 @@ def _check_unique(
             continue
         # Uniqueness is global (over every account's rows); the answer names the fields only.
         query = sa.select(model.id).where(
-            *[getattr(model, name) == value for name, value in zip(group, group_values)]
+            *[
+                getattr(model, name) == value
+                for name, value in zip(group, group_values, strict=True)
+            ]
         )
         if exclude is not None:
             query = query.where(model.id != exclude)
         if session.scalar(query.limit(1)) is not None:
-            raise ConflictError(f"another {spec.label} has the same {', '.join(group)}", list(group))
+            raise ConflictError(
+                f"another {spec.label} has the same {', '.join(group)}", list(group)
+            )
 
 
 _SQLSTATES = {"23505": "unique", "23503": "foreign_key", "23514": "check", "23502": "not_null"}
@@ -381,7 +420,12 @@ def violation(exc: IntegrityError) -> str:
         return _SQLITE_ERRORS[name]
     # Older SQLite drivers carry only the message.
     message = str(original)
-    for marker, kind in (("UNIQUE", "unique"), ("FOREIGN KEY", "foreign_key"), ("CHECK", "check"), ("NOT NULL", "not_null")):
+    for marker, kind in (
+        ("UNIQUE", "unique"),
+        ("FOREIGN KEY", "foreign_key"),
+        ("CHECK", "check"),
+        ("NOT NULL", "not_null"),
+    ):
         if marker in message:
             return kind
     return "other"
@@ -399,13 +443,17 @@ def commit(session: Session, spec: EntitySpec, deleting: bool) -> None:
         if kind == "foreign_key" and deleting:
             raise ConflictError(f"this {spec.label} is still referenced", []) from exc
         if kind == "foreign_key":
-            raise FieldValidationError(["body"], "a referenced row does not exist", "missing_reference") from exc
+            raise FieldValidationError(
+                ["body"], "a referenced row does not exist", "missing_reference"
+            ) from exc
         raise FieldValidationError(
             ["body"], "the row breaks a constraint of the database", "constraint_violation"
         ) from exc
     except DataError as exc:
         session.rollback()
-        raise FieldValidationError(["body"], "a value does not fit its column", "data_error") from exc
+        raise FieldValidationError(
+            ["body"], "a value does not fit its column", "data_error"
+        ) from exc
 
 
 def anyone() -> Actor:

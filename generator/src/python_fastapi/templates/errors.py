@@ -7,7 +7,7 @@ sent (a refused password stays out of the answer) and a 500 never carries intern
 """
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,8 +41,8 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    instance: Optional[str] = None
-    errors: Optional[list[dict[str, str]]] = None
+    instance: str | None = None
+    errors: list[dict[str, str]] | None = None
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -152,7 +152,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, str) else _SLUGS.get(exc.status_code, ("", "Error"))[1]
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, str)
+            else _SLUGS.get(exc.status_code, ("", "Error"))[1]
+        )
         return problem(request, exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(Exception)

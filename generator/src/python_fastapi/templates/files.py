@@ -2,9 +2,10 @@
 
 POST /api/files (multipart, field `file`) -> 201 with the file's metadata; GET /api/files lists
 them; GET /api/files/{id} is the metadata, GET /api/files/{id}/content the bytes (as an
-attachment); DELETE /api/files/{id} -> 204. Uploads larger than FILE_MAX_BYTES answer 413, content
-types outside FILE_ALLOWED_TYPES 415. Files are stored under FILE_STORAGE_DIR by id, never by
-their client-given names.
+attachment); DELETE /api/files/{id} -> 204. Uploads larger than FILE_MAX_BYTES answer 413 before
+the body is read to the end (`UploadLimit`); the content type is sniffed from the bytes, and one
+the bytes contradict, or one outside FILE_ALLOWED_TYPES, answers 415. Files are stored under
+FILE_STORAGE_DIR by id, never by their client-given names.
 __OWNER_DOC__
 """
 
@@ -19,11 +20,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
-from app.database import get_session
-from app.system_models import StoredFile
 __OWNER_IMPORT__
+from app.database import get_session
+from app.system_models import __SYSTEM_MODELS__
 
 ROUTER = APIRouter(prefix="/api/files", tags=["files"])
 # 401 too when every route needs a token.
@@ -35,6 +37,106 @@ def _errors(*statuses: int):
 
 
 _CHUNK = 1 << 20
+# What multipart framing (boundaries, part headers, a long file name) may add to the file itself.
+_MULTIPART_OVERHEAD = 64 * 1024
+# Bytes read to sniff a type.
+_SNIFF_BYTES = 512
+# Signatures of binary types: (prefix, offset, type).
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"WEBP", 8, "image/webp"),
+    (b"%PDF-", 0, "application/pdf"),
+    (b"PK\x03\x04", 0, "application/zip"),
+    (b"\x1f\x8b", 0, "application/gzip"),
+)
+# Declared types that text (UTF-8 without NUL or other control bytes) may carry.
+_TEXT_TYPES = ("application/json", "application/xml", "image/svg+xml")
+
+
+def sniff(head: bytes) -> str:
+    """The type the first bytes show: a known binary signature, `text/plain` for text, else
+    `application/octet-stream`."""
+    for prefix, offset, media_type in _SIGNATURES:
+        if head[offset : offset + len(prefix)] == prefix:
+            if media_type != "image/webp" or head[:4] == b"RIFF":
+                return media_type
+    try:
+        # The cut may split a character at the end: up to 3 bytes may be incomplete.
+        text = head.decode("utf-8") if len(head) < _SNIFF_BYTES else _decode_prefix(head)
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
+        return "application/octet-stream"
+    return "text/plain"
+
+
+def _decode_prefix(head: bytes) -> str:
+    for cut in range(4):
+        try:
+            return head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    raise UnicodeDecodeError("utf-8", head, 0, len(head), "not UTF-8")
+
+
+def accepted_type(declared: str, head: bytes) -> str | None:
+    """The type to store for an upload declared as `declared` whose first bytes are `head`, or
+    None when the bytes contradict the declaration (a binary sent as `image/png`, a PNG sent as
+    `text/plain`)."""
+    sniffed = sniff(head)
+    if sniffed == "text/plain":
+        text_like = declared.startswith("text/") or declared in _TEXT_TYPES
+        return declared if text_like else None
+    return sniffed if declared == sniffed else None
+
+
+class UploadLimit:
+    """ASGI middleware: an upload (POST /api/files) larger than FILE_MAX_BYTES answers 413 before
+    its body is read to the end: at once when its Content-Length says so, else as soon as the
+    bytes received pass the limit (chunked bodies). The route checks the file's exact size."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTER.prefix:
+            await self.app(scope, receive, send)
+            return
+        max_bytes: int = scope["app"].state.settings.file_max_bytes
+        limit = max_bytes + _MULTIPART_OVERHEAD
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            request = Request(scope)
+            response = errors.problem(request, 413, _too_large(max_bytes))
+            # The body stays unread; the server closes the connection after answering.
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # An HTTPException, so FastAPI's body parsing passes it on as it is.
+                    raise HTTPException(
+                        status_code=413,
+                        detail=_too_large(max_bytes),
+                        # The rest of the body is never read: the connection ends here.
+                        headers={"Connection": "close"},
+                    )
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"the file is larger than {max_bytes} bytes"
 
 
 class FileOut(BaseModel):
@@ -87,8 +189,16 @@ def upload(
     session: Session = Depends(get_session),
 ):
     settings = request.app.state.settings
-    content_type = (file.content_type or "application/octet-stream").split(";")[0]
-    content_type = content_type.strip().lower()
+    declared = (file.content_type or "application/octet-stream").split(";")[0]
+    declared = declared.strip().lower()
+    head = file.file.read(_SNIFF_BYTES)
+    file.file.seek(0)
+    content_type = accepted_type(declared, head)
+    if content_type is None:
+        raise HTTPException(
+            status_code=415,
+            detail=f"the content does not match its declared type {declared}",
+        )
     if content_type not in settings.file_allowed_types:
         raise HTTPException(
             status_code=415,
@@ -106,10 +216,7 @@ def upload(
             while chunk := file.file.read(_CHUNK):
                 size += len(chunk)
                 if size > settings.file_max_bytes:
-                    raise HTTPException(
-                        status_code=413,
-                        detail=f"the file is larger than {settings.file_max_bytes} bytes",
-                    )
+                    raise HTTPException(status_code=413, detail=_too_large(settings.file_max_bytes))
                 digest.update(chunk)
                 out.write(chunk)
         partial.replace(target)

@@ -75,7 +75,9 @@ def test_a_refused_password_is_not_echoed(anonymous):
 
 def test_login_answers_a_token_pair_that_opens_me(anonymous):
     email = _registered(anonymous)
-    response = anonymous.post("/api/auth/login", json={"email": email.upper(), "password": PASSWORD})
+    response = anonymous.post(
+        "/api/auth/login", json={"email": email.upper(), "password": PASSWORD}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "bearer" and body["expires_in"] > 0 and body["refresh_token"]
@@ -99,7 +101,7 @@ def test_a_missing_forged_or_expired_token_is_401(anonymous):
     email = _registered(anonymous)
     good = jwt.decode(_pair(anonymous, email)["access_token"], options={"verify_signature": False})
     settings = anonymous.app.state.settings
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     expired = dict(good, iat=now - dt.timedelta(hours=2), exp=now - dt.timedelta(hours=1))
     tokens = [
         None,
@@ -122,15 +124,26 @@ def test_refresh_rotates_the_pair_and_a_spent_token_revokes_its_family(anonymous
     assert second.status_code == 200, second.text
     second = second.json()
     assert second["refresh_token"] != first["refresh_token"]
-    me = anonymous.get("/api/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"})
+    me = anonymous.get(
+        "/api/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"}
+    )
     assert me.status_code == 200, me.text
     # The first token is spent: presenting it again is 401 and ends the family...
-    assert_problem(anonymous.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401)
+    assert_problem(
+        anonymous.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401
+    )
     # ...so the second one, never used, is refused too.
-    assert_problem(anonymous.post("/api/auth/refresh", json={"refresh_token": second["refresh_token"]}), 401)
+    assert_problem(
+        anonymous.post("/api/auth/refresh", json={"refresh_token": second["refresh_token"]}), 401
+    )
     # Another login starts a new family.
     third = _pair(anonymous, email)
-    assert anonymous.post("/api/auth/refresh", json={"refresh_token": third["refresh_token"]}).status_code == 200
+    assert (
+        anonymous.post(
+            "/api/auth/refresh", json={"refresh_token": third["refresh_token"]}
+        ).status_code
+        == 200
+    )
 
 
 def test_logout_revokes_the_family(anonymous):
@@ -138,16 +151,25 @@ def test_logout_revokes_the_family(anonymous):
     pair = _pair(anonymous, email)
     response = anonymous.post("/api/auth/logout", json={"refresh_token": pair["refresh_token"]})
     assert response.status_code == 204, response.text
-    assert_problem(anonymous.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
+    assert_problem(
+        anonymous.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401
+    )
     assert_problem(anonymous.post("/api/auth/refresh", json={"refresh_token": "made-up"}), 401)
 
 
 def test_login_is_rate_limited_per_address_with_retry_after(engine, settings):
-    app = create_app(settings=settings.replace(login_max_attempts=3, login_window_seconds=60), engine=engine)
+    app = create_app(
+        settings=settings.replace(login_max_attempts=3, login_window_seconds=60), engine=engine
+    )
     with TestClient(app) as client:
         email = _registered(client)
         for _ in range(3):
-            assert client.post("/api/auth/login", json={"email": email, "password": "wrong password!"}).status_code == 401
+            assert (
+                client.post(
+                    "/api/auth/login", json={"email": email, "password": "wrong password!"}
+                ).status_code
+                == 401
+            )
         response = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
         assert_problem(response, 429)
         assert int(response.headers["retry-after"]) >= 1
@@ -156,17 +178,23 @@ def test_login_is_rate_limited_per_address_with_retry_after(engine, settings):
 def test_closed_registration_is_403_and_an_admin_made_with_the_cli_signs_in(engine, settings):
     app = create_app(settings=settings.replace(allow_registration=False), engine=engine)
     with TestClient(app) as client:
-        assert_problem(client.post("/api/auth/register", json={"email": _email(), "password": PASSWORD}), 403)
+        assert_problem(
+            client.post("/api/auth/register", json={"email": _email(), "password": PASSWORD}), 403
+        )
         email = _email()
         with Session(engine) as session:
             create_admin(session, email, PASSWORD)
         pair = _pair(client, email)
-        me = client.get("/api/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"}).json()
+        me = client.get(
+            "/api/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+        ).json()
         assert me["is_admin"] is True
         with Session(engine) as session:
             assert set_admin(session, email, False)
             assert not set_admin(session, _email(), True)
-        me = client.get("/api/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"}).json()
+        me = client.get(
+            "/api/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+        ).json()
         assert me["is_admin"] is False
 
 

@@ -5,10 +5,16 @@ with a placeholder or with one shorter than 32 bytes; development without one si
 key of its own. No secret is built into the app.
 """
 
-import pytest
+import json
+import logging
 
-from app import config
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app import cli, config, logs
 from app.config import Settings
+from app.main import create_app
 
 GOOD = "k7Gm2vQ9xR4tL8pZ1wN6yB3cF5hJ0sDa"
 
@@ -24,6 +30,54 @@ def test_an_unknown_environment_is_refused():
 
 def test_the_secret_is_not_in_the_settings_repr():
     assert GOOD not in repr(Settings(jwt_secret=GOOD))
+
+
+def test_logging_settings_are_checked():
+    assert Settings().log_level in config.LOG_LEVELS
+    with pytest.raises(RuntimeError, match="LOG_LEVEL"):
+        Settings(app_env="test", jwt_secret=GOOD, log_level="LOUD").checked()
+    with pytest.raises(RuntimeError, match="LOG_FORMAT"):
+        Settings(app_env="test", jwt_secret=GOOD, log_format="xml").checked()
+
+
+def test_cors_and_logging_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", " https://a.example , https://b.example,")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    settings = Settings.from_env()
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+    assert Settings().cors_origins == ()
+
+
+def test_cors_answers_the_allowed_origins_only(settings, engine):
+    app = create_app(settings=settings.replace(cors_origins=("https://a.example",)), engine=engine)
+    with TestClient(app) as client:
+        preflight = {"Origin": "https://a.example", "Access-Control-Request-Method": "GET"}
+        allowed = client.options("/health", headers=preflight)
+        assert allowed.headers.get("access-control-allow-origin") == "https://a.example"
+        other = client.get("/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(settings=settings, engine=engine)) as client:
+        response = client.get("/health", headers={"Origin": "https://a.example"})
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_the_json_log_format_writes_one_object_per_line():
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "hello %s", ("world",), None)
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert (entry["message"], entry["level"], entry["logger"]) == ("hello world", "INFO", "app")
+
+
+def test_the_cli_migrates_a_database_as_a_step_of_its_own(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert cli.main(["migrate"]) == 0
+    engine = sa.create_engine(url)
+    try:
+        assert "_alembic_version" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
 
 
 # The app's signing key (only with an auth feature).
