@@ -29,6 +29,9 @@ pub struct Readiness {
     /// stalled consumer must not take reads and writes down. A process that runs only consumers
     /// answers 503 for it.
     pub serves_api: bool,
+    /// The command API's sandbox: `checks.sandbox` is `down` (and the process `degraded`, still in
+    /// rotation) while no code can run.
+    pub sandbox: Option<std::sync::Arc<command_api::sandbox_routes::SandboxService>>,
 }
 
 /// Liveness: 200 while the process runs.
@@ -79,6 +82,14 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     if let Some(up) = nats {
         checks["nats"] = json!(if up { "up" } else { "down" });
     }
+    let sandbox_down = match &readiness.sandbox {
+        Some(sandbox) => {
+            let cause = sandbox.cause();
+            checks["sandbox"] = json!(if cause.is_some() { "down" } else { "up" });
+            cause.is_some()
+        }
+        None => false,
+    };
     let stalled = match &readiness.consumers {
         Some(consumers) => {
             checks["consumers"] = consumer_checks(consumers);
@@ -100,7 +111,7 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     };
     match down {
         None => {
-            let status = if stalled || nats_down {
+            let status = if stalled || nats_down || sandbox_down {
                 "degraded"
             } else {
                 "ready"

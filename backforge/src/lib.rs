@@ -302,11 +302,20 @@ impl App {
             Some(default) => Some(settings.addr_or(default)),
             None => settings.addr.clone(),
         };
+        // The command API's sandbox; its start-up self-test runs beside the start, and until it
+        // passes, sandbox runs answer 503 sandbox-unavailable naming the cause.
+        let sandbox = (parts.command_api && addr.is_some()).then(|| {
+            let sandbox = command_api::sandbox_routes::SandboxService::new(&settings.sandbox);
+            let testing = sandbox.clone();
+            tokio::spawn(async move { testing.self_test().await });
+            sandbox
+        });
         let readiness = web::Data::new(http::Readiness {
             postgres: pool.clone(),
             nats: background.nats.clone(),
             consumers: background.consumers.clone(),
             serves_api: parts.serves_api(),
+            sandbox: sandbox.clone(),
         });
         let metrics_data = web::Data::new(metrics.clone());
         let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));
@@ -347,16 +356,15 @@ impl App {
                 security.listen(&settings.database_url);
                 let command_state = if parts.command_api {
                     tasks.push(purge_idempotency_keys(&store, &settings, stop_rx.clone()));
-                    let state = command_api::CommandState::new(
+                    let sandbox = sandbox.clone().ok_or_else(|| {
+                        anyhow::anyhow!("the command API is served without its sandbox")
+                    })?;
+                    Some(web::Data::new(command_api::CommandState::new(
                         settings.clone(),
                         store.clone(),
                         security.clone(),
-                    )?;
-                    // The sandbox's start-up self-test runs beside the start: until it passes,
-                    // sandbox runs answer 503 sandbox-unavailable naming the cause.
-                    let sandbox = state.sandbox.clone();
-                    tokio::spawn(async move { sandbox.self_test().await });
-                    Some(web::Data::new(state))
+                        sandbox,
+                    )?))
                 } else {
                     None
                 };

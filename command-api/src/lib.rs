@@ -75,6 +75,7 @@ impl CommandState {
         settings: Arc<Settings>,
         store: PgEventStore,
         security: Arc<SecurityCache>,
+        sandbox: Arc<crate::sandbox_routes::SandboxService>,
     ) -> anyhow::Result<Self> {
         let pool = store.pool().clone();
         Ok(Self {
@@ -94,7 +95,7 @@ impl CommandState {
                 domain::serialized_len,
             )),
             security,
-            sandbox: crate::sandbox_routes::SandboxService::new(&settings.sandbox),
+            sandbox,
             store,
             pool,
             settings,

@@ -154,3 +154,62 @@ async fn bad_runs_are_refused_with_problems() {
         .expect(422);
     assert_eq!(big.body["errors"][0]["field"], "/code");
 }
+
+#[tokio::test]
+async fn readiness_reports_the_sandbox_and_a_broken_one_answers_503_naming_the_cause() {
+    let app = TestApp::spawn().await;
+    let user = app.register("Ready").await;
+    ready(&app, &user).await;
+    let health = app
+        .client
+        .get(format!("{}/health/ready", app.address))
+        .send()
+        .await
+        .expect("ready");
+    let body: Value = health.json().await.expect("json");
+    assert_eq!(body["checks"]["sandbox"], "up", "{body}");
+
+    let broken =
+        TestApp::spawn_with(&[("BACKFORGE_SANDBOX_PYTHON", "/nonexistent/bin/python3")]).await;
+    let user = broken.register("Broken").await;
+    // The suite's helpers refuse any 5xx, so this 503 is asked for with the bare client.
+    let refused: Value = eventually("the self-test fails", Duration::from_secs(20), || async {
+        let answer = broken
+            .client
+            .post(broken.url("/ai/sandbox-execute"))
+            .bearer_auth(&user.access_token)
+            .json(&json!({"language": "python", "code": "pass"}))
+            .send()
+            .await
+            .ok()?;
+        if answer.status() != 503 {
+            return None;
+        }
+        let body: Value = answer.json().await.ok()?;
+        let detail = body["detail"].as_str().unwrap_or_default();
+        (!detail.contains("not run yet")).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        refused["type"],
+        "https://backforge.dev/problems/sandbox-unavailable"
+    );
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("/nonexistent")),
+        "the cause is named: {refused}"
+    );
+    let health = broken
+        .client
+        .get(format!("{}/health/ready", broken.address))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(health.status(), 200, "an API process stays in rotation");
+    let body: Value = health.json().await.expect("json");
+    assert_eq!(
+        (body["status"].clone(), body["checks"]["sandbox"].clone()),
+        (json!("degraded"), json!("down"))
+    );
+}
