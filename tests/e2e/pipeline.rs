@@ -147,28 +147,71 @@ async fn a_generation_waits_for_a_worker_then_is_generated_stored_and_downloadab
         .expect(200);
     assert_eq!(list.body["items"][0]["id"], generation.as_str());
 
-    // The same project version generates byte-identical bytes.
-    let again = writes
-        .post(
-            &format!("/projects/{project}/generations"),
-            Some(token),
-            json!({}),
-        )
+    // A second generation builds on the latest succeeded one by default: the first's migration
+    // byte for byte, and one more.
+    assert_eq!(done["base_generation_id"], Value::Null);
+    let succeeded = |id: String| {
+        let reads = &reads;
+        async move {
+            eventually("a generation finishes", Duration::from_secs(60), || async {
+                let answer = reads.get(&format!("/generations/{id}"), Some(token)).await;
+                (answer.body["status"] == "succeeded").then_some(answer.body)
+            })
+            .await
+        }
+    };
+    let request = |body: Value| {
+        let writes = &writes;
+        let project = &project;
+        async move {
+            writes
+                .post(
+                    &format!("/projects/{project}/generations"),
+                    Some(token),
+                    body,
+                )
+                .await
+        }
+    };
+    let second = request(json!({})).await.expect(202).body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let redone = succeeded(second.clone()).await;
+    assert_eq!(redone["base_generation_id"], generation.as_str());
+    let (_, _, second_zip) =
+        download(&reads, &format!("/generations/{second}/download"), token).await;
+    let first_files = generator::read_zip(&zip).expect("the first ZIP");
+    let second_files = generator::read_zip(&second_zip).expect("the second ZIP");
+    let migrations: Vec<&String> = second_files
+        .keys()
+        .filter(|p| p.starts_with("alembic/versions/"))
+        .collect();
+    assert_eq!(migrations.len(), 2, "{migrations:?}");
+    let initial = "alembic/versions/0001_initial.py";
+    assert_eq!(first_files[initial], second_files[initial]);
+    // The same project version on the same base generates byte-identical bytes.
+    let third = request(json!({"base_generation_id": generation}))
         .await
-        .expect(202);
-    let second = again.body["id"].as_str().expect("id").to_owned();
-    let redone = eventually(
-        "the second generation finishes",
-        Duration::from_secs(60),
-        || async {
-            let answer = reads
-                .get(&format!("/generations/{second}"), Some(token))
-                .await;
-            (answer.body["status"] == "succeeded").then_some(answer.body)
-        },
-    )
-    .await;
-    assert_eq!(redone["sha256"], sha.as_str(), "generation is reproducible");
+        .expect(202)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let third = succeeded(third).await;
+    assert_eq!(
+        third["sha256"], redone["sha256"],
+        "generation is reproducible"
+    );
+    // A base that is no generation of this project is refused at its pointer.
+    let refused = request(json!({"base_generation_id": uuid::Uuid::now_v7()}))
+        .await
+        .expect(422);
+    assert_eq!(
+        refused.body["errors"][0]["field"], "/base_generation_id",
+        "{}",
+        refused.body
+    );
     // Someone else sees none of it.
     let (stranger, _) = writes.register("Stranger").await;
     reads
