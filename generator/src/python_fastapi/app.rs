@@ -605,7 +605,9 @@ pub fn system_models(plan: &mut Plan<'_>) -> String {
              sa.Index({}, \"family_id\"),\n    )\n\n    \
              id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), default=uuid.uuid4)\n    \
              user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(\n        \
-             sa.Uuid(), sa.ForeignKey({}, name={}, ondelete=\"CASCADE\"), nullable=False\n    )\n    \
+             sa.Uuid(),\n        \
+             sa.ForeignKey({}, name={}, ondelete=\"CASCADE\"),\n        \
+             nullable=False,\n    )\n    \
              family_id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), nullable=False)\n    \
              token_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)\n    \
              expires_at: orm.Mapped[dt.datetime] = orm.mapped_column(UTCDateTime(), nullable=False)\n    \
@@ -1067,8 +1069,9 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
         "\n\n@ROUTER.get(\n    \"\",\n    response_model=_schemas.{class}Page,\n    operation_id=\"list_{table}\",\n    \
          responses={list_errors},\n    openapi_extra={{\"parameters\": _crud.list_parameters(_SPEC)}},\n)\n\
          def list_{table}(\n    _request: _Request,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
-         \"\"\"Rows of `{name}` the caller may see: filters `f`, `f__gt|gte|lt|lte|ne|in|contains|is_null`,\n    \
-         `sort=f,-g` (then oldest first), `limit` (1-200) and `offset`; an unknown filter is 422.\"\"\"\n    \
+         \"\"\"Rows of `{name}` the caller may see: filters `f`,\n    \
+         `f__gt|gte|lt|lte|ne|in|contains|is_null`, `sort=f,-g` (then oldest first), `limit` (1-200)\n    \
+         and `offset`; an unknown filter is 422.\"\"\"\n    \
          return _crud.list_rows(_session, _SPEC, _request.query_params, _actor)\n\n\n\
          @ROUTER.post(\n    \"\",\n    status_code=201,\n    response_model=_schemas.{class}Read,\n    \
          operation_id=\"create_{name}\",\n    responses={create_errors},\n)\n\
@@ -1105,7 +1108,7 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
         delete_errors = error_responses(auth, &[401, 403, 404, 409, 422]),
     );
     let header = format!(
-        "\"\"\"Routes of the `{name}` entity: GET/POST {path} and GET/PUT/PATCH/DELETE {path}/{{id}}.\n\n\
+        "\"\"\"Routes of the `{name}` entity: GET/POST {path} and\nGET/PUT/PATCH/DELETE {path}/{{id}}.\n\n\
          Generated names bound here start with `_` or a capital letter, so no field can shadow them.\n\
          \"\"\"\n\n",
         path = entity.path()

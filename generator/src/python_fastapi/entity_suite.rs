@@ -309,7 +309,9 @@ const ENTITY_TESTS: &str = r#"
 
 def _assert_row(body, sent):
     for field, value in sent.items():
-        assert same(KINDS[field], body[field], value), f"{field}: sent {value!r}, got {body[field]!r}"
+        assert same(KINDS[field], body[field], value), (
+            f"{field}: sent {value!r}, got {body[field]!r}"
+        )
 
 
 def _change(api):
@@ -439,7 +441,9 @@ def test_create_refuses_an_unknown_field(api):
 
 
 def test_a_body_that_is_not_json_is_a_400_problem(api):
-    response = api.client.post(PATH, content=b'{"not": json', headers={"content-type": "application/json"})
+    response = api.client.post(
+        PATH, content=b'{"not": json', headers={"content-type": "application/json"}
+    )
     assert_problem(response, 400)
 
 
@@ -474,7 +478,9 @@ def test_list_filters_by_equality_ne_and_in(api, field):
 
 @pytest.mark.parametrize("field", FILTERS)
 def test_list_sorts_by_the_field_both_ways(api, field):
-    rows = [api.create(ENTITY, api.optional_references(ENTITY, [field], fresh=True)) for _ in range(2)]
+    rows = [
+        api.create(ENTITY, api.optional_references(ENTITY, [field], fresh=True)) for _ in range(2)
+    ]
     ids = [row["id"] for row in rows]
 
     def order(sort):
@@ -495,7 +501,16 @@ def test_list_filters_by_ranges(api, field):
     rows = [api.create(ENTITY) for _ in range(2)]
     if same(KINDS[field], rows[0][field], rows[1][field]) or rows[0][field] is None:
         pytest.skip("the sampled rows share this field's value")
-    ordered = sorted(rows, key=lambda r: decimal.Decimal(str(r[field])) if KINDS[field] in ("integer", "decimal", "float") else instant(r[field]) if KINDS[field] == "datetime" else r[field])
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            decimal.Decimal(str(r[field]))
+            if KINDS[field] in ("integer", "decimal", "float")
+            else instant(r[field])
+            if KINDS[field] == "datetime"
+            else r[field]
+        ),
+    )
     low, high = ordered
 
     def ids(operator, row):
@@ -653,7 +668,9 @@ def test_a_referenced_row_cannot_be_deleted(api, field, target):
 
 
 @pytest.mark.parametrize("field, target", REFERENCES)
-def test_a_delete_racing_an_insert_of_a_referrer_is_409_on_every_database(api, engine, field, target):
+def test_a_delete_racing_an_insert_of_a_referrer_is_409_on_every_database(
+    api, engine, field, target
+):
     # The race: the delete's check found no referrer, then one was inserted. The database
     # refuses the delete, and the answer is the same 409 as the check's.
     parent = api.create(target)
@@ -689,7 +706,14 @@ const AUTH_TESTS: &str = r#"
 
 @pytest.mark.parametrize(
     "method, suffix",
-    [("GET", ""), ("POST", ""), ("GET", "/{id}"), ("PUT", "/{id}"), ("PATCH", "/{id}"), ("DELETE", "/{id}")],
+    [
+        ("GET", ""),
+        ("POST", ""),
+        ("GET", "/{id}"),
+        ("PUT", "/{id}"),
+        ("PATCH", "/{id}"),
+        ("DELETE", "/{id}"),
+    ],
 )
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-token"])
 def test_every_route_needs_a_valid_token(anonymous, method, suffix, authorization):

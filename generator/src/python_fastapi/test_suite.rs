@@ -340,7 +340,11 @@ def test_every_api_operation_documents_its_errors_as_problems(anonymous):
         errors = [status for status in operation["responses"] if status.startswith("4")]
         assert errors, (path, method)
         for status in errors:
-            assert "application/problem+json" in operation["responses"][status]["content"], (path, method, status)
+            assert "application/problem+json" in operation["responses"][status]["content"], (
+                path,
+                method,
+                status,
+            )
 
 
 def test_enums_are_enums_in_requests_and_responses(anonymous):
@@ -351,10 +355,16 @@ def test_enums_are_enums_in_requests_and_responses(anonymous):
                 continue
             for schema in schemas.values():
                 prop = schema.get("properties", {}).get(field)
-                if prop is None or schema.get("title", "").lower().startswith(("filepage", "problem")):
+                if prop is None or schema.get("title", "").lower().startswith(
+                    ("filepage", "problem")
+                ):
                     continue
                 options = prop.get("anyOf", [prop])
-                assert any("enum" in option for option in options), (schema.get("title"), field, prop)
+                assert any("enum" in option for option in options), (
+                    schema.get("title"),
+                    field,
+                    prop,
+                )
 
 
 def test_the_list_documents_its_filters(anonymous):
