@@ -196,7 +196,9 @@ fn a_generation_on_a_base_keeps_its_migrations_and_adds_one() {
     let unique = refusals
         .find("WHERE \\\"name\\\" IS NOT NULL GROUP BY \\\"name\\\" HAVING COUNT(*) > 1")
         .expect(&migration);
-    let rule = refusals.find("WHERE NOT (\\\"tier\\\" IN").expect(&migration);
+    let rule = refusals
+        .find("WHERE NOT (\\\"tier\\\" IN")
+        .expect(&migration);
     assert!(unique < first_change && rule < first_change, "{migration}");
     assert!(
         migration.contains("batch.create_unique_constraint("),

@@ -22,7 +22,7 @@ mod processes;
 mod projects;
 mod read_side;
 mod readme_tour;
-mod sandbox_execute;
 mod repo_docs;
+mod sandbox_execute;
 mod security_cache;
 mod sign_in;
