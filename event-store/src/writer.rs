@@ -134,9 +134,17 @@ async fn run(pool: Pool, signals: Signals, mut jobs: mpsc::Receiver<Job>) {
             }
         }
         waiting = still_waiting;
-        let appended = write(&pool, batch.jobs).await;
-        if appended {
-            signals.committed();
+        // Each batch runs in a task of its own, so a panic inside it (a caller's side write) fails
+        // only that batch's commands (their answers are dropped: 503), loudly, and the writer
+        // goes on; otherwise every later write of the process would answer 503.
+        match tokio::spawn(write(pool.clone(), batch.jobs)).await {
+            Ok(false) => {}
+            Ok(true) => signals.committed(),
+            Err(error) => {
+                tracing::error!(%error, "a group-commit batch panicked; its commands answer 503");
+                // It may have committed before it panicked: let readers look.
+                signals.committed();
+            }
         }
     }
 }
@@ -185,7 +193,7 @@ impl Batch {
 }
 
 /// Writes one batch and answers every command in it; whether any events were committed.
-async fn write(pool: &Pool, mut jobs: Vec<Job>) -> bool {
+async fn write(pool: Pool, mut jobs: Vec<Job>) -> bool {
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => {

@@ -206,3 +206,42 @@ async fn a_duplicate_event_id_in_a_batch_reaches_only_its_own_command() {
     assert_eq!(fine.version, 1);
     assert_eq!(store.stream_version("second").await.expect("version"), 0);
 }
+
+/// A side write with a bug in it.
+struct Panics;
+
+#[async_trait]
+impl SideWrites for Panics {
+    fn is_empty(&self) -> bool {
+        false
+    }
+
+    async fn write(&self, _: &Transaction<'_>, _: &Landed) -> Result<(), StoreError> {
+        panic!("a side write's bug")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_side_write_fails_its_command_and_the_writer_goes_on() {
+    let made = PgTestStore::create(domain::Upcasters::backforge())
+        .await
+        .expect("store");
+    let store = Arc::new((*made.store).clone().with_group_commit());
+    let failed = commit(
+        &store,
+        append("buggy", ExpectedVersion::NoStream, 1),
+        Some(Box::new(Panics)),
+    )
+    .await
+    .expect("join");
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert_eq!(store.stream_version("buggy").await.expect("version"), 0);
+    let next = commit(&store, append("next", ExpectedVersion::NoStream, 1), None)
+        .await
+        .expect("join")
+        .expect("the writer still commits");
+    assert_eq!(next.version, 1);
+}
