@@ -64,6 +64,15 @@ struct Inner {
     waiting: AtomicUsize,
 }
 
+impl Drop for Inner {
+    /// Removes the seccomp program, and its directory when nothing else is in it (a process start
+    /// must not leave one behind per start).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.filter);
+        let _ = std::fs::remove_dir(&self.config.state_dir);
+    }
+}
+
 impl Sandbox {
     /// Sets up the pool and writes the seccomp program. Runs nothing: see [`Sandbox::self_test`].
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {

@@ -385,3 +385,19 @@ async fn code_is_compiled_by_the_real_interpreter_with_line_and_column() {
         other => panic!("a syntax error: {other:?}"),
     }
 }
+
+#[test]
+fn a_dropped_sandbox_leaves_no_file_behind() {
+    let dir = std::env::temp_dir().join("bf-sandbox-test-drop");
+    let sandbox = Sandbox::new(SandboxConfig {
+        python: PathBuf::from("/usr/bin/python3"),
+        uid_base: 62090,
+        slots: 1,
+        queue: 1,
+        state_dir: dir.clone(),
+    })
+    .expect("a sandbox");
+    assert!(dir.join("seccomp.bpf").exists());
+    drop(sandbox);
+    assert!(!dir.exists(), "{dir:?} is left behind");
+}
