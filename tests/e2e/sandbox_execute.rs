@@ -164,6 +164,26 @@ async fn bad_runs_are_refused_with_problems() {
         .await
         .expect(422);
     assert_eq!(big.body["errors"][0]["field"], "/code");
+    let nul = app
+        .post(
+            "/ai/sandbox-execute",
+            Some(&user.access_token),
+            json!({"language": "python", "code": "print(1)\u{0}"}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(nul.body["errors"][0]["field"], "/code");
+    // The largest code accepted runs.
+    ready(&app, &user).await;
+    let largest = run(
+        &app,
+        &user,
+        &format!("x = 1{}", " ".repeat(64 * 1024 - 5)),
+        Value::Null,
+    )
+    .await
+    .expect(200);
+    assert_eq!(largest.body["status"], "ok", "{}", largest.body);
 }
 
 #[tokio::test]
