@@ -26,6 +26,12 @@ pub fn project_error(e: ProjectError) -> ApiError {
         ProjectError::FeatureNotFound(id) => {
             ApiError::not_found(format!("the project has no feature {id}"))
         }
+        ProjectError::FunctionNotFound(id) => {
+            ApiError::not_found(format!("the project has no function {id}"))
+        }
+        e @ ProjectError::FunctionConflict(_) => {
+            ApiError::conflict(ProblemType::FunctionConflict, e.to_string())
+        }
         ProjectError::MemberNotFound(id) => {
             ApiError::not_found(format!("user {id} is not a member of the project"))
         }
@@ -39,7 +45,9 @@ pub fn project_error(e: ProjectError) -> ApiError {
         }
         e @ (ProjectError::AlreadyExists
         | ProjectError::FeatureAlreadyExists(_)
-        | ProjectError::FeatureLimitReached { .. }) => {
+        | ProjectError::FeatureLimitReached { .. }
+        | ProjectError::FunctionAlreadyExists(_)
+        | ProjectError::FunctionLimitReached { .. }) => {
             ApiError::conflict(ProblemType::Conflict, e.to_string())
         }
         e @ ProjectError::OwnerCannotBeMember => ApiError::invalid_field("/user_id", e.to_string()),

@@ -96,6 +96,10 @@ id_type!(
     /// One generation run of a project version.
     GenerationId
 );
+id_type!(
+    /// A custom function inside a project; like features, functions have no stream of their own.
+    FunctionId
+);
 
 stream_of!(UserId, USER_STREAM_PREFIX, "user");
 stream_of!(ProjectId, PROJECT_STREAM_PREFIX, "project");

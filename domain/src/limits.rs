@@ -22,6 +22,12 @@ pub struct Limits {
     pub default_max_bytes: usize,
     /// The largest serialised project state (bytes); a write that would pass it is refused.
     pub project_max_bytes: usize,
+    /// Custom functions a project may hold.
+    pub functions_per_project: usize,
+    /// The largest `function_code` (bytes of UTF-8).
+    pub function_code_max_bytes: usize,
+    /// The most examples one function may carry.
+    pub examples_per_function: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +43,9 @@ impl Default for Limits {
             text_max_length: 1_000_000,
             default_max_bytes: 10 * 1024,
             project_max_bytes: 2 * 1024 * 1024,
+            functions_per_project: 50,
+            function_code_max_bytes: 64 * 1024,
+            examples_per_function: 20,
         }
     }
 }

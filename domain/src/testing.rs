@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::Decider;
 use crate::generation::{Generation, GenerationEvent};
-use crate::ids::{FeatureId, GenerationId, ProjectId, UserId};
+use crate::ids::{FeatureId, FunctionId, GenerationId, ProjectId, UserId};
 use crate::limits::Limits;
 use crate::project::{Project, ProjectEvent};
 use crate::user::{User, UserEvent};
@@ -169,6 +169,10 @@ pub fn project_id(n: u128) -> ProjectId {
 
 pub fn feature_id(n: u128) -> FeatureId {
     FeatureId::from_uuid(Uuid::from_u128(n))
+}
+
+pub fn function_id(n: u128) -> FunctionId {
+    FunctionId::from_uuid(Uuid::from_u128(n))
 }
 
 pub fn generation_id(n: u128) -> GenerationId {

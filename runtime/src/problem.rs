@@ -19,6 +19,7 @@ pub enum ProblemType {
     EmailTaken,
     NameTaken,
     StillReferenced,
+    FunctionConflict,
     ConcurrentModification,
     IdempotencyKeyInFlight,
     GenerationUnfinished,
@@ -36,7 +37,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 23] = [
+    pub const ALL: [ProblemType; 24] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
@@ -46,6 +47,7 @@ impl ProblemType {
         ProblemType::EmailTaken,
         ProblemType::NameTaken,
         ProblemType::StillReferenced,
+        ProblemType::FunctionConflict,
         ProblemType::ConcurrentModification,
         ProblemType::IdempotencyKeyInFlight,
         ProblemType::GenerationUnfinished,
@@ -73,6 +75,7 @@ impl ProblemType {
             ProblemType::EmailTaken => "email-taken",
             ProblemType::NameTaken => "name-taken",
             ProblemType::StillReferenced => "still-referenced",
+            ProblemType::FunctionConflict => "function-conflict",
             ProblemType::ConcurrentModification => "concurrent-modification",
             ProblemType::IdempotencyKeyInFlight => "idempotency-key-in-flight",
             ProblemType::GenerationUnfinished => "generation-unfinished",
@@ -101,6 +104,7 @@ impl ProblemType {
             ProblemType::EmailTaken => "E-mail address already registered",
             ProblemType::NameTaken => "Name already taken",
             ProblemType::StillReferenced => "Still referenced",
+            ProblemType::FunctionConflict => "Function name or route taken",
             ProblemType::ConcurrentModification => "Modified concurrently",
             ProblemType::IdempotencyKeyInFlight => {
                 "Request with this idempotency key still in flight"
@@ -131,6 +135,7 @@ impl ProblemType {
             | ProblemType::EmailTaken
             | ProblemType::NameTaken
             | ProblemType::StillReferenced
+            | ProblemType::FunctionConflict
             | ProblemType::ConcurrentModification
             | ProblemType::IdempotencyKeyInFlight
             | ProblemType::GenerationUnfinished => StatusCode::CONFLICT,

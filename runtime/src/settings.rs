@@ -256,6 +256,8 @@ impl Settings {
                 "BACKFORGE_PROJECT_MAX_BYTES",
                 defaults.project_max_bytes as u64,
             )? as usize,
+            // The function limits are the contract's (50 functions, 64 KiB of code, 20 examples).
+            ..defaults
         };
         let prefix = get("BACKFORGE_NATS_PREFIX").unwrap_or_else(|| "backforge".to_owned());
         if prefix.is_empty()

@@ -3,8 +3,9 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::functions::{FunctionChanges, NewFunction};
 use super::{FeatureType, GenerationMode, ProjectRole};
-use crate::ids::{FeatureId, ProjectId, UserId};
+use crate::ids::{FeatureId, FunctionId, ProjectId, UserId};
 
 /// A feature as a request describes it, before validation. The id is fresh, chosen by the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +128,25 @@ pub struct RemoveFeature {
     pub at: OffsetDateTime,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateFunction {
+    pub function: NewFunction,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateFunction {
+    pub function_id: FunctionId,
+    pub changes: FunctionChanges,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteFunction {
+    pub function_id: FunctionId,
+    pub at: OffsetDateTime,
+}
+
 /// Every command a project decides; each is its own struct, so a rule takes one argument.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProjectCommand {
@@ -138,4 +158,7 @@ pub enum ProjectCommand {
     AddFeature(AddFeature),
     UpdateFeature(UpdateFeature),
     RemoveFeature(RemoveFeature),
+    CreateFunction(CreateFunction),
+    UpdateFunction(UpdateFunction),
+    DeleteFunction(DeleteFunction),
 }

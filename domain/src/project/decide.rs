@@ -8,9 +8,9 @@ use super::validation::{
     nothing_to_update,
 };
 use super::{
-    AddFeature, AddMember, ArchiveProject, CreateProject, Feature, FeatureType, Project,
-    ProjectCommand, ProjectError, ProjectEvent, ProjectStatus, RemoveFeature, RemoveMember,
-    UpdateFeature, UpdateProject, configuration,
+    AddFeature, AddMember, ArchiveProject, CreateFunction, CreateProject, DeleteFunction, Feature,
+    FeatureType, Project, ProjectCommand, ProjectError, ProjectEvent, ProjectStatus, RemoveFeature,
+    RemoveMember, UpdateFeature, UpdateFunction, UpdateProject, configuration, entity_route_prefix,
 };
 use crate::crud_schema::EntitySchema;
 use crate::error::{FieldError, Pointer};
@@ -39,6 +39,7 @@ impl Project {
                 ProjectEvent::ProjectArchived { .. }
                     | ProjectEvent::ProjectMemberRemoved { .. }
                     | ProjectEvent::FeatureRemoved { .. }
+                    | ProjectEvent::FunctionDeleted { .. }
             )
         });
         if !grows {
@@ -113,6 +114,17 @@ impl Project {
             ProjectCommand::AddFeature(command) => self.add_feature(command, limits),
             ProjectCommand::UpdateFeature(command) => self.update_feature(command, limits),
             ProjectCommand::RemoveFeature(command) => self.remove_feature(command),
+            ProjectCommand::CreateFunction(CreateFunction { function, at }) => {
+                self.create_function(function, *at, limits)
+            }
+            ProjectCommand::UpdateFunction(UpdateFunction {
+                function_id,
+                changes,
+                at,
+            }) => self.update_function(*function_id, changes, *at, limits),
+            ProjectCommand::DeleteFunction(DeleteFunction { function_id, at }) => {
+                self.delete_function(*function_id, *at)
+            }
         }
     }
 
@@ -329,6 +341,20 @@ impl Project {
         by
     }
 
+    /// An entity's generated routes (`/api/<plural>` and below) must not take a function's path.
+    fn check_routes_free(&self, plural: &str, schema_at: &Pointer, errors: &mut Vec<FieldError>) {
+        let prefix = entity_route_prefix(plural);
+        if let Some(function) = self.function_under(&prefix) {
+            errors.push(FieldError::at(
+                &schema_at.key("plural"),
+                format!(
+                    "the entity's routes under `{prefix}` would collide with function `{}` at `{}`",
+                    function.name, function.endpoint_path
+                ),
+            ));
+        }
+    }
+
     /// The 409s of adding or changing `feature`: its name, entity or plural used by another feature.
     fn check_taken(
         &self,
@@ -394,6 +420,11 @@ impl Project {
                 schema,
                 draft.is_enabled,
                 &targets,
+                &Pointer::root().key("schema_definition"),
+                &mut errors,
+            );
+            self.check_routes_free(
+                &schema.plural,
                 &Pointer::root().key("schema_definition"),
                 &mut errors,
             );
@@ -469,6 +500,7 @@ impl Project {
         if let Some(schema) = &new_schema {
             targets.entry(&schema.entity).or_insert(enabled);
             check_references(schema, enabled, &targets, &schema_at, &mut errors);
+            self.check_routes_free(&schema.plural, &schema_at, &mut errors);
         } else if let (Some(schema), true) = (current.entity(), enabled && !current.is_enabled) {
             // Enabling an entity whose targets are disabled would break the generated app.
             targets.entry(&schema.entity).or_insert(enabled);

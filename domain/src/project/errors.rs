@@ -1,7 +1,7 @@
 //! Why a project command is refused.
 
 use crate::error::{FieldError, join};
-use crate::ids::{FeatureId, UserId};
+use crate::ids::{FeatureId, FunctionId, UserId};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProjectError {
@@ -36,6 +36,16 @@ pub enum ProjectError {
     /// Every problem of the request, found at once.
     #[error("invalid request: {}", join(.0))]
     Validation(Vec<FieldError>),
+    #[error("the project has no function {0}")]
+    FunctionNotFound(FunctionId),
+    /// A fresh function id collided: a caller bug or a replayed request, not a client mistake.
+    #[error("the project has a function {0} already")]
+    FunctionAlreadyExists(FunctionId),
+    #[error("the project has the maximum of {limit} functions")]
+    FunctionLimitReached { limit: usize },
+    /// Another function has the name, or answers the same method and path.
+    #[error("{0}")]
+    FunctionConflict(String),
     /// The project's state after the change would be larger than the configured limit.
     #[error("the project would be {bytes} bytes, over the limit of {limit}")]
     TooLarge { bytes: usize, limit: usize },

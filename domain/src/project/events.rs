@@ -4,10 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::functions::{Function, FunctionExample, FunctionLanguage, HttpMethod};
 use super::{Feature, FeatureType, GenerationMode, ProjectRole};
 use crate::crud_schema::EntitySchema;
 use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
-use crate::ids::{FeatureId, ProjectId, UserId};
+use crate::ids::{FeatureId, FunctionId, ProjectId, UserId};
 
 /// Facts about a project. Each carries the project id and a timestamp, so projections need
 /// nothing but the event.
@@ -106,6 +107,79 @@ pub enum ProjectEvent {
         #[serde(with = "time::serde::rfc3339")]
         removed_at: OffsetDateTime,
     },
+    /// The whole function, defaults filled in (`endpoint_path`, `http_method`).
+    #[serde(rename = "FunctionCreated")]
+    FunctionCreated {
+        project_id: ProjectId,
+        function_id: FunctionId,
+        name: String,
+        description: Option<String>,
+        language: FunctionLanguage,
+        function_code: String,
+        input_schema: Option<Value>,
+        output_schema: Option<Value>,
+        examples: Vec<FunctionExample>,
+        generation_mode: Option<GenerationMode>,
+        endpoint_path: String,
+        http_method: HttpMethod,
+        is_active: bool,
+        #[serde(with = "time::serde::rfc3339")]
+        created_at: OffsetDateTime,
+    },
+    /// Only the changed members are present; `description`, the schemas and `generation_mode`:
+    /// absent = unchanged, `null` = cleared.
+    #[serde(rename = "FunctionUpdated")]
+    FunctionUpdated {
+        project_id: ProjectId,
+        function_id: FunctionId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        description: Option<Option<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<FunctionLanguage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        function_code: Option<String>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        input_schema: Option<Option<Value>>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        output_schema: Option<Option<Value>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        examples: Option<Vec<FunctionExample>>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        generation_mode: Option<Option<GenerationMode>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http_method: Option<HttpMethod>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_active: Option<bool>,
+        #[serde(with = "time::serde::rfc3339")]
+        updated_at: OffsetDateTime,
+    },
+    #[serde(rename = "FunctionDeleted")]
+    FunctionDeleted {
+        project_id: ProjectId,
+        function_id: FunctionId,
+        #[serde(with = "time::serde::rfc3339")]
+        deleted_at: OffsetDateTime,
+    },
 }
 
 /// `Option<Option<T>>` as a JSON member: absent = `None`, `null` = `Some(None)`. Needs
@@ -152,7 +226,62 @@ impl ProjectEvent {
             ProjectEvent::ProjectUpdated { .. }
             | ProjectEvent::ProjectArchived { .. }
             | ProjectEvent::ProjectMemberAdded { .. }
-            | ProjectEvent::ProjectMemberRemoved { .. } => FeaturesTouched::None,
+            | ProjectEvent::ProjectMemberRemoved { .. }
+            | ProjectEvent::FunctionCreated { .. }
+            | ProjectEvent::FunctionUpdated { .. }
+            | ProjectEvent::FunctionDeleted { .. } => FeaturesTouched::None,
+        }
+    }
+
+    /// Whether a `FunctionUpdated` changes any member (other events: false).
+    pub(super) fn changes_a_function(&self) -> bool {
+        match self {
+            ProjectEvent::FunctionUpdated {
+                name,
+                description,
+                language,
+                function_code,
+                input_schema,
+                output_schema,
+                examples,
+                generation_mode,
+                endpoint_path,
+                http_method,
+                is_active,
+                ..
+            } => {
+                name.is_some()
+                    || description.is_some()
+                    || language.is_some()
+                    || function_code.is_some()
+                    || input_schema.is_some()
+                    || output_schema.is_some()
+                    || examples.is_some()
+                    || generation_mode.is_some()
+                    || endpoint_path.is_some()
+                    || http_method.is_some()
+                    || is_active.is_some()
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn function_created(project_id: ProjectId, function: Function) -> Self {
+        ProjectEvent::FunctionCreated {
+            project_id,
+            function_id: function.id,
+            name: function.name,
+            description: function.description,
+            language: function.language,
+            function_code: function.function_code,
+            input_schema: function.input_schema,
+            output_schema: function.output_schema,
+            examples: function.examples,
+            generation_mode: function.generation_mode,
+            endpoint_path: function.endpoint_path,
+            http_method: function.http_method,
+            is_active: function.is_active,
+            created_at: function.created_at,
         }
     }
 
@@ -165,6 +294,9 @@ impl ProjectEvent {
         "FeatureAdded",
         "FeatureUpdated",
         "FeatureRemoved",
+        "FunctionCreated",
+        "FunctionUpdated",
+        "FunctionDeleted",
     ];
 
     pub(super) fn feature_added(
@@ -197,6 +329,9 @@ impl DomainEvent for ProjectEvent {
             ProjectEvent::FeatureAdded { .. } => "FeatureAdded",
             ProjectEvent::FeatureUpdated { .. } => "FeatureUpdated",
             ProjectEvent::FeatureRemoved { .. } => "FeatureRemoved",
+            ProjectEvent::FunctionCreated { .. } => "FunctionCreated",
+            ProjectEvent::FunctionUpdated { .. } => "FunctionUpdated",
+            ProjectEvent::FunctionDeleted { .. } => "FunctionDeleted",
         }
     }
 

@@ -1,6 +1,8 @@
 //! `Project::evolve`: folds one stored event into the state; infallible.
 
-use super::{Feature, Member, Project, ProjectCommand, ProjectError, ProjectEvent, ProjectStatus};
+use super::{
+    Feature, Function, Member, Project, ProjectCommand, ProjectError, ProjectEvent, ProjectStatus,
+};
 use crate::limits::Limits;
 
 impl Project {
@@ -23,6 +25,7 @@ impl Project {
                     generation_mode: *generation_mode,
                     features: Vec::new(),
                     members: Vec::new(),
+                    functions: Vec::new(),
                     created_at: *created_at,
                     updated_at: *created_at,
                     created: true,
@@ -135,6 +138,102 @@ impl Project {
             } => {
                 self.features.retain(|f| f.id != *feature_id);
                 self.updated_at = *removed_at;
+            }
+            ProjectEvent::FunctionCreated {
+                function_id,
+                name,
+                description,
+                language,
+                function_code,
+                input_schema,
+                output_schema,
+                examples,
+                generation_mode,
+                endpoint_path,
+                http_method,
+                is_active,
+                created_at,
+                ..
+            } => {
+                self.functions.push(Function {
+                    id: *function_id,
+                    name: name.clone(),
+                    description: description.clone(),
+                    language: *language,
+                    function_code: function_code.clone(),
+                    input_schema: input_schema.clone(),
+                    output_schema: output_schema.clone(),
+                    examples: examples.clone(),
+                    generation_mode: *generation_mode,
+                    endpoint_path: endpoint_path.clone(),
+                    http_method: *http_method,
+                    is_active: *is_active,
+                    created_at: *created_at,
+                    updated_at: *created_at,
+                });
+                self.updated_at = *created_at;
+            }
+            ProjectEvent::FunctionUpdated {
+                function_id,
+                name,
+                description,
+                language,
+                function_code,
+                input_schema,
+                output_schema,
+                examples,
+                generation_mode,
+                endpoint_path,
+                http_method,
+                is_active,
+                updated_at,
+                ..
+            } => {
+                if let Some(f) = self.functions.iter_mut().find(|f| f.id == *function_id) {
+                    if let Some(name) = name {
+                        f.name = name.clone();
+                    }
+                    if let Some(description) = description {
+                        f.description = description.clone();
+                    }
+                    if let Some(language) = language {
+                        f.language = *language;
+                    }
+                    if let Some(code) = function_code {
+                        f.function_code = code.clone();
+                    }
+                    if let Some(schema) = input_schema {
+                        f.input_schema = schema.clone();
+                    }
+                    if let Some(schema) = output_schema {
+                        f.output_schema = schema.clone();
+                    }
+                    if let Some(examples) = examples {
+                        f.examples = examples.clone();
+                    }
+                    if let Some(mode) = generation_mode {
+                        f.generation_mode = *mode;
+                    }
+                    if let Some(path) = endpoint_path {
+                        f.endpoint_path = path.clone();
+                    }
+                    if let Some(method) = http_method {
+                        f.http_method = *method;
+                    }
+                    if let Some(active) = is_active {
+                        f.is_active = *active;
+                    }
+                    f.updated_at = *updated_at;
+                }
+                self.updated_at = *updated_at;
+            }
+            ProjectEvent::FunctionDeleted {
+                function_id,
+                deleted_at,
+                ..
+            } => {
+                self.functions.retain(|f| f.id != *function_id);
+                self.updated_at = *deleted_at;
             }
         }
     }

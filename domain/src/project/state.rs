@@ -229,6 +229,10 @@ pub struct Project {
     /// In creation order.
     pub features: Vec<Feature>,
     pub members: Vec<Member>,
+    /// In creation order. Absent from the serialised state while empty, so documents stored
+    /// before functions existed read the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<super::Function>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -253,6 +257,7 @@ impl Default for Project {
             generation_mode: GenerationMode::Manual,
             features: Vec::new(),
             members: Vec::new(),
+            functions: Vec::new(),
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             created: false,

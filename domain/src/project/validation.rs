@@ -44,6 +44,13 @@ impl Draft {
         limits: &Limits,
         errors: &mut Vec<FieldError>,
     ) -> Self {
+        if feature.feature_type == FeatureType::CustomFunction {
+            // Stored ones stay readable; new custom logic is a function of the project.
+            errors.push(FieldError::at(
+                &at.key("feature_type"),
+                "new features of type custom_function are no longer accepted: create a function with POST /api/v1/projects/{id}/functions",
+            ));
+        }
         Self {
             id: feature.id,
             name: check_name(&feature.name, &at.key("name"), limits, errors),

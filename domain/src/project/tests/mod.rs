@@ -207,4 +207,5 @@ fn invalid_at(outcome: Result<Vec<ProjectEvent>, ProjectError>) -> Vec<String> {
 
 mod creation;
 mod features;
+mod functions;
 mod lifecycle;
