@@ -86,7 +86,7 @@ pub fn chain(
         base.migrations.len() + 1
     );
     let migration = upgrade::upgrade(&base_model, &new, &revision);
-    files.insert(path, migration.into_bytes());
+    files.insert(path, crate::python_fastapi::reflow(&migration).into_bytes());
     files.insert(MODEL_PATH.to_owned(), new.to_json().into_bytes());
     Ok(())
 }

@@ -188,13 +188,19 @@ fn a_generation_on_a_base_keeps_its_migrations_and_adds_one() {
         migration.contains("batch.drop_column(\"nickname\")"),
         "{migration}"
     );
-    assert!(migration.contains("batch.add_column(sa.Column(\"country\", sa.String(2), nullable=False, server_default=sa.text(\"'NL'\")))"), "{migration}");
+    assert!(
+        migration.contains(
+            "batch.add_column(\n            \
+             sa.Column(\"country\", sa.String(2), nullable=False, server_default=sa.text(\"'NL'\"))\n        )"
+        ),
+        "{migration}"
+    );
     assert!(migration.contains("platinum"), "{migration}");
     // Rows that would break the new unique or rule stop the upgrade before any change.
     let refusals = &migration[migration.find("def upgrade()").unwrap()..];
     let first_change = refusals.find("op.create_table(").unwrap();
     let unique = refusals
-        .find("WHERE \\\"name\\\" IS NOT NULL GROUP BY \\\"name\\\" HAVING COUNT(*) > 1")
+        .find("WHERE \"name\" IS NOT NULL GROUP BY \"name\" HAVING COUNT(*) > 1")
         .expect(&migration);
     let rule = refusals
         .find("WHERE NOT (\\\"tier\\\" IN")
@@ -353,4 +359,32 @@ fn a_base_reaches_the_child_process_as_json_and_generates_the_same_bytes() {
     let plain: child::ChildInput =
         serde_json::from_slice(&serde_json::to_vec(&input.job).unwrap()).unwrap();
     assert_eq!(plain.on_base(), Ok(None));
+}
+
+/// `DUMP_DIR=… cargo test -p generator write_upgrades_for_inspection -- --ignored` writes the
+/// upgrade of [`after`] on a base of [`before`] (`on-this/`) and on the fd9ea10 ZIP
+/// (`on-fd9ea10/`), to run the generated checks on them.
+#[test]
+#[ignore]
+fn write_upgrades_for_inspection() {
+    let dir = std::path::PathBuf::from(std::env::var("DUMP_DIR").unwrap());
+    let first = generate(&project(before()), 1, Target::PythonFastapi).unwrap();
+    let bases = [
+        ("on-this", Base::from_zip(&first.zip).unwrap()),
+        ("on-fd9ea10", Base::from_zip(FD9EA10_ZIP).unwrap()),
+    ];
+    for (n, (label, base)) in (1..).zip(bases) {
+        let artifact = generate_on(
+            &project(after()),
+            2,
+            Target::PythonFastapi,
+            Some((&base, generation(n))),
+        )
+        .unwrap();
+        for (name, content) in &artifact.files {
+            let path = dir.join(label).join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+    }
 }

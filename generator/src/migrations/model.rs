@@ -345,7 +345,9 @@ fn tokenize(source: &str) -> Result<Vec<(Tok, usize, usize)>, String> {
                 i += 1;
             }
             out.push((Tok::Num(source[start..i].to_owned()), start, i));
-        } else if c == b'"' {
+        } else if c == b'"' || c == b'\'' {
+            // Either quote: the generator writes the one `ruff format` prefers.
+            let quote = char::from(c);
             i += 1;
             let mut text = String::new();
             loop {
@@ -353,7 +355,7 @@ fn tokenize(source: &str) -> Result<Vec<(Tok, usize, usize)>, String> {
                 let ch = rest.chars().next().ok_or("a string runs off the end")?;
                 i += ch.len_utf8();
                 match ch {
-                    '"' => break,
+                    ch if ch == quote => break,
                     '\\' => {
                         let esc = source.as_bytes().get(i).copied().ok_or("a bad escape")?;
                         i += 1;

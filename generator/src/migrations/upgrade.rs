@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::model::{Check, Column, DbModel, ForeignKey, Named, Table};
 
-use crate::escape::python_str;
+use crate::escape::python_str_formatted as python_str;
 
 /// The column every owned row carries; existing rows get `-x default_owner=<user id>`.
 pub const OWNER_COLUMN: &str = "owner_id";

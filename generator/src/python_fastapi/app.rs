@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use domain::project::configuration::{EntityAccess, Registration};
 
 use super::plan::{Entity, FILES_TABLE, Field, Names, Plan, REFRESH_TABLE, USERS_TABLE};
-use super::{py_str_tuple, py_value};
+use super::{Lit, py_str_tuple, py_value};
 use crate::escape::{python_str, python_str_formatted};
 
 /// `.env.example`: every setting with its default. It holds no usable secret: its JWT_SECRET is a
@@ -172,17 +172,25 @@ pub fn main(plan: &Plan<'_>) -> String {
         python_str_formatted(project.description.as_deref().unwrap_or("")),
         python_str(&plan.version.to_string()),
     );
-    out.push_str("TAGS = [\n");
-    for entity in &plan.entities {
-        let _ = writeln!(
-            out,
-            "    {{\"name\": {}, \"description\": {}}},",
-            python_str(entity.table()),
-            python_str_formatted(&entity.feature.name)
-        );
-    }
+    let tags = plan
+        .entities
+        .iter()
+        .map(|entity| {
+            Lit::dict(vec![
+                (
+                    "\"name\"".into(),
+                    Lit::atom(python_str_formatted(entity.table())),
+                ),
+                (
+                    "\"description\"".into(),
+                    Lit::atom(python_str_formatted(&entity.feature.name)),
+                ),
+            ])
+        })
+        .collect();
+    out.push_str(&Lit::list(tags).render(0, "TAGS: list[dict[str, str]] = ", ""));
     out.push_str(
-        "]\n\n\n\
+        "\n\n\
          def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:\n    \
          settings = (settings or Settings.from_env()).checked()\n    \
          app = FastAPI(\n        \
@@ -558,20 +566,27 @@ pub fn models(plan: &mut Plan<'_>) -> String {
             (&["_utcnow"], "from app.database import utcnow as _utcnow"),
         ],
     );
+    if out.is_empty() {
+        // No entity: the docstring alone.
+        return format!("{}\n", header.trim_end());
+    }
     format!("{header}{imports}{out}")
 }
 
 /// `app/system_models.py`: the tables of the auth and file_storage features.
 pub fn system_models(plan: &mut Plan<'_>) -> String {
-    let mut out = String::from(
-        "\"\"\"Tables of the built-in features. Their names start with `_`, which no entity's\n\
-         plural can, so they never collide with an entity's table.\"\"\"\n\n\
+    let doc = "\"\"\"Tables of the built-in features. Their names start with `_`, which no entity's\n\
+         plural can, so they never collide with an entity's table.\"\"\"\n";
+    if plan.auth.is_empty() && plan.files.is_empty() {
+        return doc.to_owned();
+    }
+    let mut out = String::from(doc)
+        + "\n\
          import datetime as dt\n\
          import uuid\n\n\
          import sqlalchemy as sa\n\
          from sqlalchemy import orm\n\n\
-         from app.database import Base, UTCDateTime, utcnow\n",
-    );
+         from app.database import Base, UTCDateTime, utcnow\n";
     if !plan.auth.is_empty() {
         let pk = plan.names.constraint("pk", USERS_TABLE, &[]);
         let uq = plan.names.constraint("uq", USERS_TABLE, &["email"]);
@@ -628,17 +643,23 @@ pub fn system_models(plan: &mut Plan<'_>) -> String {
         let _ = write!(
             out,
             "\n\nclass StoredFile(Base):\n    \"\"\"An uploaded file's metadata; its bytes live in FILE_STORAGE_DIR.\"\"\"\n\n    \
-             __tablename__ = {}\n    __table_args__ = (\n        \
-             sa.PrimaryKeyConstraint(\"id\", name={}),\n",
+             __tablename__ = {}\n",
             python_str(FILES_TABLE),
-            python_str(&pk),
         );
+        let mut table_args = vec![Lit::atom(format!(
+            "sa.PrimaryKeyConstraint(\"id\", name={})",
+            python_str(&pk)
+        ))];
         if !plan.auth.is_empty() {
             let ix = plan.names.constraint("ix", FILES_TABLE, &["owner_id"]);
-            let _ = writeln!(out, "        sa.Index({}, \"owner_id\"),", python_str(&ix));
+            table_args.push(Lit::atom(format!(
+                "sa.Index({}, \"owner_id\")",
+                python_str(&ix)
+            )));
         }
+        out.push_str(&Lit::tuple(table_args).render(4, "__table_args__ = ", ""));
         out.push_str(
-            "    )\n\n    \
+            "\n    \
              id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.Uuid(), default=uuid.uuid4)\n    \
              filename: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)\n    \
              content_type: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)\n    \
@@ -779,7 +800,7 @@ fn default_expr(def: &FieldDef, default: &Value) -> String {
         (FieldKind::Uuid, Value::String(s)) => format!("_uuid.UUID({})", python_str(s)),
         (FieldKind::Json, value) => format!(
             "_Field(default_factory=lambda: _json.loads({}))",
-            python_str(&value.to_string())
+            python_str_formatted(&value.to_string())
         ),
         (_, value) => py_value(value),
     }
@@ -853,12 +874,11 @@ pub fn schemas(plan: &Plan<'_>) -> String {
         );
         for field in &entity.fields {
             let ty = request_type(field.def);
-            let _ = writeln!(
-                out,
-                "    {}: {} = None",
-                field.name(),
-                optional(&ty, field.nullable())
-            );
+            let _ = if field.nullable() {
+                writeln!(out, "    {}: {} = None", field.name(), optional(&ty, true))
+            } else {
+                writeln!(out, "    {}: {ty} = _fields.ABSENT", field.name())
+            };
         }
         let _ = write!(
             out,
@@ -916,7 +936,54 @@ pub fn schemas(plan: &Plan<'_>) -> String {
             (&["_fields."], "from app import fields as _fields"),
         ],
     );
-    format!("{header}{imports}{out}")
+    let (aliases, out) = alias_long_types(&out);
+    format!("{header}{imports}{aliases}{out}")
+}
+
+/// `body` with each `_Annotated[...]` type that makes a field's line too long replaced by an
+/// alias (named after the first class and field it types), and those aliases' definitions,
+/// preceded by a blank line, to go before `body`.
+fn alias_long_types(body: &str) -> (String, String) {
+    let mut aliases: Vec<(String, String)> = Vec::new();
+    let mut class = "";
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("class ") {
+            class = rest.split(['(', ':']).next().unwrap_or("");
+        }
+        let text = line.trim_end_matches('\n');
+        let start = text.find(": _Annotated[").map(|at| at + 2);
+        let end = start.and_then(|at| super::matching_close(text, at + "_Annotated".len()));
+        let (Some(start), Some(end)) = (start, end) else {
+            out.push_str(line);
+            continue;
+        };
+        if text.chars().count() <= super::LINE_LENGTH || !text.starts_with("    ") {
+            out.push_str(line);
+            continue;
+        }
+        let ty = &text[start..=end];
+        let alias = match aliases.iter().find(|(t, _)| t == ty) {
+            Some((_, alias)) => alias.clone(),
+            None => {
+                let field = text[4..start - 2].trim();
+                let alias = format!("_{class}_{field}");
+                aliases.push((ty.to_owned(), alias.clone()));
+                alias
+            }
+        };
+        out.push_str(&text[..start]);
+        out.push_str(&alias);
+        out.push_str(&line[end + 1..]);
+    }
+    let mut defs = String::new();
+    for (ty, alias) in &aliases {
+        defs.push_str(&Lit::parse(ty).render(0, &format!("{alias} = "), ""));
+    }
+    if !defs.is_empty() {
+        defs.insert(0, '\n');
+    }
+    (defs, out)
 }
 
 /// The import lines whose markers occur in `body`; an empty line keeps a blank separator
@@ -1068,7 +1135,7 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
         out,
         "\n\n@ROUTER.get(\n    \"\",\n    response_model=_schemas.{class}Page,\n    operation_id=\"list_{table}\",\n    \
          responses={list_errors},\n    openapi_extra={{\"parameters\": _crud.list_parameters(_SPEC)}},\n)\n\
-         def list_{table}(\n    _request: _Request,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
+         def list_{table}(\n    _request: _Request,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n) -> dict[str, _Any]:\n    \
          \"\"\"Rows of `{name}` the caller may see: filters `f`,\n    \
          `f__gt|gte|lt|lte|ne|in|contains|is_null`, `sort=f,-g` (then oldest first), `limit` (1-200)\n    \
          and `offset`; an unknown filter is 422.\"\"\"\n    \
@@ -1076,29 +1143,29 @@ pub fn router(plan: &Plan<'_>, index: usize) -> String {
          @ROUTER.post(\n    \"\",\n    status_code=201,\n    response_model=_schemas.{class}Read,\n    \
          operation_id=\"create_{name}\",\n    responses={create_errors},\n)\n\
          def create_{name}(\n    _body: _schemas.{class}Create,\n    _response: _Response,\n    _actor: {actor},\n    \
-         _session: _Session = _Depends(_get_session),\n):\n    \
+         _session: _Session = _Depends(_get_session),\n) -> _Any:\n    \
          _row = _crud.create_row(_session, _SPEC, _body.model_dump(), _actor)\n    \
          _response.headers[\"Location\"] = f\"{{_PATH}}/{{_row.id}}\"\n    \
          return _row\n\n\n\
          @ROUTER.get(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"get_{name}\",\n    \
          responses={get_errors},\n)\n\
-         def get_{name}(\n    id: _uuid.UUID,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
+         def get_{name}(\n    id: _uuid.UUID,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n) -> _Any:\n    \
          return _crud.get_row(_session, _SPEC, id, _actor)\n\n\n\
          @ROUTER.put(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"replace_{name}\",\n    \
          responses={write_errors},\n)\n\
          def replace_{name}(\n    id: _uuid.UUID,\n    _body: _schemas.{class}Create,\n    _actor: {actor},\n    \
-         _session: _Session = _Depends(_get_session),\n):\n    \
+         _session: _Session = _Depends(_get_session),\n) -> _Any:\n    \
          \"\"\"Replaces the row: an absent field takes its default, or null.\"\"\"\n    \
          return _crud.update_row(_session, _SPEC, id, _body.model_dump(), _actor, replace=True)\n\n\n\
          @ROUTER.patch(\n    \"/{{id}}\",\n    response_model=_schemas.{class}Read,\n    operation_id=\"update_{name}\",\n    \
          responses={write_errors},\n)\n\
          def update_{name}(\n    id: _uuid.UUID,\n    _body: _schemas.{class}Patch,\n    _actor: {actor},\n    \
-         _session: _Session = _Depends(_get_session),\n):\n    \
+         _session: _Session = _Depends(_get_session),\n) -> _Any:\n    \
          \"\"\"Changes the given fields only.\"\"\"\n    \
          return _crud.update_row(\n        _session,\n        _SPEC,\n        id,\n        _body.model_dump(exclude_unset=True),\n        _actor,\n        replace=False,\n    )\n\n\n\
          @ROUTER.delete(\n    \"/{{id}}\",\n    status_code=204,\n    operation_id=\"delete_{name}\",\n    \
          responses={delete_errors},\n)\n\
-         def delete_{name}(\n    id: _uuid.UUID,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n):\n    \
+         def delete_{name}(\n    id: _uuid.UUID,\n    _actor: {actor},\n    _session: _Session = _Depends(_get_session),\n) -> _Response:\n    \
          _crud.delete_row(_session, _SPEC, id, _actor)\n    \
          return _Response(status_code=204)\n",
         list_errors = error_responses(auth, &[401, 422]),

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::app::{checks, default_as_json};
 use super::plan::{Plan, python_string_expr};
-use super::py_value;
+use super::{Lit, imports, py_value, wrap};
 use crate::escape::python_str;
 
 /// One `pytest.param(...)` item of a list, laid out as `ruff format` lays it out.
@@ -102,30 +102,9 @@ pub fn entity_tests(plan: &mut Plan<'_>, index: usize) -> String {
     let plan = &*plan;
     let entity = &plan.entities[index];
     let mut out = format!(
-        "\"\"\"Generated tests of the `{name}` entity: every route of {path} and every rule of its schema.\n\n\
-         Values come from tests/data.py (valid rows) and from the lists below (one broken rule each),\n\
-         all derived from the schema by the generator.\n\"\"\"\n\n\
-         import decimal\n\
-         import importlib\n\
-         import time\n\
-         import uuid\n\n\
-         import pytest\n\
-         import sqlalchemy as sa\n\
-         from sqlalchemy.exc import DataError, IntegrityError\n\
-         from sqlalchemy.orm import Session\n\n\
-         from app import crud, models  # noqa: F401  (models registers the tables)\n\
-         from app.database import Base\n\
-         from app.errors import ConflictError\n\
-         from tests import data\n\
-         from tests.support import MISSING, assert_invalid, assert_problem, instant, query_value, same\n\n\
-         ENTITY = {entity_lit}\n\
-         PATH = {path_lit}\n\
-         SPEC = data.ENTITIES[ENTITY]\n\
-         KINDS = SPEC[\"kinds\"]\n",
-        name = entity.name(),
-        path = entity.path(),
-        entity_lit = python_str(entity.name()),
-        path_lit = python_str(&entity.path()),
+        "ENTITY = {}\nPATH = {}\nSPEC = data.ENTITIES[ENTITY]\nKINDS = SPEC[\"kinds\"]\n",
+        python_str(entity.name()),
+        python_str(&entity.path()),
     );
 
     // The parametrised lists; a list left empty is not emitted, nor is its test.
@@ -219,7 +198,12 @@ pub fn entity_tests(plan: &mut Plan<'_>, index: usize) -> String {
     };
     let names = |name: &str, doc: &str, items: &[String], out: &mut String| {
         if !items.is_empty() {
-            let _ = write!(out, "\n# {doc}\n{name} = [{}]\n", items.join(", "));
+            let items = items.iter().map(|item| Lit::atom(item.as_str())).collect();
+            let _ = write!(
+                out,
+                "\n# {doc}\n{}",
+                Lit::list(items).render(0, &format!("{name} = "), "")
+            );
         }
     };
     list(
@@ -302,26 +286,65 @@ pub fn entity_tests(plan: &mut Plan<'_>, index: usize) -> String {
             out.push_str(tests);
         }
     }
-    out
+    let doc = wrap(
+        &format!(
+            "Generated tests of the `{}` entity: every route of {} and every rule of its schema.",
+            entity.name(),
+            entity.path()
+        ),
+        super::LINE_LENGTH - 3,
+    );
+    let imports = imports(&out, IMPORTS);
+    format!(
+        "\"\"\"{doc}\n\n\
+         Values come from tests/data.py (valid rows) and from the lists below (one broken rule each),\n\
+         all derived from the schema by the generator.\n\"\"\"\n\n{imports}\n{out}"
+    )
 }
+
+/// Every import a test module of an entity may need, in isort's sections; those it uses stay.
+const IMPORTS: &[&[&str]] = &[
+    &[
+        "import decimal",
+        "import importlib",
+        "import time",
+        "import uuid",
+        "from typing import Any",
+    ],
+    &[
+        "import httpx2",
+        "import pytest",
+        "import sqlalchemy as sa",
+        "from fastapi.testclient import TestClient",
+        "from sqlalchemy.exc import DataError, IntegrityError",
+        "from sqlalchemy.orm import Session",
+    ],
+    &[
+        "from app import crud, models  # noqa: F401  (models registers the tables)",
+        "from app.database import Base",
+        "from app.errors import ConflictError",
+        "from tests import data",
+        "from tests.support import MISSING, Api, assert_invalid, assert_problem, instant, query_value, same",
+    ],
+];
 
 const ENTITY_TESTS: &str = r#"
 
-def _assert_row(body, sent):
+def _assert_row(body: dict[str, Any], sent: dict[str, Any]) -> None:
     for field, value in sent.items():
         assert same(KINDS[field], body[field], value), (
             f"{field}: sent {value!r}, got {body[field]!r}"
         )
 
 
-def _change(api):
+def _change(api: Api) -> dict[str, Any]:
     change = api.payload(ENTITY)
     if not change:
         change = api.optional_references(ENTITY, [f for f, _ in SPEC["optional_references"]])
     return change
 
 
-def test_create_answers_201_with_the_stored_row_byte_for_byte_as_a_later_get(api):
+def test_create_answers_201_with_the_stored_row_byte_for_byte_as_a_later_get(api: Api) -> None:
     payload = api.payload(ENTITY)
     response = api.client.post(PATH, json=payload)
     assert response.status_code == 201, response.text
@@ -333,22 +356,22 @@ def test_create_answers_201_with_the_stored_row_byte_for_byte_as_a_later_get(api
     assert api.client.get(f"{PATH}/{body['id']}").content == response.content
 
 
-def test_get_answers_the_row(api):
+def test_get_answers_the_row(api: Api) -> None:
     row = api.create(ENTITY)
     response = api.client.get(f"{PATH}/{row['id']}")
     assert response.status_code == 200, response.text
     assert response.json() == row
 
 
-def test_get_of_an_unknown_id_is_a_404_problem(api):
+def test_get_of_an_unknown_id_is_a_404_problem(api: Api) -> None:
     assert_problem(api.client.get(f"{PATH}/{uuid.uuid4()}"), 404)
 
 
-def test_get_of_a_malformed_id_is_a_422_problem(api):
+def test_get_of_a_malformed_id_is_a_422_problem(api: Api) -> None:
     assert_problem(api.client.get(f"{PATH}/not-a-uuid"), 422)
 
 
-def test_list_pages_with_limit_and_offset(api):
+def test_list_pages_with_limit_and_offset(api: Api) -> None:
     first = api.create(ENTITY)
     second = api.create(ENTITY)
     response = api.client.get(PATH, params={"limit": 1})
@@ -362,13 +385,13 @@ def test_list_pages_with_limit_and_offset(api):
     assert page["items"] == [] and page["total"] == 2
 
 
-def test_list_refuses_a_limit_outside_1_to_200_and_a_negative_offset(api):
+def test_list_refuses_a_limit_outside_1_to_200_and_a_negative_offset(api: Api) -> None:
     for params in ({"limit": 0}, {"limit": 201}, {"limit": -1}, {"offset": -1}, {"limit": "x"}):
         assert_problem(api.client.get(PATH, params=params), 422)
     assert api.client.get(PATH, params={"limit": 200}).status_code == 200
 
 
-def test_list_refuses_an_unknown_filter_operator_or_sort_field(api):
+def test_list_refuses_an_unknown_filter_operator_or_sort_field(api: Api) -> None:
     for params in (
         {SPEC["unknown_field"]: "1"},
         {"id__near": str(uuid.uuid4())},
@@ -380,7 +403,7 @@ def test_list_refuses_an_unknown_filter_operator_or_sort_field(api):
         assert body["errors"][0]["in"] == "query", body
 
 
-def test_list_sorts_by_created_at_both_ways(api):
+def test_list_sorts_by_created_at_both_ways(api: Api) -> None:
     rows = [api.create(ENTITY), api.create(ENTITY)]
     ids = [row["id"] for row in rows]
     ascending = api.client.get(PATH, params={"sort": "created_at,id"}).json()["items"]
@@ -389,7 +412,7 @@ def test_list_sorts_by_created_at_both_ways(api):
     assert [item["id"] for item in descending] == ids[::-1]
 
 
-def test_patch_changes_the_given_fields_and_moves_updated_at(api):
+def test_patch_changes_the_given_fields_and_moves_updated_at(api: Api) -> None:
     row = api.create(ENTITY)
     change = _change(api)
     time.sleep(0.01)
@@ -402,7 +425,7 @@ def test_patch_changes_the_given_fields_and_moves_updated_at(api):
     assert api.client.get(f"{PATH}/{row['id']}").content == response.content
 
 
-def test_put_replaces_the_row_and_moves_updated_at(api):
+def test_put_replaces_the_row_and_moves_updated_at(api: Api) -> None:
     row = api.create(ENTITY)
     replacement = api.payload(ENTITY)
     time.sleep(0.01)
@@ -414,18 +437,18 @@ def test_put_replaces_the_row_and_moves_updated_at(api):
     assert api.client.get(f"{PATH}/{row['id']}").content == response.content
 
 
-def test_patch_with_an_empty_body_is_422(api):
+def test_patch_with_an_empty_body_is_422(api: Api) -> None:
     row = api.create(ENTITY)
     assert_problem(api.client.patch(f"{PATH}/{row['id']}", json={}), 422)
 
 
-def test_put_and_patch_of_an_unknown_id_are_404(api):
+def test_put_and_patch_of_an_unknown_id_are_404(api: Api) -> None:
     change = _change(api)
     assert_problem(api.client.patch(f"{PATH}/{uuid.uuid4()}", json=change), 404)
     assert_problem(api.client.put(f"{PATH}/{uuid.uuid4()}", json=api.payload(ENTITY)), 404)
 
 
-def test_delete_answers_204_and_the_row_is_gone(api):
+def test_delete_answers_204_and_the_row_is_gone(api: Api) -> None:
     row = api.create(ENTITY)
     response = api.client.delete(f"{PATH}/{row['id']}")
     assert response.status_code == 204, response.text
@@ -433,21 +456,21 @@ def test_delete_answers_204_and_the_row_is_gone(api):
     assert api.client.delete(f"{PATH}/{row['id']}").status_code == 404
 
 
-def test_create_refuses_an_unknown_field(api):
+def test_create_refuses_an_unknown_field(api: Api) -> None:
     payload = api.payload(ENTITY)
     payload[SPEC["unknown_field"]] = 1
     response = api.client.post(PATH, json=payload)
     assert_invalid(response, SPEC["unknown_field"], ("extra_forbidden",))
 
 
-def test_a_body_that_is_not_json_is_a_400_problem(api):
+def test_a_body_that_is_not_json_is_a_400_problem(api: Api) -> None:
     response = api.client.post(
         PATH, content=b'{"not": json', headers={"content-type": "application/json"}
     )
     assert_problem(response, 400)
 
 
-def test_a_refused_value_is_not_echoed(api):
+def test_a_refused_value_is_not_echoed(api: Api) -> None:
     payload = api.payload(ENTITY)
     payload[SPEC["unknown_field"]] = "an-echo-canary-1234567890"
     response = api.client.post(PATH, json=payload)
@@ -458,11 +481,11 @@ def test_a_refused_value_is_not_echoed(api):
 const FILTER_TESTS: &str = r#"
 
 @pytest.mark.parametrize("field", FILTERS)
-def test_list_filters_by_equality_ne_and_in(api, field):
+def test_list_filters_by_equality_ne_and_in(api: Api, field: str) -> None:
     first = api.create(ENTITY, api.optional_references(ENTITY, [field]))
     second = api.create(ENTITY, api.optional_references(ENTITY, [field], fresh=True))
 
-    def ids(params):
+    def ids(params: dict[str, Any]) -> list[str]:
         response = api.client.get(PATH, params=dict(params, limit=200))
         assert response.status_code == 200, response.text
         return [item["id"] for item in response.json()["items"]]
@@ -477,13 +500,13 @@ def test_list_filters_by_equality_ne_and_in(api, field):
 
 
 @pytest.mark.parametrize("field", FILTERS)
-def test_list_sorts_by_the_field_both_ways(api, field):
+def test_list_sorts_by_the_field_both_ways(api: Api, field: str) -> None:
     rows = [
         api.create(ENTITY, api.optional_references(ENTITY, [field], fresh=True)) for _ in range(2)
     ]
     ids = [row["id"] for row in rows]
 
-    def order(sort):
+    def order(sort: str) -> list[str]:
         response = api.client.get(PATH, params={"sort": sort, "limit": 200})
         assert response.status_code == 200, response.text
         return [i["id"] for i in response.json()["items"] if i["id"] in ids]
@@ -497,7 +520,7 @@ def test_list_sorts_by_the_field_both_ways(api, field):
 const RANGE_TEST: &str = r#"
 
 @pytest.mark.parametrize("field", RANGED)
-def test_list_filters_by_ranges(api, field):
+def test_list_filters_by_ranges(api: Api, field: str) -> None:
     rows = [api.create(ENTITY) for _ in range(2)]
     if same(KINDS[field], rows[0][field], rows[1][field]) or rows[0][field] is None:
         pytest.skip("the sampled rows share this field's value")
@@ -513,7 +536,7 @@ def test_list_filters_by_ranges(api, field):
     )
     low, high = ordered
 
-    def ids(operator, row):
+    def ids(operator: str, row: dict[str, Any]) -> set[str]:
         response = api.client.get(PATH, params={f"{field}__{operator}": query_value(row[field])})
         assert response.status_code == 200, response.text
         return {item["id"] for item in response.json()["items"]}
@@ -527,7 +550,7 @@ def test_list_filters_by_ranges(api, field):
 const CONTAINS_TEST: &str = r#"
 
 @pytest.mark.parametrize("field", TEXT)
-def test_list_filters_by_contains_case_sensitively(api, field):
+def test_list_filters_by_contains_case_sensitively(api: Api, field: str) -> None:
     row = api.create(ENTITY)
     value = row[field]
     if not value:
@@ -543,7 +566,7 @@ def test_list_filters_by_contains_case_sensitively(api, field):
 const OPTIONAL_TESTS: &str = r#"
 
 @pytest.mark.parametrize("field", OPTIONAL)
-def test_patch_with_null_clears_an_optional_field(api, field):
+def test_patch_with_null_clears_an_optional_field(api: Api, field: str) -> None:
     row = api.create(ENTITY)
     response = api.client.patch(f"{PATH}/{row['id']}", json={field: None})
     assert response.status_code == 200, response.text
@@ -551,7 +574,7 @@ def test_patch_with_null_clears_an_optional_field(api, field):
 
 
 @pytest.mark.parametrize("field", OPTIONAL)
-def test_is_null_filters_an_optional_field(api, field):
+def test_is_null_filters_an_optional_field(api: Api, field: str) -> None:
     row = api.create(ENTITY)
     cleared = api.create(ENTITY)
     api.client.patch(f"{PATH}/{cleared['id']}", json={field: None})
@@ -563,7 +586,7 @@ def test_is_null_filters_an_optional_field(api, field):
 
 
 @pytest.mark.parametrize("field", OPTIONAL)
-def test_put_without_an_optional_field_clears_it(api, field):
+def test_put_without_an_optional_field_clears_it(api: Api, field: str) -> None:
     row = api.create(ENTITY)
     replacement = api.payload(ENTITY)
     replacement.pop(field, None)
@@ -575,7 +598,7 @@ def test_put_without_an_optional_field_clears_it(api, field):
 const INVALID_TEST: &str = r#"
 
 @pytest.mark.parametrize("field, value, types", INVALID)
-def test_create_refuses(api, field, value, types):
+def test_create_refuses(api: Api, field: str, value: Any, types: tuple[str, ...]) -> None:
     payload = api.payload(ENTITY)
     if value is MISSING:
         payload.pop(field, None)
@@ -588,7 +611,7 @@ def test_create_refuses(api, field, value, types):
 const INVALID_UPDATE_TEST: &str = r#"
 
 @pytest.mark.parametrize("field, value, types", INVALID_ON_UPDATE)
-def test_patch_refuses(api, field, value, types):
+def test_patch_refuses(api: Api, field: str, value: Any, types: tuple[str, ...]) -> None:
     row = api.create(ENTITY)
     assert_invalid(api.client.patch(f"{PATH}/{row['id']}", json={field: value}), field, types)
     assert api.client.get(f"{PATH}/{row['id']}").json() == row
@@ -596,7 +619,7 @@ def test_patch_refuses(api, field, value, types):
 
 const UNIQUE_TESTS: &str = r#"
 
-def _conflict(response, fields, other_row):
+def _conflict(response: httpx2.Response, fields: list[str], other_row: dict[str, Any]) -> None:
     body = assert_problem(response, 409)
     assert sorted(e["field"] for e in body["errors"]) == sorted(f"/{f}" for f in fields)
     # Nothing of the other row: not its id, not its other values.
@@ -604,14 +627,14 @@ def _conflict(response, fields, other_row):
 
 
 @pytest.mark.parametrize("fields", UNIQUE)
-def test_create_refuses_a_duplicate_with_409(api, fields):
+def test_create_refuses_a_duplicate_with_409(api: Api, fields: list[str]) -> None:
     first = api.create(ENTITY, api.optional_references(ENTITY, fields))
     payload = api.payload(ENTITY, {field: first[field] for field in fields})
     _conflict(api.client.post(PATH, json=payload), fields, first)
 
 
 @pytest.mark.parametrize("fields", UNIQUE)
-def test_patch_refuses_a_duplicate_with_409(api, fields):
+def test_patch_refuses_a_duplicate_with_409(api: Api, fields: list[str]) -> None:
     first = api.create(ENTITY, api.optional_references(ENTITY, fields))
     second = api.create(ENTITY, api.optional_references(ENTITY, fields, fresh=True))
     change = {field: first[field] for field in fields}
@@ -621,7 +644,7 @@ def test_patch_refuses_a_duplicate_with_409(api, fields):
 const DEFAULT_TESTS: &str = r#"
 
 @pytest.mark.parametrize("field, expected", DEFAULTS)
-def test_an_omitted_field_takes_its_default(api, field, expected):
+def test_an_omitted_field_takes_its_default(api: Api, field: str, expected: Any) -> None:
     payload = api.payload(ENTITY)
     payload.pop(field, None)
     response = api.client.post(PATH, json=payload)
@@ -630,13 +653,17 @@ def test_an_omitted_field_takes_its_default(api, field, expected):
 
 
 @pytest.mark.parametrize("field, expected", DEFAULTS)
-def test_an_explicit_null_for_a_defaulted_field_is_refused(api, field, expected):
+def test_an_explicit_null_for_a_defaulted_field_is_refused(
+    api: Api, field: str, expected: Any
+) -> None:
     payload = dict(api.payload(ENTITY), **{field: None})
     assert_invalid(api.client.post(PATH, json=payload), field, ())
 
 
 @pytest.mark.parametrize("field, expected", DEFAULTS)
-def test_the_database_fills_in_the_default_and_refuses_null(api, engine, field, expected):
+def test_the_database_fills_in_the_default_and_refuses_null(
+    api: Api, engine: sa.Engine, field: str, expected: Any
+) -> None:
     # The row is stored again without the field, straight into the table: the database's own
     # default fills it in, and the API answers it as the default.
     row = api.create(ENTITY)
@@ -657,7 +684,7 @@ def test_the_database_fills_in_the_default_and_refuses_null(api, engine, field, 
 const REFERENCE_TESTS: &str = r#"
 
 @pytest.mark.parametrize("field, target", REFERENCES)
-def test_a_referenced_row_cannot_be_deleted(api, field, target):
+def test_a_referenced_row_cannot_be_deleted(api: Api, field: str, target: str) -> None:
     parent = api.create(target)
     child = api.create(ENTITY, {field: parent["id"]})
     assert child[field] == parent["id"]
@@ -669,8 +696,8 @@ def test_a_referenced_row_cannot_be_deleted(api, field, target):
 
 @pytest.mark.parametrize("field, target", REFERENCES)
 def test_a_delete_racing_an_insert_of_a_referrer_is_409_on_every_database(
-    api, engine, field, target
-):
+    api: Api, engine: sa.Engine, field: str, target: str
+) -> None:
     # The race: the delete's check found no referrer, then one was inserted. The database
     # refuses the delete, and the answer is the same 409 as the check's.
     parent = api.create(target)
@@ -687,7 +714,9 @@ def test_a_delete_racing_an_insert_of_a_referrer_is_409_on_every_database(
 const CHECK_TEST: &str = r#"
 
 @pytest.mark.parametrize("constraint, field, value", CHECKS)
-def test_the_database_enforces_the_check(api, engine, constraint, field, value):
+def test_the_database_enforces_the_check(
+    api: Api, engine: sa.Engine, constraint: str, field: str, value: Any
+) -> None:
     row = api.create(ENTITY)
     table = Base.metadata.tables[SPEC["table"]]
     statement = table.update().where(table.c.id == uuid.UUID(row["id"])).values({field: value})
@@ -716,10 +745,12 @@ const AUTH_TESTS: &str = r#"
     ],
 )
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-token"])
-def test_every_route_needs_a_valid_token(anonymous, method, suffix, authorization):
+def test_every_route_needs_a_valid_token(
+    anonymous: TestClient, method: str, suffix: str, authorization: str | None
+) -> None:
     path = PATH + suffix.replace("{id}", str(uuid.uuid4()))
     headers = {"Authorization": authorization} if authorization else {}
-    body = {} if method in ("POST", "PUT", "PATCH") else None
+    body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
     response = anonymous.request(method, path, json=body, headers=headers)
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == "Bearer"

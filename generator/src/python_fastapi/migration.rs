@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::app::{column_type, server_default, table_names};
 use super::plan::{FILES_TABLE, Plan, REFRESH_TABLE, USERS_TABLE};
-use crate::escape::python_str;
+use crate::escape::python_str_formatted as python_str;
 
 pub fn initial(plan: &mut Plan<'_>) -> String {
     let mut up = String::new();
@@ -249,13 +249,13 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
     format!(
         "\"\"\"The initial schema: every entity's table with its constraints, and the tables of the\n\
          built-in features.\n\nRevision ID: 0001\nRevises:\n\"\"\"\n\n\
-         from typing import Sequence, Union\n\n\
+         from collections.abc import Sequence\n\n\
          import sqlalchemy as sa\n\
          from alembic import op\n\n\
          revision: str = \"0001\"\n\
-         down_revision: Union[str, None] = None\n\
-         branch_labels: Union[str, Sequence[str], None] = None\n\
-         depends_on: Union[str, Sequence[str], None] = None\n\n\n\
+         down_revision: str | None = None\n\
+         branch_labels: str | Sequence[str] | None = None\n\
+         depends_on: str | Sequence[str] | None = None\n\n\n\
          def upgrade() -> None:\n{up}\n\n\
          def downgrade() -> None:\n{down}"
     )

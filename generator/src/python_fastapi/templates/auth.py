@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import jwt
 from argon2 import PasswordHasher
@@ -26,7 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -105,10 +105,10 @@ class RateLimiter:
     """At most `attempts` calls per key in any `window` seconds (a sliding window, in memory:
     per process, which is what a single-process deployment needs)."""
 
-    def __init__(self, attempts: int, window: float):
+    def __init__(self, attempts: int, window: float) -> None:
         self.attempts = attempts
         self.window = window
-        self._calls: dict[str, collections.deque] = {}
+        self._calls: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
     def retry_after(self, *keys: str) -> int:
@@ -145,7 +145,8 @@ def limiter(request: Request) -> RateLimiter:
         state.login_limiter = RateLimiter(
             settings.login_max_attempts, settings.login_window_seconds
         )
-    return state.login_limiter
+    found: RateLimiter = state.login_limiter
+    return found
 
 
 def _token_hash(token: str) -> str:
@@ -198,7 +199,9 @@ _AUTH_ERRORS = errors.responses(400, 401, 422)
     operation_id="register",
     responses=errors.responses(400, 403, 409, 422),
 )
-def register(body: Registration, request: Request, session: Session = Depends(get_session)):
+def register(
+    body: Registration, request: Request, session: Session = Depends(get_session)
+) -> AuthUser:
     if not request.app.state.settings.allow_registration:
         raise HTTPException(
             status_code=403, detail="registration is closed; an admin creates accounts"
@@ -224,7 +227,7 @@ def register(body: Registration, request: Request, session: Session = Depends(ge
     operation_id="login",
     responses=errors.responses(400, 401, 422, 429),
 )
-def login(body: Login, request: Request, session: Session = Depends(get_session)):
+def login(body: Login, request: Request, session: Session = Depends(get_session)) -> TokenPair:
     email = body.email.strip().lower()
     client = request.client.host if request.client else "unknown"
     wait = limiter(request).retry_after(f"email:{email}", f"client:{client}")
@@ -240,13 +243,15 @@ def login(body: Login, request: Request, session: Session = Depends(get_session)
         verified = user is not None
     except (VerificationError, InvalidHashError):
         verified = False
-    if not verified:
+    if not verified or user is None:
         raise _unauthorized("wrong e-mail address or password")
     return _issue(session, request, user, uuid.uuid4())
 
 
 @ROUTER.post("/refresh", response_model=TokenPair, operation_id="refresh", responses=_AUTH_ERRORS)
-def refresh(body: RefreshRequest, request: Request, session: Session = Depends(get_session)):
+def refresh(
+    body: RefreshRequest, request: Request, session: Session = Depends(get_session)
+) -> TokenPair:
     stored = session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == _token_hash(body.refresh_token))
     )
@@ -258,10 +263,13 @@ def refresh(body: RefreshRequest, request: Request, session: Session = Depends(g
         raise _unauthorized(
             "the refresh token was used already; every token of its family is revoked"
         )
-    spent = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == stored.id, RefreshToken.spent_at.is_(None))
-        .values(spent_at=utcnow())
+    spent = cast(
+        CursorResult[Any],
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == stored.id, RefreshToken.spent_at.is_(None))
+            .values(spent_at=utcnow())
+        ),
     )
     if spent.rowcount != 1:
         session.rollback()
@@ -277,7 +285,7 @@ def refresh(body: RefreshRequest, request: Request, session: Session = Depends(g
 
 
 @ROUTER.post("/logout", status_code=204, operation_id="logout", responses=_AUTH_ERRORS)
-def logout(body: RefreshRequest, session: Session = Depends(get_session)):
+def logout(body: RefreshRequest, session: Session = Depends(get_session)) -> Response:
     stored = session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == _token_hash(body.refresh_token))
     )
@@ -317,5 +325,5 @@ def require_actor(user: AuthUser = Depends(require_user)) -> Actor:
 
 
 @ROUTER.get("/me", response_model=UserOut, operation_id="me", responses=errors.responses(401))
-def me(user: AuthUser = Depends(require_user)):
+def me(user: AuthUser = Depends(require_user)) -> AuthUser:
     return user

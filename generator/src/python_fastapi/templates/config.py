@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import secrets
+from typing import Any
 
 _LOG = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Settings:
             log_format=env.get("LOG_FORMAT", cls.log_format).strip().lower(),
         )
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
     def checked(self) -> "Settings":

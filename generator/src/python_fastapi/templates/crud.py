@@ -57,12 +57,12 @@ class Column:
     kind: str
     type: Any
 
-    def parse(self, text: str):
+    def parse(self, text: str) -> Any:
         return _adapter(self.type).validate_python(text)
 
 
 @functools.cache
-def _adapter(type_) -> TypeAdapter:
+def _adapter(type_: Any) -> TypeAdapter[Any]:
     return TypeAdapter(type_)
 
 
@@ -71,7 +71,7 @@ class Reference:
     """`field` of this entity holds the id of a `target` row."""
 
     field: str
-    target: type
+    target: type[Any]
     target_label: str
     target_access: str | None = None
 
@@ -80,14 +80,14 @@ class Reference:
 class Referrer:
     """`field` of `model` rows may hold the id of a row of this entity."""
 
-    model: type
+    model: type[Any]
     field: str
     label: str
 
 
 @dataclasses.dataclass(frozen=True)
 class EntitySpec:
-    model: type
+    model: type[Any]
     label: str
     # owner_scoped, shared_read, or None without an auth feature.
     access: str | None = None
@@ -100,7 +100,7 @@ class EntitySpec:
         return next((c for c in self.columns if c.name == name), None)
 
 
-def _visible(spec_access: str | None, model, actor: Actor):
+def _visible(spec_access: str | None, model: type[Any], actor: Actor) -> Any:
     """The condition on rows of `model` the actor may see, or None for all rows."""
     if spec_access == OWNER_SCOPED and not actor.is_admin:
         return model.owner_id == actor.id
@@ -111,7 +111,7 @@ def _invalid_query(name: str, message: str, type_: str = "invalid_filter") -> Fi
     return FieldValidationError(["query", name], message, type_)
 
 
-def _condition(session: Session, spec: EntitySpec, key: str, values: list[str]):
+def _condition(session: Session, spec: EntitySpec, key: str, values: list[str]) -> Any:
     name, _, operator = key.partition("__")
     column = spec.column(name)
     if column is None or (operator and operator not in _OPERATORS):
@@ -121,7 +121,7 @@ def _condition(session: Session, spec: EntitySpec, key: str, values: list[str]):
     text = values[0]
     attribute = getattr(spec.model, name)
 
-    def parsed(raw: str):
+    def parsed(raw: str) -> Any:
         try:
             return column.parse(raw)
         except ValidationError:
@@ -169,9 +169,9 @@ def _condition(session: Session, spec: EntitySpec, key: str, values: list[str]):
     }[operator]
 
 
-def _order(session: Session, spec: EntitySpec, text: str) -> list:
+def _order(session: Session, spec: EntitySpec, text: str) -> list[Any]:
     postgresql = session.get_bind().dialect.name == "postgresql"
-    order = []
+    order: list[Any] = []
     for part in text.split(","):
         descending = part.startswith("-")
         name = part[1:] if descending else part
@@ -209,8 +209,8 @@ def list_rows(
     limit = _integer(params, "limit", 50, 1, _LIMIT_MAX)
     offset = _integer(params, "offset", 0, 0, None)
     model = spec.model
-    conditions = []
-    order: list = []
+    conditions: list[Any] = []
+    order: list[Any] = []
     for key in dict.fromkeys(params.keys()):
         if key in ("limit", "offset"):
             continue
@@ -274,7 +274,7 @@ def list_parameters(spec: EntitySpec) -> list[dict[str, Any]]:
     return parameters
 
 
-def _find(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor):
+def _find(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor) -> Any:
     row = session.get(spec.model, row_id)
     if row is None or (
         _visible(spec.access, spec.model, actor) is not None and row.owner_id != actor.id
@@ -283,18 +283,18 @@ def _find(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor):
     return row
 
 
-def get_row(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor):
+def get_row(session: Session, spec: EntitySpec, row_id: uuid.UUID, actor: Actor) -> Any:
     return _find(session, spec, row_id, actor)
 
 
-def _writable(spec: EntitySpec, row, actor: Actor) -> None:
+def _writable(spec: EntitySpec, row: Any, actor: Actor) -> None:
     if spec.access is not None and not actor.is_admin and row.owner_id != actor.id:
         raise ForbiddenError(
             f"this {spec.label} belongs to another account; it can be read, not changed"
         )
 
 
-def create_row(session: Session, spec: EntitySpec, values: dict[str, Any], actor: Actor):
+def create_row(session: Session, spec: EntitySpec, values: dict[str, Any], actor: Actor) -> Any:
     _check_references(session, spec, values, actor)
     _check_unique(session, spec, values, exclude=None, changed=None)
     if spec.access is not None:
@@ -313,7 +313,7 @@ def update_row(
     changes: dict[str, Any],
     actor: Actor,
     replace: bool,
-):
+) -> Any:
     """PUT (`replace`: every field takes the body's value or its default) or PATCH (only the
     given fields change)."""
     if not changes and not replace:

@@ -6,6 +6,7 @@ postgresql+psycopg:// all select the psycopg 3 driver).
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -17,7 +18,7 @@ class Base(DeclarativeBase):
     """The base of every table (app/models.py and app/system_models.py)."""
 
 
-class UTCDateTime(sa.TypeDecorator):
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
     """A timezone-aware timestamp, stored in UTC on every database.
 
     SQLite keeps no offset, so values are converted to UTC before they are stored and read back
@@ -27,7 +28,9 @@ class UTCDateTime(sa.TypeDecorator):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(
+        self, value: dt.datetime | None, dialect: sa.Dialect
+    ) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -35,12 +38,13 @@ class UTCDateTime(sa.TypeDecorator):
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: Any | None, dialect: sa.Dialect) -> dt.datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        stored: dt.datetime = value
+        if stored.tzinfo is None:
+            return stored.replace(tzinfo=dt.UTC)
+        return stored.astimezone(dt.UTC)
 
 
 def utcnow() -> dt.datetime:
@@ -62,7 +66,7 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
-        def _enable_foreign_keys(dbapi_connection, _record):
+        def _enable_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
             # SQLite enforces foreign keys only when asked, per connection.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")

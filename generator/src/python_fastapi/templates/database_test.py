@@ -3,6 +3,7 @@
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ VERSION_TABLE = "_alembic_version"
 
 
 @contextlib.contextmanager
-def scratch_engine(directory: Path):
+def scratch_engine(directory: Path) -> Iterator[sa.Engine]:
     """An engine on an empty database, dropped afterwards: a SQLite file in `directory` or, when
     DATABASE_URL names a PostgreSQL database, a new schema in that database."""
     url = os.environ.get("DATABASE_URL", "")
@@ -41,18 +42,18 @@ def scratch_engine(directory: Path):
             engine.dispose()
 
 
-def _config(connection) -> Config:
+def _config(connection: sa.Connection) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
     config.attributes["connection"] = connection
     return config
 
 
-def upgrade(engine, revision: str = "head") -> None:
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         command.upgrade(_config(connection), revision)
 
 
-def downgrade(engine, revision: str = "base") -> None:
+def downgrade(engine: sa.Engine, revision: str = "base") -> None:
     with engine.begin() as connection:
         command.downgrade(_config(connection), revision)

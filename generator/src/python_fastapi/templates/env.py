@@ -4,6 +4,7 @@
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from app import models, system_models  # noqa: F401  (importing them registers the tables)
 from app.config import Settings
@@ -17,7 +18,7 @@ if config.config_file_name is not None and config.attributes.get("connection") i
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def run_on(connection) -> None:
+def run_on(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

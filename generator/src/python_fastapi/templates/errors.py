@@ -7,6 +7,7 @@ sent (a refused password stays out of the answer) and a 500 never carries intern
 """
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,7 +89,7 @@ class FieldValidationError(Exception):
         self.type = type_
 
 
-def _field(loc) -> tuple[str, str]:
+def _field(loc: Sequence[Any]) -> tuple[str, str]:
     parts = [str(part) for part in loc]
     if not parts:
         return "", "body"
@@ -103,7 +104,7 @@ def problem(
     status: int,
     detail: str,
     errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     slug, title = _SLUGS.get(status, ("error", "Error"))
     content: dict[str, Any] = {
@@ -118,7 +119,7 @@ def problem(
     return JSONResponse(status_code=status, content=content, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _error(loc, message: str, type_: str) -> dict[str, str]:
+def _error(loc: Sequence[Any], message: str, type_: str) -> dict[str, str]:
     field, where = _field(loc)
     return {"field": field, "in": where, "message": message, "type": type_}
 

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, UploadFile
@@ -32,7 +32,7 @@ ROUTER = APIRouter(prefix="/api/files", tags=["files"])
 _UNAUTHORIZED = __UNAUTHORIZED__
 
 
-def _errors(*statuses: int):
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return errors.responses(*_UNAUTHORIZED, *statuses)
 
 
@@ -158,7 +158,7 @@ class FilePage(BaseModel):
 
 __OWNER_DEPENDENCY__
 
-def _owned_by(owner: uuid.UUID | None):
+def _owned_by(owner: uuid.UUID | None) -> sa.ColumnElement[bool]:
     return StoredFile.owner_id.is_(None) if owner is None else StoredFile.owner_id == owner
 
 
@@ -187,7 +187,7 @@ def upload(
     file: UploadFile,
     owner: Annotated[uuid.UUID | None, Depends(owner_id)],
     session: Session = Depends(get_session),
-):
+) -> StoredFile:
     settings = request.app.state.settings
     declared = (file.content_type or "application/octet-stream").split(";")[0]
     declared = declared.strip().lower()
@@ -246,7 +246,7 @@ def list_files(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     session: Session = Depends(get_session),
-):
+) -> dict[str, Any]:
     condition = _owned_by(owner)
     total = session.scalar(sa.select(sa.func.count()).select_from(StoredFile).where(condition))
     rows = session.scalars(
@@ -264,7 +264,7 @@ def get_file(
     file_id: uuid.UUID,
     owner: Annotated[uuid.UUID | None, Depends(owner_id)],
     session: Session = Depends(get_session),
-):
+) -> StoredFile:
     return _find(session, file_id, owner)
 
 
@@ -274,7 +274,7 @@ def download(
     request: Request,
     owner: Annotated[uuid.UUID | None, Depends(owner_id)],
     session: Session = Depends(get_session),
-):
+) -> FileResponse:
     row = _find(session, file_id, owner)
     path = _path(request, row.id)
     if not path.is_file():
@@ -293,7 +293,7 @@ def delete_file(
     request: Request,
     owner: Annotated[uuid.UUID | None, Depends(owner_id)],
     session: Session = Depends(get_session),
-):
+) -> Response:
     row = _find(session, file_id, owner)
     session.delete(row)
     session.commit()

@@ -12,9 +12,9 @@ ROUTER = APIRouter(tags=["health"])
 
 
 @ROUTER.get("/health")
-def health(session: Session = Depends(get_session)):
+def health(session: Session = Depends(get_session)) -> JSONResponse:
     try:
         session.execute(sa.text("SELECT 1"))
     except SQLAlchemyError:
         return JSONResponse(status_code=503, content={"status": "unavailable"})
-    return {"status": "ok"}
+    return JSONResponse(content={"status": "ok"})

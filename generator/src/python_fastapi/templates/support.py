@@ -1,9 +1,13 @@
 """Helpers of the generated tests: rows made from the sampled data, and value comparisons."""
 
+import datetime as dt
 import decimal
 import uuid
+from typing import Any
 
+import httpx2
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import AwareDatetime, TypeAdapter
 
 from tests import data
@@ -14,7 +18,7 @@ MISSING = object()
 _DATETIME = TypeAdapter(AwareDatetime)
 
 
-def same(kind: str, left, right) -> bool:
+def same(kind: str, left: Any, right: Any) -> bool:
     """Whether two JSON values denote the same value of a field of `kind`."""
     if left is None or right is None:
         return left is None and right is None
@@ -26,15 +30,15 @@ def same(kind: str, left, right) -> bool:
         return _DATETIME.validate_python(left) == _DATETIME.validate_python(right)
     if kind in ("uuid", "reference"):
         return uuid.UUID(str(left)) == uuid.UUID(str(right))
-    return left == right
+    return bool(left == right)
 
 
-def instant(text: str):
+def instant(text: str) -> dt.datetime:
     """An RFC 3339 timestamp of a response as an aware datetime."""
     return _DATETIME.validate_python(text)
 
 
-def query_value(value) -> str:
+def query_value(value: Any) -> str:
     """A JSON value as a query parameter."""
     if value is True:
         return "true"
@@ -43,16 +47,16 @@ def query_value(value) -> str:
     return str(value)
 
 
-def assert_problem(response, status: int) -> dict:
+def assert_problem(response: httpx2.Response, status: int) -> dict[str, Any]:
     """An RFC 9457 problem document with `status`; its body."""
     assert response.status_code == status, f"{response.status_code}: {response.text}"
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status and body["type"].startswith("https://") and body["title"], body
     return body
 
 
-def assert_invalid(response, field: str, types) -> None:
+def assert_invalid(response: httpx2.Response, field: str, types: tuple[str, ...]) -> None:
     """A 422 problem whose errors name `field`, with one of `types` (any type when empty)."""
     errors = assert_problem(response, 422)["errors"]
     named = [error for error in errors if error["field"] == f"/{field}"]
@@ -70,13 +74,13 @@ class Api:
     one, or a fresh one per row when the reference is part of a unique constraint.
     """
 
-    def __init__(self, client, used: dict[str, int] | None = None):
+    def __init__(self, client: TestClient, used: dict[str, int] | None = None) -> None:
         self.client = client
         # Shared by every account's Api in one test, so their rows never collide either.
         self._used: dict[str, int] = {} if used is None else used
-        self._shared: dict[str, dict] = {}
+        self._shared: dict[str, dict[str, Any]] = {}
 
-    def payload(self, entity: str, overrides: dict | None = None) -> dict:
+    def payload(self, entity: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         spec = data.ENTITIES[entity]
         used = self._used.get(entity, 0)
         if used >= spec["capacity"]:
@@ -94,19 +98,22 @@ class Api:
         row.update(overrides)
         return row
 
-    def create(self, entity: str, overrides: dict | None = None) -> dict:
+    def create(self, entity: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         payload = self.payload(entity, overrides)
         response = self.client.post(data.ENTITIES[entity]["path"], json=payload)
         assert response.status_code == 201, f"creating {entity}: {response.text}"
-        return response.json()
+        created: dict[str, Any] = response.json()
+        return created
 
-    def shared(self, entity: str) -> dict:
+    def shared(self, entity: str) -> dict[str, Any]:
         """One row of `entity` that this test's rows may all reference."""
         if entity not in self._shared:
             self._shared[entity] = self.create(entity)
         return self._shared[entity]
 
-    def optional_references(self, entity: str, fields, fresh: bool = False) -> dict:
+    def optional_references(
+        self, entity: str, fields: list[str], fresh: bool = False
+    ) -> dict[str, Any]:
         """Parents for the optional references among `fields`: the shared ones, or new ones."""
         return {
             field: (self.create(target) if fresh else self.shared(target))["id"]

@@ -4,13 +4,17 @@ rotation, logout, /api/auth/me, closed registration and admins made with the app
 import datetime as dt
 import time
 import uuid
+from typing import Any
 
 import jwt
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.cli import create_admin, set_admin
+from app.config import Settings
 from app.main import create_app
 from tests.support import assert_problem
 
@@ -21,20 +25,21 @@ def _email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 
 
-def _pair(client, email: str) -> dict:
+def _pair(client: TestClient, email: str) -> dict[str, Any]:
     response = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.text
-    return response.json()
+    pair: dict[str, Any] = response.json()
+    return pair
 
 
-def _registered(client) -> str:
+def _registered(client: TestClient) -> str:
     email = _email()
     response = client.post("/api/auth/register", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.text
     return email
 
 
-def test_register_answers_201_with_the_account(anonymous):
+def test_register_answers_201_with_the_account(anonymous: TestClient) -> None:
     email = _email()
     response = anonymous.post("/api/auth/register", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.text
@@ -44,13 +49,15 @@ def test_register_answers_201_with_the_account(anonymous):
     uuid.UUID(body["id"])
 
 
-def test_registering_an_address_twice_is_409_whatever_its_case(anonymous):
+def test_registering_an_address_twice_is_409_whatever_its_case(anonymous: TestClient) -> None:
     email = _registered(anonymous)
     again = {"email": email.upper(), "password": PASSWORD}
     assert_problem(anonymous.post("/api/auth/register", json=again), 409)
 
 
-def test_register_refuses_a_short_password_a_bad_address_and_unknown_fields(anonymous):
+def test_register_refuses_a_short_password_a_bad_address_and_unknown_fields(
+    anonymous: TestClient,
+) -> None:
     for body in (
         {"email": _email(), "password": "short"},
         {"email": "not-an-address", "password": PASSWORD},
@@ -60,7 +67,7 @@ def test_register_refuses_a_short_password_a_bad_address_and_unknown_fields(anon
         assert_problem(anonymous.post("/api/auth/register", json=body), 422)
 
 
-def test_a_refused_password_is_not_echoed(anonymous):
+def test_a_refused_password_is_not_echoed(anonymous: TestClient) -> None:
     for body in (
         {"email": _email(), "password": "shortpw1"},
         {"email": _email(), "password": "p" * 129},
@@ -73,7 +80,7 @@ def test_a_refused_password_is_not_echoed(anonymous):
     assert response.status_code == 422 and "q" * 129 not in response.text
 
 
-def test_login_answers_a_token_pair_that_opens_me(anonymous):
+def test_login_answers_a_token_pair_that_opens_me(anonymous: TestClient) -> None:
     email = _registered(anonymous)
     response = anonymous.post(
         "/api/auth/login", json={"email": email.upper(), "password": PASSWORD}
@@ -86,7 +93,7 @@ def test_login_answers_a_token_pair_that_opens_me(anonymous):
     assert me.json()["email"] == email
 
 
-def test_a_wrong_password_or_an_unknown_address_is_401(anonymous):
+def test_a_wrong_password_or_an_unknown_address_is_401(anonymous: TestClient) -> None:
     email = _registered(anonymous)
     for body in (
         {"email": email, "password": PASSWORD + "!"},
@@ -97,10 +104,10 @@ def test_a_wrong_password_or_an_unknown_address_is_401(anonymous):
         assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_a_missing_forged_or_expired_token_is_401(anonymous):
+def test_a_missing_forged_or_expired_token_is_401(anonymous: TestClient, app: FastAPI) -> None:
     email = _registered(anonymous)
     good = jwt.decode(_pair(anonymous, email)["access_token"], options={"verify_signature": False})
-    settings = anonymous.app.state.settings
+    settings = app.state.settings
     now = dt.datetime.now(dt.UTC)
     expired = dict(good, iat=now - dt.timedelta(hours=2), exp=now - dt.timedelta(hours=1))
     tokens = [
@@ -117,7 +124,9 @@ def test_a_missing_forged_or_expired_token_is_401(anonymous):
         assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_refresh_rotates_the_pair_and_a_spent_token_revokes_its_family(anonymous):
+def test_refresh_rotates_the_pair_and_a_spent_token_revokes_its_family(
+    anonymous: TestClient,
+) -> None:
     email = _registered(anonymous)
     first = _pair(anonymous, email)
     second = anonymous.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
@@ -146,7 +155,7 @@ def test_refresh_rotates_the_pair_and_a_spent_token_revokes_its_family(anonymous
     )
 
 
-def test_logout_revokes_the_family(anonymous):
+def test_logout_revokes_the_family(anonymous: TestClient) -> None:
     email = _registered(anonymous)
     pair = _pair(anonymous, email)
     response = anonymous.post("/api/auth/logout", json={"refresh_token": pair["refresh_token"]})
@@ -157,7 +166,9 @@ def test_logout_revokes_the_family(anonymous):
     assert_problem(anonymous.post("/api/auth/refresh", json={"refresh_token": "made-up"}), 401)
 
 
-def test_login_is_rate_limited_per_address_with_retry_after(engine, settings):
+def test_login_is_rate_limited_per_address_with_retry_after(
+    engine: sa.Engine, settings: Settings
+) -> None:
     app = create_app(
         settings=settings.replace(login_max_attempts=3, login_window_seconds=60), engine=engine
     )
@@ -175,7 +186,9 @@ def test_login_is_rate_limited_per_address_with_retry_after(engine, settings):
         assert int(response.headers["retry-after"]) >= 1
 
 
-def test_closed_registration_is_403_and_an_admin_made_with_the_cli_signs_in(engine, settings):
+def test_closed_registration_is_403_and_an_admin_made_with_the_cli_signs_in(
+    engine: sa.Engine, settings: Settings
+) -> None:
     app = create_app(settings=settings.replace(allow_registration=False), engine=engine)
     with TestClient(app) as client:
         assert_problem(
@@ -199,11 +212,13 @@ def test_closed_registration_is_403_and_an_admin_made_with_the_cli_signs_in(engi
 
 
 @pytest.mark.parametrize("path", ["/api/auth/refresh", "/api/auth/logout"])
-def test_refresh_and_logout_refuse_a_body_without_a_token(anonymous, path):
+def test_refresh_and_logout_refuse_a_body_without_a_token(anonymous: TestClient, path: str) -> None:
     assert_problem(anonymous.post(path, json={}), 422)
 
 
-def test_the_login_limiter_forgets_keys_whose_calls_left_the_window(monkeypatch):
+def test_the_login_limiter_forgets_keys_whose_calls_left_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from app import auth
 
     monkeypatch.setattr(auth, "_LIMITER_KEYS_MAX", 2)

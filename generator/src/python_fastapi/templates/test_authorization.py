@@ -7,7 +7,10 @@ exist); shared_read: every account sees every row, only the owner and admins cha
 get 403). Without a token every route is 401.
 """
 
+from typing import Any
+
 import pytest
+from fastapi.testclient import TestClient
 
 from tests import data
 from tests.support import Api, assert_problem
@@ -33,7 +36,7 @@ _RULES = {
         "anonymous": _ANONYMOUS,
     },
 }
-EXPECTED = {
+EXPECTED: dict[str, dict[str, dict[str, Any]]] = {
     rule: {actor: dict(zip(ROUTES, row, strict=True)) for actor, row in rows.items()}
     for rule, rows in _RULES.items()
 }
@@ -46,7 +49,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("entity, route, actor", CASES)
-def test_authorization(clients, used, entity, route, actor):
+def test_authorization(
+    clients: dict[str, TestClient], used: dict[str, int], entity: str, route: str, actor: str
+) -> None:
     spec = data.ENTITIES[entity]
     path = spec["path"]
     owner = Api(clients["owner"], used)
@@ -54,7 +59,7 @@ def test_authorization(clients, used, entity, route, actor):
     # References in a body must name rows the acting account can read: its own parents.
     acting = Api(clients[actor], used) if actor != "anonymous" else Api(clients["owner"], used)
     client = clients[actor]
-    expected = EXPECTED[spec["access"]][actor][route]
+    expected = EXPECTED[str(spec["access"])][actor][route]
     if route == "list":
         status, listed = expected
         response = client.get(path, params={"limit": 200})
@@ -94,7 +99,9 @@ def test_authorization(clients, used, entity, route, actor):
 
 
 @pytest.mark.parametrize("entity", list(data.ENTITIES))
-def test_owner_id_is_not_writable(clients, used, entity):
+def test_owner_id_is_not_writable(
+    clients: dict[str, TestClient], used: dict[str, int], entity: str
+) -> None:
     spec = data.ENTITIES[entity]
     api = Api(clients["other"], used)
     payload = dict(api.payload(entity), owner_id="00000000-0000-4000-8000-000000000000")
@@ -120,8 +127,8 @@ REFERENCES = [
 
 @pytest.mark.parametrize("entity, field, target", REFERENCES)
 def test_a_reference_to_a_row_the_caller_cannot_read_is_refused_as_missing(
-    clients, used, entity, field, target
-):
+    clients: dict[str, TestClient], used: dict[str, int], entity: str, field: str, target: str
+) -> None:
     owners_parent = Api(clients["owner"], used).create(target)
     other = Api(clients["other"], used)
     payload = other.payload(entity, {field: owners_parent["id"]})

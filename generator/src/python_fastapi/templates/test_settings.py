@@ -7,6 +7,7 @@ key of its own. No secret is built into the app.
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,20 +20,20 @@ from app.main import create_app
 GOOD = "k7Gm2vQ9xR4tL8pZ1wN6yB3cF5hJ0sDa"
 
 
-def test_the_default_environment_is_production():
+def test_the_default_environment_is_production() -> None:
     assert Settings().app_env == "production"
 
 
-def test_an_unknown_environment_is_refused():
+def test_an_unknown_environment_is_refused() -> None:
     with pytest.raises(RuntimeError, match="APP_ENV"):
         Settings(app_env="prod", jwt_secret=GOOD).checked()
 
 
-def test_the_secret_is_not_in_the_settings_repr():
+def test_the_secret_is_not_in_the_settings_repr() -> None:
     assert GOOD not in repr(Settings(jwt_secret=GOOD))
 
 
-def test_logging_settings_are_checked():
+def test_logging_settings_are_checked() -> None:
     assert Settings().log_level in config.LOG_LEVELS
     with pytest.raises(RuntimeError, match="LOG_LEVEL"):
         Settings(app_env="test", jwt_secret=GOOD, log_level="LOUD").checked()
@@ -40,7 +41,7 @@ def test_logging_settings_are_checked():
         Settings(app_env="test", jwt_secret=GOOD, log_format="xml").checked()
 
 
-def test_cors_and_logging_come_from_the_environment(monkeypatch):
+def test_cors_and_logging_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORS_ORIGINS", " https://a.example , https://b.example,")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("LOG_FORMAT", "JSON")
@@ -50,7 +51,7 @@ def test_cors_and_logging_come_from_the_environment(monkeypatch):
     assert Settings().cors_origins == ()
 
 
-def test_cors_answers_the_allowed_origins_only(settings, engine):
+def test_cors_answers_the_allowed_origins_only(settings: Settings, engine: sa.Engine) -> None:
     app = create_app(settings=settings.replace(cors_origins=("https://a.example",)), engine=engine)
     with TestClient(app) as client:
         preflight = {"Origin": "https://a.example", "Access-Control-Request-Method": "GET"}
@@ -63,13 +64,15 @@ def test_cors_answers_the_allowed_origins_only(settings, engine):
         assert "access-control-allow-origin" not in response.headers
 
 
-def test_the_json_log_format_writes_one_object_per_line():
+def test_the_json_log_format_writes_one_object_per_line() -> None:
     record = logging.LogRecord("app", logging.INFO, __file__, 1, "hello %s", ("world",), None)
     entry = json.loads(logs.JsonFormatter().format(record))
     assert (entry["message"], entry["level"], entry["logger"]) == ("hello world", "INFO", "app")
 
 
-def test_the_cli_migrates_a_database_as_a_step_of_its_own(tmp_path, monkeypatch):
+def test_the_cli_migrates_a_database_as_a_step_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path / 'migrated.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
     assert cli.main(["migrate"]) == 0
@@ -91,23 +94,23 @@ def test_the_cli_migrates_a_database_as_a_step_of_its_own(tmp_path, monkeypatch)
         pytest.param("x" * 31, id="31-bytes"),
     ],
 )
-def test_production_refuses_a_weak_secret(env, secret):
+def test_production_refuses_a_weak_secret(env: str, secret: str) -> None:
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
         Settings(app_env=env, jwt_secret=secret).checked()
 
 
-def test_production_accepts_a_random_secret_of_32_bytes():
+def test_production_accepts_a_random_secret_of_32_bytes() -> None:
     settings = Settings(app_env="Production", jwt_secret=GOOD).checked()
     assert (settings.app_env, settings.jwt_secret) == ("production", GOOD)
 
 
-def test_development_without_a_secret_signs_with_a_random_one():
+def test_development_without_a_secret_signs_with_a_random_one() -> None:
     first = Settings(app_env="Development").checked()
     second = Settings(app_env="development").checked()
     assert len(first.jwt_secret.encode()) >= 32
     assert first.jwt_secret != second.jwt_secret
 
 
-def test_development_refuses_a_weak_secret_it_was_given():
+def test_development_refuses_a_weak_secret_it_was_given() -> None:
     with pytest.raises(RuntimeError):
         Settings(app_env="development", jwt_secret="short").checked()
