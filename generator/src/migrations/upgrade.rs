@@ -196,11 +196,7 @@ fn steps(from: &DbModel, to: &DbModel) -> String {
             }
         }
         if !sqlite_only.is_empty() {
-            let _ = writeln!(
-                create,
-                "        *([{}] if sqlite else []),",
-                sqlite_only.join(", ")
-            );
+            create.push_str(&crate::python_fastapi::sqlite_only(8, &sqlite_only));
         }
         create.push_str("    )\n");
         for ix in &table.indexes {

@@ -184,7 +184,7 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
                 sqlite_only.push(constraint);
                 let _ = writeln!(
                     late_fks,
-                    "    if not sqlite:\n        op.create_foreign_key(\n            {}, {table}, {}, [{}], [\"id\"], ondelete=\"RESTRICT\"\n        )",
+                    "    if not sqlite:\n        op.create_foreign_key({}, {table}, {}, [{}], [\"id\"], ondelete=\"RESTRICT\")",
                     python_str(name),
                     python_str(target.table()),
                     python_str(field.name())
@@ -199,11 +199,7 @@ pub fn initial(plan: &mut Plan<'_>) -> String {
             }
         }
         if !sqlite_only.is_empty() {
-            let _ = writeln!(
-                up,
-                "        *([{}] if sqlite else []),",
-                sqlite_only.join(", ")
-            );
+            up.push_str(&super::sqlite_only(8, &sqlite_only));
         }
         up.push_str("    )\n");
         if let Some((_, ix)) = &names.owner {

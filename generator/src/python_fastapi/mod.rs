@@ -602,8 +602,18 @@ pub fn reflow(source: &str) -> String {
         }
         let indent = text.len() - text.trim_start().len();
         let rest = text.trim_start();
+        // A statement keyword before the expression stays on the first line.
+        let keyword = ["if ", "elif ", "return ", "raise "]
+            .into_iter()
+            .find(|k| rest.starts_with(k))
+            .unwrap_or("");
+        let rest = &rest[keyword.len()..];
         let (rest, suffix) = match rest.strip_suffix(',') {
             Some(r) => (r, ","),
+            None if keyword.ends_with("if ") => match rest.strip_suffix(':') {
+                Some(r) => (r, ":"),
+                None => (rest, ""),
+            },
             None => (rest, ""),
         };
         let name_len = rest
@@ -619,13 +629,31 @@ pub fn reflow(source: &str) -> String {
                         .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
         });
         let (prefix, expr) = match assigned {
-            Some(at) if name_len > 0 => rest.split_at(name_len + at + 3),
+            Some(at) if name_len > 0 && keyword.is_empty() => rest.split_at(name_len + at + 3),
             _ => ("", rest),
         };
         match Lit::parse(expr) {
             Lit::Atom(_) => out.push_str(line),
-            lit => out.push_str(&lit.render(indent, prefix, suffix)),
+            lit => out.push_str(&lit.render(indent, &format!("{keyword}{prefix}"), suffix)),
         }
     }
     out
+}
+
+/// `*([items] if sqlite else []),` at `indent` spaces, an item of `op.create_table(...)` that
+/// only SQLite gets, laid out as `ruff format` writes it.
+pub fn sqlite_only(indent: usize, items: &[String]) -> String {
+    let list = Lit::list(items.iter().map(|i| Lit::parse(i)).collect());
+    let pad = " ".repeat(indent);
+    let ternary = format!("{} if sqlite else []", list.flat());
+    if indent + ternary.chars().count() + 4 <= LINE_LENGTH {
+        return format!("{pad}*({ternary}),\n");
+    }
+    if indent + 4 + ternary.chars().count() <= LINE_LENGTH {
+        return format!("{pad}*(\n{pad}    {ternary}\n{pad}),\n");
+    }
+    format!(
+        "{pad}*(\n{}{pad}    if sqlite\n{pad}    else []\n{pad}),\n",
+        list.render(indent + 4, "", "")
+    )
 }
