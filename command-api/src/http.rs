@@ -5,7 +5,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header::IF_MATCH;
 use actix_web::{FromRequest, HttpRequest};
 use domain::EventMetadata;
-use domain::ids::{FeatureId, ProjectId, UserId};
+use domain::ids::{FeatureId, FunctionId, ProjectId, UserId};
 use event_store::application::Pin;
 use futures::future::{LocalBoxFuture, Ready, ready};
 use runtime::{ApiError, Authenticated, Json, ProblemType};
@@ -307,6 +307,14 @@ impl PathId for FeatureId {
     const WHAT: &'static str = "feature";
     fn from_uuid(id: Uuid) -> Self {
         FeatureId::from_uuid(id)
+    }
+}
+
+impl PathId for FunctionId {
+    const SEGMENT: &'static str = "function_id";
+    const WHAT: &'static str = "function";
+    fn from_uuid(id: Uuid) -> Self {
+        FunctionId::from_uuid(id)
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod auth_routes;
 pub mod execute;
+pub mod function_checks;
+pub mod functions;
 pub mod generations;
 pub mod http;
 pub mod idempotency;
@@ -131,6 +133,10 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(project_routes::add_feature)
             .service(project_routes::update_feature)
             .service(project_routes::remove_feature)
+            .service(functions::create_function)
+            .service(functions::update_function)
+            .service(functions::delete_function)
+            .service(functions::test_function)
             .service(generations::request_generation)
             .service(sandbox_routes::sandbox_execute);
     }

@@ -21,7 +21,7 @@ use crate::http::{Ids, Write};
 use crate::projects::{self, ProjectAnswer};
 
 /// Tells an absent member (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
@@ -130,7 +130,8 @@ pub struct MemberRequest {
     pub role: ProjectRole,
 }
 
-fn refuse_null<T>(
+/// A member that may be absent but not `null`: `null` is recorded as a problem at `field`.
+pub(crate) fn refuse_null<T>(
     value: Option<Option<T>>,
     field: &str,
     errors: &mut Vec<FieldError>,

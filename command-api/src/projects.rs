@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::execute::{Plan, WriteAnswer, failure};
+use crate::execute::{Plan, SideWrite, WriteAnswer, failure};
 use crate::http::{Write, WriteBody};
 use crate::load::Loaded;
 
@@ -142,7 +142,13 @@ pub async fn create<B: WriteBody>(
             .decide(&state.store, |_| Ok(command.clone()))
             .await
             .map_err(|f| failure(f, project_error))?;
-        Ok(remembered_plan(state, &stream, decided, answer.clone()))
+        Ok(remembered_plan(
+            state,
+            &stream,
+            decided,
+            answer.clone(),
+            Vec::new(),
+        ))
     };
     state
         .executor
@@ -157,12 +163,14 @@ fn remembered_plan(
     stream: &str,
     decided: Decided<Project>,
     answer: ProjectAnswer,
+    side_writes: Vec<SideWrite>,
 ) -> Plan {
     let (after, version, position, append) = decided.into_after();
     let plan = Plan::new(stream, version, position).reply(move |v, p| answer.reply(v, p));
     let Some(append) = append else {
         return plan;
     };
+    let plan = side_writes.into_iter().fold(plan, Plan::side_write);
     let cache = state.projects.clone();
     let stream = stream.to_owned();
     plan.append(append).on_landed(move |landed| {
@@ -209,6 +217,31 @@ pub async fn change<B: WriteBody>(
     answer: ProjectAnswer,
     command: impl Fn(&Project, OffsetDateTime) -> Result<ProjectCommand, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    change_prepared(
+        state,
+        write,
+        project_id,
+        answer,
+        async |_| Ok(()),
+        |project, (), at| command(project, at),
+        Vec::new,
+    )
+    .await
+}
+
+/// [`change`] after `prepare`, the checks of a write that need I/O. It runs in each attempt, inside
+/// the write's turn on the project and after its `Idempotency-Key` is claimed (so a replay answers
+/// without preparing anything), and hands its outcome to `command`. `side_writes` are made afresh
+/// for each attempt and commit with the events.
+pub async fn change_prepared<B: WriteBody, P>(
+    state: &CommandState,
+    write: Write<B>,
+    project_id: ProjectId,
+    answer: ProjectAnswer,
+    prepare: impl AsyncFn(&Write<B>) -> Result<P, ApiError>,
+    command: impl Fn(&Project, &P, OffsetDateTime) -> Result<ProjectCommand, ApiError>,
+    side_writes: impl Fn() -> Vec<SideWrite>,
+) -> Result<HttpResponse, ApiError> {
     let stream = project_id.stream();
     let now = OffsetDateTime::now_utc();
     let pin = write.pin();
@@ -226,15 +259,22 @@ pub async fn change<B: WriteBody>(
         } else {
             Source::Cache(&*state.projects)
         };
+        let prepared = prepare(&write).await?;
         let step = step(state, &write, stream.clone(), source);
         let decided = step
             .decide(&state.store, |loaded| {
                 check_write_access(loaded, &write.caller)?;
-                command(&loaded.state, now)
+                command(&loaded.state, &prepared, now)
             })
             .await
             .map_err(|f| failure(f, project_error))?;
-        Ok(remembered_plan(state, &stream, decided, answer.clone()))
+        Ok(remembered_plan(
+            state,
+            &stream,
+            decided,
+            answer.clone(),
+            side_writes(),
+        ))
     };
     state
         .executor

@@ -87,28 +87,47 @@ impl SandboxService {
             .cloned()
     }
 
+    /// The pool, once the self-test passed; 503 `sandbox-unavailable` naming the cause otherwise.
+    fn ready(&self) -> Result<&Sandbox, ApiError> {
+        match (&self.sandbox, self.cause()) {
+            (Some(sandbox), None) => Ok(sandbox),
+            (_, cause) => Err(ApiError::sandbox_unavailable(
+                format!(
+                    "the sandbox cannot run code on this server: {}",
+                    cause.unwrap_or_default()
+                ),
+                60,
+            )),
+        }
+    }
+
     /// Runs `code` with `input` under the function limits.
     pub async fn execute(
         &self,
         code: &str,
         input: Option<&Value>,
     ) -> Result<sandbox::Execution, ApiError> {
-        let (Some(sandbox), None) = (&self.sandbox, self.cause()) else {
-            let cause = self.cause().unwrap_or_default();
-            return Err(ApiError::sandbox_unavailable(
-                format!("the sandbox cannot run code on this server: {cause}"),
-                60,
-            ));
-        };
-        sandbox
+        self.ready()?
             .execute(code, input, &self.limits)
             .await
-            .map_err(|error| match error {
-                SandboxError::Busy { .. } => {
-                    ApiError::unavailable(format!("{error}; retry shortly"), 1)
-                }
-                other => ApiError::sandbox_unavailable(other.to_string(), 60),
-            })
+            .map_err(refused)
+    }
+
+    /// Compiles `code` with the sandbox's interpreter (nothing of it runs) and tells whether it
+    /// defines a top-level `def handler(input)`.
+    pub async fn compile(&self, code: &str) -> Result<sandbox::Compiled, ApiError> {
+        self.ready()?
+            .compile(code, &self.limits)
+            .await
+            .map_err(refused)
+    }
+}
+
+/// A run the sandbox could not take: busy (503 with a short `Retry-After`) or unavailable.
+fn refused(error: SandboxError) -> ApiError {
+    match error {
+        SandboxError::Busy { .. } => ApiError::unavailable(format!("{error}; retry shortly"), 1),
+        other => ApiError::sandbox_unavailable(other.to_string(), 60),
     }
 }
 

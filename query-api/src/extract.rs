@@ -111,6 +111,27 @@ impl FromRequest for FeaturePath {
     }
 }
 
+/// The ids of a `/projects/{id}/functions/{function_id}` route.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionPath {
+    pub project: Uuid,
+    pub function: Uuid,
+}
+
+impl FromRequest for FunctionPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(segment(req, "id", "project").and_then(|project| {
+            Ok(FunctionPath {
+                project,
+                function: segment(req, "function_id", "function")?,
+            })
+        }))
+    }
+}
+
 /// The generation id of a `/generations/{id}…` route.
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationPath(pub Uuid);

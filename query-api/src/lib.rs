@@ -2,6 +2,7 @@
 //! from the event store. It never writes.
 
 pub mod extract;
+pub mod functions;
 pub mod generations;
 pub mod openapi;
 pub mod params;
@@ -33,6 +34,8 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
             .service(routes::history)
             .service(routes::list_features)
             .service(routes::get_feature)
+            .service(functions::list_functions)
+            .service(functions::get_function)
             .service(generations::list_generations)
             .service(generations::get_generation)
             .service(generations::download_generation)

@@ -42,6 +42,41 @@ pub struct Feature {
     updated_at: OffsetDateTime,
 }
 
+/// A custom function as `GET /projects/{id}/functions/{function_id}` serves it.
+#[derive(ToSchema)]
+pub struct Function {
+    id: Uuid,
+    /// snake_case, unique within the project.
+    name: String,
+    description: Option<String>,
+    /// `python`.
+    language: String,
+    function_code: String,
+    /// A JSON Schema (2020-12), or `null`.
+    #[schema(value_type = Option<Object>)]
+    input_schema: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    output_schema: Option<Value>,
+    /// `[{input, output}]`.
+    examples: Vec<Object>,
+    /// `null` follows the project's mode.
+    #[schema(schema_with = openapi::feature_generation_mode)]
+    generation_mode: Option<String>,
+    endpoint_path: String,
+    /// `POST`, `PUT` or `PATCH`.
+    http_method: String,
+    is_active: bool,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+#[derive(ToSchema)]
+pub struct FunctionPage {
+    items: Vec<Function>,
+    #[schema(schema_with = openapi::next_cursor)]
+    next_cursor: Option<String>,
+}
+
 /// A JSON object of no fixed shape.
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
@@ -63,6 +98,8 @@ pub struct Project {
     /// In creation order.
     features: Vec<Feature>,
     members: Vec<Member>,
+    /// In creation order; absent while the project has none.
+    functions: Option<Vec<Function>>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     #[schema(schema_with = openapi::version)]
@@ -213,6 +250,8 @@ pub struct ProjectListQuery {
         routes::history,
         routes::list_features,
         routes::get_feature,
+        crate::functions::list_functions,
+        crate::functions::get_function,
         generations::list_generations,
         generations::get_generation,
         generations::download_generation,
@@ -224,6 +263,8 @@ pub struct ProjectListQuery {
         ProjectPage,
         Feature,
         FeaturePage,
+        Function,
+        FunctionPage,
         HistoryPage,
         Generation,
         GenerationPage

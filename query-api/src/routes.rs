@@ -197,6 +197,7 @@ pub async fn list_projects(
         if let Some(obj) = doc.as_object_mut() {
             obj.remove("features");
             obj.remove("members");
+            obj.remove("functions");
             obj.insert("feature_count".into(), json!(row.feature_count));
         }
         items.push(with_version(doc, row.version));

@@ -8,6 +8,7 @@ mod contracts;
 mod crate_table;
 mod deploy_files;
 mod event_store;
+mod functions;
 mod generated_app;
 mod generations;
 mod generator_limits;
