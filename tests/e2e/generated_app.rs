@@ -9,6 +9,7 @@
 //! `python3`; the pins are for Python 3.11). Every Python step has a timeout and its output is
 //! printed when it fails.
 
+mod checks;
 mod contract;
 mod upgrade;
 

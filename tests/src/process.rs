@@ -680,3 +680,17 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Generation `id` as `reads` answers it once it has succeeded or failed, failing the test
+/// after `deadline`.
+pub async fn finished_generation(reads: &Api, id: &str, token: &str, deadline: Duration) -> Value {
+    eventually("the generation finishes", deadline, || async {
+        let answer = reads.get(&format!("/generations/{id}"), Some(token)).await;
+        matches!(
+            answer.body["status"].as_str(),
+            Some("succeeded") | Some("failed")
+        )
+        .then_some(answer.body)
+    })
+    .await
+}
