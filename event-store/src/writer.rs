@@ -2,9 +2,10 @@
 //! as one multi-row statement in one transaction, each stream's expected version checked inside
 //! it, and answers each command with its own outcome.
 //!
-//! The writer never waits to fill a batch: it takes what is queued when it is free. A batch never
-//! holds two commands on one stream (the later one waits for the next batch, so a stream's
-//! commands keep their order). A command whose events do not all land (its expected version is not
+//! The writer never waits to fill a batch: it takes what is queued when it has room for another
+//! batch (up to [`IN_FLIGHT`] are written at once). No two commands on one stream are in one batch
+//! or in two batches in flight (the later one waits for a later batch, so a stream's commands keep
+//! their order). A command whose events do not all land (its expected version is not
 //! the stream's, or another process took a version first) gets a conflict and leaves nothing
 //! behind; a command with side writes runs them in its own savepoint, so a failed side write fails
 //! only that command. When the batch transaction itself fails, every command in it gets that
@@ -17,6 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use deadpool_postgres::{Client, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
@@ -32,6 +34,9 @@ const MAX_JOBS: usize = 256;
 const MAX_EVENTS: usize = 2_000;
 /// Commands queued for the writer before submitters wait for room.
 const QUEUE: usize = 4_096;
+/// Batches written at once, on connections of their own: while one waits for its commit to reach
+/// the disk the next is already written, and PostgreSQL flushes their commits together.
+pub const IN_FLIGHT: usize = 2;
 
 /// Writes that commit with a command's events, and what they need to know about where the events
 /// landed.
@@ -111,42 +116,96 @@ fn gone() -> StoreError {
 
 async fn run(pool: Pool, signals: Signals, mut jobs: mpsc::Receiver<Job>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
+    // Streams of the batches being written: a command on one of them waits for the next batch.
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut running: JoinSet<(bool, Vec<String>)> = JoinSet::new();
+    let mut open = true;
     loop {
-        let first = match waiting.pop_front() {
-            Some(job) => job,
-            None => match jobs.recv().await {
-                Some(job) => job,
-                None => return,
+        if running.len() < IN_FLIGHT {
+            if let Some(batch) = compose(&mut waiting, &mut jobs, &busy) {
+                busy.extend(batch.streams.iter().cloned());
+                let streams: Vec<String> = batch.streams.into_iter().collect();
+                let pool = pool.clone();
+                // Each batch runs in a task of its own, so a panic inside it (a caller's side
+                // write) fails only that batch's commands (their answers are dropped: 503),
+                // loudly, and the writer goes on; otherwise every later write of the process would
+                // answer 503.
+                running.spawn(async move {
+                    match tokio::spawn(write(pool, batch.jobs)).await {
+                        Ok(appended) => (appended, streams),
+                        Err(error) => {
+                            tracing::error!(%error, "a group-commit batch panicked; its commands answer 503");
+                            // It may have committed before it panicked: let readers look.
+                            (true, streams)
+                        }
+                    }
+                });
+                continue;
+            }
+        }
+        if !open && running.is_empty() && waiting.is_empty() {
+            return;
+        }
+        tokio::select! {
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                // The outer task never panics; a join error is a runtime shutting down.
+                let Ok((appended, streams)) = done else { continue };
+                for stream in &streams {
+                    busy.remove(stream);
+                }
+                if appended {
+                    signals.committed();
+                }
+            }
+            job = jobs.recv(), if open && running.len() < IN_FLIGHT => match job {
+                Some(job) => waiting.push_back(job),
+                None => open = false,
             },
-        };
-        let mut batch = Batch::new(first);
-        // Commands that waited for an earlier batch go first, in their order.
-        let mut still_waiting = VecDeque::new();
-        while let Some(job) = waiting.pop_front() {
-            if let Err(job) = batch.take(job) {
-                still_waiting.push_back(job);
-            }
-        }
-        while !batch.full() {
-            let Ok(job) = jobs.try_recv() else { break };
-            if let Err(job) = batch.take(job) {
-                still_waiting.push_back(job);
-            }
-        }
-        waiting = still_waiting;
-        // Each batch runs in a task of its own, so a panic inside it (a caller's side write) fails
-        // only that batch's commands (their answers are dropped: 503), loudly, and the writer
-        // goes on; otherwise every later write of the process would answer 503.
-        match tokio::spawn(write(pool.clone(), batch.jobs)).await {
-            Ok(false) => {}
-            Ok(true) => signals.committed(),
-            Err(error) => {
-                tracing::error!(%error, "a group-commit batch panicked; its commands answer 503");
-                // It may have committed before it panicked: let readers look.
-                signals.committed();
-            }
         }
     }
+}
+
+/// The next batch: the commands that waited, in their order, then what is queued, without waiting
+/// for more. A command on a stream of a batch in flight, or on a stream of an earlier command that
+/// still waits, waits too (a stream's commands keep their order); `None` when every command waits.
+fn compose(
+    waiting: &mut VecDeque<Job>,
+    jobs: &mut mpsc::Receiver<Job>,
+    busy: &HashSet<String>,
+) -> Option<Batch> {
+    let mut batch: Option<Batch> = None;
+    let mut held: HashSet<String> = HashSet::new();
+    let mut still_waiting = VecDeque::new();
+    let mut consider = |job: Job, batch: &mut Option<Batch>, still: &mut VecDeque<Job>| {
+        let blocked = job
+            .appends
+            .iter()
+            .any(|a| busy.contains(&a.stream_id) || held.contains(&a.stream_id));
+        let refused = if blocked {
+            Err(job)
+        } else {
+            match batch {
+                Some(batch) => batch.take(job),
+                None => {
+                    *batch = Some(Batch::new(job));
+                    Ok(())
+                }
+            }
+        };
+        if let Err(job) = refused {
+            held.extend(job.appends.iter().map(|a| a.stream_id.clone()));
+            still.push_back(job);
+        }
+    };
+    while let Some(job) = waiting.pop_front() {
+        consider(job, &mut batch, &mut still_waiting);
+    }
+    while !batch.as_ref().is_some_and(Batch::full) {
+        let Ok(job) = jobs.try_recv() else { break };
+        consider(job, &mut batch, &mut still_waiting);
+    }
+    *waiting = still_waiting;
+    batch
 }
 
 /// The commands of one batch, on pairwise different streams.

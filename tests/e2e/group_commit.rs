@@ -60,6 +60,55 @@ impl SideWrites for Gate {
     }
 }
 
+/// Every batch slot of the writer held by a command whose side write waits for the test: what is
+/// submitted meanwhile queues up and is taken as one next batch.
+struct Held {
+    commands: Vec<tokio::task::JoinHandle<Outcome>>,
+    open: Vec<oneshot::Sender<()>>,
+}
+
+impl Held {
+    async fn hold(store: &Arc<PgEventStore>) -> Self {
+        let mut held = Held {
+            commands: Vec::new(),
+            open: Vec::new(),
+        };
+        for slot in 0..event_store::writer::IN_FLIGHT {
+            let (gate, entered, open) = Gate::new();
+            held.commands.push(commit(
+                store,
+                append(&format!("gate-{slot}"), ExpectedVersion::NoStream, 1),
+                Some(Box::new(gate)),
+            ));
+            entered.await.expect("the writer runs the gate");
+            held.open.push(open);
+        }
+        held
+    }
+
+    /// Opens the gates; each gate's command commits.
+    async fn release(self) {
+        for open in self.open {
+            let _ = open.send(());
+        }
+        for command in self.commands {
+            command.await.expect("join").expect("the gate commits");
+        }
+    }
+}
+
+impl Gate {
+    fn new() -> (Self, oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (entered_tx, entered) = oneshot::channel();
+        let (open, open_rx) = oneshot::channel();
+        let gate = Gate {
+            entered: Mutex::new(Some(entered_tx)),
+            open: Mutex::new(Some(open_rx)),
+        };
+        (gate, entered, open)
+    }
+}
+
 /// A side write of one SQL statement.
 struct Sql(&'static str);
 
@@ -100,19 +149,8 @@ async fn one_commands_conflict_or_failed_side_write_fails_only_that_command_in_i
             .await
             .expect("seed");
     }
-    // Given the writer held inside a command of its own
-    let (entered_tx, entered) = oneshot::channel();
-    let (open, open_rx) = oneshot::channel();
-    let gate = Gate {
-        entered: Mutex::new(Some(entered_tx)),
-        open: Mutex::new(Some(open_rx)),
-    };
-    let held = commit(
-        &store,
-        append("gate", ExpectedVersion::NoStream, 1),
-        Some(Box::new(gate)),
-    );
-    entered.await.expect("the writer runs the gate");
+    // Given every batch slot of the writer held inside a command of its own
+    let held = Held::hold(&store).await;
     // When four commands queue up behind it, one at a stale version and one whose side write fails
     let fine = commit(&store, append("fine", ExpectedVersion::Exact(1), 2), None);
     let stale = commit(&store, append("stale", ExpectedVersion::Exact(0), 1), None);
@@ -127,8 +165,7 @@ async fn one_commands_conflict_or_failed_side_write_fails_only_that_command_in_i
         Some(Box::new(Sql("SELECT 1"))),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = open.send(());
-    held.await.expect("join").expect("the gate commits");
+    held.release().await;
     let fine = fine.await.expect("join").expect("fine commits");
     let sided = sided.await.expect("join").expect("sided commits");
     // Then only their own commands fail
@@ -173,17 +210,7 @@ async fn a_duplicate_event_id_in_a_batch_reaches_only_its_own_command() {
         )])
         .await
         .expect("seed");
-    let (entered_tx, entered) = oneshot::channel();
-    let (open, open_rx) = oneshot::channel();
-    let held = commit(
-        &store,
-        append("gate", ExpectedVersion::NoStream, 1),
-        Some(Box::new(Gate {
-            entered: Mutex::new(Some(entered_tx)),
-            open: Mutex::new(Some(open_rx)),
-        })),
-    );
-    entered.await.expect("the writer runs the gate");
+    let held = Held::hold(&store).await;
     // The same event id again, in another stream: the batch statement is refused as a whole.
     let duplicate = commit(
         &store,
@@ -196,8 +223,7 @@ async fn a_duplicate_event_id_in_a_batch_reaches_only_its_own_command() {
     );
     let fine = commit(&store, append("third", ExpectedVersion::NoStream, 1), None);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = open.send(());
-    held.await.expect("join").expect("the gate commits");
+    held.release().await;
     assert!(duplicate.await.expect("join").is_err());
     let fine = fine
         .await
@@ -244,4 +270,43 @@ async fn a_panicking_side_write_fails_its_command_and_the_writer_goes_on() {
         .expect("join")
         .expect("the writer still commits");
     assert_eq!(next.version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_written_by_a_batch_in_flight_waits_for_it_while_other_streams_commit() {
+    let made = PgTestStore::create(domain::Upcasters::backforge())
+        .await
+        .expect("store");
+    let store = Arc::new((*made.store).clone().with_group_commit());
+    // Given a batch in flight that writes stream `s`, held before its commit
+    let (gate, entered, open) = Gate::new();
+    let first = commit(
+        &store,
+        append("s", ExpectedVersion::NoStream, 1),
+        Some(Box::new(gate)),
+    );
+    entered.await.expect("the writer runs the gate");
+    // When the next command on `s` (deciding on the version the first one makes) and a command
+    // on another stream are submitted
+    let next = commit(&store, append("s", ExpectedVersion::Exact(1), 1), None);
+    let other = commit(&store, append("other", ExpectedVersion::NoStream, 1), None);
+    // Then the other stream commits while the first batch is still held
+    let other = tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("another stream is not held up by a batch in flight")
+        .expect("join")
+        .expect("other commits");
+    assert_eq!(other.version, 1);
+    assert!(
+        !next.is_finished(),
+        "the command on `s` waits for the batch that writes `s`"
+    );
+    // And once the first commits, the next command on `s` lands after it, without a conflict
+    let _ = open.send(());
+    first.await.expect("join").expect("the first commits");
+    let next = next
+        .await
+        .expect("join")
+        .expect("the next command on `s` commits");
+    assert_eq!(next.version, 2);
 }
