@@ -87,7 +87,11 @@ enum AdminAction {
     Grant { email: String },
 }
 
-#[actix_web::main]
+// A multi-threaded runtime, not actix's single-threaded `System`: the HTTP workers have runtimes of
+// their own either way, and everything else this process runs in the background (the group-commit
+// writer, the projector, the relays, the sweeper) would otherwise share one thread, which became
+// the ceiling of the command path and left the projector behind under load.
+#[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     // Before settings and telemetry: the child needs neither, and its stdout is the archive.
