@@ -304,7 +304,14 @@ impl Projector {
         let oldest = first.recorded_at;
         let started = Instant::now();
         let tx = client.transaction().await.map_err(Failure::transient)?;
-        let parked = parked::load(&tx, PROJECTION).await.map_err(|e| Failure {
+        // The read model is a fold of events that are already durable: its commit need not wait
+        // for the disk. A crash can lose only the last batches, checkpoint and rows together (one
+        // transaction), and the projector applies them again from the events.
+        let (relaxed, parked) = tokio::join!(
+            tx.batch_execute("SET LOCAL synchronous_commit = off"),
+            parked::load(&tx, PROJECTION)
+        );
+        let parked = relaxed.and(parked).map_err(|e| Failure {
             oldest: Some(oldest),
             ..Failure::transient(e)
         })?;
