@@ -238,4 +238,22 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].field.starts_with("/input_schema"), "{errors:?}");
     }
+
+    #[test]
+    fn reference_cycles_validate_without_overflowing_and_a_dangling_pointer_is_refused() {
+        let instance = json!({"x": [1, {"x": 2}]});
+        for schema in [
+            json!({"$ref": "#"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+                   "properties": {"x": {"$ref": "#/$defs/a"}}}),
+        ] {
+            let validator = compile(&schema, "/input_schema", &mut Vec::new()).expect("compiles");
+            let mut errors = Vec::new();
+            validate(&validator, &instance, "/input", &mut errors);
+            assert!(errors.is_empty(), "{schema}: {errors:?}");
+        }
+        let errors = check_function(Some(&json!({"$ref": "#/nowhere"})), None, &[]);
+        assert_eq!(fields(&errors), ["/input_schema"], "{errors:?}");
+    }
 }
