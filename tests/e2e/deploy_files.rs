@@ -202,3 +202,49 @@ fn every_service_has_its_settings_and_no_default_jwt_secret() {
         );
     }
 }
+
+#[test]
+fn the_services_that_host_the_sandbox_have_its_security_options_and_no_more() {
+    let doc = compose();
+    let services = backforge_services(&doc);
+    let option = |service: &Value, wanted: &str| {
+        service["security_opt"]
+            .as_sequence()
+            .is_some_and(|o| o.iter().any(|o| o.as_str() == Some(wanted)))
+    };
+    for (name, service) in &services {
+        let hosts = ["backforge", "command-api", "worker"].contains(&name.as_str());
+        if !hosts {
+            assert!(
+                service.get("security_opt").is_none() && service.get("user").is_none(),
+                "`{name}` runs no untrusted code: Docker's defaults and the image's user"
+            );
+            continue;
+        }
+        for wanted in [
+            "no-new-privileges:true",
+            "seccomp=unconfined",
+            "apparmor=unconfined",
+            "systempaths=unconfined",
+        ] {
+            assert!(option(service, wanted), "`{name}` sets {wanted}");
+        }
+        assert_eq!(
+            service["cap_drop"].as_sequence().map(Vec::as_slice),
+            Some(&[Value::from("ALL")][..]),
+            "`{name}` drops every capability"
+        );
+        let mut added: Vec<&str> = service["cap_add"]
+            .as_sequence()
+            .expect("cap_add")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        added.sort_unstable();
+        assert_eq!(
+            added,
+            ["DAC_OVERRIDE", "KILL", "SETGID", "SETUID"],
+            "`{name}` keeps only what the sandbox uses"
+        );
+    }
+}
