@@ -7,7 +7,7 @@ pub const USAGE: &str = "\
 usage: bench [--quick] [--only LIST] [--out FILE] [--url URL]
        bench append [--quick] [--out FILE]
 
-  (no command)  the suite: W1-W7 and M1 against raw-PostgreSQL baselines in the same run
+  (no command)  the suite: W1-W8 and M1 against raw-PostgreSQL baselines in the same run
   append        raw single-row INSERTs (a) against PgEventStore::append (b), alternating a, b, a, b
   --quick       small N and short windows (the suite finishes in under 60 s)
   --only LIST   run only these workloads, e.g. `--only W1,W4` (W2 needs W1: it runs at half of
@@ -42,7 +42,7 @@ pub struct SuiteArgs {
 }
 
 /// The suite's workloads, in the order they run.
-pub const WORKLOADS: [&str; 8] = ["W1", "M1", "W2", "W3", "W5", "W6", "W7", "W4"];
+pub const WORKLOADS: [&str; 9] = ["W1", "M1", "W2", "W3", "W5", "W6", "W7", "W8", "W4"];
 
 impl SuiteArgs {
     /// Whether workload `id` runs in this invocation.

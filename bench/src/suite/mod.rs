@@ -6,6 +6,7 @@ mod hostile;
 mod http;
 mod pg;
 mod report;
+mod sandbox;
 mod server;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ struct Plan {
     w6_generator_runs: usize,
     w6_e2e_runs: usize,
     w7: hostile::W7Plan,
+    w8_clients: [usize; 2],
 }
 
 impl Plan {
@@ -86,6 +88,7 @@ impl Plan {
                     readers: 2,
                     flood: 40,
                 },
+                w8_clients: [1, 8],
             }
         } else {
             Plan {
@@ -105,6 +108,7 @@ impl Plan {
                     readers: 4,
                     flood: 300,
                 },
+                w8_clients: [1, 8],
             }
         }
     }
@@ -464,6 +468,22 @@ async fn measure(
     // ---- W7 ----
     if args.runs("W7") {
         figures.extend(hostile::w7(&plan.w7, &api, base).await?);
+    }
+
+    // ---- W8 ----
+    if args.runs("W8") {
+        sandbox::check_python()?;
+        figures.extend(
+            sandbox::w8(
+                &api,
+                base,
+                &plan.w8_clients,
+                plan.warmup,
+                plan.window,
+                &probe,
+            )
+            .await?,
+        );
     }
 
     raw_pool.close();

@@ -76,6 +76,15 @@ pub fn environment(
             "BACKFORGE_REGISTER_PER_IP_PER_MINUTE".into(),
             "100000".into(),
         ),
+        // W8: eight sandbox runs at once and a queue of sixteen behind them.
+        (
+            "BACKFORGE_SANDBOX_SLOTS".into(),
+            super::sandbox::SLOTS.to_string(),
+        ),
+        (
+            "BACKFORGE_SANDBOX_QUEUE".into(),
+            super::sandbox::QUEUE.to_string(),
+        ),
         ("RUST_LOG".into(), "warn".into()),
         ("NO_COLOR".into(), "1".into()),
     ]
