@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::process::{Backforge, eventually, position_of};
+use tests::nats::{read_stream, shared_url};
+use tests::process::{Backforge, eventually, nats_prefix, position_of};
 use tests::{Answer, TestDatabase, TestUser};
 
 use crate::projects::{assert_invalid_at, customers};
@@ -272,6 +273,31 @@ async fn a_function_is_created_read_changed_and_deleted_with_history_and_time_tr
         .expect("FunctionCreated");
     assert_eq!(created_event["data"]["function_code"], TOTAL);
     assert_eq!(created_event["metadata"]["actor"], owner.id.as_str());
+
+    // And they are published on the project's NATS subjects.
+    let prefix = nats_prefix(&s.db.url);
+    let stream = format!("{}_EVENTS", prefix.to_uppercase());
+    let follow = format!("{prefix}.events.{project}.project.{project}.");
+    let published = eventually(
+        "the function's events are published",
+        Duration::from_secs(15),
+        || async {
+            let messages = read_stream(&shared_url(), &stream).await.ok()?;
+            let types: Vec<String> = messages
+                .iter()
+                .filter_map(|(subject, _, _)| subject.strip_prefix(&follow).map(str::to_owned))
+                .filter(|t| t.starts_with("Function"))
+                .collect();
+            (types.len() >= 3).then_some(types)
+        },
+    )
+    .await;
+    for expected in ["FunctionCreated", "FunctionUpdated", "FunctionDeleted"] {
+        assert!(
+            published.iter().any(|t| t == expected),
+            "{expected} not in {published:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
