@@ -197,6 +197,12 @@ async fn write_generation(
     Ok(())
 }
 
+/// Run first in a transaction that writes read-model rows: their commit need not wait for the
+/// disk. The rows are a fold of events already durable; a crash can lose only whole batches (rows
+/// and checkpoint together, one transaction each), which are applied again from the events, and a
+/// later synchronous commit (a replay's swap) flushes every batch before it.
+pub(crate) const DERIVED_COMMIT: &str = "SET LOCAL synchronous_commit = off";
+
 fn as_i64(v: u64) -> i64 {
     checkpoint::stored(v)
 }

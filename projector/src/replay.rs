@@ -8,7 +8,7 @@ use event_store::{EventStore, PgEventStore, Position};
 use read_model::tables::{self, NEXT, PROJECTION};
 use tokio::task::JoinHandle;
 
-use crate::apply::{Applied, ApplyError, Batch, Folded, ProjectStates, WriteMode};
+use crate::apply::{Applied, ApplyError, Batch, DERIVED_COMMIT, Folded, ProjectStates, WriteMode};
 use crate::parked;
 
 /// Events per replay transaction.
@@ -135,6 +135,7 @@ async fn finish(writing: &mut Option<Writing>) -> anyhow::Result<u64> {
 async fn write(target: &Pool, folded: &Folded) -> anyhow::Result<()> {
     let mut client = target.get().await?;
     let tx = client.transaction().await?;
+    tx.batch_execute(DERIVED_COMMIT).await?;
     match folded.write(&tx, NEXT, None).await.map_err(stopped)? {
         Applied::To(_) => {
             tx.commit().await?;

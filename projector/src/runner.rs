@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::apply::{Applied, ApplyError, ProjectStates, apply_batch};
+use crate::apply::{Applied, ApplyError, DERIVED_COMMIT, ProjectStates, apply_batch};
 use crate::parked;
 use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain};
 
@@ -304,11 +304,8 @@ impl Projector {
         let oldest = first.recorded_at;
         let started = Instant::now();
         let tx = client.transaction().await.map_err(Failure::transient)?;
-        // The read model is a fold of events that are already durable: its commit need not wait
-        // for the disk. A crash can lose only the last batches, checkpoint and rows together (one
-        // transaction), and the projector applies them again from the events.
         let (relaxed, parked) = tokio::join!(
-            tx.batch_execute("SET LOCAL synchronous_commit = off"),
+            tx.batch_execute(DERIVED_COMMIT),
             parked::load(&tx, PROJECTION)
         );
         let parked = relaxed.and(parked).map_err(|e| Failure {
