@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tests::TestDatabase;
-use tests::process::{Backforge, eventually, position_of};
+use tests::process::{Backforge, eventually, position_of, worker_venvs};
 
 fn shop() -> Value {
     json!({"name": "Shop", "features": [
@@ -233,11 +233,7 @@ async fn a_generation_waits_for_a_worker_then_is_generated_stored_and_downloadab
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_is_replaced_and_the_verified_generation_finishes() {
     let db = TestDatabase::create().await.expect("db");
-    let venvs = std::env::current_dir()
-        .expect("cwd")
-        .join("../target/tmp/worker-venvs")
-        .display()
-        .to_string();
+    let venvs = worker_venvs();
     let worker_env = [
         ("BACKFORGE_JOB_ACK_WAIT_SECS", "3"),
         ("BACKFORGE_VENV_DIR", venvs.as_str()),

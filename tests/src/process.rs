@@ -694,3 +694,13 @@ pub async fn finished_generation(reads: &Api, id: &str, token: &str, deadline: D
     })
     .await
 }
+
+/// The virtualenv cache that the suite's verifying workers share (`target/tmp/worker-venvs`),
+/// for `BACKFORGE_VENV_DIR`.
+pub fn worker_venvs() -> String {
+    std::env::current_dir()
+        .expect("cwd")
+        .join("../target/tmp/worker-venvs")
+        .display()
+        .to_string()
+}

@@ -4,7 +4,7 @@
 //! (strict, from the shipped configuration), each succeeded with 0 findings.
 
 use tests::TestDatabase;
-use tests::process::{Backforge, finished_generation};
+use tests::process::{Backforge, finished_generation, worker_venvs};
 
 use super::*;
 
@@ -38,11 +38,7 @@ fn create_body(project: &Project) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_generation_of_each_e2e_project_has_no_lint_format_or_type_finding() {
     let db = TestDatabase::create().await.expect("db");
-    let venvs = std::env::current_dir()
-        .expect("cwd")
-        .join("../target/tmp/worker-venvs")
-        .display()
-        .to_string();
+    let venvs = worker_venvs();
     let worker_env = [
         ("BACKFORGE_VENV_DIR", venvs.as_str()),
         ("BACKFORGE_VERIFY_TIMEOUT_SECS", "600"),
