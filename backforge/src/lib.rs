@@ -305,7 +305,10 @@ impl App {
         // The command API's sandbox; its start-up self-test runs beside the start, and until it
         // passes, sandbox runs answer 503 sandbox-unavailable naming the cause.
         let sandbox = (parts.command_api && addr.is_some()).then(|| {
-            let sandbox = command_api::sandbox_routes::SandboxService::new(&settings.sandbox);
+            let sandbox = command_api::sandbox_routes::SandboxService::new(
+                &settings.sandbox,
+                metrics.clone(),
+            );
             let testing = sandbox.clone();
             tokio::spawn(async move { testing.self_test().await });
             sandbox

@@ -540,6 +540,7 @@ async fn run_once(
               (status = 403, description = "A viewer may not run a project's function"),
               (status = 404, description = "Unknown function, or not visible"),
               (status = 422, description = "Neither or both of input and examples, no examples to run, or an input that fails input_schema (with pointers)"),
+              (status = 429, description = "Too many runs; the allowance is shared with POST /ai/sandbox-execute; Retry-After"),
               (status = 503, description = "The sandbox is busy (Retry-After) or unavailable (sandbox-unavailable)")))]
 #[post("/functions/{function_id}/test")]
 pub async fn test_function(
@@ -567,6 +568,7 @@ pub async fn test_function(
         }
     };
     let function = runnable(&state, &caller, function_id).await?;
+    state.sandbox.admit(&caller)?;
     let answer = match input {
         Some(input) => {
             if let Some(schema) = function.input_schema.clone() {
@@ -594,8 +596,8 @@ pub async fn test_function(
         }
         None => run_examples(&state, &function).await?,
     };
-    tracing::info!(user = %caller.user_id, function = %function_id, status = ?answer.run.status,
-        ms = answer.run.duration_ms, "function test run");
+    tracing::info_span!("function_test", function = %function_id)
+        .in_scope(|| state.sandbox.record(&caller, "function-test", &answer.run));
     Ok(HttpResponse::Ok().json(answer))
 }
 

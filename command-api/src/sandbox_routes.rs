@@ -5,6 +5,7 @@
 use std::sync::{Arc, RwLock};
 
 use actix_web::{HttpResponse, post, web};
+use runtime::metrics::Metrics;
 use runtime::settings::SandboxSettings;
 use runtime::{ApiError, Authenticated, Json};
 use sandbox::{Limits, Sandbox, SandboxConfig, SandboxError};
@@ -26,11 +27,17 @@ pub struct SandboxService {
     /// `Err(cause)` until the self-test passed, or after it failed.
     health: RwLock<Result<(), String>>,
     per_user: RateLimiter,
+    /// Where finished runs are counted (`backforge_sandbox_runs_total`).
+    metrics: Metrics,
 }
+
+/// Finished runs by route and status.
+pub const RUNS_TOTAL: &str = "backforge_sandbox_runs_total";
 
 impl SandboxService {
     /// Sets up the pool from the settings; nothing runs until [`SandboxService::self_test`].
-    pub fn new(settings: &SandboxSettings) -> Arc<Self> {
+    pub fn new(settings: &SandboxSettings, metrics: Metrics) -> Arc<Self> {
+        metrics.describe(RUNS_TOTAL, "Finished sandbox runs by route and status");
         let limits = Limits {
             wall: settings.wall,
             cpu_seconds: settings.cpu_seconds,
@@ -62,6 +69,7 @@ impl SandboxService {
             limits,
             health: RwLock::new(health),
             per_user: RateLimiter::new(settings.executions_per_minute),
+            metrics,
         })
     }
 
@@ -99,6 +107,31 @@ impl SandboxService {
                 60,
             )),
         }
+    }
+
+    /// Takes one run from `user`'s allowance (`BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE`, shared by
+    /// every route that runs code for a caller): 429 `rate-limited` with `Retry-After` when it is
+    /// spent.
+    pub fn admit(&self, user: &Authenticated) -> Result<(), ApiError> {
+        self.per_user
+            .check(&user.user_id.to_string())
+            .map_err(ApiError::rate_limited)
+    }
+
+    /// Logs and counts a finished run the same way for every route: who ran it, from where
+    /// (`route`), its status and duration.
+    pub fn record(&self, user: &Authenticated, route: &'static str, run: &sandbox::Execution) {
+        let status = serde_json::to_value(run.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.metrics.inc(
+            RUNS_TOTAL,
+            vec![("route", route.to_owned()), ("status", status)],
+            1,
+        );
+        tracing::info!(user = %user.user_id, route, status = ?run.status, ms = run.duration_ms,
+            "sandbox run");
     }
 
     /// Runs `code` with `input` under the function limits.
@@ -172,15 +205,11 @@ pub async fn sandbox_execute(
             format!("must be at most {MAX_CODE_BYTES} bytes"),
         ));
     }
-    state
-        .sandbox
-        .per_user
-        .check(&caller.user_id.to_string())
-        .map_err(ApiError::rate_limited)?;
+    state.sandbox.admit(&caller)?;
     let run = state
         .sandbox
         .execute(&request.code, request.input.as_ref())
         .await?;
-    tracing::info!(user = %caller.user_id, status = ?run.status, ms = run.duration_ms, "sandbox run");
+    state.sandbox.record(&caller, "sandbox-execute", &run);
     Ok(HttpResponse::Ok().json(run))
 }

@@ -158,7 +158,8 @@ pub struct SandboxSettings {
     pub file_bytes: u64,
     /// Bytes kept of stdout and of stderr each.
     pub output_bytes: usize,
-    /// `POST /ai/sandbox-execute` calls per user and minute.
+    /// `POST /ai/sandbox-execute` and `POST /functions/{function_id}/test` calls per user and
+    /// minute, together.
     pub executions_per_minute: u32,
 }
 

@@ -12,6 +12,7 @@ use tests::nats::{read_stream, shared_url};
 use tests::process::{Backforge, eventually, nats_prefix, position_of};
 use tests::{Answer, TestDatabase, TestUser};
 
+use crate::hostile_code::{Target, Uids, contain};
 use crate::projects::{assert_invalid_at, customers};
 
 const ECHO: &str = "def handler(input):\n    return input\n";
@@ -27,14 +28,13 @@ struct Serve {
 /// Each server's sandbox gets uids of its own: `RLIMIT_NPROC` counts a uid's processes across the
 /// machine, so two servers sharing slot uids (tests run in parallel) would share that limit.
 async fn serve() -> Serve {
-    let db = TestDatabase::create().await.expect("test database");
     let uid_base = (62_000 + (uuid::Uuid::new_v4().as_u128() % 500) * 8).to_string();
-    let app = Backforge::start(
-        "serve",
-        &db.url,
-        &[("BACKFORGE_SANDBOX_UID_BASE", uid_base.as_str())],
-    )
-    .await;
+    serve_with(&[("BACKFORGE_SANDBOX_UID_BASE", uid_base.as_str())]).await
+}
+
+async fn serve_with(env: &[(&str, &str)]) -> Serve {
+    let db = TestDatabase::create().await.expect("test database");
+    let app = Backforge::start("serve", &db.url, env).await;
     Serve { app, db }
 }
 
@@ -107,6 +107,12 @@ fn simple(name: &str) -> Value {
 
 async fn create(app: &Backforge, user: &TestUser, project: &str, body: Value) -> Answer {
     app.post(&functions_path(project), token(user), body).await
+}
+
+/// Creates a function that must be accepted; returns its id.
+async fn create_id(app: &Backforge, user: &TestUser, project: &str, body: Value) -> String {
+    let created = create(app, user, project, body).await.expect(201);
+    created.body["id"].as_str().expect("id").to_owned()
 }
 
 fn problem_type(answer: &Answer) -> &str {
@@ -654,13 +660,7 @@ async fn a_function_test_runs_an_input_or_every_example_and_checks_both_schemas(
     let (owner, _) = app.register("Ada").await;
     sandbox_ready(app, &owner).await;
     let project = project(app, &owner).await;
-    let id = create(app, &owner, &project, order_total())
-        .await
-        .expect(201)
-        .body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = create_id(app, &owner, &project, order_total()).await;
     let test = format!("/functions/{id}/test");
 
     let ran = app
@@ -831,4 +831,88 @@ async fn hostile_schemas_resolve_nothing_remote_and_match_patterns_in_linear_tim
     let health = Instant::now();
     app.get("//health", None).await.expect(200);
     assert!(health.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_functions_are_contained_by_a_test_run_and_the_server_keeps_answering() {
+    let uids = Uids::fresh();
+    let s = serve_with(&uids.settings()).await;
+    let app = &s.app;
+    let (owner, _) = app.register("Mallory").await;
+    sandbox_ready(app, &owner).await;
+    let project = project(app, &owner).await;
+    let target = Target {
+        address: &app.address,
+        database_url: &s.db.url,
+        uids: &uids,
+    };
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    contain(target, |code| {
+        let (owner, project, made) = (&owner, &project, &made);
+        async move {
+            let n = made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("hostile_{n}");
+            let body = json!({"name": name, "language": "python", "function_code": code});
+            let id = create_id(app, owner, project, body).await;
+            let test = format!("/functions/{id}/test");
+            let answer = app.post(&test, token(owner), json!({"input": null})).await;
+            answer.expect(200).body
+        }
+    })
+    .await;
+}
+
+/// One allowance per user (`BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE`) covers test runs and sandbox
+/// runs together, and both are counted by route and status in `backforge_sandbox_runs_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_runs_share_the_sandbox_allowance_and_are_counted_beside_sandbox_runs() {
+    let uid_base = (62_000 + (uuid::Uuid::new_v4().as_u128() % 500) * 8).to_string();
+    let s = serve_with(&[
+        ("BACKFORGE_SANDBOX_UID_BASE", uid_base.as_str()),
+        ("BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE", "4"),
+    ])
+    .await;
+    let app = &s.app;
+    let (owner, _) = app.register("Ada").await;
+    let (other, _) = app.register("Bea").await;
+    // Readiness is polled by the other user, whose allowance this spends.
+    sandbox_ready(app, &other).await;
+    let project = project(app, &owner).await;
+    let id = create_id(app, &owner, &project, simple("echo")).await;
+    let test = format!("/functions/{id}/test");
+    let pass = json!({"language": "python", "code": "pass"});
+    let execute = || app.post("/ai/sandbox-execute", token(&owner), pass.clone());
+    execute().await.expect(200);
+    for _ in 0..3 {
+        app.post(&test, token(&owner), json!({"input": 1}))
+            .await
+            .expect(200);
+    }
+    let refused = app
+        .post(&test, token(&owner), json!({"input": 1}))
+        .await
+        .expect(429);
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{:?}",
+        refused.headers
+    );
+    execute().await.expect(429);
+
+    let metrics = app.get("//metrics", None).await.expect(200);
+    let text = metrics.body.as_str().expect("metrics are text");
+    let count = |route: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("backforge_sandbox_runs_total{")
+                    .filter(|rest| {
+                        rest.contains(&format!("route=\"{route}\""))
+                            && rest.contains("status=\"ok\"")
+                    })
+                    .and_then(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(count("function-test"), 3.0, "{text}");
+    assert!(count("sandbox-execute") >= 2.0, "{text}");
 }

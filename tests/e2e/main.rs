@@ -13,6 +13,7 @@ mod generated_app;
 mod generations;
 mod generator_limits;
 mod group_commit;
+mod hostile_code;
 mod hostile_props;
 mod http_hygiene;
 mod idempotency;

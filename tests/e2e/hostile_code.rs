@@ -1,0 +1,232 @@
+//! API.md's hostile programs and what containing them means, shared by every route that runs a
+//! caller's code (`POST /ai/sandbox-execute`, `POST /functions/{id}/test`): each program gets its
+//! status, no result holds a secret of the server or a host file's content, `GET /health` answers
+//! within 1 s throughout, and afterwards no process of the sandbox's uids remains.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::process::eventually;
+
+/// Slots each attacked server gets (`BACKFORGE_SANDBOX_SLOTS`).
+const SLOTS: u32 = 4;
+
+/// The sandbox settings of a server under attack: uids of its own (`RLIMIT_NPROC` counts a uid's
+/// processes machine-wide, and the check for leftovers must not see another server's runs), in a
+/// range no other suite draws from.
+pub struct Uids {
+    pub range: Range<u32>,
+    base: String,
+    slots: String,
+}
+
+impl Uids {
+    pub fn fresh() -> Self {
+        let base = 66_000 + (uuid::Uuid::new_v4().as_u128() % 500) as u32 * 8;
+        Self {
+            range: base..base + SLOTS,
+            base: base.to_string(),
+            slots: SLOTS.to_string(),
+        }
+    }
+
+    /// The environment overrides that give a server these uids.
+    pub fn settings(&self) -> [(&'static str, &str); 2] {
+        [
+            ("BACKFORGE_SANDBOX_UID_BASE", self.base.as_str()),
+            ("BACKFORGE_SANDBOX_SLOTS", self.slots.as_str()),
+        ]
+    }
+}
+
+/// A server under attack.
+pub struct Target<'a> {
+    /// `http://127.0.0.1:<port>`, where `GET /health` is.
+    pub address: &'a str,
+    /// The server's `DATABASE_URL`, which no run may see.
+    pub database_url: &'a str,
+    pub uids: &'a Uids,
+}
+
+/// One hostile program: a top-level `handler(input)`, so both routes run it the same way.
+struct Program {
+    name: &'static str,
+    code: String,
+    /// The statuses it may end with; empty: any (its check is what remains afterwards).
+    statuses: &'static [&'static str],
+}
+
+/// API.md's table, as far as it runs in a few seconds; `port` is a listener no run may reach and
+/// `marker` a host file no run may read.
+fn programs(port: u16, marker: &str) -> Vec<Program> {
+    vec![
+        Program {
+            name: "endless loop",
+            code: "def handler(input):\n    while True:\n        pass\n".into(),
+            statuses: &["timeout"],
+        },
+        Program {
+            name: "memory bomb",
+            code: "def handler(input):\n    x = bytearray(1 << 31)\n".into(),
+            statuses: &["memory_limit"],
+        },
+        Program {
+            name: "100 MB of output",
+            code: "import sys\ndef handler(input):\n    for _ in range(100):\n        sys.stdout.write('x' * (1 << 20))\n".into(),
+            statuses: &["output_limit"],
+        },
+        Program {
+            name: "the server's environment",
+            code: "import os\ndef handler(input):\n    print(dict(os.environ))\n    print(open('/proc/1/environ').read())\n".into(),
+            statuses: &["ok"],
+        },
+        Program {
+            name: "host files",
+            code: format!(
+                "def handler(input):\n    found = []\n    for path in ['{marker}', '/etc/shadow', '/etc/hostname']:\n        try:\n            found.append(open(path).read())\n        except OSError:\n            pass\n    if not found:\n        raise PermissionError('no host file is readable')\n    return found\n"
+            ),
+            statuses: &["error"],
+        },
+        Program {
+            name: "the network",
+            code: format!(
+                "import socket\ndef handler(input):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            ),
+            statuses: &["error"],
+        },
+        Program {
+            name: "a double-forked setsid process",
+            code: "import os, time\ndef handler(input):\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n            while True:\n                time.sleep(1)\n        os._exit(0)\n    os.wait()\n    return 'detached'\n".into(),
+            statuses: &[],
+        },
+    ]
+}
+
+/// Runs every program through `run` (code in, run result out), one after another, while `GET
+/// /health` is polled; asserts each status, that nothing secret or of the host leaks, that health
+/// answered within 1 s throughout, and that no process of the sandbox's uids remains.
+pub async fn contain<F, Fut>(target: Target<'_>, run: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Value>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let marker = std::env::temp_dir().join(format!("backforge-hostile-{}", uuid::Uuid::new_v4()));
+    let secret = format!("host-file-{}", uuid::Uuid::new_v4());
+    std::fs::write(&marker, &secret).expect("marker");
+    let forbidden = [
+        tests::TEST_JWT_SECRET.to_owned(),
+        target.database_url.to_owned(),
+        "JWT_SECRET".to_owned(),
+        "DATABASE_URL".to_owned(),
+        secret,
+        host_line("/etc/shadow"),
+    ];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let health = tokio::spawn(poll_health(
+        format!("{}/health", target.address),
+        stop.clone(),
+    ));
+    for program in programs(port, &marker.display().to_string()) {
+        let result = run(program.code).await;
+        let status = result["status"].as_str().unwrap_or_default();
+        assert!(
+            program.statuses.is_empty() || program.statuses.contains(&status),
+            "{}: {status}, expected one of {:?}: {result}",
+            program.name,
+            program.statuses
+        );
+        let text = result.to_string();
+        for leak in forbidden.iter().filter(|f| !f.is_empty()) {
+            assert!(
+                !text.contains(leak.as_str()),
+                "{} leaked {leak}: {text}",
+                program.name
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let slowest = health.await.expect("health poller");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "GET /health took {slowest:?}"
+    );
+    let _ = std::fs::remove_file(&marker);
+    assert!(listener.accept().is_err(), "the listener saw a connection");
+    eventually(
+        "no process of the sandbox's uids remains",
+        Duration::from_secs(10),
+        || async { leftovers(&target.uids.range).is_empty().then_some(()) },
+    )
+    .await;
+}
+
+/// Polls `url` until `stop`, every 100 ms; returns the slowest answer. Fails on any non-200.
+async fn poll_health(url: String, stop: Arc<AtomicBool>) -> Duration {
+    let client = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let answer = client
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("GET /health answers during the attack");
+        assert_eq!(answer.status(), 200, "GET /health during the attack");
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    slowest
+}
+
+/// The first line of a host file (empty when unreadable or too short to tell).
+fn host_line(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let line = text.lines().next().unwrap_or_default();
+    if line.len() < 8 {
+        String::new()
+    } else {
+        line.to_owned()
+    }
+}
+
+/// The processes whose real or effective uid is in `uids`, with their command lines.
+fn leftovers(uids: &Range<u32>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let ids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            ids.split_whitespace()
+                .take(2)
+                .filter_map(|id| id.parse::<u32>().ok())
+                .any(|id| uids.contains(&id))
+                .then(|| {
+                    let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    format!(
+                        "{}: {}",
+                        e.file_name().to_string_lossy(),
+                        String::from_utf8_lossy(&cmd)
+                    )
+                })
+        })
+        .collect()
+}
