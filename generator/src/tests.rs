@@ -162,7 +162,6 @@ fn unsupported_feature_types_are_refused() {
     for (feature_type, name) in [
         (FeatureType::BackgroundJobs, "Nightly"),
         (FeatureType::Analytics, "Stats"),
-        (FeatureType::CustomFunction, "Hook"),
     ] {
         let mut features = shop();
         features.push(feature(20, name, feature_type));
@@ -172,6 +171,20 @@ fn unsupported_feature_types_are_refused() {
             "{problems:?} does not name {name}"
         );
     }
+    // A `custom_function` feature can no longer be created (functions replaced it), but one stored
+    // before that stays in its project: generation names it instead of failing on it.
+    let mut project = project_with(None, shop());
+    let mut legacy = project.features[0].clone();
+    legacy.id = feature_id(21);
+    legacy.name = "Hook".into();
+    legacy.feature_type = FeatureType::CustomFunction;
+    legacy.schema_definition = None;
+    project.features.push(legacy);
+    let problems = refused(&project);
+    assert!(
+        problems.iter().any(|p| p.contains("Hook")),
+        "{problems:?} does not name Hook"
+    );
 }
 
 #[test]
