@@ -85,6 +85,11 @@ pub fn environment(
             "BACKFORGE_SANDBOX_QUEUE".into(),
             super::sandbox::QUEUE.to_string(),
         ),
+        // W8 measures the sandbox, not the per-user allowance of runs.
+        (
+            "BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE".into(),
+            "1000000".into(),
+        ),
         ("RUST_LOG".into(), "warn".into()),
         ("NO_COLOR".into(), "1".into()),
     ]
