@@ -59,51 +59,101 @@ struct Program {
     code: String,
     /// The statuses it may end with; empty: any (its check is what remains afterwards).
     statuses: &'static [&'static str],
+    /// The output it must return, when that is the check.
+    output: Option<Value>,
+}
+
+impl Program {
+    fn new(name: &'static str, code: impl Into<String>, statuses: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            code: code.into(),
+            statuses,
+            output: None,
+        }
+    }
 }
 
 /// API.md's table, as far as it runs in a few seconds; `port` is a listener no run may reach and
 /// `marker` a host file no run may read.
 fn programs(port: u16, marker: &str) -> Vec<Program> {
+    let mut fds = Program::new(
+        "/proc/self/fd",
+        "import os\ndef handler(input):\n    open_fds = []\n    for fd in range(3, 1024):\n        try:\n            os.fstat(fd)\n            open_fds.append(fd)\n        except OSError:\n            pass\n    return {'listed': sorted(int(f) for f in os.listdir('/proc/self/fd'))[:3], 'beyond_stdio': open_fds}\n",
+        &["ok"],
+    );
+    fds.output = Some(serde_json::json!({"listed": [0, 1, 2], "beyond_stdio": []}));
     vec![
-        Program {
-            name: "endless loop",
-            code: "def handler(input):\n    while True:\n        pass\n".into(),
-            statuses: &["timeout"],
-        },
-        Program {
-            name: "memory bomb",
-            code: "def handler(input):\n    x = bytearray(1 << 31)\n".into(),
-            statuses: &["memory_limit"],
-        },
-        Program {
-            name: "100 MB of output",
-            code: "import sys\ndef handler(input):\n    for _ in range(100):\n        sys.stdout.write('x' * (1 << 20))\n".into(),
-            statuses: &["output_limit"],
-        },
-        Program {
-            name: "the server's environment",
-            code: "import os\ndef handler(input):\n    print(dict(os.environ))\n    print(open('/proc/1/environ').read())\n".into(),
-            statuses: &["ok"],
-        },
-        Program {
-            name: "host files",
-            code: format!(
+        Program::new(
+            "endless loop",
+            "def handler(input):\n    while True:\n        pass\n",
+            &["timeout"],
+        ),
+        Program::new(
+            "time.sleep(60)",
+            "import time\ndef handler(input):\n    time.sleep(60)\n",
+            &["timeout"],
+        ),
+        Program::new(
+            "memory bomb",
+            "def handler(input):\n    x = bytearray(1 << 31)\n",
+            &["memory_limit"],
+        ),
+        Program::new(
+            "fork bomb",
+            "import os\ndef handler(input):\n    while True:\n        os.fork()\n",
+            &["error", "timeout"],
+        ),
+        Program::new(
+            "100 MB of output",
+            "import sys\ndef handler(input):\n    for _ in range(100):\n        sys.stdout.write('x' * (1 << 20))\n",
+            &["output_limit"],
+        ),
+        Program::new(
+            "1 GB to /tmp, /dev/shm and /dev in 1 MiB files",
+            "def handler(input):\n    refused = []\n    for d in ['/tmp', '/dev/shm', '/dev']:\n        try:\n            for i in range(1024):\n                with open(f'{d}/fill{i}', 'wb') as f:\n                    f.write(b'x' * (1 << 20))\n        except OSError:\n            refused.append(d)\n    if len(refused) == 3:\n        raise OSError('every directory refused the gigabyte')\n    return refused\n",
+            &["error"],
+        ),
+        Program::new(
+            "the server's environment",
+            "import os\ndef handler(input):\n    print(dict(os.environ))\n    print(open('/proc/1/environ').read())\n",
+            &["ok"],
+        ),
+        Program::new(
+            "host files: /etc/shadow, a root-owned 0600 file in a mounted tree",
+            format!(
                 "def handler(input):\n    found = []\n    for path in ['{marker}', '/etc/shadow', '/etc/hostname']:\n        try:\n            found.append(open(path).read())\n        except OSError:\n            pass\n    if not found:\n        raise PermissionError('no host file is readable')\n    return found\n"
             ),
-            statuses: &["error"],
-        },
-        Program {
-            name: "the network",
-            code: format!(
+            &["error"],
+        ),
+        Program::new(
+            "the network",
+            format!(
                 "import socket\ndef handler(input):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
             ),
-            statuses: &["error"],
-        },
-        Program {
-            name: "a double-forked setsid process",
-            code: "import os, time\ndef handler(input):\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n            while True:\n                time.sleep(1)\n        os._exit(0)\n    os.wait()\n    return 'detached'\n".into(),
-            statuses: &[],
-        },
+            &["error"],
+        ),
+        Program::new(
+            "PostgreSQL on 127.0.0.1:5432",
+            "import socket\ndef handler(input):\n    socket.create_connection(('127.0.0.1', 5432), timeout=1)\n",
+            &["error"],
+        ),
+        Program::new(
+            "mount(2) remount read-write, a user namespace, ptrace of a sibling",
+            "import ctypes, os, time\ndef handler(input):\n    libc = ctypes.CDLL(None, use_errno=True)\n    escaped = []\n    if libc.mount(b'none', b'/usr', None, 32 | 4096, None) == 0:\n        escaped.append('mount')\n    if libc.unshare(0x10000000) == 0:\n        escaped.append('unshare')\n    child = os.fork()\n    if child == 0:\n        time.sleep(5)\n        os._exit(0)\n    if libc.ptrace(16, child, None, None) == 0:\n        escaped.append('ptrace')\n    os.kill(child, 9)\n    os.waitpid(child, 0)\n    if not escaped:\n        raise PermissionError('mount, unshare and ptrace refused')\n    return escaped\n",
+            &["error"],
+        ),
+        Program::new(
+            "a double-forked setsid process",
+            "import os, time\ndef handler(input):\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n            while True:\n                time.sleep(1)\n        os._exit(0)\n    os.wait()\n    return 'detached'\n",
+            &[],
+        ),
+        Program::new(
+            "a signal to the parent",
+            "import os, signal\ndef handler(input):\n    os.kill(os.getppid(), signal.SIGKILL)\n    os.kill(1, signal.SIGKILL)\n    return 'sent'\n",
+            &["ok", "error"],
+        ),
+        fds,
     ]
 }
 
@@ -118,9 +168,19 @@ where
     let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
-    let marker = std::env::temp_dir().join(format!("backforge-hostile-{}", uuid::Uuid::new_v4()));
+    // A root-owned 0600 file in a tree the sandbox mounts (/usr, the interpreter's prefix, bound
+    // read-only): visible to a run, never readable by it.
+    let marker = Marker(
+        std::path::Path::new("/usr/share")
+            .join(format!("backforge-hostile-{}", uuid::Uuid::new_v4())),
+    );
     let secret = format!("host-file-{}", uuid::Uuid::new_v4());
-    std::fs::write(&marker, &secret).expect("marker");
+    std::fs::write(&marker.0, &secret).expect("marker");
+    std::fs::set_permissions(
+        &marker.0,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("marker mode");
     let forbidden = [
         tests::TEST_JWT_SECRET.to_owned(),
         target.database_url.to_owned(),
@@ -135,7 +195,7 @@ where
         format!("{}/health", target.address),
         stop.clone(),
     ));
-    for program in programs(port, &marker.display().to_string()) {
+    for program in programs(port, &marker.0.display().to_string()) {
         let result = run(program.code).await;
         let status = result["status"].as_str().unwrap_or_default();
         assert!(
@@ -144,6 +204,9 @@ where
             program.name,
             program.statuses
         );
+        if let Some(output) = &program.output {
+            assert_eq!(&result["output"], output, "{}: {result}", program.name);
+        }
         let text = result.to_string();
         for leak in forbidden.iter().filter(|f| !f.is_empty()) {
             assert!(
@@ -159,7 +222,7 @@ where
         slowest < Duration::from_secs(1),
         "GET /health took {slowest:?}"
     );
-    let _ = std::fs::remove_file(&marker);
+    drop(marker);
     assert!(listener.accept().is_err(), "the listener saw a connection");
     eventually(
         "no process of the sandbox's uids remains",
@@ -167,6 +230,15 @@ where
         || async { leftovers(&target.uids.range).is_empty().then_some(()) },
     )
     .await;
+}
+
+/// A host file the test made, removed however the test ends.
+struct Marker(std::path::PathBuf);
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Polls `url` until `stop`, every 100 ms; returns the slowest answer. Fails on any non-200.
