@@ -6,13 +6,12 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use runtime::http_headers::etag;
 use runtime::openapi::ReadHeaders;
 use runtime::{ApiError, Authenticated};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::QueryState;
 use crate::extract::{Fresh, FunctionPath, ProjectPath};
-use crate::params::{Query, encode_cursor};
+use crate::params::{Query, offset_page};
 use crate::routes::current;
 use read_model::rows::Features;
 
@@ -29,11 +28,6 @@ async fn functions_of(
         _ => Vec::new(),
     };
     Ok((functions, v.version))
-}
-
-#[derive(Serialize, Deserialize)]
-struct FunctionCursor {
-    offset: usize,
 }
 
 /// A project's functions in creation order.
@@ -53,18 +47,11 @@ pub async fn list_functions(
     _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(&req)?;
-    let limit = query.limit()?;
-    let offset = query.cursor::<FunctionCursor>()?.map_or(0, |c| c.offset);
     let (functions, version) = functions_of(&state, &caller, project_id).await?;
-    let page: Vec<&Value> = functions.iter().skip(offset).take(limit).collect();
-    let next_cursor = (offset + limit < functions.len()).then(|| {
-        encode_cursor(&FunctionCursor {
-            offset: offset + limit,
-        })
-    });
+    let page = offset_page(&query, &functions)?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(version)))
-        .json(json!({"items": page, "next_cursor": next_cursor})))
+        .json(page))
 }
 
 /// One function.

@@ -6,8 +6,8 @@ use actix_web::HttpRequest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use runtime::ApiError;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// The parsed query string; a malformed one is a 400.
 pub struct Query(HashMap<String, String>);
@@ -123,4 +123,26 @@ pub fn decode_cursor<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))?;
     serde_json::from_slice(&bytes)
         .map_err(|_| ApiError::malformed("the cursor is not one this API issued"))
+}
+
+/// Where an offset-paged list (a project's features, its functions) continues.
+#[derive(Serialize, Deserialize)]
+struct OffsetCursor {
+    offset: usize,
+}
+
+/// The page of `items` that the request's `limit` and `cursor` ask for, as `{items, next_cursor}`.
+pub fn offset_page<T: Serialize>(
+    query: &Query,
+    items: &[T],
+) -> Result<serde_json::Value, ApiError> {
+    let limit = query.limit()?;
+    let offset = query.cursor::<OffsetCursor>()?.map_or(0, |c| c.offset);
+    let page: Vec<&T> = items.iter().skip(offset).take(limit).collect();
+    let next_cursor = (offset.saturating_add(limit) < items.len()).then(|| {
+        encode_cursor(&OffsetCursor {
+            offset: offset + limit,
+        })
+    });
+    Ok(serde_json::json!({"items": page, "next_cursor": next_cursor}))
 }

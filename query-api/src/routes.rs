@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::QueryState;
 use crate::extract::{FeaturePath, Fresh, ProjectPath};
-use crate::params::{NewestFirst, Query, encode_cursor};
+use crate::params::{NewestFirst, Query, encode_cursor, offset_page};
 
 /// A read-model row that could not be read: a database failure maps as everywhere, a row the
 /// domain cannot read is an internal error.
@@ -391,11 +391,6 @@ pub async fn history(
     Ok(HttpResponse::Ok().json(HistoryPage { items, next_cursor }))
 }
 
-#[derive(Serialize, Deserialize)]
-struct FeatureCursor {
-    offset: usize,
-}
-
 /// A project's features in creation order.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/features", tag = "features", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"),
@@ -413,19 +408,11 @@ pub async fn list_features(
     _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(&req)?;
-    let limit = query.limit()?;
-    let offset = query.cursor::<FeatureCursor>()?.map_or(0, |c| c.offset);
     let v = current(&state, &caller, project_id, Features::With).await?;
-    let features = v.feature_list()?;
-    let page: Vec<Value> = features.iter().skip(offset).take(limit).cloned().collect();
-    let next_cursor = (offset + limit < features.len()).then(|| {
-        encode_cursor(&FeatureCursor {
-            offset: offset + limit,
-        })
-    });
+    let page = offset_page(&query, &v.feature_list()?)?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(v.version)))
-        .json(json!({"items": page, "next_cursor": next_cursor})))
+        .json(page))
 }
 
 /// One feature.
