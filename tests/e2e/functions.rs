@@ -354,64 +354,31 @@ async fn every_bad_function_gets_its_422_at_its_pointer() {
             answer.body
         );
     }
-    // Code over 64 KiB in a body under the body limit.
+    // Each bad member of a body under the body limit, answered at its own pointer: code over
+    // 64 KiB, an unknown language or method, a name that is not snake_case, a schema the
+    // meta-schema refuses or of another draft, an example its input schema refuses.
     let big = format!("{ECHO}#{}", "x".repeat(64 * 1024));
-    assert_invalid_at(
-        create(app, &owner, &project, with(json!({"function_code": big}))).await,
-        "/function_code",
-    );
-    assert_invalid_at(
-        create(
-            app,
-            &owner,
-            &project,
-            with(json!({"language": "javascript"})),
-        )
-        .await,
-        "/language",
-    );
-    assert_invalid_at(
-        create(app, &owner, &project, with(json!({"http_method": "GET"}))).await,
-        "/http_method",
-    );
-    assert_invalid_at(
-        create(app, &owner, &project, with(json!({"name": "NotSnake"}))).await,
-        "/name",
-    );
-    // Schemas: the meta-schema, the draft, and examples against them.
-    assert_invalid_at(
-        create(
-            app,
-            &owner,
-            &project,
-            with(json!({"input_schema": {"type": "strin"}})),
-        )
-        .await,
-        "/input_schema/type",
-    );
-    assert_invalid_at(
-        create(
-            app,
-            &owner,
-            &project,
-            with(json!({"output_schema": {"$schema": "http://json-schema.org/draft-07/schema#"}})),
-        )
-        .await,
-        "/output_schema/$schema",
-    );
-    assert_invalid_at(
-        create(
-            app,
-            &owner,
-            &project,
-            with(
-                json!({"input_schema": {"type": "object", "required": ["n"]},
-                        "examples": [{"input": {}, "output": 1}]}),
-            ),
-        )
-        .await,
-        "/examples/0/input",
-    );
+    for (change, pointer) in [
+        (json!({"function_code": big}), "/function_code"),
+        (json!({"language": "javascript"}), "/language"),
+        (json!({"http_method": "GET"}), "/http_method"),
+        (json!({"name": "NotSnake"}), "/name"),
+        (
+            json!({"input_schema": {"type": "strin"}}),
+            "/input_schema/type",
+        ),
+        (
+            json!({"output_schema": {"$schema": "http://json-schema.org/draft-07/schema#"}}),
+            "/output_schema/$schema",
+        ),
+        (
+            json!({"input_schema": {"type": "object", "required": ["n"]},
+                    "examples": [{"input": {}, "output": 1}]}),
+            "/examples/0/input",
+        ),
+    ] {
+        assert_invalid_at(create(app, &owner, &project, with(change)).await, pointer);
+    }
     // Paths the generated app owns.
     for path in [
         "/api/customers",
@@ -542,6 +509,51 @@ async fn duplicate_names_and_routes_conflict_and_a_project_holds_at_most_50_func
         "{}",
         over.body
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_concurrent_creates_of_one_name_make_one_function_and_fifteen_conflicts() {
+    let s = serve().await;
+    let app = &s.app;
+    let (owner, _) = app.register("Ada").await;
+    sandbox_ready(app, &owner).await;
+    let project = project(app, &owner).await;
+    let answers =
+        futures::future::join_all((0..16).map(|_| create(app, &owner, &project, simple("race"))))
+            .await;
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    let conflicts: Vec<&Answer> = answers.iter().filter(|a| a.status == 409).collect();
+    assert_eq!(
+        (created, conflicts.len()),
+        (1, 15),
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for conflict in conflicts {
+        assert_eq!(
+            problem_type(conflict),
+            "https://backforge.dev/problems/function-conflict"
+        );
+    }
+    let winner = answers
+        .iter()
+        .find(|a| a.status == 201)
+        .expect("one created");
+    let list = app
+        .get_at(
+            &functions_path(&project),
+            token(&owner),
+            &position_of(winner),
+        )
+        .await
+        .expect(200);
+    let names: Vec<&str> = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["race"]);
 }
 
 /// Makes `user` a global admin the way `backforge admin grant` ends up: the credentials row.
