@@ -1,7 +1,7 @@
 //! The bounded pool of sandbox slots: one unprivileged host uid per slot, at most `slots` runs at
 //! once and `queue` waiting; beyond that a run is refused as busy rather than piling up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::SandboxError;
 use crate::filter;
-use crate::run::{self, Confinement, Program, RunOutput, RunStatus};
+use crate::run::{self, Bind, Confinement, Program, RunOutput, RunStatus};
 
 /// How a sandbox is set up (`BACKFORGE_SANDBOX_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,27 +110,25 @@ impl Sandbox {
             inner.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(SandboxError::Busy { running, queued });
         }
-        let permit = inner.permits.acquire().await;
-        inner.waiting.fetch_sub(1, Ordering::AcqRel);
+        let permit = {
+            // Counted out of the queue however the wait ends (a caller may stop waiting).
+            let _waiting = Waiting(&inner.waiting);
+            inner.permits.acquire().await
+        };
         let _permit =
             permit.map_err(|_| SandboxError::Unavailable("the sandbox pool is closed".into()))?;
-        let uid = {
-            let mut free = inner.free_uids.lock().unwrap_or_else(|e| e.into_inner());
-            free.pop()
+        let slot = Slot::take(inner)?;
+        for bind in &program.binds {
+            if let Bind::Handed(dir) = bind {
+                hand_over(dir.clone(), slot.uid).await?;
+            }
         }
-        .ok_or_else(|| SandboxError::Unavailable("no free sandbox uid".into()))?;
         let confinement = Confinement {
             python: &inner.config.python,
-            uid,
+            uid: slot.uid,
             filter: &inner.filter,
         };
-        let result = run_started(&confinement, program).await;
-        inner
-            .free_uids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(uid);
-        Ok(result?)
+        Ok(run_started(&confinement, program).await?)
     }
 
     /// One trivial run that must print what it computed; its failure says why nothing can run.
@@ -146,6 +144,62 @@ impl Sandbox {
             String::from_utf8_lossy(&output.stderr).trim()
         )))
     }
+}
+
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A slot's uid while a run has it: given back when the run ends, however it ends (a caller that
+/// stops waiting drops the run, whose child is killed on drop).
+struct Slot<'a> {
+    inner: &'a Inner,
+    uid: u32,
+}
+
+impl<'a> Slot<'a> {
+    fn take(inner: &'a Inner) -> Result<Self, SandboxError> {
+        let uid = inner
+            .free_uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .ok_or_else(|| SandboxError::Unavailable("no free sandbox uid".into()))?;
+        Ok(Self { inner, uid })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .free_uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.uid);
+    }
+}
+
+/// Gives `dir` and everything under it to `uid` (and the gid of the same number), without
+/// following a symbolic link. The tree is the caller's, written before the run.
+async fn hand_over(dir: PathBuf, uid: u32) -> Result<(), SandboxError> {
+    tokio::task::spawn_blocking(move || chown_tree(&dir, uid))
+        .await
+        .map_err(|e| SandboxError::Io(std::io::Error::other(e)))??;
+    Ok(())
+}
+
+fn chown_tree(path: &Path, uid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
 }
 
 /// How long a run may wait for its uid's process count to come down before it starts.

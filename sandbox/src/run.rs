@@ -49,18 +49,32 @@ impl Default for Limits {
 /// A host directory the run sees at the same absolute path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bind {
+    /// Read-only: it and every directory above it must be readable by any uid (the slot's uid
+    /// opens it), and writable by none but root.
     ReadOnly(PathBuf),
     Writable(PathBuf),
+    /// A scratch directory handed to the run: once the pool has picked the slot, the directory
+    /// and everything in it are given to the slot's uid and gid (the caller creates it 0700, so
+    /// no other uid can enter it), then bound writable. Afterwards its contents are the run's:
+    /// the caller reads nothing from it and removes it (`std::fs::remove_dir_all`, as root).
+    Handed(PathBuf),
 }
 
 /// What to run: the interpreter's arguments, its standard input, extra directories, a working
-/// directory inside the sandbox, and the limits.
+/// directory inside the sandbox, the interpreter (a virtualenv's, under a bound directory, or the
+/// pool's), extra environment variables, and the limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
     pub args: Vec<String>,
     pub stdin: Vec<u8>,
     pub binds: Vec<Bind>,
     pub workdir: Option<PathBuf>,
+    /// Runs this interpreter instead of the pool's (`<venv>/bin/python`, whose `pyvenv.cfg`
+    /// names the pool's interpreter as its home: the prefix bound read-only). `None`: the pool's.
+    pub interpreter: Option<PathBuf>,
+    /// Set inside the sandbox after `HOME=/tmp` and `PATH=/usr/bin:/bin`, which they may replace;
+    /// nothing else of any environment reaches the run.
+    pub env: Vec<(String, String)>,
     pub limits: Limits,
 }
 
@@ -72,6 +86,8 @@ impl Program {
             stdin,
             binds: Vec::new(),
             workdir: None,
+            interpreter: None,
+            env: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -182,7 +198,7 @@ pub(crate) fn command(confinement: &Confinement<'_>, program: &Program) -> Comma
     for bind in &program.binds {
         let (flag, path) = match bind {
             Bind::ReadOnly(path) => ("--ro-bind", path),
-            Bind::Writable(path) => ("--bind", path),
+            Bind::Writable(path) | Bind::Handed(path) => ("--bind", path),
         };
         let path = path.display().to_string();
         args.extend([flag.into(), path.clone(), path]);
@@ -198,12 +214,14 @@ pub(crate) fn command(confinement: &Confinement<'_>, program: &Program) -> Comma
         "HOME".into(),
         "/tmp".into(),
     ]);
+    args.extend(["--setenv".into(), "PATH".into(), "/usr/bin:/bin".into()]);
+    for (name, value) in &program.env {
+        args.extend(["--setenv".into(), name.clone(), value.clone()]);
+    }
+    let interpreter = program.interpreter.as_deref().unwrap_or(confinement.python);
     args.extend([
-        "--setenv".into(),
-        "PATH".into(),
-        "/usr/bin:/bin".into(),
         "--".into(),
-        confinement.python.display().to_string(),
+        interpreter.display().to_string(),
         "-I".into(),
         "-B".into(),
     ]);

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sandbox::{Limits, Program, RunStatus, Sandbox, SandboxConfig, SandboxError};
+use sandbox::{Bind, Limits, Program, RunStatus, Sandbox, SandboxConfig, SandboxError};
 
 /// A pool of its own per test (its own uids), so tests run in parallel.
 fn sandbox(uid_base: u32, slots: usize, queue: usize) -> Sandbox {
@@ -400,4 +400,70 @@ fn a_dropped_sandbox_leaves_no_file_behind() {
     assert!(dir.join("seccomp.bpf").exists());
     drop(sandbox);
     assert!(!dir.exists(), "{dir:?} is left behind");
+}
+
+#[tokio::test]
+async fn a_handed_directory_is_the_runs_alone_and_a_dropped_run_gives_its_slot_back() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let sandbox = sandbox(62100, 1, 1);
+    let dir = std::env::temp_dir().join(format!("bf-sandbox-handed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .expect("mkdir");
+    std::fs::create_dir(dir.join("sub")).expect("mkdir sub");
+    std::fs::write(dir.join("sub/given.txt"), b"given").expect("write");
+    let path = dir.display().to_string();
+    let program = Program {
+        binds: vec![Bind::Handed(dir.clone())],
+        workdir: Some(dir.clone()),
+        env: vec![("MARKER".into(), "set".into())],
+        ..python(
+            r#"
+import os
+with open("sub/given.txt") as f:
+    given = f.read()
+with open("written.txt", "w") as f:
+    f.write("mine")
+print(given, os.getcwd(), os.stat(".").st_uid, os.environ["MARKER"], os.environ["HOME"])
+"#,
+        )
+    };
+    let output = sandbox.run(&program).await.expect("run");
+    assert_eq!(
+        output.status,
+        RunStatus::Exited(0),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        text(&output.stdout),
+        format!("given {path} 62100 set /tmp\n")
+    );
+    let written = std::fs::symlink_metadata(dir.join("written.txt")).expect("written");
+    assert_eq!((written.uid(), written.gid()), (62100, 62100));
+    assert_eq!(
+        std::fs::metadata(dir.join("sub/given.txt"))
+            .expect("given")
+            .uid(),
+        62100
+    );
+    std::fs::remove_dir_all(&dir).expect("removed as root");
+
+    // A caller that stops waiting drops its run: the slot (and its uid) come back.
+    let endless = Program {
+        limits: Limits {
+            wall: Duration::from_secs(30),
+            ..Limits::default()
+        },
+        ..python("import time\ntime.sleep(30)")
+    };
+    let dropped = tokio::time::timeout(Duration::from_millis(500), sandbox.run(&endless)).await;
+    assert!(dropped.is_err(), "the run was still going");
+    let again = tokio::time::timeout(Duration::from_secs(10), sandbox.run(&python("print(1)")))
+        .await
+        .expect("the slot came back")
+        .expect("run");
+    assert_eq!(text(&again.stdout), "1\n");
 }
