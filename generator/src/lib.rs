@@ -122,6 +122,8 @@ fn artifact(files: BTreeMap<String, Vec<u8>>) -> Result<Artifact, GenerateError>
 }
 
 #[cfg(test)]
+mod function_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod upgrade_tests;

@@ -154,6 +154,12 @@ pub fn main(plan: &Plan<'_>) -> String {
         imports.push(("app.files".into(), "ROUTER as _FILES_ROUTER".into()));
         imports.push(("app.files".into(), "UploadLimit as _UploadLimit".into()));
     }
+    if !plan.functions.is_empty() {
+        imports.push((
+            "app.function_routes".into(),
+            "ROUTER as _FUNCTIONS_ROUTER".into(),
+        ));
+    }
     for entity in &plan.entities {
         imports.push((
             format!("app.routers.{}", entity.name()),
@@ -224,6 +230,9 @@ pub fn main(plan: &Plan<'_>) -> String {
     }
     for entity in &plan.entities {
         let _ = writeln!(out, "    app.include_router(_ROUTER_{})", entity.class);
+    }
+    if !plan.functions.is_empty() {
+        out.push_str("    app.include_router(_FUNCTIONS_ROUTER)\n");
     }
     out.push_str(
         "    return app\n\n\n\

@@ -1,7 +1,7 @@
 //! What makes a generated backend CI- and deploy-ready: the hash-pinned requirements, the lint and
 //! type-check configuration, the CI workflow, the image and the compose file.
 
-use super::Files;
+use super::{Files, section};
 
 /// The app's runtime requirements: every one pinned with its hashes (pip-tools style), direct and
 /// transitive, so `pip install --require-hashes` installs exactly these files, also offline from a
@@ -12,8 +12,9 @@ pub const REQUIREMENTS: &str = include_str!("templates/requirements.txt");
 /// constrained by [`REQUIREMENTS`].
 pub const REQUIREMENTS_DEV: &str = include_str!("templates/requirements-dev.txt");
 
-/// Adds the files of this module to `out`.
-pub(super) fn add(out: &mut Files) {
+/// Adds the files of this module to `out`; with custom functions, ruff and mypy leave their
+/// package (`app/functions/`, the authors' own code) alone.
+pub(super) fn add(out: &mut Files, functions: bool) {
     out.add("requirements.txt", REQUIREMENTS);
     out.add("requirements-dev.txt", REQUIREMENTS_DEV);
     out.add("requirements.in", include_str!("templates/requirements.in"));
@@ -21,8 +22,12 @@ pub(super) fn add(out: &mut Files) {
         "requirements-dev.in",
         include_str!("templates/requirements-dev.in"),
     );
-    out.add("ruff.toml", include_str!("templates/ruff.toml"));
-    out.add("mypy.ini", include_str!("templates/mypy.ini"));
+    out.add(
+        "ruff.toml",
+        &section(include_str!("templates/ruff.toml"), "functions", functions),
+    );
+    let mypy = section(include_str!("templates/mypy.ini"), "functions", functions);
+    out.add("mypy.ini", &section(&mypy, "nofunctions", !functions));
     out.add(".github/workflows/ci.yml", include_str!("templates/ci.yml"));
     out.add("Dockerfile", include_str!("templates/Dockerfile"));
     out.add("compose.yaml", include_str!("templates/compose.yaml"));

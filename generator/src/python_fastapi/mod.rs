@@ -8,6 +8,7 @@
 mod app;
 mod deploy;
 mod entity_suite;
+mod functions;
 mod migration;
 mod plan;
 mod readme;
@@ -29,7 +30,7 @@ pub fn files(
     let mut plan = plan::build(project, project_version).map_err(GenerateError::Refused)?;
     let mut out = Files::default();
 
-    deploy::add(&mut out);
+    deploy::add(&mut out, !plan.functions.is_empty());
     out.add(".env.example", &app::env_example(&plan));
     out.add("pytest.ini", include_str!("templates/pytest.ini"));
     out.add("alembic.ini", include_str!("templates/alembic.ini"));
@@ -77,6 +78,7 @@ pub fn files(
     if !plan.files.is_empty() {
         out.add("app/files.py", &app::files_module(&plan));
     }
+    functions::add(&mut out, &plan);
 
     out.add("tests/__init__.py", "");
     out.add("tests/support.py", include_str!("templates/support.py"));
@@ -155,7 +157,12 @@ impl Files {
         } else {
             content.to_owned()
         };
-        let previous = self.0.insert(name.to_owned(), content.into_bytes());
+        self.add_verbatim(name, &content);
+    }
+
+    /// Adds a file exactly as given (the user's own code, JSON data).
+    fn add_verbatim(&mut self, name: &str, content: &str) {
+        let previous = self.0.insert(name.to_owned(), content.as_bytes().to_vec());
         assert!(previous.is_none(), "{name} generated twice");
     }
 }
@@ -366,7 +373,10 @@ pub fn imports(body: &str, groups: &[&[&str]]) -> String {
                 .strip_prefix("from ")
                 .and_then(|s| s.split_once(" import "))
             {
-                let names: Vec<&str> = names.split(", ").filter(|n| used(n)).collect();
+                let names: Vec<&str> = names
+                    .split(", ")
+                    .filter(|n| used(n.rsplit(" as ").next().unwrap_or(n)))
+                    .collect();
                 if !names.is_empty() {
                     let line = format!("from {module} import {}", names.join(", "));
                     if line.chars().count() <= LINE_LENGTH {

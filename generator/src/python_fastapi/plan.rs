@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::crud_schema::{EntitySchema, FieldDef, FieldKind};
 use domain::project::configuration::{EntityAccess, FileStorageConfig, Registration};
-use domain::project::{Feature, FeatureType, Project};
+use domain::project::{Feature, FeatureType, Function, Project};
 use serde_json::{Number, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +38,8 @@ pub struct Plan<'a> {
     pub auth: Vec<&'a Feature>,
     /// Enabled file_storage features.
     pub files: Vec<&'a Feature>,
+    /// Active functions, in creation order; inactive ones generate nothing.
+    pub functions: Vec<&'a Function>,
     /// Registration of the (first) auth feature's configuration.
     pub registration: Registration,
     /// The (first) file_storage feature's configuration.
@@ -221,6 +223,8 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
         }
     }
 
+    let functions = active_functions(project, &mut problems);
+
     let index: HashMap<&str, usize> = crud
         .iter()
         .enumerate()
@@ -399,10 +403,36 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
             .unwrap_or_default(),
         auth,
         files,
+        functions,
         creation_order,
         deferred_fks,
         names,
     })
+}
+
+/// The project's active functions. Like a feature's, a function's own generation mode other than
+/// `manual` is refused until the AI layer exists (the project's mode is refused before the plan);
+/// a route the generated app owns is refused too, which the domain already prevents when a
+/// function or an entity is written.
+fn active_functions<'a>(project: &'a Project, problems: &mut Vec<String>) -> Vec<&'a Function> {
+    let active: Vec<&Function> = project.functions.iter().filter(|f| f.is_active).collect();
+    for function in &active {
+        if let Some(mode) = function.generation_mode.filter(|m| m.needs_ai()) {
+            problems.push(format!(
+                "function `{}` has generation mode `{}`, refused until the AI layer exists; use \
+                 `manual`",
+                function.name,
+                mode.as_str()
+            ));
+        }
+        if let Some(why) = project.generated_route_owning(&function.endpoint_path) {
+            problems.push(format!(
+                "function `{}`: its endpoint `{}` {why}; choose another `endpoint_path`",
+                function.name, function.endpoint_path
+            ));
+        }
+    }
+    active
 }
 
 /// Nodes ordered so each comes after the nodes its edges point to; or a cycle.

@@ -136,6 +136,26 @@ pub fn readme(plan: &Plan<'_>) -> String {
              | DELETE | `{path}/{{id}}` | 204 |\n"
         );
     }
+    for function in &plan.functions {
+        let input = if function.input_schema.is_some() {
+            "a JSON body valid against its input schema (else 422)"
+        } else {
+            "any JSON body"
+        };
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | function `{}`{}: {input} → 200 what it returns |",
+            function.http_method.as_str(),
+            function.endpoint_path,
+            function.name,
+            function
+                .description
+                .as_deref()
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| format!(" ({})", md(d)))
+                .unwrap_or_default(),
+        );
+    }
     out.push('\n');
     if auth {
         let names: Vec<String> = plan.auth.iter().map(|f| md(&f.name)).collect();
@@ -172,6 +192,28 @@ pub fn readme(plan: &Plan<'_>) -> String {
             } else {
                 ""
             }
+        );
+    }
+
+    if !plan.functions.is_empty() {
+        out.push_str(
+            "## Functions\n\n\
+             Each function's code is `app/functions/<name>.py`, exactly as written on Backforge; it\n\
+             defines `handler(input)`. ruff and mypy leave that package alone (`ruff.toml`,\n\
+             `mypy.ini`): it is its author's own code. Its schemas are in `app/function_schemas.json`.\n\
+             A function's route reads the body as any JSON value (an empty body is `null`), validates\n\
+             it against the input schema (JSON Schema 2020-12; 422 with one error per broken rule,\n\
+             `field` a JSON Pointer into the body, `type` the schema keyword), runs the handler in a\n\
+             worker thread and validates its return against the output schema. A return that is not\n\
+             JSON or breaks the output schema, or an exception, is a bug of the function: it is logged\n\
+             and answered 500, and nothing of the return is sent.",
+        );
+        if auth {
+            out.push_str(" Functions need a signed-in caller (401 otherwise).");
+        }
+        out.push_str(
+            "\n\n`tests/test_functions.py` calls each function with each of its examples\n\
+             (`tests/function_examples.json`) and expects 200 and the example's output.\n\n",
         );
     }
 

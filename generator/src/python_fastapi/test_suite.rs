@@ -114,6 +114,9 @@ pub fn data(plan: &Plan<'_>) -> String {
         paths.push(text(&entity.path()));
         paths.push(text(&format!("{}/{{id}}", entity.path())));
     }
+    for function in &plan.functions {
+        paths.push(text(&function.endpoint_path));
+    }
     out.push_str(&Lit::list(paths).render(0, "PATHS: list[str] = ", ""));
     if !plan.files.is_empty() {
         let _ = writeln!(out, "FILE_MAX_BYTES = {TEST_FILE_MAX_BYTES}");
