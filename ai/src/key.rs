@@ -1,0 +1,162 @@
+//! Provider keys: the environment-variable naming rule, the key read at call time into a value
+//! that never prints, and the redaction of a key (and every 8+ character piece of it) from text.
+
+use std::fmt;
+
+use crate::error::AiError;
+
+/// The prefix every model's `api_key_env` carries.
+pub const KEY_ENV_PREFIX: &str = "BACKFORGE_AI_KEY_";
+
+/// The bootstrap default model's key variable, exempt from the prefix rule.
+pub const BOOTSTRAP_KEY_ENV: &str = "BACKFORGE_AI_API_KEY";
+
+/// The shortest piece of a key that is redacted wherever it appears.
+pub const REDACTED_PIECE_CHARS: usize = 8;
+
+/// What stands where a key or a piece of it was.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether `name` may name a key variable: `BACKFORGE_AI_API_KEY`, or `BACKFORGE_AI_KEY_`
+/// followed by upper-case letters, digits and underscores.
+pub fn valid_key_env(name: &str) -> bool {
+    if name == BOOTSTRAP_KEY_ENV {
+        return true;
+    }
+    match name.strip_prefix(KEY_ENV_PREFIX) {
+        Some(rest) => {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        }
+        None => false,
+    }
+}
+
+/// A provider key, read from its variable when a call is made. Neither `Debug` nor anything else
+/// prints it; only the request's header builder reads it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key held by the variable `env` now; a missing, empty or non-Unicode variable is
+    /// [`AiError::MissingKey`], which names the variable and nothing else.
+    pub fn from_env(env: &str) -> Result<Self, AiError> {
+        match std::env::var(env) {
+            Ok(value) if !value.trim().is_empty() => Ok(Self(value.trim().to_owned())),
+            _ => Err(AiError::MissingKey {
+                env: env.to_owned(),
+            }),
+        }
+    }
+
+    /// The key as it goes into a header. Crate-private: nothing outside may read it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with this key and every piece of it of 8 or more characters replaced.
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.0)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+/// `text` with `secret` and every piece of it of at least [`REDACTED_PIECE_CHARS`] characters
+/// replaced by [`REDACTED`] (a shorter secret only where it appears whole). A longer piece is a
+/// run of overlapping 8-character windows, so marking every occurrence of every window marks it.
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() || text.is_empty() {
+        return text.to_owned();
+    }
+    let secret_chars: Vec<(usize, char)> = secret.char_indices().collect();
+    let mut windows: Vec<&str> = Vec::new();
+    if secret_chars.len() < REDACTED_PIECE_CHARS {
+        windows.push(secret);
+    } else {
+        for start in 0..=(secret_chars.len() - REDACTED_PIECE_CHARS) {
+            let from = secret_chars[start].0;
+            let to = secret_chars
+                .get(start + REDACTED_PIECE_CHARS)
+                .map_or(secret.len(), |(i, _)| *i);
+            windows.push(&secret[from..to]);
+        }
+        windows.sort_unstable();
+        windows.dedup();
+    }
+    let mut marked = vec![false; text.len()];
+    let mut any = false;
+    for window in windows {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(window) {
+            let at = from + found;
+            for m in &mut marked[at..at + window.len()] {
+                *m = true;
+            }
+            any = true;
+            // Overlapping occurrences: step one character on.
+            from = at + text[at..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    if !any {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_run = false;
+    for (i, c) in text.char_indices() {
+        if marked[i] {
+            if !in_run {
+                out.push_str(REDACTED);
+                in_run = true;
+            }
+        } else {
+            in_run = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_variables_carry_the_prefix_or_are_the_bootstrap_one() {
+        assert!(valid_key_env("BACKFORGE_AI_KEY_OPENAI"));
+        assert!(valid_key_env("BACKFORGE_AI_API_KEY"));
+        assert!(!valid_key_env("BACKFORGE_AI_KEY_"));
+        assert!(!valid_key_env("OPENAI_API_KEY"));
+        assert!(!valid_key_env("BACKFORGE_AI_KEY_lower"));
+        assert!(!valid_key_env("DATABASE_URL"));
+    }
+
+    #[test]
+    fn a_key_and_its_long_pieces_are_redacted_and_short_ones_are_not() {
+        let key = "sk-abcdefghijklmnop";
+        assert_eq!(redact("key sk-abcdefghijklmnop!", key), "key [redacted]!");
+        assert_eq!(redact("tail ghijklmnop", key), "tail [redacted]");
+        assert_eq!(redact("piece cdefghij end", key), "piece [redacted] end");
+        assert_eq!(redact("short cdefghi", key), "short cdefghi");
+        assert_eq!(
+            redact("twice abcdefgh abcdefgh", key),
+            "twice [redacted] [redacted]"
+        );
+        assert_eq!(
+            redact("a short one: abc!", "abc"),
+            "a short one: [redacted]!"
+        );
+    }
+
+    #[test]
+    fn a_key_never_prints() {
+        let key = ApiKey("sk-secret-value".into());
+        assert_eq!(format!("{key:?}"), "ApiKey([redacted])");
+    }
+}
