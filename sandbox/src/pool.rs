@@ -60,6 +60,8 @@ pub struct Sandbox {
 struct Inner {
     config: SandboxConfig,
     filter: PathBuf,
+    /// The second filter (clone3 → `ENOSYS`), beside the first.
+    clone3_filter: PathBuf,
     permits: Semaphore,
     free_uids: Mutex<Vec<u32>>,
     waiting: AtomicUsize,
@@ -70,6 +72,7 @@ impl Drop for Inner {
     /// must not leave one behind per start).
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.filter);
+        let _ = std::fs::remove_file(&self.clone3_filter);
         let _ = std::fs::remove_dir(&self.config.state_dir);
     }
 }
@@ -82,6 +85,9 @@ impl Sandbox {
         let filter = config.state_dir.join("seccomp.bpf");
         let program = filter::program_bytes().map_err(SandboxError::Unavailable)?;
         std::fs::write(&filter, program)?;
+        let clone3_filter = config.state_dir.join("seccomp-clone3.bpf");
+        let program = filter::clone3_program_bytes().map_err(SandboxError::Unavailable)?;
+        std::fs::write(&clone3_filter, program)?;
         let free_uids = (0..config.slots)
             .map(|n| config.uid_base + n as u32)
             .rev()
@@ -92,6 +98,7 @@ impl Sandbox {
                 free_uids: Mutex::new(free_uids),
                 waiting: AtomicUsize::new(0),
                 filter,
+                clone3_filter,
                 config,
             }),
         })
@@ -127,6 +134,7 @@ impl Sandbox {
             python: &inner.config.python,
             uid: slot.uid,
             filter: &inner.filter,
+            clone3_filter: &inner.clone3_filter,
         };
         Ok(run_started(&confinement, program).await?)
     }

@@ -120,18 +120,21 @@ pub(crate) struct Confinement<'a> {
     pub python: &'a Path,
     pub uid: u32,
     pub filter: &'a Path,
+    pub clone3_filter: &'a Path,
 }
 
-/// The confining command line: `sh` opens the seccomp program as fd 3, `prlimit` sets the rlimits,
+/// The confining command line: `sh` opens the seccomp programs as fds 3 and 4, `prlimit` sets the rlimits,
 /// `setpriv` drops to the slot's uid, `nice` lowers the priority, and `bwrap` builds the box.
 pub(crate) fn command(confinement: &Confinement<'_>, program: &Program) -> Command {
     let limits = &program.limits;
     let uid = confinement.uid.to_string();
     let mut args: Vec<String> = vec![
         "-c".into(),
-        // `$0` is the filter's path; everything after it is the command to exec with fd 3 open.
-        r#"exec "$@" 3<"$0""#.into(),
+        // `$0` and `$1` are the filters' paths; everything after them is the command to exec
+        // with fds 3 and 4 open on them.
+        r#"exec 3<"$0" 4<"$1" && shift && exec "$@""#.into(),
         confinement.filter.display().to_string(),
+        confinement.clone3_filter.display().to_string(),
         "prlimit".into(),
         format!("--as={}", limits.address_space_bytes),
         format!("--cpu={}", limits.cpu_seconds),
@@ -160,8 +163,10 @@ pub(crate) fn command(confinement: &Confinement<'_>, program: &Program) -> Comma
         "--clearenv".into(),
         "--new-session".into(),
         "--die-with-parent".into(),
-        "--seccomp".into(),
+        "--add-seccomp-fd".into(),
         "3".into(),
+        "--add-seccomp-fd".into(),
+        "4".into(),
     ];
     let prefix = interpreter_prefix(confinement.python);
     args.extend(["--ro-bind".into(), prefix.clone(), prefix.clone()]);

@@ -467,3 +467,31 @@ print(given, os.getcwd(), os.stat(".").st_uid, os.environ["MARKER"], os.environ[
         .expect("run");
     assert_eq!(text(&again.stdout), "1\n");
 }
+
+#[tokio::test]
+async fn a_run_may_start_threads_but_clone3_cannot_smuggle_a_namespace() {
+    let sandbox = sandbox(62110, 1, 1);
+    let output = sandbox
+        .run(&python(
+            r#"
+import ctypes, threading
+done = []
+t = threading.Thread(target=lambda: done.append(1))
+t.start(); t.join()
+libc = ctypes.CDLL(None, use_errno=True)
+# clone3(struct clone_args {flags = CLONE_NEWUSER}, size 88): refused before the kernel reads it.
+args = (ctypes.c_uint64 * 11)(0x10000000)
+r = libc.syscall(435, args, 88)
+print(done, r, ctypes.get_errno())
+"#,
+        ))
+        .await
+        .expect("run");
+    assert_eq!(
+        output.status,
+        RunStatus::Exited(0),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(text(&output.stdout), format!("[1] -1 {}\n", libc::ENOSYS));
+}
