@@ -14,7 +14,7 @@ use crate::completion::{Answer, CompletionRequest, Content};
 use crate::config::{ANTHROPIC_VERSION, ModelConfig, Provider};
 use crate::error::{AiError, TransportFailure};
 use crate::foreign::{self, ERROR_BODY_BYTES, RAW_ANSWER_BYTES, TRANSPORT_DETAIL_BYTES};
-use crate::key::ApiKey;
+use crate::key::{ApiKey, KeySource};
 use crate::money;
 use crate::network::{GuardedResolver, Lookup, NetworkPolicy, Refusal, SystemLookup};
 use crate::wire;
@@ -68,6 +68,7 @@ pub struct AiClient {
     http: reqwest::Client,
     policy: NetworkPolicy,
     retry: RetryPolicy,
+    keys: KeySource,
 }
 
 impl std::fmt::Debug for AiClient {
@@ -75,6 +76,7 @@ impl std::fmt::Debug for AiClient {
         f.debug_struct("AiClient")
             .field("policy", &self.policy)
             .field("retry", &self.retry)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +107,14 @@ impl AiClient {
             http,
             policy,
             retry,
+            keys: KeySource::Environment,
         })
+    }
+
+    /// The same client reading keys from `keys` (tests; the product reads the environment).
+    pub fn with_keys(mut self, keys: KeySource) -> Self {
+        self.keys = keys;
+        self
     }
 
     pub fn policy(&self) -> NetworkPolicy {
@@ -145,7 +154,7 @@ impl AiClient {
         let key = model
             .api_key_env
             .as_deref()
-            .map(ApiKey::from_env)
+            .map(|env| self.keys.read(env))
             .transpose()?;
         let headers = headers(model, key.as_ref())?;
         let body = serde_json::to_vec(&wire::body(model, request))

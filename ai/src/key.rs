@@ -1,7 +1,9 @@
 //! Provider keys: the environment-variable naming rule, the key read at call time into a value
 //! that never prints, and the redaction of a key (and every 8+ character piece of it) from text.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::AiError;
 
@@ -65,6 +67,58 @@ impl ApiKey {
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiKey([redacted])")
+    }
+}
+
+/// Where keys are read from: the process environment (always, in the product), or a fixed table
+/// of variable names and values standing in for it in tests (the workspace forbids `unsafe`, and
+/// `std::env::set_var` is unsafe). Its `Debug` prints names only.
+#[derive(Clone, Default)]
+pub enum KeySource {
+    #[default]
+    Environment,
+    Fixed(Arc<HashMap<String, String>>),
+}
+
+impl KeySource {
+    /// A table of variable names and values, read instead of the environment.
+    pub fn fixed<I, N, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        Self::Fixed(Arc::new(
+            pairs
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        ))
+    }
+
+    /// The key the variable `env` holds now ([`AiError::MissingKey`] naming it if none).
+    pub fn read(&self, env: &str) -> Result<ApiKey, AiError> {
+        match self {
+            Self::Environment => ApiKey::from_env(env),
+            Self::Fixed(table) => match table.get(env) {
+                Some(value) if !value.trim().is_empty() => Ok(ApiKey(value.trim().to_owned())),
+                _ => Err(AiError::MissingKey {
+                    env: env.to_owned(),
+                }),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Environment => f.write_str("KeySource::Environment"),
+            Self::Fixed(table) => f
+                .debug_tuple("KeySource::Fixed")
+                .field(&table.keys().collect::<Vec<_>>())
+                .finish(),
+        }
     }
 }
 

@@ -40,6 +40,6 @@ pub use client::{AiClient, RetryPolicy};
 pub use completion::{Answer, CompletionRequest, Content, JsonSchema, Usage};
 pub use config::{ConfigError, ModelConfig, Provider};
 pub use error::{AiError, TransportFailure};
-pub use key::ApiKey;
+pub use key::{ApiKey, KeySource};
 pub use network::{AddressClass, Lookup, NetworkPolicy, Refusal, StaticLookup, SystemLookup};
 pub use rust_decimal::Decimal;
