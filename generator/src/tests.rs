@@ -596,3 +596,25 @@ fn the_file_storage_and_registration_configuration_become_the_apps_defaults() {
         "{example}"
     );
 }
+
+#[test]
+fn a_table_with_only_its_primary_key_has_its_table_args_on_one_line_as_ruff_format_writes_them() {
+    // given: no unique, CHECK, index or owner
+    let notes = crud(
+        1,
+        "Notes",
+        json!({"entity": "note", "fields": [{"name": "body", "type": "text", "required": true}]}),
+    );
+
+    // when
+    let artifact = generate(&project_with(None, vec![notes]), 1, Target::PythonFastapi).unwrap();
+
+    // then: a one-item tuple's comma is not a magic trailing comma
+    let models = String::from_utf8(artifact.files["app/models.py"].clone()).unwrap();
+    assert!(
+        models.contains(
+            "    __table_args__ = (_sa.PrimaryKeyConstraint(\"id\", name=\"pk_notes\"),)\n\n"
+        ),
+        "{models}"
+    );
+}

@@ -462,12 +462,27 @@ pub fn models(plan: &mut Plan<'_>) -> String {
         let entity = &plan.entities[i];
         let _ = write!(
             out,
-            "\n\nclass {}(_Base):\n    \"\"\"The `{}` entity.\"\"\"\n\n    __tablename__ = {}\n    __table_args__ = (\n        _sa.PrimaryKeyConstraint(\"id\", name={}),\n",
+            "\n\nclass {}(_Base):\n    \"\"\"The `{}` entity.\"\"\"\n\n    __tablename__ = {}\n",
             entity.class,
             entity.name(),
             python_str(entity.table()),
+        );
+        let primary_key = format!(
+            "_sa.PrimaryKeyConstraint(\"id\", name={})",
             python_str(&names.primary_key)
         );
+        let alone = names.uniques.is_empty()
+            && names.checks.is_empty()
+            && names.indexes.is_empty()
+            && names.owner.is_none();
+        let one_line = format!("    __table_args__ = ({primary_key},)\n");
+        let joined = alone && one_line.chars().count() <= super::LINE_LENGTH + 1;
+        if joined {
+            // A one-item tuple's comma is not a magic trailing comma: ruff format joins it.
+            out.push_str(&one_line);
+        } else {
+            let _ = writeln!(out, "    __table_args__ = (\n        {primary_key},");
+        }
         for (fields, name) in &names.uniques {
             let columns: Vec<String> = fields.iter().map(|f| python_str(f)).collect();
             let _ = writeln!(
@@ -495,7 +510,10 @@ pub fn models(plan: &mut Plan<'_>) -> String {
         if let Some((_, ix)) = &names.owner {
             let _ = writeln!(out, "        _sa.Index({}, \"owner_id\"),", python_str(ix));
         }
-        out.push_str("    )\n\n");
+        if !joined {
+            out.push_str("    )\n");
+        }
+        out.push('\n');
         out.push_str(
             "    id: _orm.Mapped[_uuid.UUID] = _orm.mapped_column(_sa.Uuid(), default=_uuid.uuid4)\n",
         );
