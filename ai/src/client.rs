@@ -1,6 +1,4 @@
-//! The one HTTP client every call goes through: no redirects, no proxy, the guarded resolver,
-//! per-call timeouts within the caller's deadline, retries with backoff honouring `Retry-After`,
-//! and the reading of each answer into an [`Answer`] or a typed [`AiError`].
+//! The one HTTP client every call goes through: timeouts, retries, and answers read into types.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -490,4 +488,61 @@ fn failure_kind(failure: &TransportFailure) -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.backoff(1), Duration::from_millis(500));
+        assert_eq!(policy.backoff(2), Duration::from_secs(1));
+        assert_eq!(policy.backoff(3), Duration::from_secs(2));
+        assert_eq!(policy.backoff(30), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn only_408_429_and_5xx_are_retried() {
+        for (code, want) in [
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+            (400, false),
+            (401, false),
+            (302, false),
+        ] {
+            assert_eq!(
+                retryable(StatusCode::from_u16(code).unwrap()),
+                want,
+                "{code}"
+            );
+        }
+    }
 }

@@ -1,5 +1,4 @@
-//! What a caller asks (system and user text, an optional JSON Schema for structured output, a
-//! token cap) and what an answer is (content, usage, cost, latency, tries).
+//! What a caller asks of a model (prompts, JSON Schema, token cap) and what an answer is.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -50,7 +49,7 @@ pub struct Usage {
 
 /// An answer's content: the parsed structured output when a schema was given, else the text.
 /// Both are already cleaned (NULs replaced, the key redacted); text is cut to
-/// [`crate::foreign::RAW_ANSWER_BYTES`] × 16.
+/// [`crate::client::MAX_TEXT_ANSWER_BYTES`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Content {

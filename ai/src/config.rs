@@ -1,5 +1,4 @@
-//! A model as the AI layer calls it: provider, where, which model, whose key (by variable name),
-//! prices, limits; its validation and the endpoint each provider's wire format posts to.
+//! A model's configuration (provider, URL, key variable, prices, limits) and its rules.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -249,6 +248,10 @@ mod tests {
         assert_eq!(back["input_usd_per_mtok"], "0.1");
         let too_fine = json.replace("0.300001", "0.0000001");
         assert!(serde_json::from_str::<ModelConfig>(&too_fine).is_err());
+        // From an already parsed value too (its numbers' text is their shortest form).
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let again: ModelConfig = serde_json::from_value(value).unwrap();
+        assert_eq!(again, m);
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! Every way a call can fail, typed. Every message is safe to record: foreign text in it is
-//! already redacted of the key, NUL-free and cut; no variant holds a key's value.
+//! Every way a call can fail, typed; every message safe to record (no key, foreign text cleaned).
 
 use rust_decimal::Decimal;
 

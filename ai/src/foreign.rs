@@ -1,5 +1,4 @@
-//! Foreign text (model output, provider errors, prompts) made fit for an event: keys redacted,
-//! U+0000 replaced by U+FFFD, and cut to a stated size.
+//! Foreign text (model output, provider errors, prompts) made fit for an event.
 
 use serde_json::Value;
 

@@ -1,5 +1,4 @@
-//! Provider keys: the environment-variable naming rule, the key read at call time into a value
-//! that never prints, and the redaction of a key (and every 8+ character piece of it) from text.
+//! Provider keys: the variable-name rule, the key read at call time, and its redaction from text.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,5 +1,4 @@
-//! Exact money: prices parsed from JSON text (never through `f64`), an answer's cost, and the
-//! decimal-as-string serde form every recorded amount uses.
+//! Exact money: prices read from JSON text (never `f64`), an answer's cost, decimal-string serde.
 
 use std::str::FromStr;
 

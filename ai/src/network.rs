@@ -1,6 +1,4 @@
-//! The SSRF rule: which addresses and schemes a model's `base_url` may reach, checked on the
-//! resolved address inside the HTTP client's resolver (so DNS rebinding does not help) and on
-//! IP-literal hosts before sending (they never reach a resolver).
+//! The SSRF rule: which addresses and schemes calls may reach, checked on resolved addresses.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,7 +10,9 @@ use std::sync::Arc;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Where calls may go. Production refuses every non-public address unless `allow_private`
+/// Where calls may go, checked on every resolved address inside the HTTP client's resolver (so
+/// DNS rebinding does not help) and on IP-literal hosts before sending (they never reach a
+/// resolver). Production refuses every non-public address unless `allow_private`
 /// (`BACKFORGE_AI_ALLOW_PRIVATE_URLS=true`) and requires `https`; development also allows
 /// loopback (a local Ollama) and plain `http`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,5 +359,8 @@ mod tests {
         assert!(p.check_url(&url("https://169.254.169.254/")).is_err());
         assert!(p.check_url(&url("https://[::ffff:10.0.0.1]/")).is_err());
         assert!(p.check_url(&url("ftp://x.example.com/")).is_err());
+        // Other spellings of loopback are normalised by the URL parser before the check.
+        assert!(p.check_url(&url("https://2130706433/")).is_err());
+        assert!(p.check_url(&url("https://0x7f.1/")).is_err());
     }
 }

@@ -1,5 +1,4 @@
-//! Anthropic Messages: the request body with one tool whose `input_schema` is the JSON Schema
-//! and `tool_choice` forcing it, and the answer's `tool_use` block and `usage`.
+//! Anthropic Messages: the body with a forced tool for structured output, and the answer read.
 
 use serde_json::{Map, Value, json};
 

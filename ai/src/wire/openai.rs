@@ -1,10 +1,4 @@
-//! OpenAI Chat Completions (and Azure OpenAI's deployment form of it): the request body with
-//! `response_format` `json_schema` strict, and the answer's `choices[0].message` and `usage`.
-//!
-//! The cap is sent as `max_tokens`, not `max_completion_tokens`: every server of the family
-//! (Ollama, vLLM, llama.cpp's server, LM Studio, OpenRouter, Azure) reads `max_tokens`, and
-//! OpenAI still honours it for chat models; only its reasoning models require the newer name,
-//! which several local servers ignore (leaving the answer uncapped).
+//! OpenAI Chat Completions (and Azure's form of it): the body with `json_schema`, the answer read.
 
 use serde_json::{Map, Value, json};
 
@@ -14,6 +8,11 @@ use crate::config::ModelConfig;
 
 /// The body: `model` (not for Azure, whose URL names the deployment), a system and a user
 /// message, the cap, the temperature if the model sets one, and the JSON Schema if asked.
+///
+/// The cap is sent as `max_tokens`, not `max_completion_tokens`: every server of the family
+/// (Ollama, vLLM, llama.cpp's server, LM Studio, OpenRouter, Azure) reads `max_tokens`, and
+/// OpenAI still honours it for chat models; only its reasoning models require the newer name,
+/// which several local servers ignore (leaving the answer uncapped).
 pub(crate) fn body(model: &ModelConfig, request: &CompletionRequest, with_model: bool) -> Value {
     let mut body = Map::new();
     if with_model {
