@@ -125,3 +125,59 @@ async fn given_a_key_variable_without_the_prefix_when_called_then_the_configurat
 
     assert_eq!(error.kind(), "config");
 }
+
+/// Set in the child process [`given_a_key_in_the_real_environment_when_called_then_it_is_read_at_call_time_and_sent`]
+/// starts (the workspace forbids `unsafe`, so this process cannot set a variable itself).
+const CHILD_MARKER: &str = "AI_TESTS_KEY_CHILD";
+const CHILD_KEY_ENV: &str = "BACKFORGE_AI_KEY_CHILD";
+const CHILD_KEY: &str = "sk-child-9876543210-zyxwvu";
+
+#[test]
+fn given_a_key_in_the_real_environment_when_called_then_it_is_read_at_call_time_and_sent() {
+    if std::env::var_os(CHILD_MARKER).is_some() {
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "--exact",
+            "keys::when_run_as_the_child_then_the_key_comes_from_the_environment",
+            "--nocapture",
+        ])
+        .env(CHILD_MARKER, "1")
+        .env(CHILD_KEY_ENV, CHILD_KEY)
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn when_run_as_the_child_then_the_key_comes_from_the_environment() {
+    if std::env::var_os(CHILD_MARKER).is_none() {
+        return;
+    }
+    let server = FakeServer::start(vec![Reply::json(
+        200,
+        openai_answer(r#"{"features":[]}"#, 1, 1),
+    )])
+    .await;
+    let mut model = model(Provider::Openai, &server.url());
+    model.api_key_env = Some(CHILD_KEY_ENV.into());
+    let client = ai::AiClient::new(NetworkPolicy::development(false)).expect("client");
+
+    let answer = client
+        .complete(&model, &structured_request(), deadline(10))
+        .await
+        .expect("an answer");
+
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some(format!("Bearer {CHILD_KEY}").as_str())
+    );
+    let shown = format!("{answer:?} {client:?}");
+    assert!(!shown.contains(CHILD_KEY), "{shown}");
+}
