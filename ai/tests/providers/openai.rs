@@ -209,3 +209,36 @@ async fn given_a_success_status_with_a_body_that_is_no_answer_when_read_then_it_
     assert_eq!(raw, "<html>proxy page</html>");
     assert_eq!(*usage, Usage::default());
 }
+
+#[tokio::test]
+async fn given_a_request_that_cannot_be_sent_when_called_then_it_is_refused_before_any_connection()
+{
+    let server = FakeServer::start(vec![Reply::json(200, openai_answer("{}", 1, 1))]).await;
+    let model = model(Provider::Openai, &server.url());
+    let mut bad_name = structured_request();
+    bad_name.json_schema.as_mut().expect("schema").name = "has spaces".into();
+    let mut bad_schema = structured_request();
+    bad_schema.json_schema.as_mut().expect("schema").schema = json!({"type": 12});
+    let mut azure = crate::model(Provider::AzureOpenai, &server.url());
+    azure.api_version = None;
+
+    for (error, kind) in [
+        (
+            client().complete(&model, &bad_name, deadline(10)).await,
+            "request",
+        ),
+        (
+            client().complete(&model, &bad_schema, deadline(10)).await,
+            "request",
+        ),
+        (
+            client()
+                .complete(&azure, &structured_request(), deadline(10))
+                .await,
+            "config",
+        ),
+    ] {
+        assert_eq!(error.expect_err("refused").kind(), kind);
+    }
+    assert_eq!(server.connections(), 0);
+}
