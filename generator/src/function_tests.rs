@@ -285,7 +285,13 @@ fn generating_a_project_with_functions_twice_gives_the_same_bytes() {
 fn write_an_artifact_with_functions_for_inspection() {
     let dir = std::env::var("DUMP_DIR").unwrap();
     let auth = std::env::var("DUMP_AUTH").is_ok();
-    let mut features = vec![items()];
+    let mut features = vec![match std::env::var("DUMP_NOTES") {
+        Ok(_) => NewFeature::new(feature_id(1), "Notes", FeatureType::Crud).with_schema(json!({
+            "entity": "note",
+            "fields": [{"name": "body", "type": "text", "required": true}]
+        })),
+        Err(_) => items(),
+    }];
     if auth {
         features.push(NewFeature::new(feature_id(2), "Login", FeatureType::Auth));
     }
