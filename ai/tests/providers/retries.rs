@@ -86,7 +86,7 @@ async fn given_a_retry_after_past_the_deadline_when_called_then_it_gives_up_at_o
     let started = std::time::Instant::now();
 
     let error = client()
-        .complete(&model, &structured_request(), deadline(5))
+        .complete(&model, &structured_request(), deadline(20))
         .await
         .expect_err("gives up");
 
@@ -94,14 +94,17 @@ async fn given_a_retry_after_past_the_deadline_when_called_then_it_gives_up_at_o
         matches!(error, AiError::Transport { tries: 1, .. }),
         "{error:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait"
+    );
     assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn given_an_answer_slower_than_the_timeout_when_called_then_it_is_a_timeout_and_not_retried()
 {
-    let server = FakeServer::start(vec![ok().after(Duration::from_secs(3))]).await;
+    let server = FakeServer::start(vec![ok().after(Duration::from_secs(15))]).await;
     let mut model = model(Provider::Openai, &server.url());
     model.timeout_ms = Some(300);
     let started = std::time::Instant::now();
@@ -115,14 +118,17 @@ async fn given_an_answer_slower_than_the_timeout_when_called_then_it_is_a_timeou
         matches!(error, AiError::Timeout { tries: 1, .. }),
         "{error:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait for the answer"
+    );
     assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn given_a_deadline_shorter_than_the_models_timeout_when_the_answer_is_slow_then_the_deadline_wins()
  {
-    let server = FakeServer::start(vec![ok().after(Duration::from_secs(3))]).await;
+    let server = FakeServer::start(vec![ok().after(Duration::from_secs(15))]).await;
     let model = model(Provider::Openai, &server.url());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
 
