@@ -10,6 +10,7 @@ mod deploy_files;
 mod event_store;
 mod functions;
 mod generated_app;
+mod generated_functions;
 mod generations;
 mod generator_limits;
 mod group_commit;
