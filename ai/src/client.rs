@@ -220,7 +220,12 @@ impl AiClient {
                         ERROR_BODY_BYTES,
                     );
                     if !retryable(status) {
-                        tracing::warn!(model = %model.model, status = status.as_u16(), tries, "AI call refused by the provider");
+                        tracing::warn!(
+                            model = %model.model,
+                            status = status.as_u16(),
+                            tries,
+                            "AI call refused by the provider"
+                        );
                         return Err(AiError::Status {
                             code: status.as_u16(),
                             body: text,
@@ -239,13 +244,24 @@ impl AiClient {
             let retries_done = tries - 1;
             let fits = Instant::now() + wait < deadline;
             if retries_done >= self.retry.max_retries || !fits {
-                tracing::warn!(model = %model.model, tries, failure = %failure_kind(&failure), "AI call failed after retries");
+                tracing::warn!(
+                    model = %model.model,
+                    tries,
+                    failure = %failure_kind(&failure),
+                    "AI call failed after retries"
+                );
                 return Err(AiError::Transport {
                     tries,
                     last: failure,
                 });
             }
-            tracing::info!(model = %model.model, tries, wait_ms = millis(wait), failure = %failure_kind(&failure), "AI call retried");
+            tracing::info!(
+                model = %model.model,
+                tries,
+                wait_ms = millis(wait),
+                failure = %failure_kind(&failure),
+                "AI call retried"
+            );
             tokio::time::sleep(wait).await;
         }
     }
