@@ -225,12 +225,21 @@ async fn start_background(
         }
     }
     if parts.worker {
+        let worker_settings = worker::WorkerSettings::from_env()?;
+        // The sandbox's verify pool: its own slots and uids, so a test suite never holds up a
+        // function run (the command API's pool).
+        let verifier = worker::verify::Verifier::new(
+            &settings.sandbox,
+            worker_settings.venv_dir.clone(),
+            worker_settings.verify_timeout,
+        );
         let worker = Arc::new(worker::Worker {
             store: store.clone(),
             nats: nats.clone(),
             names: names.clone(),
-            settings: worker::WorkerSettings::from_env()?,
+            settings: worker_settings,
             metrics: metrics.clone(),
+            verifier,
         });
         let sweeper = Arc::new(worker::sweep::Sweeper::new(
             store.clone(),

@@ -161,6 +161,29 @@ pub struct SandboxSettings {
     /// `POST /ai/sandbox-execute` and `POST /functions/{function_id}/test` calls per user and
     /// minute, together.
     pub executions_per_minute: u32,
+    /// The worker's `verify` runs: a pool and a limit profile of their own
+    /// (`BACKFORGE_SANDBOX_VERIFY_*`), so function runs are never starved by a test suite.
+    pub verify: VerifySandboxSettings,
+}
+
+/// The pool and limits of `verify` runs (a generated backend's checks and test suite).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySandboxSettings {
+    /// Slot n runs as uid and gid `uid_base + n`; by default the uids right after the function
+    /// pool's, so the two ranges never overlap.
+    pub uid_base: u32,
+    pub slots: usize,
+    /// Runs that may wait for a slot (each waits within its job's deadline).
+    pub queue: usize,
+    /// Wall clock of one run; `None`: what is left of the job's deadline.
+    pub wall: Option<Duration>,
+    pub cpu_seconds: u64,
+    pub memory_bytes: u64,
+    pub processes: u64,
+    pub tmp_bytes: u64,
+    pub file_bytes: u64,
+    /// Bytes kept of stdout and of stderr each.
+    pub output_bytes: usize,
 }
 
 impl Settings {
@@ -332,6 +355,27 @@ impl Settings {
                 file_bytes: num("BACKFORGE_SANDBOX_FILE_BYTES", 1024 * 1024)?,
                 output_bytes: num("BACKFORGE_SANDBOX_OUTPUT_BYTES", 64 * 1024)? as usize,
                 executions_per_minute: num("BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE", 60)? as u32,
+                verify: VerifySandboxSettings {
+                    uid_base: num(
+                        "BACKFORGE_SANDBOX_VERIFY_UID_BASE",
+                        num("BACKFORGE_SANDBOX_UID_BASE", 61000)?
+                            + num("BACKFORGE_SANDBOX_SLOTS", cores as u64)?.max(1),
+                    )? as u32,
+                    slots: num("BACKFORGE_SANDBOX_VERIFY_SLOTS", 1)?.max(1) as usize,
+                    queue: num("BACKFORGE_SANDBOX_VERIFY_QUEUE", 64)? as usize,
+                    wall: match get("BACKFORGE_SANDBOX_VERIFY_WALL_MS").filter(|v| !v.trim().is_empty()) {
+                        None => None,
+                        Some(_) => Some(Duration::from_millis(
+                            num("BACKFORGE_SANDBOX_VERIFY_WALL_MS", 0)?.max(1),
+                        )),
+                    },
+                    cpu_seconds: num("BACKFORGE_SANDBOX_VERIFY_CPU_SECS", 600)?.max(1),
+                    memory_bytes: num("BACKFORGE_SANDBOX_VERIFY_MEMORY_BYTES", 4 << 30)?,
+                    processes: num("BACKFORGE_SANDBOX_VERIFY_PROCESSES", 128)?.max(1),
+                    tmp_bytes: num("BACKFORGE_SANDBOX_VERIFY_TMP_BYTES", 1 << 30)?,
+                    file_bytes: num("BACKFORGE_SANDBOX_VERIFY_FILE_BYTES", 256 << 20)?,
+                    output_bytes: num("BACKFORGE_SANDBOX_VERIFY_OUTPUT_BYTES", 1 << 20)? as usize,
+                },
             },
             group_commit: match get("BACKFORGE_GROUP_COMMIT")
                 .map(|v| v.trim().to_ascii_lowercase())

@@ -9,8 +9,8 @@
 //! no new privileges), `nice` lowers its priority, and bwrap runs with `--unshare-all
 //! --unshare-user --disable-userns --cap-drop ALL --clearenv` and a bounded `/tmp` and `/dev/shm`.
 //! The workspace forbids `unsafe`, so nothing runs in `pre_exec`: the exec wrappers are
-//! util-linux's and coreutils' own programs, and the seccomp program reaches bwrap on fd 3 through
-//! `sh`'s redirection.
+//! util-linux's and coreutils' own programs, and the seccomp programs reach bwrap on fds 3 and 4
+//! through `sh`'s redirection.
 
 mod execute;
 mod filter;

@@ -12,8 +12,9 @@
 mod checks;
 mod contract;
 mod upgrade;
+mod verify_sandbox;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -1076,8 +1077,9 @@ async fn an_upload_far_over_the_limit_is_refused_before_its_body_is_read() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// The worker's own verification step, fed the generated files plus one failing test: it must
-/// report the failure with counts from pytest's JUnit XML, so a failing suite fails the generation.
+/// The worker's own verification step (in the sandbox's verify pool), fed the generated files plus
+/// one failing test: it must report the failure with counts from pytest's JUnit XML, so a failing
+/// suite fails the generation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
     let mut files = artifact().files.clone();
@@ -1085,10 +1087,10 @@ async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
         "tests/test_zz_deliberately_failing.py".into(),
         b"def test_this_one_fails():\n    assert 1 == 2\n".to_vec(),
     );
-    let root = std::env::current_dir()
-        .expect("cwd")
-        .join("../target/tmp/worker-venvs");
-    let verification = worker::verify::verify(&files, &root, Duration::from_secs(600))
+    let verifier = tests::process::verifier(70_900);
+    let deadline = || Instant::now() + Duration::from_secs(600);
+    let verification = verifier
+        .verify(&files, deadline())
         .await
         .expect("the suite ran");
     let names: Vec<&str> = verification.checks.iter().map(|c| c.name).collect();
@@ -1098,6 +1100,9 @@ async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
             "{}: {} findings in {:.1?}",
             check.name, check.findings, check.duration
         );
+        if check.findings > 0 {
+            eprintln!("{}", check.output);
+        }
     }
     let report = verification.tests;
     assert_eq!(
@@ -1115,8 +1120,75 @@ async fn the_workers_verification_reports_a_failing_suite_with_its_counts() {
         "the report names the failure"
     );
     files.remove("tests/test_zz_deliberately_failing.py");
-    let clean = worker::verify::verify(&files, &root, Duration::from_secs(600))
+    let clean = verifier
+        .verify(&files, deadline())
         .await
         .expect("the suite ran");
     assert_eq!(clean.tests.failed, 0, "{}", clean.tests.report);
+}
+
+/// A verify run is offline and holds none of the server's environment: a test that connects to a
+/// listener on this machine and one that reads `JWT_SECRET` pass when pytest runs on the host with
+/// the secret set, and both fail in the sandbox's verify profile (whose runs get no environment
+/// but their own, whatever the worker's holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_run_has_no_network_and_no_server_environment() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    let mut files: BTreeMap<String, Vec<u8>> = worker::verify::REQUIREMENTS_FILES
+        .iter()
+        .map(|name| {
+            let content = artifact().files.get(*name).expect("a requirements file");
+            ((*name).to_owned(), content.clone())
+        })
+        .collect();
+    files.insert(
+        "test_escape.py".into(),
+        format!(
+            "import os\nimport socket\n\n\n\
+             def test_the_network_is_reachable():\n    \
+             socket.create_connection((\"127.0.0.1\", {port}), timeout=5).close()\n\n\n\
+             def test_the_server_secret_is_readable():\n    \
+             assert os.environ.get(\"JWT_SECRET\") == \"escape-test-secret\"\n"
+        )
+        .into_bytes(),
+    );
+    let verifier = tests::process::verifier(70_910);
+    let venv = verifier.venv(&files).await.expect("the virtualenv");
+
+    // On the host, as the server would have run it before: both pass.
+    let dir = std::env::temp_dir().join(format!("bf-escape-{}", Uuid::new_v4().simple()));
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("test_escape.py"), &files["test_escape.py"]).expect("write");
+    let outside = Command::new(venv.join("bin/python"))
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_escape.py",
+        ])
+        .current_dir(&dir)
+        .env("JWT_SECRET", "escape-test-secret")
+        .output()
+        .expect("pytest on the host");
+    let _ = fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&outside.stdout);
+    assert!(outside.status.success(), "outside the sandbox: {text}");
+    assert!(text.contains("2 passed"), "{text}");
+
+    // The same file in the sandbox: both fail.
+    let report = verifier
+        .run_tests(&files, Instant::now() + Duration::from_secs(300))
+        .await
+        .expect("the suite ran in the sandbox");
+    assert_eq!((report.passed, report.failed), (0, 2), "{}", report.report);
+    assert!(
+        report.report.contains("test_the_network_is_reachable")
+            && report.report.contains("test_the_server_secret_is_readable"),
+        "{}",
+        report.report
+    );
+    drop(listener);
 }

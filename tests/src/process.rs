@@ -695,12 +695,28 @@ pub async fn finished_generation(reads: &Api, id: &str, token: &str, deadline: D
     .await
 }
 
-/// The virtualenv cache that the suite's verifying workers share (`target/tmp/worker-venvs`),
-/// for `BACKFORGE_VENV_DIR`.
+/// The verification directory (virtualenvs, per-run directories) that the suite's verifying
+/// workers share (`target/tmp/worker-venvs`), for `BACKFORGE_VENV_DIR`.
 pub fn worker_venvs() -> String {
     std::env::current_dir()
         .expect("cwd")
         .join("../target/tmp/worker-venvs")
         .display()
         .to_string()
+}
+
+/// The sandbox's verify pool for a test that verifies in its own process, on uids of its own
+/// (`uid_base` on: tests running at once must not share them), in [`worker_venvs`].
+pub fn verifier(uid_base: u32) -> std::sync::Arc<worker::verify::Verifier> {
+    let settings = runtime::settings::Settings::from_lookup(|key| match key {
+        "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/unused".into()),
+        "BACKFORGE_SANDBOX_VERIFY_UID_BASE" => Some(uid_base.to_string()),
+        _ => None,
+    })
+    .expect("the default settings");
+    worker::verify::Verifier::new(
+        &settings.sandbox,
+        worker_venvs().into(),
+        Duration::from_secs(600),
+    )
 }

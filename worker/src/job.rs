@@ -2,8 +2,7 @@
 //! artifact, verify when asked, and append the outcome to the generation's own stream.
 
 use std::convert::Infallible;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use domain::generation::{
     CompleteGeneration, FailGeneration, Generation, GenerationCommand, GenerationError,
@@ -34,11 +33,12 @@ pub enum Outcome {
 
 pub struct JobContext<'a> {
     pub store: &'a PgEventStore,
-    pub verify_timeout: Duration,
     /// The generator's child process and its limits.
     pub generator: &'a GeneratorProcess,
-    /// Where verification keeps its virtual environments and scratch directories (private).
-    pub venv_dir: &'a Path,
+    /// The verify pool of the sandbox, its limits and the verification directory.
+    pub verifier: &'a crate::verify::Verifier,
+    /// When the job is abandoned: a verify run ends a little before it.
+    pub deadline: Instant,
 }
 
 fn metadata(job: &GenerationJob) -> EventMetadata {
@@ -247,8 +247,7 @@ pub async fn run(
     let mut tests: Option<TestReport> = None;
     if state.verify {
         let t = Instant::now();
-        let verified =
-            crate::verify::verify(&artifact.files, ctx.venv_dir, ctx.verify_timeout).await;
+        let verified = ctx.verifier.verify(&artifact.files, ctx.deadline).await;
         if let Ok(verification) = &verified {
             steps.extend(verification.checks.iter().map(check_step));
         }

@@ -32,6 +32,8 @@ pub struct WorkerSettings {
     pub job_deadline: Duration,
     /// Deliveries of one job, the first included.
     pub max_deliver: i64,
+    /// Bounds building a verification virtualenv (`BACKFORGE_VERIFY_TIMEOUT_SECS`); the verify
+    /// run itself is bounded by the job's deadline and `BACKFORGE_SANDBOX_VERIFY_*`.
     pub verify_timeout: Duration,
     /// How long the server waits for an ack (or a progress ack) before redelivering.
     pub ack_wait: Duration,
@@ -39,10 +41,15 @@ pub struct WorkerSettings {
     pub threads: usize,
     /// How the generator's child process runs and what bounds it.
     pub generator: generate::GeneratorProcess,
-    /// Virtual environments and verification scratch space: `BACKFORGE_VENV_DIR`, else `venvs`
-    /// in the private cache directory (`BACKFORGE_CACHE_DIR`, see [`cache::default_root`]).
+    /// The verification directory (virtualenvs and per-run project directories):
+    /// `BACKFORGE_VENV_DIR`, else [`VERIFY_DIR_DEFAULT`]. Every directory above it must be
+    /// searchable by the sandbox's uids and writable only by root ([`cache::shared_dir`]).
     pub venv_dir: PathBuf,
 }
+
+/// Where verification keeps its virtualenvs and per-run directories by default: outside any
+/// home directory, which the sandbox's uids cannot enter.
+pub const VERIFY_DIR_DEFAULT: &str = "/var/cache/backforge/verify";
 
 /// The generator child's default address-space limit (`BACKFORGE_GENERATOR_MEMORY_BYTES`).
 pub const GENERATOR_MEMORY_BYTES_DEFAULT: u64 = 512 * 1024 * 1024;
@@ -81,7 +88,7 @@ impl WorkerSettings {
         };
         let venv_dir = match get("BACKFORGE_VENV_DIR").filter(|d| !d.is_empty()) {
             Some(dir) => PathBuf::from(dir),
-            None => cache::default_root(&get).join("venvs"),
+            None => PathBuf::from(VERIFY_DIR_DEFAULT),
         };
         Ok(Self {
             concurrency: num("BACKFORGE_WORKER_CONCURRENCY", 2)?.max(1) as usize,
@@ -110,6 +117,8 @@ pub struct Worker {
     pub names: Names,
     pub settings: WorkerSettings,
     pub metrics: Metrics,
+    /// Where generated backends are verified: the sandbox's verify pool (see [`verify::Verifier`]).
+    pub verifier: Arc<verify::Verifier>,
 }
 
 impl Worker {
@@ -154,6 +163,9 @@ impl Worker {
     /// Consumes jobs until `shutdown`; reconnects and recreates the consumer after failures.
     /// (The sweeper, `sweep::Sweeper`, runs beside it as a consumer of its own.)
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // The verify pool's self-test, once, beside the jobs (a verification waits for it).
+        let verifier = self.verifier.clone();
+        tokio::spawn(async move { verifier.self_test().await });
         let generator = &self.settings.generator;
         if generator.prlimit.is_none() && generator.memory_bytes > 0 {
             tracing::warn!(
@@ -190,7 +202,15 @@ impl Worker {
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.settings.ack_wait,
                     max_deliver: self.settings.max_deliver,
-                    backoff: backoff(self.settings.max_deliver),
+                    // The server waits backoff[n] (not `ack_wait`) for an ack or a progress ack
+                    // of the (n+1)th delivery when a backoff is set: a step shorter than the
+                    // progress acks' period (ack_wait / 3) redelivered a job still running (after
+                    // 2 s), so a second delivery generated and verified the same job again. Never
+                    // less than `ack_wait`; a failed delivery's delay is the NAK's own.
+                    backoff: backoff(self.settings.max_deliver)
+                        .into_iter()
+                        .map(|step| step.max(self.settings.ack_wait))
+                        .collect(),
                     ..Default::default()
                 },
             )
@@ -251,9 +271,9 @@ impl Worker {
         };
         let ctx = JobContext {
             store: &self.store,
-            verify_timeout: self.settings.verify_timeout,
             generator: &self.settings.generator,
-            venv_dir: &self.settings.venv_dir,
+            verifier: &self.verifier,
+            deadline: std::time::Instant::now() + self.settings.job_deadline,
         };
         let attempt = u32::try_from(delivered).unwrap_or(u32::MAX);
         let result =

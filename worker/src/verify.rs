@@ -1,17 +1,30 @@
-//! Verification of a generated backend: unpack it in a throw-away directory, run its static checks
-//! (`ruff check`, `ruff format --check`, `mypy`, with the configuration it ships) and its own pytest
-//! suite, with a timeout, in a Python environment built once per pair of hash-pinned requirements
-//! files. Both live in the worker's private cache directory ([`crate::cache`]).
+//! Verification of a generated backend: its static checks (`ruff check`, `ruff format --check`,
+//! `mypy`, with the configuration it ships) and its own pytest suite, run inside the sandbox,
+//! offline, in a pool and under a limit profile of their own (`BACKFORGE_SANDBOX_VERIFY_*`).
+//!
+//! The Python environment is built once per pair of hash-pinned requirements files, outside the
+//! sandbox (the only step with network): the sandbox's interpreter makes the virtualenv and its pip
+//! installs wheels only (`--only-binary=:all: --require-hashes --no-deps`, so no package code runs
+//! at install time). The sandbox binds it read-only at its own path (its scripts and `pyvenv.cfg`
+//! hold absolute paths; its home is the interpreter's prefix, which every run binds). The project
+//! is written to a per-run directory (created 0700, handed to the run's slot uid by the pool) bound
+//! writable at its own path; tool caches go to the run's `/tmp`. One run does all four steps
+//! (`verify_driver.py`) and answers with one JSON line; the directory is removed afterwards and
+//! nothing in it is read. Both live in the verification directory ([`crate::cache::shared_dir`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use domain::generation::TestReport;
+use runtime::settings::SandboxSettings;
+use sandbox::{Bind, Limits, Program, RunStatus, Sandbox, SandboxConfig};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 /// Builds virtual environments one at a time: two generations must not race to create one.
 static VENV_LOCK: Mutex<()> = Mutex::const_new(());
@@ -19,15 +32,36 @@ static VENV_LOCK: Mutex<()> = Mutex::const_new(());
 /// The requirements files verification installs, in this order, from the generated tree.
 pub const REQUIREMENTS_FILES: [&str; 2] = ["requirements.txt", "requirements-dev.txt"];
 
-/// A virtual environment with `files` (name, content: hash-pinned requirements files) installed,
-/// reused for identical files. Every requirement must be pinned with its hashes (`--require-hashes`,
-/// `--no-deps`): the lock is complete, so nothing unpinned is ever resolved.
+/// The program of a verify run, passed to the virtualenv's `python -I -B -c`.
+const DRIVER: &str = include_str!("verify_driver.py");
+
+/// Environment variables pip may need to reach its index from this machine (a mirror, a proxy, a
+/// local wheel directory, a CA bundle); nothing else of the server's environment reaches it.
+const PIP_ENVIRONMENT: [&str; 8] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// A virtual environment of `python` (the sandbox's interpreter) with `files` (name, content:
+/// hash-pinned requirements files) installed, reused for identical files and interpreter. Every
+/// requirement must be pinned with its hashes and come as a wheel (`--require-hashes`, `--no-deps`,
+/// `--only-binary=:all:`): the lock is complete, nothing unpinned is resolved, and no package's
+/// code runs while it is installed. Made readable (not writable) by every uid.
 pub async fn ensure_venv(
     root: &Path,
+    python: &Path,
     files: &[(&str, &[u8])],
     timeout: Duration,
 ) -> anyhow::Result<PathBuf> {
     let mut hasher = Sha256::new();
+    hasher.update(python.as_os_str().as_encoded_bytes());
+    hasher.update([0]);
     for (name, content) in files {
         hasher.update(name.as_bytes());
         hasher.update([0]);
@@ -51,20 +85,23 @@ pub async fn ensure_venv(
     if dir.exists() {
         tokio::fs::remove_dir_all(&dir).await.ok();
     }
-    crate::cache::private_dir(root)?;
+    crate::cache::shared_dir(root)?;
     run(
-        Command::new("python3").arg("-m").arg("venv").arg(&dir),
+        Command::new(python).arg("-m").arg("venv").arg(&dir),
         timeout,
     )
     .await
-    .context("python3 -m venv failed")?;
+    .with_context(|| format!("{} -m venv failed", python.display()))?;
     let mut install = Command::new(dir.join("bin/python"));
     install.args([
+        "-I",
         "-m",
         "pip",
         "install",
         "--disable-pip-version-check",
+        "--no-input",
         "-q",
+        "--only-binary=:all:",
         "--require-hashes",
         "--no-deps",
     ]);
@@ -73,9 +110,27 @@ pub async fn ensure_venv(
         tokio::fs::write(&path, content).await?;
         install.arg("-r").arg(&path);
     }
+    install
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (key, value) in std::env::vars() {
+        if key.starts_with("PIP_") || PIP_ENVIRONMENT.contains(&key.as_str()) || key == "HOME" {
+            install.env(key, value);
+        }
+    }
     run(&mut install, timeout)
         .await
         .context("installing the generated requirements failed")?;
+    // Readable and searchable by the sandbox's uids, writable by the server alone, whatever the
+    // umask was.
+    run(
+        Command::new("chmod")
+            .args(["-R", "u+rwX,go+rX,go-w"])
+            .arg(&dir),
+        timeout,
+    )
+    .await
+    .context("cannot open the virtualenv to the sandbox")?;
     tokio::fs::write(&ready_marker, b"ok").await?;
     Ok(dir)
 }
@@ -143,74 +198,381 @@ pub struct Verification {
     pub tests: TestReport,
 }
 
-/// Writes `files` under a fresh directory of `venv_root` (the private cache, created 0700 if
-/// missing), runs the static checks and the suite; the report says what happened.
-pub async fn verify(
-    files: &BTreeMap<String, Vec<u8>>,
-    venv_root: &Path,
-    timeout: Duration,
-) -> anyhow::Result<Verification> {
-    let mut requirements = Vec::new();
-    for name in REQUIREMENTS_FILES {
-        let content = files
-            .get(name)
-            .with_context(|| format!("the generated backend has no {name}"))?;
-        requirements.push((name, content.as_slice()));
-    }
-    // Checked before anything in it is trusted: a venv another user could write is theirs.
-    crate::cache::private_dir(venv_root)?;
-    let venv = ensure_venv(venv_root, &requirements, timeout).await?;
-    let work = venv_root.join(format!("work-{}", uuid::Uuid::new_v4().simple()));
-    let result = verify_in(&work, &venv, files, timeout).await;
-    tokio::fs::remove_dir_all(&work).await.ok();
-    result
+/// Where verification runs: the verify pool of the sandbox (its own slots and uids), its limit
+/// profile, the interpreter virtualenvs are made with, and the verification directory. The pool's
+/// self-test runs once, at start or before the first verification; while it has not passed,
+/// verification fails naming `sandbox-unavailable`'s cause and nothing runs unsandboxed.
+pub struct Verifier {
+    sandbox: Result<Sandbox, String>,
+    health: OnceCell<Result<(), String>>,
+    limits: Limits,
+    /// A run's wall clock when set; otherwise what is left of the job's deadline.
+    wall: Option<Duration>,
+    python: PathBuf,
+    dir: PathBuf,
+    /// Bounds making a virtualenv (`BACKFORGE_VERIFY_TIMEOUT_SECS`), within the job's deadline.
+    install_timeout: Duration,
 }
 
-async fn verify_in(
-    work: &Path,
-    venv: &Path,
-    files: &BTreeMap<String, Vec<u8>>,
-    timeout: Duration,
-) -> anyhow::Result<Verification> {
-    for (name, content) in files {
-        let path = work.join(name);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+/// Open files of a verify run (pytest, mypy and their imports).
+const VERIFY_OPEN_FILES: u64 = 1024;
+
+/// Kept of each step's output inside the run; the result line carries four of them.
+const STEP_OUTPUT_CAP: usize = 64 * 1024;
+
+/// Left of the job's deadline when a run's wall clock ends, to record what happened.
+const RECORD_MARGIN: Duration = Duration::from_secs(5);
+
+impl Verifier {
+    /// Sets up the verify pool from the settings (`BACKFORGE_SANDBOX_PYTHON` and
+    /// `BACKFORGE_SANDBOX_VERIFY_*`) and the verification directory; nothing runs yet.
+    pub fn new(settings: &SandboxSettings, dir: PathBuf, install_timeout: Duration) -> Arc<Self> {
+        let verify = &settings.verify;
+        let state_dir =
+            std::env::temp_dir().join(format!("backforge-verify-sandbox-{}", uuid::Uuid::new_v4()));
+        let sandbox = Sandbox::new(SandboxConfig {
+            python: settings.python.clone().into(),
+            uid_base: verify.uid_base,
+            slots: verify.slots,
+            queue: verify.queue,
+            state_dir,
+        })
+        .map_err(|e| e.to_string());
+        Arc::new(Self {
+            sandbox,
+            health: OnceCell::new(),
+            limits: Limits {
+                wall: verify.wall.unwrap_or(Duration::MAX),
+                cpu_seconds: verify.cpu_seconds,
+                address_space_bytes: verify.memory_bytes,
+                processes: verify.processes,
+                tmp_bytes: verify.tmp_bytes,
+                file_bytes: verify.file_bytes,
+                open_files: VERIFY_OPEN_FILES,
+                output_bytes: verify.output_bytes,
+            },
+            wall: verify.wall,
+            python: settings.python.clone().into(),
+            dir,
+            install_timeout,
+        })
+    }
+
+    /// Runs the pool's self-test unless it ran; its outcome stands for the process's life.
+    pub async fn self_test(&self) -> Result<(), String> {
+        self.health
+            .get_or_init(|| async {
+                let outcome = match &self.sandbox {
+                    Ok(sandbox) => sandbox.self_test().await.map_err(|e| e.to_string()),
+                    Err(cause) => Err(cause.clone()),
+                };
+                if let Err(cause) = &outcome {
+                    tracing::warn!(%cause, "the verify sandbox is unavailable: verification fails");
+                }
+                outcome
+            })
+            .await
+            .clone()
+    }
+
+    /// Why verification cannot run (`None` while the self-test has not finished, or passed).
+    pub fn cause(&self) -> Option<String> {
+        self.health.get().and_then(|h| h.as_ref().err().cloned())
+    }
+
+    async fn ready(&self) -> anyhow::Result<&Sandbox> {
+        let tested = self.self_test().await;
+        let cause = match (&tested, &self.sandbox) {
+            (Ok(()), Ok(sandbox)) => return Ok(sandbox),
+            (Err(cause), _) | (_, Err(cause)) => cause,
+        };
+        anyhow::bail!("sandbox-unavailable: the sandbox cannot run the test suite: {cause}")
+    }
+
+    /// The virtualenv the generated `files` name in their requirements files, made if missing.
+    pub async fn venv(&self, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<PathBuf> {
+        let mut requirements = Vec::new();
+        for name in REQUIREMENTS_FILES {
+            let content = files
+                .get(name)
+                .with_context(|| format!("the generated backend has no {name}"))?;
+            requirements.push((name, content.as_slice()));
         }
-        tokio::fs::write(&path, content).await?;
+        // Checked before anything in it is trusted: a venv another user could write is theirs.
+        crate::cache::shared_dir(&self.dir)?;
+        let venvs = crate::cache::shared_dir(&self.dir.join("venvs"))?;
+        ensure_venv(&venvs, &self.python, &requirements, self.install_timeout).await
     }
-    let mut checks = Vec::new();
-    for check in &CHECKS {
-        checks.push(static_check(check, work, venv, timeout).await?);
+
+    /// Runs the static checks and the test suite of `files` in the verify sandbox; the run ends at
+    /// the configured wall clock or a little before `deadline`, whichever is first.
+    pub async fn verify(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+        deadline: Instant,
+    ) -> anyhow::Result<Verification> {
+        let sandbox = self.ready().await?;
+        let venv = self.venv(files).await?;
+        let mut steps: Vec<Step> = CHECKS
+            .iter()
+            .map(|check| Step {
+                name: check.name,
+                args: check.args.to_vec(),
+            })
+            .collect();
+        steps.push(Step {
+            name: PYTEST,
+            args: PYTEST_ARGS.to_vec(),
+        });
+        let ran = self
+            .run_steps(sandbox, &venv, files, &steps, deadline)
+            .await?;
+        let mut checks = Vec::new();
+        for check in &CHECKS {
+            checks.push(check_report(check, ran.step(check.name)?)?);
+        }
+        let tests = test_report(&ran)?;
+        Ok(Verification { checks, tests })
     }
-    let tests = pytest(work, venv, timeout).await?;
-    Ok(Verification { checks, tests })
+
+    /// Runs only the test suite of `files` in the verify sandbox (as [`Verifier::verify`] does).
+    pub async fn run_tests(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+        deadline: Instant,
+    ) -> anyhow::Result<TestReport> {
+        let sandbox = self.ready().await?;
+        let venv = self.venv(files).await?;
+        let steps = [Step {
+            name: PYTEST,
+            args: PYTEST_ARGS.to_vec(),
+        }];
+        let ran = self
+            .run_steps(sandbox, &venv, files, &steps, deadline)
+            .await?;
+        test_report(&ran)
+    }
+
+    async fn run_steps(
+        &self,
+        sandbox: &Sandbox,
+        venv: &Path,
+        files: &BTreeMap<String, Vec<u8>>,
+        steps: &[Step],
+        deadline: Instant,
+    ) -> anyhow::Result<DriverResult> {
+        let runs = crate::cache::shared_dir(&self.dir.join("runs"))?;
+        let work = runs.join(uuid::Uuid::new_v4().simple().to_string());
+        let result = self
+            .run_in(sandbox, venv, &work, files, steps, deadline)
+            .await;
+        // Everything in it is the run's (and its uid's): removed as root, nothing read.
+        let removed = work.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(removed)).await;
+        result
+    }
+
+    async fn run_in(
+        &self,
+        sandbox: &Sandbox,
+        venv: &Path,
+        work: &Path,
+        files: &BTreeMap<String, Vec<u8>>,
+        steps: &[Step],
+        deadline: Instant,
+    ) -> anyhow::Result<DriverResult> {
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(work)
+                .with_context(|| format!("cannot create {}", work.display()))?;
+        }
+        for (name, content) in files {
+            let path = work.join(name);
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::write(&path, content).await?;
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(RECORD_MARGIN);
+        let wall = self.wall.map_or(left, |wall| wall.min(left));
+        anyhow::ensure!(
+            !wall.is_zero(),
+            "no time is left of the job's deadline to verify"
+        );
+        let request = serde_json::json!({
+            "steps": steps.iter().map(|s| serde_json::json!({"name": s.name, "args": s.args})).collect::<Vec<_>>(),
+            "output_cap": STEP_OUTPUT_CAP,
+            "junit": JUNIT,
+        });
+        let bin = venv.join("bin");
+        let program = Program {
+            interpreter: Some(bin.join("python")),
+            binds: vec![
+                Bind::ReadOnly(venv.to_path_buf()),
+                Bind::Handed(work.to_path_buf()),
+            ],
+            workdir: Some(work.to_path_buf()),
+            env: vec![
+                ("PATH".into(), format!("{}:/usr/bin:/bin", bin.display())),
+                ("NO_COLOR".into(), "1".into()),
+                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+                ("MYPY_CACHE_DIR".into(), "/tmp/mypy_cache".into()),
+                ("RUFF_CACHE_DIR".into(), "/tmp/ruff_cache".into()),
+            ],
+            limits: Limits {
+                wall,
+                ..self.limits.clone()
+            },
+            ..Program::python(["-c", DRIVER], request.to_string().into_bytes())
+        };
+        let output = sandbox
+            .run(&program)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match output.status {
+            RunStatus::TimedOut => anyhow::bail!(
+                "verification ran out of its wall clock of {} s in the sandbox: {}",
+                wall.as_secs(),
+                tail(&stderr, 2000)
+            ),
+            RunStatus::Exited(0) => {}
+            status => anyhow::bail!(
+                "verification ended with {status:?} in the sandbox (CPU limit {} s, memory {} \
+                 bytes): {}",
+                self.limits.cpu_seconds,
+                self.limits.address_space_bytes,
+                tail(&stderr, 2000)
+            ),
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.trim_end().rsplit('\n').next().unwrap_or_default();
+        serde_json::from_str(last).with_context(|| {
+            format!(
+                "verification answered no result: {}",
+                tail(&format!("{stdout}{stderr}"), 2000)
+            )
+        })
+    }
 }
 
-/// A static check: its name, its command (a program of the virtualenv and its arguments, run in
-/// the generated tree) and how its output counts findings.
+/// Where pytest writes its JUnit report inside the run.
+const JUNIT: &str = "/tmp/junit.xml";
+
+const PYTEST: &str = "pytest";
+
+const PYTEST_ARGS: [&str; 5] = [
+    "pytest",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "--junitxml=/tmp/junit.xml",
+];
+
+/// One step of a run: `python -B -m <args…>` in the project's directory.
+struct Step {
+    name: &'static str,
+    args: Vec<&'static str>,
+}
+
+/// What the driver answers.
+#[derive(Debug, Deserialize)]
+struct DriverResult {
+    steps: Vec<StepResult>,
+    #[serde(default)]
+    junit: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct StepResult {
+    name: String,
+    code: i32,
+    output: String,
+    ms: u64,
+}
+
+impl DriverResult {
+    fn step(&self, name: &str) -> anyhow::Result<&StepResult> {
+        self.steps
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("verification did not run {name}"))
+    }
+}
+
+fn check_report(check: &Check, ran: &StepResult) -> anyhow::Result<CheckReport> {
+    let text = &ran.output;
+    // Exit 0 is no finding; 1 is findings, counted from the output; anything else (or output that
+    // cannot be counted) means the tool itself failed.
+    let findings = match ran.code {
+        0 => 0,
+        1 => (check.count)(text).filter(|n| *n > 0).with_context(|| {
+            format!(
+                "{} failed without a finding: {}",
+                check.name,
+                tail(text, 2000)
+            )
+        })?,
+        code => anyhow::bail!(
+            "{} could not run (exit code {code}): {}",
+            check.name,
+            tail(text, 2000)
+        ),
+    };
+    Ok(CheckReport {
+        name: check.name,
+        findings,
+        output: tail(text, 4000),
+        duration: Duration::from_millis(ran.ms),
+    })
+}
+
+fn test_report(ran: &DriverResult) -> anyhow::Result<TestReport> {
+    let pytest = ran.step(PYTEST)?;
+    let (tests, failed, skipped) = junit_counts(&ran.junit).with_context(|| {
+        format!(
+            "pytest wrote no JUnit report: {}",
+            tail(&pytest.output, 2000)
+        )
+    })?;
+    Ok(TestReport {
+        passed: u32::try_from(tests.saturating_sub(failed + skipped)).unwrap_or(u32::MAX),
+        failed: u32::try_from(failed).unwrap_or(u32::MAX),
+        report: tail(&pytest.output, 8000),
+    })
+}
+
+/// A static check: its name, its arguments (`python -m <args…>` in the generated tree) and how
+/// its output counts findings.
 struct Check {
     name: &'static str,
-    program: &'static str,
     args: &'static [&'static str],
     count: fn(&str) -> Option<u64>,
 }
 
-// No tool keeps a cache in the throw-away tree; each reads the configuration the app ships
-// (ruff.toml, mypy.ini), so verification checks exactly what the app's own CI checks. mypy's
-// cache lives in the virtualenv (see `static_check`): the installed packages' analysis, most of a
-// cold run, is then done once per virtualenv.
+// No tool keeps a cache in the project's directory (mypy's is in the run's /tmp); each reads the
+// configuration the app ships (ruff.toml, mypy.ini), so verification checks exactly what the app's
+// own CI checks.
 const CHECKS: [Check; 3] = [
     Check {
         name: "ruff check",
-        program: "ruff",
-        args: &["check", "--no-cache", "--output-format=concise", "."],
+        args: &[
+            "ruff",
+            "check",
+            "--no-cache",
+            "--output-format=concise",
+            ".",
+        ],
         count: ruff_check_count,
     },
     Check {
         name: "ruff format --check",
-        program: "ruff",
         args: &[
+            "ruff",
             "format",
             "--check",
             "--no-cache",
@@ -221,68 +583,10 @@ const CHECKS: [Check; 3] = [
     },
     Check {
         name: "mypy",
-        program: "mypy",
-        args: &["."],
+        args: &["mypy", "--cache-dir=/tmp/mypy_cache", "."],
         count: mypy_count,
     },
 ];
-
-async fn static_check(
-    check: &Check,
-    work: &Path,
-    venv: &Path,
-    timeout: Duration,
-) -> anyhow::Result<CheckReport> {
-    let started = std::time::Instant::now();
-    let mut command = Command::new(venv.join("bin").join(check.program));
-    if check.program == "mypy" {
-        // Entries are keyed by module and checked against the source's hash, so runs on other
-        // apps (same module names) only miss; mypy replaces its cache files atomically.
-        command.arg(format!(
-            "--cache-dir={}",
-            venv.join(".mypy_cache").display()
-        ));
-    }
-    command
-        .args(check.args)
-        .current_dir(work)
-        .env("NO_COLOR", "1")
-        .env_remove("DATABASE_URL")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(timeout, command.output())
-        .await
-        .map_err(|_| anyhow::anyhow!("{} timed out after {} s", check.name, timeout.as_secs()))?
-        .with_context(|| format!("cannot run {}", check.name))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // Exit 0 is no finding; 1 is findings, counted from the output; anything else (or output that
-    // cannot be counted) means the tool itself failed.
-    let findings = match output.status.code() {
-        Some(0) => 0,
-        Some(1) => (check.count)(&text).filter(|n| *n > 0).with_context(|| {
-            format!(
-                "{} failed without a finding: {}",
-                check.name,
-                tail(&text, 2000)
-            )
-        })?,
-        _ => anyhow::bail!(
-            "{} could not run ({}): {}",
-            check.name,
-            output.status,
-            tail(&text, 2000)
-        ),
-    };
-    Ok(CheckReport {
-        name: check.name,
-        findings,
-        output: tail(&text, 4000),
-        duration: started.elapsed(),
-    })
-}
 
 /// `ruff check --output-format=concise`: one `path:line:col: CODE message` line per finding.
 fn ruff_check_count(text: &str) -> Option<u64> {
@@ -313,38 +617,6 @@ fn mypy_count(text: &str) -> Option<u64> {
         .find_map(|line| line.strip_prefix("Found "))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-}
-
-async fn pytest(work: &Path, venv: &Path, timeout: Duration) -> anyhow::Result<TestReport> {
-    let junit = work.join("junit.xml");
-    let mut command = Command::new(venv.join("bin/python"));
-    command
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(format!("--junitxml={}", junit.display()))
-        .current_dir(work)
-        .env_remove("DATABASE_URL")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(timeout, command.output())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the generated test suite timed out after {} s",
-                timeout.as_secs()
-            )
-        })??;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let xml = tokio::fs::read_to_string(&junit).await.unwrap_or_default();
-    let (tests, failed, skipped) = junit_counts(&xml)
-        .with_context(|| format!("pytest wrote no JUnit report: {}", tail(&text, 2000)))?;
-    Ok(TestReport {
-        passed: u32::try_from(tests.saturating_sub(failed + skipped)).unwrap_or(u32::MAX),
-        failed: u32::try_from(failed).unwrap_or(u32::MAX),
-        report: tail(&text, 8000),
-    })
 }
 
 #[cfg(test)]
