@@ -32,6 +32,9 @@ pub struct Readiness {
     /// The command API's sandbox: `checks.sandbox` is `down` (and the process `degraded`, still in
     /// rotation) while no code can run.
     pub sandbox: Option<std::sync::Arc<command_api::sandbox_routes::SandboxService>>,
+    /// The worker's verify pool: `checks.verify_sandbox` is `down` (and the process `degraded`:
+    /// generations still run, a `verify` fails naming the cause) once its self-test failed.
+    pub verify_sandbox: Option<std::sync::Arc<worker::verify::Verifier>>,
 }
 
 /// Liveness: 200 while the process runs.
@@ -90,6 +93,14 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
         }
         None => false,
     };
+    let verify_sandbox_down = match &readiness.verify_sandbox {
+        Some(verifier) => {
+            let down = verifier.cause().is_some();
+            checks["verify_sandbox"] = json!(if down { "down" } else { "up" });
+            down
+        }
+        None => false,
+    };
     let stalled = match &readiness.consumers {
         Some(consumers) => {
             checks["consumers"] = consumer_checks(consumers);
@@ -111,7 +122,7 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     };
     match down {
         None => {
-            let status = if stalled || nats_down || sandbox_down {
+            let status = if stalled || nats_down || sandbox_down || verify_sandbox_down {
                 "degraded"
             } else {
                 "ready"

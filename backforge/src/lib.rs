@@ -148,6 +148,8 @@ struct Background {
     nats: Option<async_nats::Client>,
     /// The health of every supervised consumer task, for `/health/ready`.
     consumers: Option<Consumers>,
+    /// The worker's verify pool of the sandbox, for `/health/ready`.
+    verifier: Option<Arc<worker::verify::Verifier>>,
 }
 
 async fn start_background(
@@ -162,6 +164,7 @@ async fn start_background(
         checkpoints: None,
         nats: None,
         consumers: None,
+        verifier: None,
     };
     if !parts.projector && !parts.uses_nats() {
         return Ok(background);
@@ -233,6 +236,7 @@ async fn start_background(
             worker_settings.venv_dir.clone(),
             worker_settings.verify_timeout,
         );
+        background.verifier = Some(verifier.clone());
         let worker = Arc::new(worker::Worker {
             store: store.clone(),
             nats: nats.clone(),
@@ -328,6 +332,7 @@ impl App {
             consumers: background.consumers.clone(),
             serves_api: parts.serves_api(),
             sandbox: sandbox.clone(),
+            verify_sandbox: background.verifier.clone(),
         });
         let metrics_data = web::Data::new(metrics.clone());
         let metrics_access = web::Data::new(http::MetricsAccess::main_port(&settings));

@@ -1,7 +1,7 @@
 //! `verify` in the sandbox through the real binary: a seven-entity project's generation with
 //! `verify: true` succeeds in the sandbox's verify pool (its checks and its suite), and a function
 //! test started while that verification runs answers 200, not 503 — the verify pool has slots and
-//! uids of its own.
+//! uids of its own. And without a working sandbox, a verification fails naming the cause.
 
 use std::time::{Duration, Instant};
 
@@ -181,6 +181,14 @@ async fn a_seven_entity_project_verifies_in_the_sandbox_while_a_function_test_an
     .await;
     let elapsed = started.elapsed();
     assert_eq!(done["status"], "succeeded", "{done}");
+    let ready = app
+        .send_unchecked(Method::GET, "//health/ready", None, None, &[])
+        .await;
+    assert_eq!(
+        ready.body["checks"]["verify_sandbox"], "up",
+        "{:?}",
+        ready.body
+    );
     let steps = done["steps"].as_array().expect("steps");
     for step in steps {
         eprintln!(
@@ -214,5 +222,70 @@ async fn a_seven_entity_project_verifies_in_the_sandbox_while_a_function_test_an
         processes_of(verify_uid),
         0,
         "a process of the verify slot (uid {verify_uid}) is left: {done}"
+    );
+}
+
+/// A server whose sandbox cannot run (its self-test fails) records a verified generation as
+/// failed, naming `sandbox-unavailable` and the cause, rather than running the suite unsandboxed;
+/// `/health/ready` reports the verify pool `down`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_working_sandbox_verify_fails_naming_the_cause() {
+    let db = TestDatabase::create().await.expect("db");
+    let venvs = worker_venvs();
+    let uid_base = (70_000 + (uuid::Uuid::new_v4().as_u128() % 100) as u32 * 8).to_string();
+    let app = Backforge::start(
+        "serve",
+        &db.url,
+        &[
+            ("BACKFORGE_VENV_DIR", venvs.as_str()),
+            ("BACKFORGE_SANDBOX_PYTHON", "/nonexistent/bin/python3"),
+            ("BACKFORGE_SANDBOX_UID_BASE", uid_base.as_str()),
+        ],
+    )
+    .await;
+    let (owner, _) = app.register("Ned").await;
+    let token = Some(owner.access_token.as_str());
+    let project = app
+        .post("/projects", token, seven_entities())
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let generation = app
+        .post(
+            &format!("/projects/{project}/generations"),
+            token,
+            json!({"verify": true}),
+        )
+        .await
+        .expect(202)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let done = finished_generation(
+        &app,
+        &generation,
+        &owner.access_token,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("sandbox-unavailable") && error.contains("/nonexistent"),
+        "{done}"
+    );
+    let ready = app
+        .send_unchecked(Method::GET, "//health/ready", None, None, &[])
+        .await;
+    assert_eq!(ready.status, 200, "{:?}", ready.body);
+    assert_eq!(ready.body["status"], "degraded", "{:?}", ready.body);
+    assert_eq!(
+        ready.body["checks"]["verify_sandbox"], "down",
+        "{:?}",
+        ready.body
     );
 }
