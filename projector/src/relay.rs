@@ -21,11 +21,16 @@ use uuid::Uuid;
 
 use crate::parked;
 use crate::runner::{Leadership, try_lead};
-use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain, wait_or_stop};
+use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, Pace, age, cause_chain, wait_or_stop};
 
 /// Publishes awaiting their acknowledgement at once.
 pub const IN_FLIGHT: usize = 32;
 const BATCH: usize = 512;
+/// A caught-up relay reads again no sooner than this after its last read began
+/// (`supervise::Pace`): integration events and jobs leave at most this much later, in exchange
+/// for one publish batch and one checkpoint write where a loaded command side would otherwise
+/// cause one per commit.
+pub const READ_PACE: Duration = Duration::from_millis(10);
 
 /// What a relay publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +228,7 @@ impl Relay {
         // The checkpoint as this leader last saved it: read once, then kept in memory.
         let mut at: Option<Position> = None;
         let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
+        let mut pace = Pace::new(READ_PACE);
         while !*shutdown.borrow() && leadership.alive() {
             if !matches!(self.payload(), Payload::Fits) {
                 // Reconnected to a server that cannot carry every event: give up leadership.
@@ -244,6 +250,7 @@ impl Relay {
                     Some(from) => from,
                     None => self.checkpoint().await?,
                 };
+                pace.read_starts();
                 match tokio::time::timeout(Duration::from_secs(30), self.step(js, from)).await {
                     Ok(stepped) => stepped,
                     Err(_) => Err(anyhow::anyhow!(
@@ -267,6 +274,7 @@ impl Relay {
                             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                             _ = shutdown.changed() => {}
                         }
+                        pace.wait(shutdown).await;
                     }
                 }
                 Err(failure) => {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::apply::{Applied, ApplyError, DERIVED_COMMIT, ProjectStates, apply_batch};
 use crate::parked;
-use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, age, cause_chain};
+use crate::supervise::{Backoff, Consumers, MAX_BACKOFF, Pace, age, cause_chain};
 
 /// Events read and applied per transaction.
 pub const BATCH: usize = 1000;
@@ -25,6 +25,11 @@ pub const BATCH: usize = 1000;
 const LEADER_LOCK: i64 = 0x5250_4c45_4144_0001;
 /// How long an idle projector waits for a feed signal before polling anyway.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// A caught-up projection reads again no sooner than this after its last read began
+/// (`supervise::Pace`): the read models trail the feed by at most this much more, in exchange for
+/// one batch where a loaded command side would otherwise cause one read, apply and checkpoint
+/// per commit.
+pub const READ_PACE: Duration = Duration::from_millis(5);
 /// Project rows the live projector keeps as it last wrote them (a few KB each).
 const PROJECT_STATES: usize = 4096;
 
@@ -203,11 +208,13 @@ impl Projector {
         let mut signal = self.store.feed_signal();
         let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         let mut narrow: Option<Narrow> = None;
+        let mut pace = Pace::new(READ_PACE);
         while !*shutdown.borrow() {
             if !leadership.alive() {
                 tracing::warn!("projector lost its leadership connection");
                 return;
             }
+            pace.read_starts();
             match self.step(&mut narrow).await {
                 Ok(step) => {
                     backoff.reset();
@@ -222,6 +229,7 @@ impl Projector {
                             _ = tokio::time::sleep(IDLE_POLL) => {}
                             _ = shutdown.changed() => {}
                         }
+                        pace.wait(shutdown).await;
                     }
                 }
                 Err(failure) => {

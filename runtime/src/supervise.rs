@@ -184,6 +184,43 @@ impl Backoff {
     }
 }
 
+/// Spaces a caught-up feed consumer's reads: after it has read the whole visible feed, its next
+/// read starts no sooner than `interval` after the last one began. Under load every commit signals
+/// the feed, and reading, applying and checkpointing a handful of events per signal costs the
+/// database more statements than the commands themselves; a consumer that waits a few
+/// milliseconds takes the same events in one batch. An idle consumer's first read after a commit
+/// is not delayed (its last read is older than `interval`), and a consumer with a backlog reads
+/// its next full batch at once.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    interval: Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Marks the start of a read.
+    pub fn read_starts(&mut self) {
+        self.last = Some(tokio::time::Instant::now());
+    }
+
+    /// Waits until `interval` has passed since the last read began, or less if `shutdown` changes.
+    pub async fn wait(&self, shutdown: &mut watch::Receiver<bool>) {
+        if let Some(last) = self.last {
+            tokio::select! {
+                _ = tokio::time::sleep_until(last + self.interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
 /// The cause chain of `error` on one line (`outer: inner: root`), without a backtrace: what a
 /// retrying consumer logs once per backoff step.
 pub fn cause_chain(error: &anyhow::Error) -> String {
