@@ -300,11 +300,25 @@ async fn a_subscriber_follows_one_project_with_its_generations_and_nothing_of_an
     let events_relay = relay(&app, RelayKind::Events, client, &prefix);
     let task = tokio::spawn(async move { events_relay.run(stop_rx).await });
 
-    let feed = app
-        .store
-        .read_feed(event_store::Position::START, 1_000)
-        .await
-        .expect("feed");
+    // The feed shows only what lies below the cluster's xmin horizon, which any transaction of
+    // another test can hold back for a moment: wait until both generations' requests are visible.
+    let mut feed = Vec::new();
+    for _ in 0..100 {
+        feed = app
+            .store
+            .read_feed(event_store::Position::START, 1_000)
+            .await
+            .expect("feed");
+        if feed
+            .iter()
+            .filter(|e| e.event_type == "GenerationRequested")
+            .count()
+            == 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The events of one project: its own stream's and its generation's, found by stream (not by
     // the metadata under test).
     let generations: Vec<(uuid::Uuid, String)> = feed
