@@ -408,6 +408,15 @@ pub fn generation_problems(project: &Project, target: Target) -> Vec<FieldError>
             project.generation_mode.as_str()
         )));
     }
+    for function in project.functions.iter().filter(|f| f.is_active) {
+        if let Some(mode) = function.generation_mode.filter(|m| m.needs_ai()) {
+            problems.push(whole(format!(
+                "function `{}` has generation mode `{}`, refused until the AI layer exists; use `manual`",
+                function.name,
+                mode.as_str()
+            )));
+        }
+    }
     for feature in &enabled {
         if let Some(mode) = feature.generation_mode.filter(|m| m.needs_ai()) {
             problems.push(whole(format!(
@@ -1044,6 +1053,43 @@ mod tests {
                 "feature `Login` has generation mode `mixed`, refused until the AI layer exists; use `manual`".to_owned()
             )]
         );
+    }
+
+    #[test]
+    fn an_active_function_in_an_ai_mode_is_refused_at_the_request_and_an_inactive_one_is_not() {
+        let function = |name: &str, active: bool| crate::project::Function {
+            id: crate::ids::FunctionId::from(uuid::Uuid::from_u128(0xf0 + u128::from(active))),
+            name: name.to_owned(),
+            description: None,
+            language: crate::project::FunctionLanguage::Python,
+            function_code: "def handler(input):\n    return input\n".to_owned(),
+            input_schema: None,
+            output_schema: None,
+            examples: Vec::new(),
+            generation_mode: Some(GenerationMode::AiAssisted),
+            endpoint_path: format!("/fn/{name}"),
+            http_method: crate::project::HttpMethod::Post,
+            is_active: active,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let mut project = shop();
+        project.functions = vec![function("quote", true), function("draft", false)];
+        let outcome = given_nothing::<Generation>()
+            .when(request(project))
+            .outcome();
+        assert_eq!(
+            invalid(outcome),
+            [(
+                "".to_owned(),
+                "function `quote` has generation mode `ai_assisted`, refused until the AI layer exists; use `manual`".to_owned()
+            )]
+        );
+        let mut project = shop();
+        project.functions = vec![function("draft", false)];
+        given_nothing::<Generation>()
+            .when(request(project))
+            .then([requested(3)]);
     }
 
     #[test]
