@@ -362,6 +362,10 @@ impl Verifier {
         deadline: Instant,
     ) -> anyhow::Result<DriverResult> {
         let runs = crate::cache::shared_dir(&self.dir.join("runs"))?;
+        // What a worker killed mid-run left behind (other workers may share the directory, so
+        // only what no job can still be using).
+        let swept = runs.clone();
+        let _ = tokio::task::spawn_blocking(move || sweep_stale_runs(&swept, STALE_RUN)).await;
         let work = runs.join(uuid::Uuid::new_v4().simple().to_string());
         let result = self
             .run_in(sandbox, venv, &work, files, steps, deadline)
@@ -457,6 +461,29 @@ impl Verifier {
                 tail(&format!("{stdout}{stderr}"), 2000)
             )
         })
+    }
+}
+
+/// A per-run directory this old belongs to no running job (a job's deadline is minutes).
+const STALE_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes the per-run directories under `runs` last changed more than `age` ago.
+fn sweep_stale_runs(runs: &Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if old {
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(%error, dir = %entry.path().display(), "cannot remove a stale verify run");
+            }
+        }
     }
 }
 
@@ -622,6 +649,19 @@ fn mypy_count(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stale_run_directories_are_swept() {
+        let runs = std::env::temp_dir().join(format!("bf-runs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(runs.join("fresh/inner")).unwrap();
+        sweep_stale_runs(&runs, Duration::from_secs(3600));
+        assert!(runs.join("fresh/inner").exists());
+        sweep_stale_runs(&runs, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(20));
+        sweep_stale_runs(&runs, Duration::ZERO);
+        assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+        std::fs::remove_dir_all(&runs).unwrap();
+    }
 
     #[test]
     fn junit_counts_add_up_every_suite() {
