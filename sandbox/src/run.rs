@@ -75,6 +75,9 @@ pub struct Program {
     /// Set inside the sandbox after `HOME=/tmp` and `PATH=/usr/bin:/bin`, which they may replace;
     /// nothing else of any environment reaches the run.
     pub env: Vec<(String, String)>,
+    /// Ends the run at this instant if its wall clock has not ended it before (a run that waited
+    /// for a slot gets only what is left: a job's deadline counts from before the wait).
+    pub deadline: Option<Instant>,
     pub limits: Limits,
 }
 
@@ -88,6 +91,7 @@ impl Program {
             workdir: None,
             interpreter: None,
             env: Vec::new(),
+            deadline: None,
             limits: Limits::default(),
         }
     }
@@ -270,7 +274,13 @@ pub(crate) async fn execute(mut command: Command, program: &Program) -> std::io:
             let _ = stdin.write_all(&input).await;
         });
     }
-    let status = match tokio::time::timeout(program.limits.wall, child.wait()).await {
+    let wall = program.deadline.map_or(program.limits.wall, |deadline| {
+        program
+            .limits
+            .wall
+            .min(deadline.saturating_duration_since(started))
+    });
+    let status = match tokio::time::timeout(wall, child.wait()).await {
         Ok(status) => {
             let status = status?;
             match (

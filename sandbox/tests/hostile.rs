@@ -495,3 +495,34 @@ print(done, r, ctypes.get_errno())
     );
     assert_eq!(text(&output.stdout), format!("[1] -1 {}\n", libc::ENOSYS));
 }
+
+#[tokio::test]
+async fn a_deadline_ends_a_run_before_its_wall_clock_and_counts_the_wait_for_a_slot() {
+    let sandbox = sandbox(62120, 1, 2);
+    let sleeper = |wall: u64| Program {
+        limits: Limits {
+            wall: Duration::from_secs(wall),
+            ..Limits::default()
+        },
+        ..python("import time\ntime.sleep(30)")
+    };
+    let started = std::time::Instant::now();
+    let first = sleeper(2);
+    let second = Program {
+        deadline: Some(started + Duration::from_secs(3)),
+        ..sleeper(30)
+    };
+    // The second waits about 2 s for the slot, then has about 1 s left of its deadline.
+    let (first, second) = tokio::join!(sandbox.run(&first), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sandbox.run(&second).await
+    });
+    assert_eq!(first.expect("first").status, RunStatus::TimedOut);
+    let second = second.expect("second");
+    assert_eq!(second.status, RunStatus::TimedOut);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}

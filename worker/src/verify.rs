@@ -427,6 +427,9 @@ impl Verifier {
                 ("MYPY_CACHE_DIR".into(), "/tmp/mypy_cache".into()),
                 ("RUFF_CACHE_DIR".into(), "/tmp/ruff_cache".into()),
             ],
+            // The wall clock counts from the start, once a slot is free; the job's deadline
+            // (less the margin to record the outcome) stands however long the run waited.
+            deadline: deadline.checked_sub(RECORD_MARGIN),
             limits: Limits {
                 wall,
                 ..self.limits.clone()
@@ -440,8 +443,11 @@ impl Verifier {
         let stderr = String::from_utf8_lossy(&output.stderr);
         match output.status {
             RunStatus::TimedOut => anyhow::bail!(
-                "verification ran out of its wall clock of {} s in the sandbox: {}",
+                "verification ran out of time in the sandbox after {} s (its wall clock is {} s, \
+                 and it ends {} s before the job's deadline): {}",
+                output.elapsed.as_secs(),
                 wall.as_secs(),
+                RECORD_MARGIN.as_secs(),
                 tail(&stderr, 2000)
             ),
             RunStatus::Exited(0) => {}
