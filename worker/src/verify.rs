@@ -301,7 +301,9 @@ impl Verifier {
         // Checked before anything in it is trusted: a venv another user could write is theirs.
         crate::cache::shared_dir(&self.dir)?;
         let venvs = crate::cache::shared_dir(&self.dir.join("venvs"))?;
-        ensure_venv(&venvs, &self.python, &requirements, self.install_timeout).await
+        let venv = ensure_venv(&venvs, &self.python, &requirements, self.install_timeout).await?;
+        check_home(&venv, &self.python)?;
+        Ok(venv)
     }
 
     /// Runs the static checks and the test suite of `files` in the verify sandbox; the run ends at
@@ -468,6 +470,31 @@ impl Verifier {
             )
         })
     }
+}
+
+/// The virtualenv's `home` (where its `bin/python` links to) must be inside what every run binds:
+/// the interpreter's prefix (`/usr` for `/usr/bin/python3`), or nothing would start.
+fn check_home(venv: &Path, python: &Path) -> anyhow::Result<()> {
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg"))
+        .with_context(|| format!("{} has no pyvenv.cfg", venv.display()))?;
+    let home = cfg
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(key, _)| key.trim() == "home")
+        .map(|(_, value)| PathBuf::from(value.trim()))
+        .with_context(|| format!("{}/pyvenv.cfg names no home", venv.display()))?;
+    let prefix = python
+        .parent()
+        .and_then(Path::parent)
+        .filter(|p| p != &Path::new("/"))
+        .unwrap_or(Path::new("/usr"));
+    anyhow::ensure!(
+        home.starts_with(prefix),
+        "the virtualenv's home {} is outside {}, the interpreter's prefix the sandbox binds",
+        home.display(),
+        prefix.display()
+    );
+    Ok(())
 }
 
 /// A per-run directory this old belongs to no running job (a job's deadline is minutes).
@@ -655,6 +682,26 @@ fn mypy_count(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_virtualenvs_home_must_be_inside_the_interpreters_prefix() {
+        let venv = std::env::temp_dir().join(format!("bf-venv-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&venv).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            "home = /usr/bin\nversion = 3.11.2\n",
+        )
+        .unwrap();
+        check_home(&venv, Path::new("/usr/bin/python3")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            "home = /root/.pyenv/versions/3.11.7/bin\n",
+        )
+        .unwrap();
+        let error = check_home(&venv, Path::new("/usr/bin/python3")).unwrap_err();
+        assert!(error.to_string().contains("outside /usr"), "{error}");
+        std::fs::remove_dir_all(&venv).unwrap();
+    }
 
     #[test]
     fn only_stale_run_directories_are_swept() {
