@@ -8,7 +8,8 @@ use crate::SandboxError;
 use crate::pool::Sandbox;
 use crate::run::{Limits, Program, RunOutput, RunStatus};
 
-/// The runner, passed to `python3 -I -B -c`.
+/// The runner, passed to `python3 -I -B -S -c`: no `site` (only the standard library is
+/// available to user code, and not importing `site` saves ~4 ms of every run's start).
 const RUNNER: &str = include_str!("runner.py");
 
 /// Room on the real stdout for the result line beyond the user's own capped output.
@@ -121,7 +122,7 @@ fn runner_program(request: &Value, limits: &Limits) -> Program {
             output_bytes: limits.output_bytes.saturating_add(RESULT_ROOM),
             ..limits.clone()
         },
-        ..Program::python(["-c", RUNNER], request.to_string().into_bytes())
+        ..Program::python(["-S", "-c", RUNNER], request.to_string().into_bytes())
     }
 }
 
