@@ -306,7 +306,7 @@ impl Settings {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        Ok(Self {
+        let mut settings = Self {
             environment,
             database_url: get("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/backforge".to_owned()),
@@ -395,7 +395,24 @@ impl Settings {
                     )
                 })?,
             },
-        })
+        };
+        // Each slot is a uid of its own: a verify slot sharing a function slot's uid would share
+        // its RLIMIT_NPROC, and a function run could starve a test suite (or the reverse).
+        let sandbox = &settings.sandbox;
+        let functions =
+            u64::from(sandbox.uid_base)..u64::from(sandbox.uid_base) + sandbox.slots as u64;
+        let verify = u64::from(sandbox.verify.uid_base)
+            ..u64::from(sandbox.verify.uid_base) + sandbox.verify.slots as u64;
+        if functions.start < verify.end && verify.start < functions.end {
+            let warning = format!(
+                "the verify pool's uids ({}..{}, BACKFORGE_SANDBOX_VERIFY_UID_BASE) overlap the \
+                 function pool's ({}..{}): the two pools share RLIMIT_NPROC; give them uids of \
+                 their own",
+                verify.start, verify.end, functions.start, functions.end
+            );
+            settings.warnings.push(warning);
+        }
+        Ok(settings)
     }
 
     /// The listen address, or the given default for this kind of process.
@@ -425,6 +442,33 @@ fn parse_duration(value: &str) -> anyhow::Result<Duration> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_verify_pool_gets_the_uids_after_the_function_pools_and_an_overlap_is_warned_of() {
+        let settings = Settings::from_lookup(|key| match key {
+            "BACKFORGE_SANDBOX_UID_BASE" => Some("61000".into()),
+            "BACKFORGE_SANDBOX_SLOTS" => Some("4".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(settings.sandbox.verify.uid_base, 61004);
+        assert_eq!(settings.sandbox.verify.slots, 1);
+        assert_eq!(settings.sandbox.verify.wall, None);
+        assert_eq!(settings.sandbox.verify.cpu_seconds, 600);
+        assert!(!settings.warnings.iter().any(|w| w.contains("overlap")));
+        let overlapping = Settings::from_lookup(|key| match key {
+            "BACKFORGE_SANDBOX_UID_BASE" => Some("61000".into()),
+            "BACKFORGE_SANDBOX_SLOTS" => Some("4".into()),
+            "BACKFORGE_SANDBOX_VERIFY_UID_BASE" => Some("61003".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(
+            overlapping.warnings.iter().any(|w| w.contains("overlap")),
+            "{:?}",
+            overlapping.warnings
+        );
+    }
 
     #[test]
     fn the_generation_queue_timeout_is_an_hour_unless_set_with_a_unit() {
