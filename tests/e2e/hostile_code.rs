@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tests::process::eventually;
+use tests::{TestApp, TestUser};
 
 /// Slots each attacked server gets (`BACKFORGE_SANDBOX_SLOTS`).
 const SLOTS: u32 = 4;
@@ -301,4 +302,129 @@ fn leftovers(uids: &Range<u32>) -> Vec<String> {
                 })
         })
         .collect()
+}
+
+/// A fork bomb that keeps its uid at its process limit: a child whose fork is refused tries again,
+/// so every process spins until the wall clock kills the namespace.
+const FORK_BOMB: &str = "import os\ndef handler(input):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n";
+
+/// The sandbox answers 503 until its start-up self-test passed.
+async fn ready(app: &TestApp, user: &TestUser) {
+    eventually(
+        "the sandbox passes its self-test",
+        Duration::from_secs(30),
+        || async {
+            let answer = app
+                .client
+                .post(app.url("/ai/sandbox-execute"))
+                .bearer_auth(&user.access_token)
+                .json(&json!({"language": "python", "code": "pass"}))
+                .send()
+                .await
+                .ok()?;
+            (answer.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+/// API.md's "fork bomb (while another user's normal run succeeds)": while one user's fork bomb
+/// holds its slot's uid at its process limit through `POST /ai/sandbox-execute`, another user's
+/// trivial function test runs in another slot and answers 200 `ok` with its output; the bomb ends
+/// with its status, and nothing of either run remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_does_not_stop_another_users_function_test() {
+    let uids = Uids::fresh();
+    let app = TestApp::spawn_with(&uids.settings()).await;
+    let mallory = app.register("Mallory").await;
+    let ada = app.register("Ada").await;
+    ready(&app, &ada).await;
+    let token = Some(ada.access_token.as_str());
+    let project = app
+        .post("/projects", token, json!({"name": "Shop"}))
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .expect("project id")
+        .to_owned();
+    let function = app
+        .post(
+            &format!("/projects/{project}/functions"),
+            token,
+            json!({"name": "echo", "language": "python",
+                   "function_code": "def handler(input):\n    return input\n"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .expect("function id")
+        .to_owned();
+    let test = format!("/functions/{function}/test");
+
+    let bomb_over = AtomicBool::new(false);
+    let bomb = async {
+        let answer = app
+            .post(
+                "/ai/sandbox-execute",
+                Some(&mallory.access_token),
+                json!({"language": "python", "code": FORK_BOMB, "input": null}),
+            )
+            .await;
+        bomb_over.store(true, Ordering::SeqCst);
+        answer
+    };
+    let normal = async {
+        eventually(
+            "the fork bomb holds its uid's processes",
+            Duration::from_secs(4),
+            || async { (leftovers(&uids.range).len() >= 8).then_some(()) },
+        )
+        .await;
+        // Runs one after another until the bomb has its answer (at most 20: the allowance of
+        // sandbox runs is 60 a minute), counting those that ended while it was still running.
+        let mut during = 0;
+        for _ in 0..20 {
+            if bomb_over.load(Ordering::SeqCst) {
+                break;
+            }
+            let answer = app.post(&test, token, json!({"input": {"n": 1}})).await;
+            let body = answer.expect(200).body;
+            assert_eq!(
+                body["status"], "ok",
+                "the normal run during the bomb: {body}"
+            );
+            assert_eq!(body["output"], json!({"n": 1}), "{body}");
+            if !bomb_over.load(Ordering::SeqCst) {
+                during += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        during
+    };
+    let (bomb, during) = tokio::join!(bomb, normal);
+    let bomb = bomb.expect(200).body;
+    let status = bomb["status"].as_str().unwrap_or_default();
+    assert!(
+        ["error", "timeout"].contains(&status),
+        "the fork bomb: {bomb}"
+    );
+    assert!(during >= 1, "no normal run ended while the fork bomb ran");
+    let health = Instant::now();
+    let answer = app
+        .client
+        .get(format!("{}/health", app.address))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("GET /health");
+    assert_eq!(answer.status(), 200);
+    assert!(health.elapsed() < Duration::from_secs(1));
+    eventually(
+        "no process of the sandbox's uids remains",
+        Duration::from_secs(10),
+        || async { leftovers(&uids.range).is_empty().then_some(()) },
+    )
+    .await;
 }
