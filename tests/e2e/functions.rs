@@ -448,6 +448,37 @@ async fn every_bad_function_gets_its_422_at_its_pointer() {
     );
 }
 
+/// Code holding U+0000 (valid JSON, and a string PostgreSQL's `jsonb` would refuse) is refused at
+/// `/function_code` when a function is created or changed, naming the character (the request's
+/// own check, before any compile); nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_with_a_nul_character_is_refused_at_function_code() {
+    let s = serve().await;
+    let app = &s.app;
+    let (owner, _) = app.register("Ada").await;
+    sandbox_ready(app, &owner).await;
+    let project = project(app, &owner).await;
+    let nul = format!("{ECHO}# \u{0}\n");
+    let mut body = simple("f");
+    body["function_code"] = json!(nul);
+    let refused = create(app, &owner, &project, body).await.expect(422);
+    let message = message_at(&refused, "/function_code");
+    assert!(message.contains("U+0000"), "{message}");
+    assert_invalid_at(refused, "/function_code");
+    let created = create(app, &owner, &project, simple("f")).await.expect(201);
+    let id = created.body["id"].as_str().expect("id");
+    let path = format!("{}/{id}", functions_path(&project));
+    let changed = app
+        .put(&path, token(&owner), json!({"function_code": nul}))
+        .await;
+    assert_invalid_at(changed, "/function_code");
+    let stored = app
+        .get_at(&path, token(&owner), &position_of(&created))
+        .await
+        .expect(200);
+    assert_eq!(stored.body["function_code"], ECHO);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_names_and_routes_conflict_and_a_project_holds_at_most_50_functions() {
     let s = serve().await;
