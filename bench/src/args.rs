@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: bench [--quick] [--only LIST] [--out FILE] [--url URL]
+usage: bench [--quick] [--only LIST] [--out FILE] [--url URL] [--w2-rate N]
        bench append [--quick] [--out FILE]
 
   (no command)  the suite: W1-W8 and M1 against raw-PostgreSQL baselines in the same run
@@ -16,6 +16,9 @@ usage: bench [--quick] [--only LIST] [--out FILE] [--url URL]
                 (default: target/bench-suite.json, or target/bench-append.json for append)
   --url URL     drive a running Backforge instead of starting `backforge serve`; its database
                 must be DATABASE_URL (seeding and baselines use it); M1 is then not measured
+  --w2-rate N   offer W2 at N commands/s instead of half of W1's best, to compare builds at one
+                rate and from the same seeded state (`--only W2 --w2-rate N` runs without W1);
+                the goal is judged at half of W1's best
 ";
 
 /// What to run.
@@ -39,6 +42,8 @@ pub struct SuiteArgs {
     pub url: Option<String>,
     /// Workload ids to run; empty means all.
     pub only: Vec<String>,
+    /// W2's offered rate (commands/s) instead of half of W1's best.
+    pub w2_rate: Option<u32>,
 }
 
 /// The suite's workloads, in the order they run.
@@ -61,9 +66,6 @@ fn parse_only(list: &str) -> Result<Vec<String>, String> {
             ));
         }
         only.push(id);
-    }
-    if only.iter().any(|w| w == "W2") && !only.iter().any(|w| w == "W1") {
-        return Err("--only W2 needs W1 too: W2 runs at half of W1's best rate".into());
     }
     if only.iter().any(|w| w == "W1") && !only.iter().any(|w| w == "M1") {
         only.push("M1".into());
@@ -111,6 +113,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut out = None;
     let mut url = None;
     let mut only = Vec::new();
+    let mut w2_rate = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
@@ -118,6 +121,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--url" if !append => url = Some(args.next().ok_or("--url needs a URL")?),
             "--only" if !append => {
                 only = parse_only(&args.next().ok_or("--only needs a list of workloads")?)?
+            }
+            "--w2-rate" if !append => {
+                w2_rate = Some(parse_rate(&args.next().ok_or("--w2-rate needs a rate")?)?)
             }
             "-h" | "--help" => return Ok(Command::Help),
             other => {
@@ -130,11 +136,18 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                     url = Some(u.to_owned());
                 } else if let Some(list) = other.strip_prefix("--only=").filter(|_| !append) {
                     only = parse_only(list)?;
+                } else if let Some(rate) = other.strip_prefix("--w2-rate=").filter(|_| !append) {
+                    w2_rate = Some(parse_rate(rate)?);
                 } else {
                     return Err(format!("unknown option `{other}`"));
                 }
             }
         }
+    }
+    if only.iter().any(|w| w == "W2") && !only.iter().any(|w| w == "W1") && w2_rate.is_none() {
+        return Err(
+            "--only W2 needs W1 too (W2 runs at half of W1's best rate), or --w2-rate".into(),
+        );
     }
     if append {
         Ok(Command::Append(AppendArgs {
@@ -147,8 +160,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             out: out.unwrap_or_else(|| PathBuf::from("target/bench-suite.json")),
             url: url.map(|u| u.trim_end_matches('/').to_owned()),
             only,
+            w2_rate,
         }))
     }
+}
+
+fn parse_rate(raw: &str) -> Result<u32, String> {
+    raw.parse::<u32>().ok().filter(|r| *r >= 1).ok_or_else(|| {
+        format!("--w2-rate needs a whole number of commands/s, at least 1 (got `{raw}`)")
+    })
 }
 
 #[cfg(test)]
@@ -194,6 +214,7 @@ mod tests {
                 out: PathBuf::from("target/bench-suite.json"),
                 url: None,
                 only: vec![],
+                w2_rate: None,
             }))
         );
         assert_eq!(
@@ -203,6 +224,7 @@ mod tests {
                 out: PathBuf::from("s.json"),
                 url: Some("http://127.0.0.1:8080".to_owned()),
                 only: vec![],
+                w2_rate: None,
             }))
         );
     }
@@ -217,6 +239,32 @@ mod tests {
         assert!(parse_str("--only W2").is_err());
         assert!(parse_str("--only W9").is_err());
         assert!(parse_str("append --only W1").is_err());
+    }
+
+    #[test]
+    fn w2_can_be_offered_at_a_given_rate() {
+        let Ok(Command::Suite(args)) = parse_str("--only W1,W2 --w2-rate 1000") else {
+            panic!("--w2-rate was refused");
+        };
+        assert_eq!(args.w2_rate, Some(1000));
+        let Ok(Command::Suite(args)) = parse_str("--w2-rate=250") else {
+            panic!("--w2-rate= was refused");
+        };
+        assert_eq!(args.w2_rate, Some(250));
+        let Ok(Command::Suite(args)) = parse_str("--only W2 --w2-rate 800") else {
+            panic!("W2 alone at a given rate was refused");
+        };
+        assert!(args.runs("W2") && !args.runs("W1"));
+        for bad in [
+            "--w2-rate 0",
+            "--w2-rate -3",
+            "--w2-rate 2.5",
+            "--w2-rate fast",
+            "--w2-rate",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad} was accepted");
+        }
+        assert!(parse_str("append --w2-rate 10").is_err());
     }
 
     #[test]

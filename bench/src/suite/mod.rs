@@ -388,7 +388,11 @@ async fn measure(
     // ---- W2 ----
     if args.runs("W2") {
         settle(&api, &projects, &counter, &client).await?;
-        figures.push(w2(plan, &api, &projects, &counter, w1_max * 0.5).await?);
+        let (rate, basis) = match args.w2_rate {
+            Some(rate) => (f64::from(rate), "given by --w2-rate"),
+            None => (w1_max * 0.5, "half of W1's best"),
+        };
+        figures.push(w2(plan, &api, &projects, &counter, rate, basis).await?);
     }
 
     // ---- W3 ----
@@ -601,6 +605,7 @@ async fn w2(
     projects: &Arc<Vec<Uuid>>,
     counter: &Arc<AtomicU64>,
     rate: f64,
+    basis: &str,
 ) -> anyhow::Result<Figure> {
     let rate = rate.max(1.0);
     let command = Arc::new(AddFeature {
@@ -676,7 +681,7 @@ async fn w2(
     f.note = Some(format!(
         "lag = 2xx of the command -> the read with Backforge-Min-Position answers (includes one GET round trip); \
          from the scheduled send time: command p50 {:.2} / p99 {:.2} ms, command + read p50 {:.2} / p99 {:.2} ms; \
-         offered {:.1} commands/s = half of W1's best",
+         offered {:.1} commands/s = {basis}",
         ms(&cmd, 50.0),
         ms(&cmd, 99.0),
         ms(&total, 50.0),
