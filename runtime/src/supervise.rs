@@ -396,4 +396,31 @@ mod tests {
         handle.abort();
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_consumer_waits_out_the_interval_only_after_a_recent_read() {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let mut pace = Pace::new(Duration::from_millis(10));
+        // Given no read yet, when it waits, then it goes on at once.
+        let start = tokio::time::Instant::now();
+        pace.wait(&mut stop_rx).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // Given a read that began 3 ms ago, when it waits, then the next read starts 10 ms after it.
+        pace.read_starts();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        pace.wait(&mut stop_rx).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        // Given a read longer ago than the interval (an idle consumer), it waits for nothing.
+        pace.read_starts();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let idle = tokio::time::Instant::now();
+        pace.wait(&mut stop_rx).await;
+        assert_eq!(idle.elapsed(), Duration::ZERO);
+        // Given a fresh read, when shutdown is asked for, then the wait ends at once.
+        pace.read_starts();
+        stop_tx.send_replace(true);
+        let stopping = tokio::time::Instant::now();
+        pace.wait(&mut stop_rx).await;
+        assert_eq!(stopping.elapsed(), Duration::ZERO);
+    }
 }
