@@ -242,7 +242,8 @@ impl AiClient {
                 }
             };
             let retries_done = tries - 1;
-            let fits = Instant::now() + wait < deadline;
+            // Compared as durations: `now + wait` overflows (panics) on a huge `Retry-After`.
+            let fits = wait < deadline.saturating_duration_since(Instant::now());
             if retries_done >= self.retry.max_retries || !fits {
                 tracing::warn!(
                     model = %model.model,

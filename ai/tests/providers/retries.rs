@@ -102,6 +102,28 @@ async fn given_a_retry_after_past_the_deadline_when_called_then_it_gives_up_at_o
 }
 
 #[tokio::test]
+async fn given_a_retry_after_too_large_for_a_clock_when_called_then_it_gives_up_without_panicking()
+{
+    let server = FakeServer::start(vec![
+        Reply::text(503, "busy").header("retry-after", &u64::MAX.to_string()),
+        ok(),
+    ])
+    .await;
+    let model = model(Provider::Openai, &server.url());
+
+    let error = client()
+        .complete(&model, &structured_request(), deadline(20))
+        .await
+        .expect_err("gives up");
+
+    assert!(
+        matches!(error, AiError::Transport { tries: 1, .. }),
+        "{error:?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn given_an_answer_slower_than_the_timeout_when_called_then_it_is_a_timeout_and_not_retried()
 {
     let server = FakeServer::start(vec![ok().after(Duration::from_secs(15))]).await;
