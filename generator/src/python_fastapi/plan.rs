@@ -410,21 +410,12 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
     })
 }
 
-/// The project's active functions. Like a feature's, a function's own generation mode other than
-/// `manual` is refused until the AI layer exists (the project's mode is refused before the plan);
-/// a route the generated app owns is refused too, which the domain already prevents when a
-/// function or an entity is written.
+/// The project's active functions. A function's generation mode other than `manual` was refused
+/// before the plan (`generation_problems`); a route the generated app owns is refused here, which
+/// the domain already prevents when a function or an entity is written.
 fn active_functions<'a>(project: &'a Project, problems: &mut Vec<String>) -> Vec<&'a Function> {
     let active: Vec<&Function> = project.functions.iter().filter(|f| f.is_active).collect();
     for function in &active {
-        if let Some(mode) = function.generation_mode.filter(|m| m.needs_ai()) {
-            problems.push(format!(
-                "function `{}` has generation mode `{}`, refused until the AI layer exists; use \
-                 `manual`",
-                function.name,
-                mode.as_str()
-            ));
-        }
         if let Some(why) = project.generated_route_owning(&function.endpoint_path) {
             problems.push(format!(
                 "function `{}`: its endpoint `{}` {why}; choose another `endpoint_path`",
