@@ -362,5 +362,11 @@ mod tests {
         // Other spellings of loopback are normalised by the URL parser before the check.
         assert!(p.check_url(&url("https://2130706433/")).is_err());
         assert!(p.check_url(&url("https://0x7f.1/")).is_err());
+        assert!(p.check_url(&url("https://0177.0.0.1/")).is_err());
+        assert!(p.check_url(&url("https://0.0.0.0/")).is_err());
+        assert!(p.check_url(&url("https://[::]/")).is_err());
+        assert!(p.check_url(&url("https://[::127.0.0.1]/")).is_err());
+        assert!(p.check_url(&url("https://[::ffff:127.0.0.1]/")).is_err());
+        assert!(p.check_url(&url("https://[fe80::1]/")).is_err());
     }
 }
