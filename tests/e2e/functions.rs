@@ -43,7 +43,7 @@ fn token(user: &TestUser) -> Option<&str> {
 }
 
 /// Function writes compile in the sandbox, which answers 503 until its start-up self-test passed.
-async fn sandbox_ready(app: &Backforge, user: &TestUser) {
+pub(crate) async fn sandbox_ready(app: &Backforge, user: &TestUser) {
     eventually(
         "the sandbox passes its self-test",
         Duration::from_secs(30),

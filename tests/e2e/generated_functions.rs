@@ -9,10 +9,11 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use tests::TestDatabase;
-use tests::process::{Backforge, eventually, finished_generation, worker_venvs};
+use tests::process::{Backforge, finished_generation, worker_venvs};
+
+use crate::functions::sandbox_ready;
 
 const TOTAL: &str = "def handler(input):\n    total = sum(line[\"qty\"] * line[\"price\"] for line in input[\"lines\"])\n    return {\"total\": total, \"currency\": input.get(\"currency\", \"EUR\")}\n";
 
@@ -75,24 +76,7 @@ async fn a_verified_generation_tests_every_function_example_and_fails_on_a_wrong
     let app = Backforge::start("serve", &db.url, &env).await;
     let (owner, _) = app.register("Fen").await;
     let token = owner.access_token.as_str();
-    // Function writes compile in the sandbox, which answers 503 until its self-test passed.
-    eventually(
-        "the sandbox passes its self-test",
-        Duration::from_secs(30),
-        || async {
-            let answer = app
-                .send_unchecked(
-                    Method::POST,
-                    "/ai/sandbox-execute",
-                    Some(token),
-                    Some(json!({"language": "python", "code": "pass"})),
-                    &[],
-                )
-                .await;
-            (answer.status == 200).then_some(())
-        },
-    )
-    .await;
+    sandbox_ready(&app, &owner).await;
 
     let right = json!({"total": 7.0, "currency": "USD"});
     let wrong = json!({"total": 8, "currency": "USD"});
