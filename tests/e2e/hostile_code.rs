@@ -308,8 +308,9 @@ fn leftovers(uids: &Range<u32>) -> Vec<String> {
 /// so every process spins until the wall clock kills the namespace.
 const FORK_BOMB: &str = "import os\ndef handler(input):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n";
 
-/// The sandbox answers 503 until its start-up self-test passed.
-async fn ready(app: &TestApp, user: &TestUser) {
+/// The sandbox answers 503 until its start-up self-test passed (with `Retry-After`); the suite's
+/// helpers refuse any 5xx, so readiness is polled with the bare client.
+pub(crate) async fn ready(app: &TestApp, user: &TestUser) {
     eventually(
         "the sandbox passes its self-test",
         Duration::from_secs(30),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tests::process::eventually;
 use tests::{Answer, TestApp, TestUser};
 
-use crate::hostile_code::{Target, Uids, contain};
+use crate::hostile_code::{Target, Uids, contain, ready};
 
 async fn run(app: &TestApp, user: &TestUser, code: &str, input: Value) -> Answer {
     app.post(
@@ -17,27 +17,6 @@ async fn run(app: &TestApp, user: &TestUser, code: &str, input: Value) -> Answer
         json!({"language": "python", "code": code, "input": input}),
     )
     .await
-}
-
-/// The first run after start may meet the self-test still running (503 with `Retry-After`); the
-/// suite's helpers refuse any 5xx, so readiness is polled with the bare client.
-async fn ready(app: &TestApp, user: &TestUser) {
-    eventually(
-        "the sandbox passes its self-test",
-        Duration::from_secs(30),
-        || async {
-            let answer = app
-                .client
-                .post(app.url("/ai/sandbox-execute"))
-                .bearer_auth(&user.access_token)
-                .json(&json!({"language": "python", "code": "pass"}))
-                .send()
-                .await
-                .ok()?;
-            (answer.status() == 200).then_some(())
-        },
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
