@@ -212,6 +212,8 @@ pub struct Verifier {
     dir: PathBuf,
     /// Bounds making a virtualenv (`BACKFORGE_VERIFY_TIMEOUT_SECS`), within the job's deadline.
     install_timeout: Duration,
+    /// When stale per-run directories were last swept (see [`sweep_due`]).
+    last_sweep: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Open files of a verify run (pytest, mypy and their imports).
@@ -255,6 +257,7 @@ impl Verifier {
             python: settings.python.clone().into(),
             dir,
             install_timeout,
+            last_sweep: std::sync::Mutex::new(None),
         })
     }
 
@@ -366,8 +369,15 @@ impl Verifier {
         let runs = crate::cache::shared_dir(&self.dir.join("runs"))?;
         // What a worker killed mid-run left behind (other workers may share the directory, so
         // only what no job can still be using).
-        let swept = runs.clone();
-        let _ = tokio::task::spawn_blocking(move || sweep_stale_runs(&swept, STALE_RUN)).await;
+        // At most once per SWEEP_EVERY, not on every run's path.
+        if sweep_due(&self.last_sweep, Instant::now(), SWEEP_EVERY) {
+            let swept = runs.clone();
+            if let Err(error) =
+                tokio::task::spawn_blocking(move || sweep_stale_runs(&swept, STALE_RUN)).await
+            {
+                tracing::error!(%error, "the sweep of stale verify runs died");
+            }
+        }
         let work = runs.join(uuid::Uuid::new_v4().simple().to_string());
         let result = self
             .run_in(sandbox, venv, &work, files, steps, deadline)
@@ -499,6 +509,19 @@ fn check_home(venv: &Path, python: &Path) -> anyhow::Result<()> {
 
 /// A per-run directory this old belongs to no running job (a job's deadline is minutes).
 const STALE_RUN: Duration = Duration::from_secs(24 * 3600);
+
+/// How often stale per-run directories are looked for (each is [`STALE_RUN`] old at least).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Whether a sweep is due at `now` (none yet, or the last `every` ago); if so, records `now`.
+fn sweep_due(last: &std::sync::Mutex<Option<Instant>>, now: Instant, every: Duration) -> bool {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    let due = last.is_none_or(|at| now.saturating_duration_since(at) >= every);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
 
 /// Removes the per-run directories under `runs` last changed more than `age` ago.
 fn sweep_stale_runs(runs: &Path, age: Duration) {
@@ -701,6 +724,22 @@ mod tests {
         let error = check_home(&venv, Path::new("/usr/bin/python3")).unwrap_err();
         assert!(error.to_string().contains("outside /usr"), "{error}");
         std::fs::remove_dir_all(&venv).unwrap();
+    }
+
+    #[test]
+    fn stale_runs_are_swept_at_most_once_per_interval() {
+        let last = std::sync::Mutex::new(None);
+        let start = Instant::now();
+        let every = Duration::from_secs(3600);
+        assert!(sweep_due(&last, start, every));
+        assert!(!sweep_due(&last, start, every));
+        assert!(!sweep_due(
+            &last,
+            start + every - Duration::from_secs(1),
+            every
+        ));
+        assert!(sweep_due(&last, start + every, every));
+        assert!(!sweep_due(&last, start + every, every));
     }
 
     #[test]
