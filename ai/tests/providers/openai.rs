@@ -211,6 +211,32 @@ async fn given_a_success_status_with_a_body_that_is_no_answer_when_read_then_it_
 }
 
 #[tokio::test]
+async fn given_a_success_body_over_the_cap_when_read_then_it_is_malformed_and_only_the_cap_was_kept()
+ {
+    let huge = "x".repeat(ai::client::MAX_ANSWER_BYTES + 4096);
+    let server = FakeServer::start(vec![Reply::text(200, &huge)]).await;
+    let model = model(Provider::Openai, &server.url());
+
+    let error = client()
+        .complete(&model, &structured_request(), deadline(20))
+        .await
+        .expect_err("malformed");
+
+    let AiError::Malformed {
+        detail, raw, tries, ..
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!(
+        detail,
+        &format!("the answer is over {} bytes", ai::client::MAX_ANSWER_BYTES)
+    );
+    assert!(raw.len() <= ai::foreign::RAW_ANSWER_BYTES, "{}", raw.len());
+    assert_eq!(*tries, 1, "an oversized answer is not retried");
+}
+
+#[tokio::test]
 async fn given_a_request_that_cannot_be_sent_when_called_then_it_is_refused_before_any_connection()
 {
     let server = FakeServer::start(vec![Reply::json(200, openai_answer("{}", 1, 1))]).await;
