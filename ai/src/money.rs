@@ -117,10 +117,8 @@ pub mod price {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         let text = raw.get();
-        let text = if let Some(inner) = text.strip_prefix('"') {
-            let unquoted: String = serde_json::from_str(text).map_err(D::Error::custom)?;
-            let _ = inner;
-            unquoted
+        let text = if text.starts_with('"') {
+            serde_json::from_str::<String>(text).map_err(D::Error::custom)?
         } else {
             text.to_owned()
         };
