@@ -281,6 +281,51 @@ fn generating_a_project_with_functions_twice_gives_the_same_bytes() {
 }
 
 #[test]
+fn hostile_descriptions_and_examples_reach_the_readme_and_the_tests_only_escaped() {
+    // given: a description that tries to end the README row and open HTML, and examples whose
+    // strings hold triple quotes, a NUL, line breaks and a bidi control
+    let hostile = "x\"\"\" + __import__('os').system('id') + \"\"\"\n\0\r\u{202e}";
+    let function = NewFunction {
+        description: Some("a\n| GET | `/evil` | <script>x</script>\n# title".into()),
+        examples: vec![FunctionExample {
+            input: json!({"lines": [], "currency": hostile}),
+            output: json!({"total": 0, "currency": hostile}),
+        }],
+        ..total()
+    };
+    let project = project_with(vec![items()], vec![function]);
+
+    // when
+    let artifact = generate(&project, 1, Target::PythonFastapi).unwrap();
+
+    // then: the row stays one line with the description's markup escaped
+    let readme = text(&artifact, "README.md");
+    let row = readme
+        .lines()
+        .find(|line| line.starts_with("| POST | `/fn/total` |"))
+        .expect("the function's row");
+    assert!(
+        row.contains("(a \\| GET \\| \\`/evil\\` \\| &lt;script&gt;x&lt;/script&gt; \\# title)"),
+        "{row}"
+    );
+    assert!(!readme.contains("<script>") && !readme.contains("\n| GET | `/evil`"));
+    // the examples travel as JSON only: decoded they are the strings given, and no Python module
+    // holds any of them
+    let examples: Value =
+        serde_json::from_str(&text(&artifact, "tests/function_examples.json")).expect("JSON");
+    assert_eq!(examples["total"][0]["input"]["currency"], hostile);
+    assert_eq!(examples["total"][0]["output"]["currency"], hostile);
+    for name in ["tests/test_functions.py", "app/function_routes.py"] {
+        let module = text(&artifact, name);
+        assert!(!module.contains("__import__"), "{name}:\n{module}");
+        assert!(
+            !module.contains('\0') && !module.contains('\u{202e}'),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 #[ignore]
 fn write_an_artifact_with_functions_for_inspection() {
     let dir = std::env::var("DUMP_DIR").unwrap();
