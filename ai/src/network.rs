@@ -182,12 +182,16 @@ fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
     if segments[0] == 0x2002 {
         return classify_v4(embedded_v4(segments[1], segments[2]));
     }
-    match segments[0] {
-        s if s & 0xfe00 == 0xfc00 => Some(AddressClass::Private), // fc00::/7 unique local
-        s if s & 0xffc0 == 0xfe80 => Some(AddressClass::LinkLocal), // fe80::/10
-        s if s & 0xffc0 == 0xfec0 => Some(AddressClass::Private), // fec0::/10 site-local
-        s if s & 0xff00 == 0xff00 => Some(AddressClass::Multicast), // ff00::/8
-        _ => None,
+    if ip.is_unique_local() {
+        Some(AddressClass::Private) // fc00::/7
+    } else if ip.is_unicast_link_local() {
+        Some(AddressClass::LinkLocal) // fe80::/10
+    } else if segments[0] & 0xffc0 == 0xfec0 {
+        Some(AddressClass::Private) // fec0::/10 site-local (deprecated; std has no method)
+    } else if ip.is_multicast() {
+        Some(AddressClass::Multicast) // ff00::/8
+    } else {
+        None
     }
 }
 
@@ -322,6 +326,9 @@ mod tests {
             ("fc00::1", Some(Private)),
             ("fd12:3456::1", Some(Private)),
             ("fe80::1", Some(LinkLocal)),
+            ("febf::1", Some(LinkLocal)),
+            ("fec0::1", Some(Private)),
+            ("fbff::1", None),
             ("ff02::1", Some(Multicast)),
             ("::ffff:127.0.0.1", Some(Loopback)),
             ("::ffff:169.254.169.254", Some(LinkLocal)),
