@@ -222,6 +222,14 @@ const VERIFY_OPEN_FILES: u64 = 1024;
 /// Kept of each step's output inside the run; the result line carries four of them.
 const STEP_OUTPUT_CAP: usize = 64 * 1024;
 
+/// The largest result line of a run of `steps` steps: the driver keeps `STEP_OUTPUT_CAP`
+/// characters of each step's output and of the JUnit report, and `json.dumps` (ASCII) writes a
+/// character as up to 12 bytes (`\ud83d\ude00`); the rest of the line is small. A run's stdout
+/// is kept up to this at least, so output that is mostly non-ASCII cannot cut the line.
+fn result_bytes(steps: usize) -> usize {
+    (steps + 1) * STEP_OUTPUT_CAP * 12 + 64 * 1024
+}
+
 /// Left of the job's deadline when a run's wall clock ends, to record what happened.
 const RECORD_MARGIN: Duration = Duration::from_secs(5);
 
@@ -444,6 +452,7 @@ impl Verifier {
             deadline: deadline.checked_sub(RECORD_MARGIN),
             limits: Limits {
                 wall,
+                output_bytes: self.limits.output_bytes.max(result_bytes(steps.len())),
                 ..self.limits.clone()
             },
             ..Program::python(["-c", DRIVER], request.to_string().into_bytes())
@@ -724,6 +733,53 @@ mod tests {
         let error = check_home(&venv, Path::new("/usr/bin/python3")).unwrap_err();
         assert!(error.to_string().contains("outside /usr"), "{error}");
         std::fs::remove_dir_all(&venv).unwrap();
+    }
+
+    #[test]
+    fn the_drivers_largest_result_line_fits_what_a_run_keeps() {
+        let dir = std::env::temp_dir().join(format!("bf-driver-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Characters outside the BMP: 12 bytes each once escaped, the worst case.
+        let cap = STEP_OUTPUT_CAP;
+        std::fs::write(
+            dir.join("emit.py"),
+            format!("print('\\U0001F600' * {})\n", cap * 2),
+        )
+        .unwrap();
+        std::fs::write(dir.join("junit.xml"), "\u{1F600}".repeat(cap * 2)).unwrap();
+        let step = serde_json::json!({"name": "emit", "args": ["emit"]});
+        let request = serde_json::json!({
+            "steps": [step, step, step, step],
+            "output_cap": cap,
+            "junit": dir.join("junit.xml"),
+        });
+        let mut child = std::process::Command::new("python3")
+            .args(["-B", "-c", DRIVER])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            request.to_string().as_bytes(),
+        )
+        .unwrap();
+        let output = child.wait_with_output().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(output.status.success());
+        let result: DriverResult = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(result.steps.len(), 4);
+        assert_eq!(result.steps[0].output.chars().count(), cap);
+        assert_eq!(result.junit.chars().count(), cap);
+        assert!(
+            output.stdout.len() <= result_bytes(4),
+            "{} > {}",
+            output.stdout.len(),
+            result_bytes(4)
+        );
+        // More than the default BACKFORGE_SANDBOX_VERIFY_OUTPUT_BYTES (1 MiB) would keep.
+        assert!(output.stdout.len() > 1 << 20);
     }
 
     #[test]
