@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tests::TestDatabase;
-use tests::process::{Backforge, finished_generation, worker_venvs};
+use tests::process::{Backforge, finished_generation, request_verified_generation, worker_venvs};
 
 use crate::functions::sandbox_ready;
 
@@ -108,18 +108,7 @@ async fn a_verified_generation_tests_every_function_example_and_fails_on_a_wrong
             .await
             .expect(201);
         }
-        let generation = app
-            .post(
-                &format!("/projects/{project}/generations"),
-                Some(token),
-                json!({"verify": true}),
-            )
-            .await
-            .expect(202)
-            .body["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let generation = request_verified_generation(&app, &project, token).await;
         generations.push((label, generation));
     }
 

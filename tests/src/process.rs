@@ -681,6 +681,22 @@ where
     }
 }
 
+/// Requests a verified generation of `project` through `writes` (202) and returns its id.
+pub async fn request_verified_generation(writes: &Api, project: &str, token: &str) -> String {
+    writes
+        .post(
+            &format!("/projects/{project}/generations"),
+            Some(token),
+            json!({"verify": true}),
+        )
+        .await
+        .expect(202)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 /// Generation `id` as `reads` answers it once it has succeeded or failed, failing the test
 /// after `deadline`.
 pub async fn finished_generation(reads: &Api, id: &str, token: &str, deadline: Duration) -> Value {

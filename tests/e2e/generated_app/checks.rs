@@ -4,7 +4,7 @@
 //! (strict, from the shipped configuration), each succeeded with 0 findings.
 
 use tests::TestDatabase;
-use tests::process::{Backforge, finished_generation, worker_venvs};
+use tests::process::{Backforge, finished_generation, request_verified_generation, worker_venvs};
 
 use super::*;
 
@@ -55,18 +55,7 @@ async fn a_verified_generation_of_each_e2e_project_has_no_lint_format_or_type_fi
             .await
             .expect(201);
         let id = created.body["id"].as_str().expect("id").to_owned();
-        let generation = writes
-            .post(
-                &format!("/projects/{id}/generations"),
-                Some(token),
-                json!({"verify": true}),
-            )
-            .await
-            .expect(202)
-            .body["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let generation = request_verified_generation(&writes, &id, token).await;
         let done = finished_generation(&reads, &generation, token, Duration::from_secs(900)).await;
         assert_eq!(done["status"], "succeeded", "{label}: {done}");
         let steps = done["steps"].as_array().expect("steps");
