@@ -413,7 +413,7 @@ impl Verifier {
                 .with_context(|| format!("cannot create {}", work.display()))?;
         }
         for (name, content) in files {
-            let path = work.join(name);
+            let path = project_path(work, name)?;
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
@@ -489,6 +489,21 @@ impl Verifier {
             )
         })
     }
+}
+
+/// Where the generated file `name` goes in the run's directory `work`: a relative path of
+/// ordinary segments only, so no name (absolute, `..`) writes outside it as the server's user.
+/// `generator::read_zip` refuses such names already; this holds for any caller of `verify`.
+fn project_path(work: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let relative = Path::new(name);
+    anyhow::ensure!(
+        !name.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))),
+        "the generated file name {name:?} is not a plain relative path"
+    );
+    Ok(work.join(relative))
 }
 
 /// The virtualenv's `home` (where its `bin/python` links to) must be inside what every run binds:
@@ -780,6 +795,18 @@ mod tests {
         );
         // More than the default BACKFORGE_SANDBOX_VERIFY_OUTPUT_BYTES (1 MiB) would keep.
         assert!(output.stdout.len() > 1 << 20);
+    }
+
+    #[test]
+    fn a_generated_file_is_written_inside_the_runs_directory_only() {
+        let work = Path::new("/var/cache/backforge/verify/runs/x");
+        assert_eq!(
+            project_path(work, "app/main.py").unwrap(),
+            work.join("app/main.py")
+        );
+        for name in ["", "/etc/passwd", "../x", "app/../../x", "./x"] {
+            assert!(project_path(work, name).is_err(), "{name:?}");
+        }
     }
 
     #[test]
