@@ -92,4 +92,19 @@ mod tests {
         let v = clean_value(json!({"a\u{0}": ["x\u{0}", 1]}), None);
         assert_eq!(v, json!({"a\u{FFFD}": ["x\u{FFFD}", 1]}));
     }
+
+    #[test]
+    fn a_key_the_model_echoes_is_redacted_from_text_and_structured_answers() {
+        let keys = crate::KeySource::fixed([("BACKFORGE_AI_KEY_T", "sk-abcdefghijklmnop")]);
+        let key = keys.read("BACKFORGE_AI_KEY_T").unwrap();
+        assert_eq!(
+            clean("k=sk-abcdefghijklmnop\u{0}", Some(&key), 100),
+            "k=[redacted]\u{FFFD}"
+        );
+        let v = clean_value(
+            json!({"sk-abcdefghijklmnop": ["tail ghijklmnop", 1]}),
+            Some(&key),
+        );
+        assert_eq!(v, json!({"[redacted]": ["tail [redacted]", 1]}));
+    }
 }
