@@ -27,6 +27,30 @@ pub enum ExecutionStatus {
     InvalidOutput,
 }
 
+impl ExecutionStatus {
+    /// Every status, for tests and metrics.
+    pub const ALL: [ExecutionStatus; 6] = [
+        ExecutionStatus::Ok,
+        ExecutionStatus::Error,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::MemoryLimit,
+        ExecutionStatus::OutputLimit,
+        ExecutionStatus::InvalidOutput,
+    ];
+
+    /// The status as the API spells it (equal to its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Ok => "ok",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::MemoryLimit => "memory_limit",
+            ExecutionStatus::OutputLimit => "output_limit",
+            ExecutionStatus::InvalidOutput => "invalid_output",
+        }
+    }
+}
+
 /// The exception a run ended with, where the user's code raised it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionError {
@@ -198,5 +222,20 @@ fn cut(text: &mut String, max: usize) {
             end -= 1;
         }
         text.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_is_spelled_as_its_serde_name() {
+        for status in ExecutionStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(serde_json::Value::from(status.as_str()))
+            );
+        }
     }
 }
