@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::TestDatabase;
-use tests::process::{Backforge, eventually, finished_generation, worker_venvs};
+use tests::process::{
+    Backforge, eventually, finished_generation, request_verified_generation, worker_venvs,
+};
 
 /// Seven `crud` entities, each but the first referencing one before it, with every common kind of
 /// field: the size of project whose `mypy --strict` the verify profile's limits must fit.
@@ -130,18 +132,7 @@ async fn a_seven_entity_project_verifies_in_the_sandbox_while_a_function_test_an
     .expect("the function's id");
 
     let started = Instant::now();
-    let generation = app
-        .post(
-            &format!("/projects/{project}/generations"),
-            token,
-            json!({"verify": true}),
-        )
-        .await
-        .expect(202)
-        .body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let generation = request_verified_generation(&app, &project, &owner.access_token).await;
     // The verification is under way once a process of the verify slot's uid runs (the virtualenv
     // is built first when the suite's cache has none yet).
     eventually(
@@ -253,18 +244,7 @@ async fn without_a_working_sandbox_verify_fails_naming_the_cause() {
         .as_str()
         .expect("id")
         .to_owned();
-    let generation = app
-        .post(
-            &format!("/projects/{project}/generations"),
-            token,
-            json!({"verify": true}),
-        )
-        .await
-        .expect(202)
-        .body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let generation = request_verified_generation(&app, &project, &owner.access_token).await;
     let done = finished_generation(
         &app,
         &generation,
