@@ -6,34 +6,13 @@ use std::sync::Arc;
 
 use crate::error::AiError;
 
-/// The prefix every model's `api_key_env` carries.
-pub const KEY_ENV_PREFIX: &str = "BACKFORGE_AI_KEY_";
-
-/// The bootstrap default model's key variable, exempt from the prefix rule.
-pub const BOOTSTRAP_KEY_ENV: &str = "BACKFORGE_AI_API_KEY";
+pub use domain::ai::config::{BOOTSTRAP_KEY_ENV, KEY_ENV_PREFIX, valid_key_env};
 
 /// The shortest piece of a key that is redacted wherever it appears.
 pub const REDACTED_PIECE_CHARS: usize = 8;
 
 /// What stands where a key or a piece of it was.
 pub const REDACTED: &str = "[redacted]";
-
-/// Whether `name` may name a key variable: `BACKFORGE_AI_API_KEY`, or `BACKFORGE_AI_KEY_`
-/// followed by upper-case letters, digits and underscores.
-pub fn valid_key_env(name: &str) -> bool {
-    if name == BOOTSTRAP_KEY_ENV {
-        return true;
-    }
-    match name.strip_prefix(KEY_ENV_PREFIX) {
-        Some(rest) => {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        }
-        None => false,
-    }
-}
 
 /// A provider key, read from its variable when a call is made. Neither `Debug` nor anything else
 /// prints it; only the request's header builder reads it.
@@ -179,16 +158,6 @@ pub fn redact(text: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_variables_carry_the_prefix_or_are_the_bootstrap_one() {
-        assert!(valid_key_env("BACKFORGE_AI_KEY_OPENAI"));
-        assert!(valid_key_env("BACKFORGE_AI_API_KEY"));
-        assert!(!valid_key_env("BACKFORGE_AI_KEY_"));
-        assert!(!valid_key_env("OPENAI_API_KEY"));
-        assert!(!valid_key_env("BACKFORGE_AI_KEY_lower"));
-        assert!(!valid_key_env("DATABASE_URL"));
-    }
 
     #[test]
     fn a_key_and_its_long_pieces_are_redacted_and_short_ones_are_not() {

@@ -26,13 +26,14 @@
 //! - `thiserror`: the typed errors; `tokio`: deadlines, sleeps between retries and the system
 //!   resolver; `tracing`: one line per retry and failure (never a body or key).
 
+/// The model configuration and money rules live in the domain, so events carry them.
+pub use domain::ai::{config, money};
+
 pub mod client;
 pub mod completion;
-pub mod config;
 pub mod error;
 pub mod foreign;
 pub mod key;
-pub mod money;
 pub mod network;
 mod wire;
 

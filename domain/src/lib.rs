@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads a clock or makes random ids: callers pass `now` and fresh ids in the
 //! commands, so every rule is a plain function that tests can call.
 
+pub mod ai;
 pub mod crud_schema;
 pub mod email;
 pub mod envelope;

@@ -3,10 +3,32 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use reqwest::Url;
+use url::Url;
 
-use crate::key::valid_key_env;
-use crate::money::{self, PriceError};
+use super::money::{self, PriceError};
+
+/// The prefix every model's `api_key_env` carries.
+pub const KEY_ENV_PREFIX: &str = "BACKFORGE_AI_KEY_";
+
+/// The bootstrap default model's key variable, exempt from the prefix rule.
+pub const BOOTSTRAP_KEY_ENV: &str = "BACKFORGE_AI_API_KEY";
+
+/// Whether `name` may name a key variable: `BACKFORGE_AI_API_KEY`, or `BACKFORGE_AI_KEY_`
+/// followed by upper-case letters, digits and underscores.
+pub fn valid_key_env(name: &str) -> bool {
+    if name == BOOTSTRAP_KEY_ENV {
+        return true;
+    }
+    match name.strip_prefix(KEY_ENV_PREFIX) {
+        Some(rest) => {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        }
+        None => false,
+    }
+}
 
 /// The wire format a model speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -210,6 +232,16 @@ mod tests {
             temperature: None,
             timeout_ms: None,
         }
+    }
+
+    #[test]
+    fn key_variables_carry_the_prefix_or_are_the_bootstrap_one() {
+        assert!(valid_key_env("BACKFORGE_AI_KEY_OPENAI"));
+        assert!(valid_key_env("BACKFORGE_AI_API_KEY"));
+        assert!(!valid_key_env("BACKFORGE_AI_KEY_"));
+        assert!(!valid_key_env("OPENAI_API_KEY"));
+        assert!(!valid_key_env("BACKFORGE_AI_KEY_lower"));
+        assert!(!valid_key_env("DATABASE_URL"));
     }
 
     #[test]
