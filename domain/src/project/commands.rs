@@ -161,4 +161,6 @@ pub enum ProjectCommand {
     CreateFunction(CreateFunction),
     UpdateFunction(UpdateFunction),
     DeleteFunction(DeleteFunction),
+    /// An applied AI proposal's change (never from an HTTP body).
+    ApplyAiContent(super::ai_content::ApplyAiContent),
 }

@@ -8,7 +8,7 @@ use super::functions::{Function, FunctionExample, FunctionLanguage, HttpMethod};
 use super::{Feature, FeatureType, GenerationMode, ProjectRole};
 use crate::crud_schema::EntitySchema;
 use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_json, encode_tagged};
-use crate::ids::{FeatureId, FunctionId, ProjectId, UserId};
+use crate::ids::{AiRequestId, FeatureId, FunctionId, ProjectId, UserId};
 
 /// Facts about a project. Each carries the project id and a timestamp, so projections need
 /// nothing but the event.
@@ -76,6 +76,10 @@ pub enum ProjectEvent {
         is_enabled: bool,
         #[serde(with = "time::serde::rfc3339")]
         added_at: OffsetDateTime,
+        /// The AI request whose applied proposal this is; absent for every other change (an
+        /// owner's own edit included), and in events stored before AI requests existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ai_request_id: Option<AiRequestId>,
     },
     /// Only the changed members are present. `generation_mode`: absent = unchanged, `null` =
     /// cleared (the feature follows the project again).
@@ -99,6 +103,10 @@ pub enum ProjectEvent {
         is_enabled: Option<bool>,
         #[serde(with = "time::serde::rfc3339")]
         updated_at: OffsetDateTime,
+        /// The AI request whose applied proposal this is; absent for every other change (an
+        /// owner's own edit included), and in events stored before AI requests existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ai_request_id: Option<AiRequestId>,
     },
     #[serde(rename = "FeatureRemoved")]
     FeatureRemoved {
@@ -172,6 +180,10 @@ pub enum ProjectEvent {
         is_active: Option<bool>,
         #[serde(with = "time::serde::rfc3339")]
         updated_at: OffsetDateTime,
+        /// The AI request whose applied proposal this is; absent for every other change (an
+        /// owner's own edit included), and in events stored before AI requests existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ai_request_id: Option<AiRequestId>,
     },
     #[serde(rename = "FunctionDeleted")]
     FunctionDeleted {
@@ -314,6 +326,7 @@ impl ProjectEvent {
             schema_definition: feature.schema_definition,
             is_enabled: feature.is_enabled,
             added_at: at,
+            ai_request_id: feature.ai_request_id,
         }
     }
 }

@@ -89,6 +89,10 @@ pub struct Function {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The AI request whose applied proposal last set this function's code, kept when its owner
+    /// edits it afterwards (`generation_problems` reads it); absent while there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_request_id: Option<crate::ids::AiRequestId>,
 }
 
 /// A function as a request describes it, before validation. The id is fresh, chosen by the caller;
@@ -424,6 +428,7 @@ impl Project {
             is_active: function.is_active,
             created_at: at,
             updated_at: at,
+            ai_request_id: None,
         };
         self.check_function_taken(&created)?;
         Ok(vec![ProjectEvent::function_created(self.id, created)])
@@ -530,6 +535,7 @@ impl Project {
             http_method,
             is_active,
             updated_at: at,
+            ai_request_id: None,
         };
         if !event.changes_a_function() {
             return Ok(vec![]);

@@ -96,6 +96,7 @@ impl Draft {
             is_enabled: self.is_enabled,
             created_at: at,
             updated_at: at,
+            ai_request_id: None,
         })
     }
 }

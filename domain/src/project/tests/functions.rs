@@ -64,6 +64,7 @@ fn updated_fn(id: u128, changed: FnChanged) -> ProjectEvent {
         http_method: changed.http_method,
         is_active: None,
         updated_at: t(5),
+        ai_request_id: None,
     }
 }
 
