@@ -14,7 +14,7 @@ use crate::envelope::{DecodeError, DomainEvent, decode_tagged, decode_tagged_jso
 use crate::error::{FieldError, join};
 use crate::ids::{GenerationId, ProjectId, UserId};
 use crate::limits::Limits;
-use crate::project::{FeatureType, Project, ProjectStatus};
+use crate::project::{FeatureType, GenerationMode, Project, ProjectStatus};
 use crate::text;
 
 /// What a generation produces. Stored as its API name (`python-fastapi`).
@@ -390,6 +390,24 @@ pub enum GenerationError {
 /// The owner column of every entity of a generated app; a reserved field name.
 pub const OWNER_FIELD: &str = "owner_id";
 
+/// Why a feature or function in effective `mode` cannot be generated, if it cannot: `ai_assisted`
+/// content generates once an AI request's proposal was applied to it (an owner's edit since keeps
+/// it so); `mixed` and `manual` always generate. Generation never calls a model: AI output lives in
+/// events, so the same project version still gives the same bytes.
+fn unapplied_ai(
+    mode: GenerationMode,
+    ai_request_id: Option<crate::ids::AiRequestId>,
+    requests: &str,
+) -> Option<String> {
+    match (mode, ai_request_id) {
+        (GenerationMode::AiAssisted, None) => Some(format!(
+            "is `ai_assisted` (its own mode or the project's) and no AI request's proposal was \
+             applied to it; apply an AI request first ({requests}), or make it `manual` or `mixed`"
+        )),
+        _ => None,
+    }
+}
+
 /// Why `project` cannot be generated for `target`. These problems are about the project's state,
 /// not about any member of the request body, so their pointer is `""` (the request as a whole);
 /// messages name the feature concerned.
@@ -402,28 +420,20 @@ pub fn generation_problems(project: &Project, target: Target) -> Vec<FieldError>
             "the project has no enabled feature to generate".into(),
         ));
     }
-    if project.generation_mode.needs_ai() {
-        problems.push(whole(format!(
-            "the project's generation mode `{}` is refused until the AI layer exists; use `manual`",
-            project.generation_mode.as_str()
-        )));
-    }
     for function in project.functions.iter().filter(|f| f.is_active) {
-        if let Some(mode) = function.generation_mode.filter(|m| m.needs_ai()) {
-            problems.push(whole(format!(
-                "function `{}` has generation mode `{}`, refused until the AI layer exists; use `manual`",
-                function.name,
-                mode.as_str()
-            )));
+        let mode = function.generation_mode.unwrap_or(project.generation_mode);
+        if let Some(why) = unapplied_ai(mode, function.ai_request_id, "/ai/generate-code") {
+            problems.push(whole(format!("function `{}` {why}", function.name)));
         }
     }
     for feature in &enabled {
-        if let Some(mode) = feature.generation_mode.filter(|m| m.needs_ai()) {
-            problems.push(whole(format!(
-                "feature `{}` has generation mode `{}`, refused until the AI layer exists; use `manual`",
-                feature.name,
-                mode.as_str()
-            )));
+        let mode = feature.effective_generation_mode(project.generation_mode);
+        if let Some(why) = unapplied_ai(
+            mode,
+            feature.ai_request_id,
+            "/ai/generate-config or /ai/enhance-config",
+        ) {
+            problems.push(whole(format!("feature `{}` {why}", feature.name)));
         }
         if let Some(schema) = feature.entity() {
             for field in schema.fields.iter().filter(|f| f.name == OWNER_FIELD) {
@@ -795,6 +805,7 @@ mod tests {
             schema_definition,
             is_enabled: true,
             added_at: t(1),
+            ai_request_id: None,
         }
     }
 
@@ -1014,6 +1025,7 @@ mod tests {
                 schema_definition: None,
                 is_enabled: Some(false),
                 updated_at: t(2),
+                ai_request_id: None,
             },
         ]);
         let outcome = given_nothing::<Generation>()
@@ -1028,35 +1040,89 @@ mod tests {
         );
     }
 
+    fn ai_request(n: u128) -> crate::ids::AiRequestId {
+        crate::ids::AiRequestId::from_uuid(uuid::Uuid::from_u128(0xa1_0000 + n))
+    }
+
+    fn no_applied_ai(kind: &str, name: &str, requests: &str) -> (String, String) {
+        (
+            "".to_owned(),
+            format!(
+                "{kind} `{name}` is `ai_assisted` (its own mode or the project's) and no AI \
+                 request's proposal was applied to it; apply an AI request first ({requests}), or \
+                 make it `manual` or `mixed`"
+            ),
+        )
+    }
+
+    const FEATURE_REQUESTS: &str = "/ai/generate-config or /ai/enhance-config";
+
     #[test]
-    fn ai_modes_are_refused_until_the_ai_layer_exists() {
+    fn an_ai_assisted_feature_without_applied_ai_content_is_refused_by_name() {
+        // Given a feature whose own mode is ai_assisted, and no AI request applied to it
+        let mut project = shop();
+        project.features[1].generation_mode = Some(GenerationMode::AiAssisted);
+        // When its generation is requested, then it is refused naming it
         let outcome = given_nothing::<Generation>()
-            .when(request(project(&[
-                created(GenerationMode::AiAssisted),
-                feature(1, "Customer", FeatureType::Crud),
-            ])))
+            .when(request(project.clone()))
             .outcome();
         assert_eq!(
             invalid(outcome),
-            [(
-                "".to_owned(),
-                "the project's generation mode `ai_assisted` is refused until the AI layer exists; use `manual`".to_owned()
-            )]
+            [no_applied_ai("feature", "Login", FEATURE_REQUESTS)]
         );
-        let mut mixed = shop();
-        mixed.features[1].generation_mode = Some(GenerationMode::Mixed);
-        let outcome = given_nothing::<Generation>().when(request(mixed)).outcome();
-        assert_eq!(
-            invalid(outcome),
-            [(
-                "".to_owned(),
-                "feature `Login` has generation mode `mixed`, refused until the AI layer exists; use `manual`".to_owned()
-            )]
-        );
+        // And once an AI request's proposal was applied to it, it generates
+        project.features[1].ai_request_id = Some(ai_request(1));
+        given_nothing::<Generation>()
+            .when(request(project))
+            .then([requested(3)]);
     }
 
     #[test]
-    fn an_active_function_in_an_ai_mode_is_refused_at_the_request_and_an_inactive_one_is_not() {
+    fn a_feature_follows_the_projects_ai_assisted_mode_unless_it_has_its_own() {
+        // Given an ai_assisted project: Customer follows it, Login is manual
+        let mut project = project(&[
+            created(GenerationMode::AiAssisted),
+            feature(1, "Customer", FeatureType::Crud),
+            feature(2, "Login", FeatureType::Auth),
+        ]);
+        project.features[1].generation_mode = Some(GenerationMode::Manual);
+        let outcome = given_nothing::<Generation>()
+            .when(request(project.clone()))
+            .outcome();
+        // Then only Customer, whose effective mode is ai_assisted, is refused
+        assert_eq!(
+            invalid(outcome),
+            [no_applied_ai("feature", "Customer", FEATURE_REQUESTS)]
+        );
+        // And with applied AI content (edited by its owner since: the request stays recorded) it
+        // generates
+        project.features[0].ai_request_id = Some(ai_request(2));
+        project.features[0].name = "Client".into();
+        given_nothing::<Generation>()
+            .when(request(project))
+            .then([requested(3)]);
+    }
+
+    #[test]
+    fn mixed_and_manual_always_generate() {
+        // A mixed project, a mixed feature and a manual one, none with applied AI content
+        let mut project = project(&[
+            created(GenerationMode::Mixed),
+            feature(1, "Customer", FeatureType::Crud),
+            feature(2, "Login", FeatureType::Auth),
+        ]);
+        project.features[1].generation_mode = Some(GenerationMode::Mixed);
+        given_nothing::<Generation>()
+            .when(request(project.clone()))
+            .then([requested(3)]);
+        project.features[1].generation_mode = Some(GenerationMode::Manual);
+        given_nothing::<Generation>()
+            .when(request(project))
+            .then([requested(3)]);
+    }
+
+    #[test]
+    fn an_active_ai_assisted_function_needs_applied_ai_content_and_an_inactive_one_does_not() {
         let function = |name: &str, active: bool| crate::project::Function {
             id: crate::ids::FunctionId::from(uuid::Uuid::from_u128(0xf0 + u128::from(active))),
             name: name.to_owned(),
@@ -1072,6 +1138,7 @@ mod tests {
             is_active: active,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+            ai_request_id: None,
         };
         let mut project = shop();
         project.functions = vec![function("quote", true), function("draft", false)];
@@ -1080,11 +1147,32 @@ mod tests {
             .outcome();
         assert_eq!(
             invalid(outcome),
-            [(
-                "".to_owned(),
-                "function `quote` has generation mode `ai_assisted`, refused until the AI layer exists; use `manual`".to_owned()
-            )]
+            [no_applied_ai("function", "quote", "/ai/generate-code")]
         );
+        let mut project = shop();
+        let mut quote = function("quote", true);
+        quote.ai_request_id = Some(ai_request(3));
+        project.functions = vec![quote, function("draft", false)];
+        given_nothing::<Generation>()
+            .when(request(project))
+            .then([requested(3)]);
+        // A function following an ai_assisted project is ai_assisted too
+        let mut project = shop();
+        project.generation_mode = GenerationMode::AiAssisted;
+        for feature in &mut project.features {
+            feature.generation_mode = Some(GenerationMode::Manual);
+        }
+        let mut quote = function("quote", true);
+        quote.generation_mode = None;
+        project.functions = vec![quote];
+        let outcome = given_nothing::<Generation>()
+            .when(request(project))
+            .outcome();
+        assert_eq!(
+            invalid(outcome),
+            [no_applied_ai("function", "quote", "/ai/generate-code")]
+        );
+
         let mut project = shop();
         project.functions = vec![function("draft", false)];
         given_nothing::<Generation>()
@@ -1136,10 +1224,14 @@ mod tests {
             feature(1, "Nightly", FeatureType::BackgroundJobs),
         ]);
         project.features[0].generation_mode = Some(GenerationMode::AiAssisted);
+        project.features.push(project.features[0].clone());
+        project.features[1].id = feature_id(2);
+        project.features[1].name = "Weekly".into();
         let outcome = given_nothing::<Generation>()
             .when(request(project))
             .outcome();
-        assert_eq!(invalid(outcome).len(), 3);
+        // Each feature's mode without applied AI content, and each one's type
+        assert_eq!(invalid(outcome).len(), 4);
     }
 
     #[test]

@@ -231,13 +231,13 @@ fn the_routes_of_an_app_with_auth_need_a_signed_in_caller() {
 }
 
 #[test]
-fn a_function_with_an_ai_generation_mode_is_refused_naming_it() {
+fn an_ai_assisted_function_without_applied_ai_content_is_refused_naming_it() {
     // given
     let assisted = NewFunction {
         generation_mode: Some(GenerationMode::AiAssisted),
         ..total()
     };
-    let project = project_with(vec![items()], vec![assisted, ping()]);
+    let mut project = project_with(vec![items()], vec![assisted, ping()]);
 
     // when
     let refused = generate(&project, 1, Target::PythonFastapi).unwrap_err();
@@ -248,9 +248,31 @@ fn a_function_with_an_ai_generation_mode_is_refused_naming_it() {
     };
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].contains("function `total`") && problems[0].contains("ai_assisted"),
+        problems[0].contains("function `total`")
+            && problems[0].contains("ai_assisted")
+            && problems[0].contains("apply an AI request first"),
         "{problems:?}"
     );
+
+    // and once an AI request's code was applied to it, it generates
+    project.functions[0].ai_request_id = Some(domain::ids::AiRequestId::from_uuid(
+        uuid::Uuid::from_u128(0xa1),
+    ));
+    generate(&project, 1, Target::PythonFastapi).unwrap();
+}
+
+#[test]
+fn a_mixed_function_generates() {
+    let mixed = NewFunction {
+        generation_mode: Some(GenerationMode::Mixed),
+        ..total()
+    };
+    generate(
+        &project_with(vec![items()], vec![mixed]),
+        1,
+        Target::PythonFastapi,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -187,18 +187,48 @@ fn unsupported_feature_types_are_refused() {
     );
 }
 
+fn ai_request(n: u128) -> domain::ids::AiRequestId {
+    domain::ids::AiRequestId::from_uuid(uuid::Uuid::from_u128(0xa1_0000 + n))
+}
+
 #[test]
-fn ai_generation_modes_are_refused() {
-    for mode in [GenerationMode::AiAssisted, GenerationMode::Mixed] {
-        refused(&project_with(Some(mode), shop()));
-        let mut features = shop();
-        features[0].generation_mode = Some(mode);
-        let problems = refused(&project_with(None, features));
-        assert!(
-            problems.iter().any(|p| p.contains("Customers")),
-            "{problems:?}"
-        );
-    }
+fn ai_assisted_features_generate_only_with_applied_ai_content() {
+    // The project's mode or a feature's own: without applied AI content, refused naming it
+    let problems = refused(&project_with(Some(GenerationMode::AiAssisted), shop()));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Customers") && p.contains("apply an AI request first")),
+        "{problems:?}"
+    );
+    let mut features = shop();
+    features[0].generation_mode = Some(GenerationMode::AiAssisted);
+    let mut project = project_with(None, features);
+    let problems = refused(&project);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("feature `Customers \"VIP\"`"),
+        "{problems:?}"
+    );
+    // With applied AI content it generates, and which request applied it changes no byte
+    project.features[0].ai_request_id = Some(ai_request(1));
+    let first = generate(&project, 1, Target::PythonFastapi).unwrap();
+    project.features[0].ai_request_id = Some(ai_request(2));
+    let second = generate(&project, 1, Target::PythonFastapi).unwrap();
+    assert_eq!(first.sha256, second.sha256);
+}
+
+#[test]
+fn mixed_projects_and_features_always_generate() {
+    generate(
+        &project_with(Some(GenerationMode::Mixed), shop()),
+        1,
+        Target::PythonFastapi,
+    )
+    .unwrap();
+    let mut features = shop();
+    features[0].generation_mode = Some(GenerationMode::Mixed);
+    generate(&project_with(None, features), 1, Target::PythonFastapi).unwrap();
 }
 
 #[test]

@@ -224,7 +224,7 @@ pub fn feature_type() -> Schema {
 fn generation_mode_schema() -> Schema {
     string_enum(
         &generation_modes(),
-        "`ai_assisted` and `mixed` are stored and refused at generation time until the AI layer exists",
+        "`ai_assisted` content generates once an AI request's proposal was applied to it; `mixed` and `manual` always generate",
     )
     .into()
 }

@@ -175,4 +175,69 @@ async fn every_refusal_comes_before_any_job_exists() {
         "the refusal says which feature type is unsupported: {}",
         unsupported.body
     );
+    let ai_assisted = app
+        .post(
+            &format!("/projects/{ai}/generations"),
+            Some(&owner.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        ai_assisted.body["errors"],
+        json!([{"field": "", "message": "feature `T` is `ai_assisted` (its own mode or the \
+            project's) and no AI request's proposal was applied to it; apply an AI request first \
+            (/ai/generate-config or /ai/enhance-config), or make it `manual` or `mixed`"}]),
+        "the refusal names the feature following the project's ai_assisted mode: {}",
+        ai_assisted.body
+    );
+}
+
+#[tokio::test]
+async fn mixed_content_generates_and_an_ai_assisted_feature_without_an_apply_does_not() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("Modes").await;
+    // A mixed project, with one mixed and one manual feature: generated as they are
+    let mut mixed_feature = crud("Notes", "note");
+    mixed_feature["generation_mode"] = json!("mixed");
+    let mut manual_feature = crud("Tags", "tag");
+    manual_feature["generation_mode"] = json!("manual");
+    let mixed = project(
+        &app,
+        &owner,
+        json!({"name": "Mixed", "generation_mode": "mixed", "features": [mixed_feature, manual_feature]}),
+    )
+    .await;
+    app.post(
+        &format!("/projects/{mixed}/generations"),
+        Some(&owner.access_token),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    // A manual project whose one feature is ai_assisted by its own mode: refused naming it
+    let mut assisted = crud("Drafts", "draft");
+    assisted["generation_mode"] = json!("ai_assisted");
+    let manual = project(
+        &app,
+        &owner,
+        json!({"name": "Manual", "features": [crud("Things", "thing"), assisted]}),
+    )
+    .await;
+    let refused = app
+        .post(
+            &format!("/projects/{manual}/generations"),
+            Some(&owner.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(refused.status.as_u16(), 422, "{}", refused.body);
+    let errors = refused.body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{}", refused.body);
+    let message = errors[0]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("feature `Drafts` is `ai_assisted`")
+            && message.contains("apply an AI request first"),
+        "{message}"
+    );
+    assert_eq!(generations_requested(&app).await, 1);
 }
