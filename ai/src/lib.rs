@@ -26,8 +26,9 @@
 //! - `thiserror`: the typed errors; `tokio`: deadlines, sleeps between retries and the system
 //!   resolver; `tracing`: one line per retry and failure (never a body or key).
 
-/// The model configuration and money rules live in the domain, so events carry them.
-pub use domain::ai::{config, money};
+/// The model configuration, money rules and prompt rendering live in the domain, so events
+/// carry them and the command side checks templates when they are written.
+pub use domain::ai::{config, money, prompt};
 
 pub mod client;
 pub mod completion;

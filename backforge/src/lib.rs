@@ -385,6 +385,10 @@ impl App {
                 } else {
                     None
                 };
+                // The BACKFORGE_AI_* default model, recorded before the first request is served.
+                if let Some(state) = &command_state {
+                    command_api::ai_catalog::bootstrap(state).await?;
+                }
                 let query_state = parts.query_api.then(|| {
                     web::Data::new(QueryState {
                         store: store.clone(),

@@ -2,6 +2,7 @@
 //! command-side tables (credentials, refresh tokens, idempotency keys) in the same transaction.
 
 pub mod admin;
+pub mod ai_catalog;
 pub mod auth_routes;
 pub mod execute;
 pub mod function_checks;
@@ -138,6 +139,11 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(functions::delete_function)
             .service(functions::test_function)
             .service(generations::request_generation)
-            .service(sandbox_routes::sandbox_execute);
+            .service(sandbox_routes::sandbox_execute)
+            .service(ai_catalog::register_model)
+            .service(ai_catalog::update_model)
+            .service(ai_catalog::retire_model)
+            .service(ai_catalog::create_prompt)
+            .service(ai_catalog::revise_prompt);
     }
 }

@@ -49,6 +49,11 @@ impl Modify for BearerAuth {
         crate::functions::test_function,
         crate::generations::request_generation,
         crate::sandbox_routes::sandbox_execute,
+        crate::ai_catalog::register_model,
+        crate::ai_catalog::update_model,
+        crate::ai_catalog::retire_model,
+        crate::ai_catalog::create_prompt,
+        crate::ai_catalog::revise_prompt,
     ),
     components(schemas(
         auth_routes::RegisterRequest,
@@ -67,6 +72,10 @@ impl Modify for BearerAuth {
         crate::functions::TestFunctionRequest,
         crate::generations::GenerationRequest,
         crate::sandbox_routes::SandboxExecuteRequest,
+        crate::ai_catalog::CreateModelRequest,
+        crate::ai_catalog::UpdateModelRequest,
+        crate::ai_catalog::CreatePromptRequest,
+        crate::ai_catalog::RevisePromptRequest,
     )),
     modifiers(&BearerAuth)
 )]

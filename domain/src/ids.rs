@@ -10,6 +10,11 @@ use uuid::Uuid;
 pub const USER_STREAM_PREFIX: &str = "user-";
 pub const PROJECT_STREAM_PREFIX: &str = "project-";
 pub const GENERATION_STREAM_PREFIX: &str = "generation-";
+pub const AI_REQUEST_STREAM_PREFIX: &str = "ai-request-";
+/// Followed by an AI model's name, see [`crate::ai::models::ModelName`].
+pub const AI_MODEL_STREAM_PREFIX: &str = "aimodel-";
+/// Followed by a prompt template's name, see [`crate::ai::templates::PromptName`].
+pub const PROMPT_STREAM_PREFIX: &str = "prompt-";
 /// Followed by the lowercase hex SHA-256 of a normalised e-mail address, see [`crate::email`].
 pub const EMAIL_STREAM_PREFIX: &str = "email-";
 
@@ -97,6 +102,10 @@ id_type!(
     GenerationId
 );
 id_type!(
+    /// One AI request about a project (`domain::ai::request`).
+    AiRequestId
+);
+id_type!(
     /// A custom function inside a project; like features, functions have no stream of their own.
     FunctionId
 );
@@ -104,6 +113,7 @@ id_type!(
 stream_of!(UserId, USER_STREAM_PREFIX, "user");
 stream_of!(ProjectId, PROJECT_STREAM_PREFIX, "project");
 stream_of!(GenerationId, GENERATION_STREAM_PREFIX, "generation");
+stream_of!(AiRequestId, AI_REQUEST_STREAM_PREFIX, "ai_request");
 
 #[cfg(test)]
 mod tests {

@@ -68,6 +68,10 @@ pub enum AnyEvent {
     Email(email::EmailReservationEvent),
     Project(project::ProjectEvent),
     Generation(generation::GenerationEvent),
+    /// An AI model of the catalog (`aimodel-<name>`).
+    AiModel(ai::models::AiModelEvent),
+    /// A prompt template of the catalog (`prompt-<name>`).
+    Prompt(ai::templates::PromptEvent),
     /// The installation's own audit trail (`operations` stream), e.g. parked events.
     Operations(operations::OperationsEvent),
 }
@@ -80,6 +84,8 @@ impl AnyEvent {
             .chain(email::EmailReservationEvent::TYPES)
             .chain(project::ProjectEvent::TYPES)
             .chain(generation::GenerationEvent::TYPES)
+            .chain(ai::models::AiModelEvent::TYPES)
+            .chain(ai::templates::PromptEvent::TYPES)
             .chain(operations::OperationsEvent::TYPES)
             .copied()
     }
@@ -91,6 +97,8 @@ impl AnyEvent {
             AnyEvent::Email(_) => "email",
             AnyEvent::Project(_) => ids::ProjectId::AGGREGATE,
             AnyEvent::Generation(_) => ids::GenerationId::AGGREGATE,
+            AnyEvent::AiModel(_) => ai::models::ModelName::AGGREGATE,
+            AnyEvent::Prompt(_) => ai::templates::PromptName::AGGREGATE,
             AnyEvent::Operations(_) => "operations",
         }
     }
@@ -123,6 +131,8 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.event_type(),
             AnyEvent::Project(e) => e.event_type(),
             AnyEvent::Generation(e) => e.event_type(),
+            AnyEvent::AiModel(e) => e.event_type(),
+            AnyEvent::Prompt(e) => e.event_type(),
             AnyEvent::Operations(e) => e.event_type(),
         }
     }
@@ -133,6 +143,8 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.schema_version(),
             AnyEvent::Project(e) => e.schema_version(),
             AnyEvent::Generation(e) => e.schema_version(),
+            AnyEvent::AiModel(e) => e.schema_version(),
+            AnyEvent::Prompt(e) => e.schema_version(),
             AnyEvent::Operations(e) => e.schema_version(),
         }
     }
@@ -143,6 +155,8 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.to_data(),
             AnyEvent::Project(e) => e.to_data(),
             AnyEvent::Generation(e) => e.to_data(),
+            AnyEvent::AiModel(e) => e.to_data(),
+            AnyEvent::Prompt(e) => e.to_data(),
             AnyEvent::Operations(e) => e.to_data(),
         }
     }
@@ -162,6 +176,10 @@ impl DomainEvent for AnyEvent {
             project::ProjectEvent::from_json(event_type, json).map(AnyEvent::Project)
         } else if generation::GenerationEvent::TYPES.contains(&event_type) {
             generation::GenerationEvent::from_json(event_type, json).map(AnyEvent::Generation)
+        } else if ai::models::AiModelEvent::TYPES.contains(&event_type) {
+            ai::models::AiModelEvent::from_json(event_type, json).map(AnyEvent::AiModel)
+        } else if ai::templates::PromptEvent::TYPES.contains(&event_type) {
+            ai::templates::PromptEvent::from_json(event_type, json).map(AnyEvent::Prompt)
         } else if operations::OperationsEvent::TYPES.contains(&event_type) {
             operations::OperationsEvent::from_json(event_type, json).map(AnyEvent::Operations)
         } else {
@@ -274,6 +292,10 @@ mod golden_tests {
                 project::ProjectEvent::from_data(t, data).map(AnyEvent::Project)
             } else if operations::OperationsEvent::TYPES.contains(&t) {
                 operations::OperationsEvent::from_data(t, data).map(AnyEvent::Operations)
+            } else if ai::models::AiModelEvent::TYPES.contains(&t) {
+                ai::models::AiModelEvent::from_data(t, data).map(AnyEvent::AiModel)
+            } else if ai::templates::PromptEvent::TYPES.contains(&t) {
+                ai::templates::PromptEvent::from_data(t, data).map(AnyEvent::Prompt)
             } else {
                 generation::GenerationEvent::from_data(t, data).map(AnyEvent::Generation)
             };
@@ -350,6 +372,8 @@ mod golden_tests {
                 AnyEvent::Email(_) => "email",
                 AnyEvent::Project(_) => "project",
                 AnyEvent::Generation(_) => "generation",
+                AnyEvent::AiModel(_) => "ai_model",
+                AnyEvent::Prompt(_) => "prompt_template",
                 AnyEvent::Operations(_) => "operations",
             };
             assert_eq!(event.aggregate(), expected);

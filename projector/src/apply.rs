@@ -343,6 +343,7 @@ impl<'a> Batch<'a> {
             ..
         } = self;
         let mut users = Vec::new();
+        let mut catalog = Vec::new();
         for (recorded, event) in decoded {
             match event {
                 AnyEvent::User(e) => {
@@ -384,6 +385,9 @@ impl<'a> Batch<'a> {
                     row.version = recorded.stream_version;
                     row.dirty = true;
                 }
+                AnyEvent::AiModel(_) | AnyEvent::Prompt(_) => {
+                    catalog.push((as_i64(recorded.stream_version), event));
+                }
                 // E-mail reservations are internal to registration and have no read model; the
                 // operations stream is the operators' audit trail, read from the store itself.
                 AnyEvent::Email(_) | AnyEvent::Operations(_) => {}
@@ -403,6 +407,7 @@ impl<'a> Batch<'a> {
             from,
             to,
             users,
+            catalog,
             projects: project_writes,
             fresh,
             generations: generations.into_iter().filter(|(_, r)| r.dirty).collect(),
@@ -427,6 +432,8 @@ pub struct Folded {
     from: Position,
     to: Position,
     users: Vec<(Uuid, i64, UserEvent)>,
+    /// The AI catalog's events with their stream versions, in feed order.
+    catalog: Vec<(i64, AnyEvent)>,
     /// Rows that may exist: upserted.
     projects: ProjectWrites,
     /// Rows of projects the read model has no row for (only with [`WriteMode::Copy`]): loaded
@@ -454,6 +461,10 @@ impl Folded {
         let users = async {
             for (user_id, version, event) in &self.users {
                 apply_user(tx, schema, *user_id, *version, event).await?;
+            }
+            // The AI catalog shares the users' chain: a few small rows, in feed order.
+            for (version, event) in &self.catalog {
+                crate::ai_catalog::apply(tx, schema, *version, event).await?;
             }
             Ok::<_, ApplyError>(())
         };

@@ -1,6 +1,7 @@
 //! The query API: every read of `docs/api.md` from the read models, plus history and time travel folded
 //! from the event store. It never writes.
 
+pub mod ai_catalog;
 pub mod extract;
 pub mod functions;
 pub mod generations;
@@ -39,7 +40,10 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
             .service(generations::list_generations)
             .service(generations::get_generation)
             .service(generations::download_generation)
-            .service(generations::download_project);
+            .service(generations::download_project)
+            .service(ai_catalog::list_models)
+            .service(ai_catalog::list_prompts)
+            .service(ai_catalog::get_prompt);
     }
 }
 

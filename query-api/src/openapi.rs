@@ -241,6 +241,51 @@ pub struct ProjectListQuery {
     cursor: Option<String>,
 }
 
+/// A model of the AI catalog as any user sees it (no URL, no key variable).
+#[derive(ToSchema)]
+pub struct AiModelSummary {
+    name: String,
+    #[schema(pattern = "^(openai|azure_openai|anthropic)$")]
+    provider: String,
+    /// The provider's model name.
+    model: String,
+    /// USD per million input tokens, an exact decimal string.
+    #[schema(example = "0.15")]
+    input_usd_per_mtok: String,
+    #[schema(example = "0.6")]
+    output_usd_per_mtok: String,
+    max_output_tokens: u32,
+    /// The model a request without `model` uses.
+    is_default: bool,
+}
+
+/// `GET /ai/models`.
+#[derive(ToSchema)]
+pub struct AiModelList {
+    items: Vec<AiModelSummary>,
+}
+
+/// One version of a prompt template.
+#[derive(ToSchema)]
+pub struct PromptTemplateVersion {
+    name: String,
+    #[schema(minimum = 1)]
+    version: u32,
+    #[schema(pattern = "^(generate_config|enhance_config|generate_code)$")]
+    purpose: String,
+    #[schema(max_length = 8000)]
+    system: String,
+    #[schema(max_length = 8000)]
+    template: String,
+    created_at: OffsetDateTime,
+}
+
+/// `GET /ai/prompts`: each template at its latest version.
+#[derive(ToSchema)]
+pub struct PromptTemplateList {
+    items: Vec<PromptTemplateVersion>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     paths(
@@ -256,6 +301,9 @@ pub struct ProjectListQuery {
         generations::get_generation,
         generations::download_generation,
         generations::download_project,
+        crate::ai_catalog::list_models,
+        crate::ai_catalog::list_prompts,
+        crate::ai_catalog::get_prompt,
     ),
     components(schemas(
         Project,
@@ -267,7 +315,11 @@ pub struct ProjectListQuery {
         FunctionPage,
         HistoryPage,
         Generation,
-        GenerationPage
+        GenerationPage,
+        AiModelSummary,
+        AiModelList,
+        PromptTemplateVersion,
+        PromptTemplateList
     ))
 )]
 pub struct QueryApiDoc;

@@ -15,22 +15,26 @@ pub const PROJECTION: &str = "read_models";
 
 /// Read models are disposable: when their shape changes, bump this. A live schema of another
 /// shape is dropped at start-up and the projector rebuilds it from the start of the feed.
-/// (2: features moved from the project document into `project_features`.)
-pub const SHAPE_VERSION: i32 = 2;
+/// (2: features moved from the project document into `project_features`; 3: the AI tables.)
+pub const SHAPE_VERSION: i32 = 3;
 
 pub const USERS: &str = "users";
 pub const PROJECTS: &str = "projects";
 pub const PROJECT_MEMBERS: &str = "project_members";
 pub const PROJECT_FEATURES: &str = "project_features";
 pub const GENERATIONS: &str = "generations";
+pub const AI_MODELS: &str = "ai_models";
+pub const AI_PROMPT_VERSIONS: &str = "ai_prompt_versions";
 pub const CHECKPOINTS: &str = "checkpoints";
 /// Every table of a read-model schema (what a copy of the read models must hold).
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 8] = [
     USERS,
     PROJECTS,
     PROJECT_MEMBERS,
     PROJECT_FEATURES,
     GENERATIONS,
+    AI_MODELS,
+    AI_PROMPT_VERSIONS,
     CHECKPOINTS,
 ];
 
@@ -96,6 +100,26 @@ pub fn ddl(schema: &str) -> String {
              started_at timestamptz,
              completed_at timestamptz,
              document jsonb NOT NULL
+         );
+         -- The AI catalog: a model's whole configuration as its events carry it (`json`, the text
+         -- as written: prices are decimal strings) and every version of every prompt template.
+         CREATE TABLE IF NOT EXISTS {schema}.{AI_MODELS} (
+             name text PRIMARY KEY,
+             config json NOT NULL,
+             is_default boolean NOT NULL,
+             retired boolean NOT NULL,
+             version bigint NOT NULL,
+             created_at timestamptz NOT NULL,
+             updated_at timestamptz NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.{AI_PROMPT_VERSIONS} (
+             name text NOT NULL,
+             version integer NOT NULL,
+             purpose text NOT NULL,
+             system text NOT NULL,
+             template text NOT NULL,
+             created_at timestamptz NOT NULL,
+             PRIMARY KEY (name, version)
          );
          CREATE TABLE IF NOT EXISTS {schema}.{CHECKPOINTS} (
              name text PRIMARY KEY,

@@ -33,11 +33,12 @@ pub enum ProblemType {
     RateLimited,
     Unavailable,
     SandboxUnavailable,
+    AiNotConfigured,
     Internal,
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 24] = [
+    pub const ALL: [ProblemType; 25] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
@@ -61,6 +62,7 @@ impl ProblemType {
         ProblemType::RateLimited,
         ProblemType::Unavailable,
         ProblemType::SandboxUnavailable,
+        ProblemType::AiNotConfigured,
         ProblemType::Internal,
     ];
 
@@ -89,6 +91,7 @@ impl ProblemType {
             ProblemType::RateLimited => "rate-limited",
             ProblemType::Unavailable => "unavailable",
             ProblemType::SandboxUnavailable => "sandbox-unavailable",
+            ProblemType::AiNotConfigured => "ai-not-configured",
             ProblemType::Internal => "internal",
         }
     }
@@ -120,6 +123,7 @@ impl ProblemType {
             ProblemType::RateLimited => "Too many requests",
             ProblemType::Unavailable => "Service unavailable",
             ProblemType::SandboxUnavailable => "Sandbox unavailable",
+            ProblemType::AiNotConfigured => "AI not configured",
             ProblemType::Internal => "Internal error",
         }
     }
@@ -147,9 +151,9 @@ impl ProblemType {
             | ProblemType::EventTooLarge
             | ProblemType::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ProblemType::Unavailable | ProblemType::SandboxUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProblemType::Unavailable
+            | ProblemType::SandboxUnavailable
+            | ProblemType::AiNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -255,6 +259,11 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: Some(retry_after_secs.max(1)),
         }
+    }
+    /// 503 `ai-not-configured`: no model can serve an AI request (`detail` says what to set).
+    /// No `Retry-After`: waiting does not help until an operator configures a model.
+    pub fn ai_not_configured(detail: impl Into<String>) -> Self {
+        Self::new(ProblemType::AiNotConfigured, detail)
     }
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(error.into())

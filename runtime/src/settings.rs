@@ -136,6 +136,11 @@ pub struct Settings {
     /// A generation still `requested` this long after its request is failed by the sweeper
     /// (`BACKFORGE_GENERATION_QUEUE_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`).
     pub generation_queue_timeout: Duration,
+    /// The default AI model `BACKFORGE_AI_PROVIDER`, `_BASE_URL`, `_MODEL` (and `_API_KEY`,
+    /// `_API_VERSION`, `_INPUT_USD_PER_MTOK`, `_OUTPUT_USD_PER_MTOK`, `_MAX_OUTPUT_TOKENS`)
+    /// describe, recorded in the catalog at start. It never holds the key: only the name of the
+    /// variable that does.
+    pub ai_default_model: Option<domain::ai::ModelConfig>,
     /// What loading found worth a warning (a development secret in use), for the log once it runs.
     pub warnings: Vec<String>,
 }
@@ -385,6 +390,7 @@ impl Settings {
                 Some("off") | Some("false") | Some("0") => false,
                 Some(other) => bail!("BACKFORGE_GROUP_COMMIT must be `on` or `off`, not `{other}`"),
             },
+            ai_default_model: ai_default_model(&get)?,
             warnings,
             generation_queue_timeout: match get("BACKFORGE_GENERATION_QUEUE_TIMEOUT") {
                 None => Duration::from_secs(3600),
@@ -422,6 +428,74 @@ impl Settings {
 }
 
 /// A duration setting: whole seconds (`3600`), or a whole number with `ms`, `s`, `m` or `h`.
+/// The default model of the `BACKFORGE_AI_*` variables: none unless one of `BACKFORGE_AI_PROVIDER`,
+/// `BACKFORGE_AI_BASE_URL` and `BACKFORGE_AI_MODEL` is set, and then the URL and the model are
+/// required. The provider defaults to `openai`, prices to 0 and the answer cap to 4096 tokens;
+/// a non-empty `BACKFORGE_AI_API_KEY` makes it the model's key variable (read at call time,
+/// never here). Checked by the catalog's own rules, so a bad value stops the start.
+fn ai_default_model(
+    get: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<domain::ai::ModelConfig>> {
+    use domain::ai::config::{BOOTSTRAP_KEY_ENV, Provider};
+    let set = |key: &str| {
+        get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let (provider, base_url, model) = (
+        set("BACKFORGE_AI_PROVIDER"),
+        set("BACKFORGE_AI_BASE_URL"),
+        set("BACKFORGE_AI_MODEL"),
+    );
+    if provider.is_none() && base_url.is_none() && model.is_none() {
+        return Ok(None);
+    }
+    let (Some(base_url), Some(model)) = (base_url, model) else {
+        bail!(
+            "BACKFORGE_AI_BASE_URL and BACKFORGE_AI_MODEL are both required once any \
+             BACKFORGE_AI_PROVIDER, BACKFORGE_AI_BASE_URL or BACKFORGE_AI_MODEL is set"
+        );
+    };
+    let provider = match provider.as_deref() {
+        None | Some("openai") => Provider::Openai,
+        Some("azure_openai") => Provider::AzureOpenai,
+        Some("anthropic") => Provider::Anthropic,
+        Some(other) => bail!(
+            "BACKFORGE_AI_PROVIDER must be `openai`, `azure_openai` or `anthropic`, not `{}`",
+            other.chars().take(40).collect::<String>()
+        ),
+    };
+    // No price given: a free (local) model.
+    let price = |key: &str| {
+        let text = set(key).unwrap_or_else(|| "0".to_owned());
+        domain::ai::money::parse_price(&text).with_context(|| key.to_owned())
+    };
+    let config = domain::ai::ModelConfig {
+        provider,
+        base_url,
+        model,
+        api_key_env: set(BOOTSTRAP_KEY_ENV).map(|_| BOOTSTRAP_KEY_ENV.to_owned()),
+        api_version: set("BACKFORGE_AI_API_VERSION"),
+        input_usd_per_mtok: price("BACKFORGE_AI_INPUT_USD_PER_MTOK")?,
+        output_usd_per_mtok: price("BACKFORGE_AI_OUTPUT_USD_PER_MTOK")?,
+        max_output_tokens: match set("BACKFORGE_AI_MAX_OUTPUT_TOKENS") {
+            None => 4096,
+            Some(v) => v.parse().with_context(|| {
+                format!("BACKFORGE_AI_MAX_OUTPUT_TOKENS must be a whole number, not `{v}`")
+            })?,
+        },
+        temperature: None,
+        timeout_ms: None,
+    };
+    if let Some(problem) = domain::ai::models::config_problems(&config).first() {
+        bail!(
+            "the BACKFORGE_AI_* default model is invalid: {}",
+            problem.to_string().replacen('/', "", 1)
+        );
+    }
+    Ok(Some(config))
+}
+
 fn parse_duration(value: &str) -> anyhow::Result<Duration> {
     let value = value.trim();
     let split = value
@@ -496,6 +570,45 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_ai_variable_means_no_default_model_and_a_partial_set_is_refused() {
+        assert_eq!(load(&[]).unwrap().ai_default_model, None);
+        let err = load(&[("BACKFORGE_AI_MODEL", "llama3.2")]).unwrap_err();
+        assert!(format!("{err:#}").contains("BACKFORGE_AI_BASE_URL"));
+        let err = load(&[
+            ("BACKFORGE_AI_PROVIDER", "bard"),
+            ("BACKFORGE_AI_BASE_URL", "http://localhost:11434/v1"),
+            ("BACKFORGE_AI_MODEL", "llama3.2"),
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("BACKFORGE_AI_PROVIDER"));
+    }
+
+    #[test]
+    fn the_ai_variables_describe_a_model_whose_key_variable_is_named_never_read() {
+        let s = load(&[
+            ("BACKFORGE_AI_BASE_URL", "http://localhost:11434/v1"),
+            ("BACKFORGE_AI_MODEL", "llama3.2"),
+            ("BACKFORGE_AI_API_KEY", "sk-secret-value-123"),
+            ("BACKFORGE_AI_INPUT_USD_PER_MTOK", "0.000150"),
+        ])
+        .unwrap();
+        let model = s.ai_default_model.clone().unwrap();
+        assert_eq!(model.provider.as_str(), "openai");
+        assert_eq!(model.api_key_env.as_deref(), Some("BACKFORGE_AI_API_KEY"));
+        assert_eq!(model.input_usd_per_mtok.to_string(), "0.00015");
+        assert_eq!(model.output_usd_per_mtok.to_string(), "0");
+        assert_eq!(model.max_output_tokens, 4096);
+        assert!(!format!("{s:?}").contains("sk-secret-value-123"));
+        let err = load(&[
+            ("BACKFORGE_AI_PROVIDER", "azure_openai"),
+            ("BACKFORGE_AI_BASE_URL", "https://r.openai.azure.com"),
+            ("BACKFORGE_AI_MODEL", "gpt-4o"),
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("api_version"), "{err:#}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The end-to-end suite, one binary: each module tests one service against real PostgreSQL and NATS.
 
 mod access;
+mod ai_catalog;
+mod ai_requests;
 mod application;
 mod auth;
 mod consumers;

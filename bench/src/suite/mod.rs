@@ -50,7 +50,7 @@ pub const W5_ASOF_SQL: &str = "SELECT position, stream_version, event_id, event_
      data, metadata, recorded_at FROM events WHERE stream_id = $1 AND stream_version <= $2 \
      ORDER BY stream_version";
 /// W4 baseline: the replayed read-model tables, copied in binary into tables made LIKE them.
-pub const W4_TABLES: [&str; 6] = read_model::tables::TABLES;
+pub const W4_TABLES: [&str; read_model::tables::TABLES.len()] = read_model::tables::TABLES;
 
 struct Plan {
     quick: bool,
