@@ -49,9 +49,9 @@ impl std::fmt::Display for Purpose {
     }
 }
 
-/// Every variable a template may use (docs/api.md, "Prompt templates"): the project's state, the specification if one was
-/// given, the schema language's rules, the user's text, the feature (enhance) or function (code)
-/// worked on, and the previous attempt's errors (a repair).
+/// Every variable a template may use (docs/api.md, "Prompt templates"): the project's state, the
+/// specification if one was given, the schema language's rules, the user's text, the feature
+/// (enhance) or function (code) worked on, and the previous attempt's errors (a repair).
 pub const VARIABLES: [&str; 7] = [
     "project",
     "spec",
