@@ -189,6 +189,48 @@ impl UpdateModelRequest {
     }
 }
 
+/// The answer of a model write: the model as an admin sees it (described for the OpenAPI
+/// document; the handlers build it from the model's state).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AdminModel {
+    name: String,
+    #[schema(pattern = "^(openai|azure_openai|anthropic)$")]
+    provider: String,
+    base_url: String,
+    model: String,
+    /// The variable holding the key (never the key); absent when none.
+    api_key_env: Option<String>,
+    api_version: Option<String>,
+    /// An exact decimal string.
+    #[schema(example = "0.15")]
+    input_usd_per_mtok: String,
+    #[schema(example = "0.6")]
+    output_usd_per_mtok: String,
+    max_output_tokens: u32,
+    temperature: Option<f64>,
+    timeout_ms: Option<u64>,
+    retired: bool,
+    #[schema(schema_with = runtime::openapi::version)]
+    version: u64,
+    #[schema(schema_with = runtime::openapi::position)]
+    position: String,
+}
+
+/// The answer of a prompt template write.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PromptWritten {
+    name: String,
+    #[schema(pattern = "^(generate_config|enhance_config|generate_code)$")]
+    purpose: String,
+    /// The template's version after the write (its stream's version).
+    #[schema(schema_with = runtime::openapi::version)]
+    version: u64,
+    #[schema(schema_with = runtime::openapi::position)]
+    position: String,
+}
+
 /// A model as an admin sees it: the whole configuration (a key's variable name, never a key).
 fn admin_model_json(name: &ModelName, config: &ModelConfig, retired: bool) -> Value {
     let mut body = json!({"name": name.as_str()});
@@ -344,7 +386,7 @@ async fn run_model_command(
 /// Register a model (admins only).
 #[utoipa::path(post, path = "/api/v1/admin/ai/models", tag = "ai", request_body = CreateModelRequest,
     security(("bearer" = [])), params(runtime::openapi::CreateHeaders),
-    responses((status = 201, description = "Registered: the model as an admin sees it, with `version` and `position`",
+    responses((status = 201, description = "Registered: the model as an admin sees it, with `version` and `position`", body = AdminModel,
                 headers(("ETag"), ("Backforge-Position"))),
               (status = 403, description = "Only admins manage the AI catalog"),
               (status = 409, description = "A model of this name exists (a retired one keeps its name), or the Idempotency-Key is in flight"),
@@ -389,7 +431,7 @@ pub async fn register_model(
 /// Change a model partially (admins only).
 #[utoipa::path(put, path = "/api/v1/admin/ai/models/{name}", tag = "ai", request_body = UpdateModelRequest,
     security(("bearer" = [])), params(("name" = String, Path, description = "Model name"), runtime::openapi::WriteHeaders),
-    responses((status = 200, description = "Updated (or unchanged: no new event): the whole model, with `version` and `position`",
+    responses((status = 200, description = "Updated (or unchanged: no new event): the whole model, with `version` and `position`", body = AdminModel,
                 headers(("ETag"), ("Backforge-Position"))),
               (status = 403, description = "Only admins manage the AI catalog"),
               (status = 404, description = "No such model"),
@@ -571,7 +613,7 @@ fn body_name(answer: &Value) -> &str {
 /// Create a prompt template at version 1 (admins only).
 #[utoipa::path(post, path = "/api/v1/admin/ai/prompts", tag = "ai", request_body = CreatePromptRequest,
     security(("bearer" = [])), params(runtime::openapi::CreateHeaders),
-    responses((status = 201, description = "Created: `{name, purpose, version: 1, position}`",
+    responses((status = 201, description = "Created: `{name, purpose, version: 1, position}`", body = PromptWritten,
                 headers(("Location"), ("ETag"), ("Backforge-Position"))),
               (status = 403, description = "Only admins manage the AI catalog"),
               (status = 409, description = "A template of this name exists, or the Idempotency-Key is in flight"),
@@ -598,7 +640,7 @@ pub async fn create_prompt(
 /// Write the next version of a prompt template (admins only).
 #[utoipa::path(put, path = "/api/v1/admin/ai/prompts/{name}", tag = "ai", request_body = RevisePromptRequest,
     security(("bearer" = [])), params(("name" = String, Path, description = "Prompt template name"), runtime::openapi::WriteHeaders),
-    responses((status = 200, description = "The next version (or unchanged texts: no new version): `{name, purpose, version, position}`",
+    responses((status = 200, description = "The next version (or unchanged texts: no new version): `{name, purpose, version, position}`", body = PromptWritten,
                 headers(("Location"), ("ETag"), ("Backforge-Position"))),
               (status = 403, description = "Only admins manage the AI catalog"),
               (status = 404, description = "No such prompt template"),
@@ -827,6 +869,34 @@ fn full_patch(config: &ModelConfig) -> ModelPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_catalog_operation_documents_its_answer_and_errors() {
+        let doc = serde_json::to_value(crate::openapi::document()).unwrap();
+        for (method, path) in [
+            ("post", "/api/v1/admin/ai/models"),
+            ("put", "/api/v1/admin/ai/models/{name}"),
+            ("delete", "/api/v1/admin/ai/models/{name}"),
+            ("post", "/api/v1/admin/ai/prompts"),
+            ("put", "/api/v1/admin/ai/prompts/{name}"),
+        ] {
+            let responses = doc["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+            for code in ["401", "403", "500", "503"] {
+                assert!(responses.contains_key(code), "{method} {path} lacks {code}");
+            }
+            for (code, response) in responses {
+                if code.starts_with('2') && code != "204" {
+                    assert!(response["content"].is_object(), "{method} {path} {code}");
+                }
+            }
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["AdminModel"].is_object());
+        assert!(schemas["PromptWritten"].is_object());
+        assert!(schemas["CreateModelRequest"].is_object());
+    }
 
     #[test]
     fn a_full_patch_gives_back_the_configuration_whatever_it_is_merged_into() {
