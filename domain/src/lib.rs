@@ -44,6 +44,23 @@ pub trait Decider: Default {
         limits: &Limits,
     ) -> Result<Vec<Self::Event>, Self::Error>;
 
+    /// [`Decider::decide`] without the rules on the state after the events
+    /// ([`Decider::check_after`]): for a caller that folds the events into its own state anyway
+    /// and then checks that state, so those rules need no copy of the state. `decide` is exactly
+    /// this, then `check_after` on the state after the events.
+    fn decide_before(
+        &self,
+        command: &Self::Command,
+        limits: &Limits,
+    ) -> Result<Vec<Self::Event>, Self::Error> {
+        self.decide(command, limits)
+    }
+
+    /// The rules on the state after `events` (`self`), which [`Decider::decide`] enforces too.
+    fn check_after(&self, _events: &[Self::Event], _limits: &Limits) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Applies one event. Infallible: stored events are facts, already decided.
     fn evolve(&mut self, event: &Self::Event);
 
@@ -68,6 +85,8 @@ pub enum AnyEvent {
     Email(email::EmailReservationEvent),
     Project(project::ProjectEvent),
     Generation(generation::GenerationEvent),
+    /// An AI request's stream (`ai-request-<id>`).
+    AiRequest(ai::request::AiRequestEvent),
     /// An AI model of the catalog (`aimodel-<name>`).
     AiModel(ai::models::AiModelEvent),
     /// A prompt template of the catalog (`prompt-<name>`).
@@ -84,6 +103,7 @@ impl AnyEvent {
             .chain(email::EmailReservationEvent::TYPES)
             .chain(project::ProjectEvent::TYPES)
             .chain(generation::GenerationEvent::TYPES)
+            .chain(ai::request::AiRequestEvent::TYPES)
             .chain(ai::models::AiModelEvent::TYPES)
             .chain(ai::templates::PromptEvent::TYPES)
             .chain(operations::OperationsEvent::TYPES)
@@ -97,6 +117,7 @@ impl AnyEvent {
             AnyEvent::Email(_) => "email",
             AnyEvent::Project(_) => ids::ProjectId::AGGREGATE,
             AnyEvent::Generation(_) => ids::GenerationId::AGGREGATE,
+            AnyEvent::AiRequest(_) => ids::AiRequestId::AGGREGATE,
             AnyEvent::AiModel(_) => ai::models::ModelName::AGGREGATE,
             AnyEvent::Prompt(_) => ai::templates::PromptName::AGGREGATE,
             AnyEvent::Operations(_) => "operations",
@@ -131,6 +152,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.event_type(),
             AnyEvent::Project(e) => e.event_type(),
             AnyEvent::Generation(e) => e.event_type(),
+            AnyEvent::AiRequest(e) => e.event_type(),
             AnyEvent::AiModel(e) => e.event_type(),
             AnyEvent::Prompt(e) => e.event_type(),
             AnyEvent::Operations(e) => e.event_type(),
@@ -143,6 +165,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.schema_version(),
             AnyEvent::Project(e) => e.schema_version(),
             AnyEvent::Generation(e) => e.schema_version(),
+            AnyEvent::AiRequest(e) => e.schema_version(),
             AnyEvent::AiModel(e) => e.schema_version(),
             AnyEvent::Prompt(e) => e.schema_version(),
             AnyEvent::Operations(e) => e.schema_version(),
@@ -155,6 +178,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::Email(e) => e.to_data(),
             AnyEvent::Project(e) => e.to_data(),
             AnyEvent::Generation(e) => e.to_data(),
+            AnyEvent::AiRequest(e) => e.to_data(),
             AnyEvent::AiModel(e) => e.to_data(),
             AnyEvent::Prompt(e) => e.to_data(),
             AnyEvent::Operations(e) => e.to_data(),
@@ -176,6 +200,8 @@ impl DomainEvent for AnyEvent {
             project::ProjectEvent::from_json(event_type, json).map(AnyEvent::Project)
         } else if generation::GenerationEvent::TYPES.contains(&event_type) {
             generation::GenerationEvent::from_json(event_type, json).map(AnyEvent::Generation)
+        } else if ai::request::AiRequestEvent::TYPES.contains(&event_type) {
+            ai::request::AiRequestEvent::from_json(event_type, json).map(AnyEvent::AiRequest)
         } else if ai::models::AiModelEvent::TYPES.contains(&event_type) {
             ai::models::AiModelEvent::from_json(event_type, json).map(AnyEvent::AiModel)
         } else if ai::templates::PromptEvent::TYPES.contains(&event_type) {
@@ -296,6 +322,8 @@ mod golden_tests {
                 ai::models::AiModelEvent::from_data(t, data).map(AnyEvent::AiModel)
             } else if ai::templates::PromptEvent::TYPES.contains(&t) {
                 ai::templates::PromptEvent::from_data(t, data).map(AnyEvent::Prompt)
+            } else if ai::request::AiRequestEvent::TYPES.contains(&t) {
+                ai::request::AiRequestEvent::from_data(t, data).map(AnyEvent::AiRequest)
             } else {
                 generation::GenerationEvent::from_data(t, data).map(AnyEvent::Generation)
             };
@@ -372,6 +400,7 @@ mod golden_tests {
                 AnyEvent::Email(_) => "email",
                 AnyEvent::Project(_) => "project",
                 AnyEvent::Generation(_) => "generation",
+                AnyEvent::AiRequest(_) => "ai_request",
                 AnyEvent::AiModel(_) => "ai_model",
                 AnyEvent::Prompt(_) => "prompt_template",
                 AnyEvent::Operations(_) => "operations",

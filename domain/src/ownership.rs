@@ -4,8 +4,9 @@
 //! requests, records, files, tasks, specs) carry the project's id in every event's metadata, so an
 //! integrator can follow one project. The append path refuses a project-owned event without it.
 
+use crate::ai::request::AiRequest;
 use crate::generation::Generation;
-use crate::ids::{GenerationId, ProjectId};
+use crate::ids::{AiRequestId, GenerationId, ProjectId};
 use crate::project::Project;
 use crate::user::User;
 
@@ -25,6 +26,12 @@ impl ProjectOwned for Project {
 }
 
 impl ProjectOwned for Generation {
+    fn project_id(&self) -> Option<ProjectId> {
+        self.exists().then_some(self.project_id)
+    }
+}
+
+impl ProjectOwned for AiRequest {
     fn project_id(&self) -> Option<ProjectId> {
         self.exists().then_some(self.project_id)
     }
@@ -51,7 +58,9 @@ pub enum StreamOwner {
 pub fn stream_owner(stream_id: &str) -> StreamOwner {
     if let Some(project) = ProjectId::from_stream(stream_id) {
         StreamOwner::Project(project)
-    } else if GenerationId::from_stream(stream_id).is_some() {
+    } else if GenerationId::from_stream(stream_id).is_some()
+        || AiRequestId::from_stream(stream_id).is_some()
+    {
         StreamOwner::SomeProject
     } else {
         StreamOwner::None
@@ -77,6 +86,10 @@ mod tests {
             StreamOwner::SomeProject
         );
         assert_eq!(
+            stream_owner(&AiRequestId::from_uuid(id).stream()),
+            StreamOwner::SomeProject
+        );
+        assert_eq!(
             stream_owner(&UserId::from_uuid(id).stream()),
             StreamOwner::None
         );
@@ -88,5 +101,6 @@ mod tests {
     fn a_state_before_its_first_event_belongs_to_no_project() {
         assert_eq!(Project::default().project_id(), None);
         assert_eq!(Generation::default().project_id(), None);
+        assert_eq!(AiRequest::default().project_id(), None);
     }
 }

@@ -77,17 +77,23 @@ impl CloudEvent {
             AnyEvent::Email(_) | AnyEvent::Operations(_) => return Ok(None),
             other => other.aggregate(),
         };
-        let id = stored
-            .stream_id
-            .split_once('-')
-            .map(|(_, id)| id.to_owned())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "event {} is in stream `{}`, which names no aggregate id",
-                    stored.event_id,
-                    stored.stream_id
-                )
-            })?;
+        // An AI request's stream prefix (`ai-request-`) holds a `-` itself.
+        let id = match event {
+            AnyEvent::AiRequest(_) => {
+                domain::ids::AiRequestId::from_stream(stored.stream_id).map(|id| id.to_string())
+            }
+            _ => stored
+                .stream_id
+                .split_once('-')
+                .map(|(_, id)| id.to_owned()),
+        }
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "event {} is in stream `{}`, which names no aggregate id",
+                stored.event_id,
+                stored.stream_id
+            )
+        })?;
         let mut data: Value = serde_json::from_str(stored.data).map_err(|e| {
             anyhow::anyhow!("the body of event {} is not JSON: {e}", stored.event_id)
         })?;

@@ -2,6 +2,7 @@
 //! deserialises. Bodies carry ids only: the worker reads everything else from the event store, so a
 //! job can never disagree with the events it stands for.
 
+use domain::ai::request::AiRequestEvent;
 use domain::generation::GenerationEvent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
     Generation,
+    /// An AI request: ask the model, repair, record the attempts and the outcome.
+    Ai,
 }
 
 impl JobKind {
@@ -18,9 +21,13 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Generation => "generation",
+            JobKind::Ai => "ai",
         }
     }
 }
+
+/// The event types that make a job, one per kind: the job relay filters on these before decoding.
+pub const SOURCE_EVENTS: [&str; 2] = [GenerationJob::SOURCE_EVENT, AiJob::SOURCE_EVENT];
 
 /// A job body: its kind, and the one JSON form both sides use.
 pub trait Job: Serialize + DeserializeOwned {
@@ -74,6 +81,41 @@ impl GenerationJob {
     }
 }
 
+/// Run an AI request: published once per `AiRequested`. The worker reads the request (model,
+/// prompt template, project version) from its stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AiJob {
+    pub ai_request_id: Uuid,
+    pub project_id: Uuid,
+    /// The `AiRequested` event the job stands for (its causation).
+    pub event_id: Uuid,
+}
+
+impl Job for AiJob {
+    const KIND: JobKind = JobKind::Ai;
+}
+
+impl AiJob {
+    /// The only event type that makes an AI job.
+    pub const SOURCE_EVENT: &'static str = "AiRequested";
+
+    /// The job of `event`, stored with id `event_id`, or `None` for events that make no job.
+    pub fn of(event: &AiRequestEvent, event_id: Uuid) -> Option<Self> {
+        match event {
+            AiRequestEvent::AiRequested {
+                request_id,
+                project_id,
+                ..
+            } => Some(Self {
+                ai_request_id: request_id.as_uuid(),
+                project_id: project_id.as_uuid(),
+                event_id,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use domain::generation::Target;
@@ -86,6 +128,39 @@ mod tests {
     #[test]
     fn the_source_event_is_a_type_the_domain_writes() {
         assert!(GenerationEvent::TYPES.contains(&GenerationJob::SOURCE_EVENT));
+        assert!(AiRequestEvent::TYPES.contains(&AiJob::SOURCE_EVENT));
+    }
+
+    #[test]
+    fn an_ai_request_makes_an_ai_job_of_ids_only_and_nothing_else_does() {
+        use domain::ids::AiRequestId;
+        let started = AiRequestEvent::AiRequestStarted {
+            request_id: AiRequestId::from_uuid(Uuid::from_u128(1)),
+            delivery: 1,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert_eq!(AiJob::of(&started, Uuid::from_u128(9)), None);
+        let job = AiJob {
+            ai_request_id: Uuid::from_u128(1),
+            project_id: Uuid::from_u128(2),
+            event_id: Uuid::from_u128(3),
+        };
+        let body = job.to_body().expect("serialises");
+        assert_eq!(AiJob::from_body(&body).expect("reads"), job);
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["ai_request_id", "event_id", "project_id"],
+            "ids only"
+        );
+        assert_eq!(AiJob::KIND.as_str(), "ai");
     }
 
     #[test]

@@ -9,6 +9,6 @@ pub mod names;
 pub mod streams;
 
 pub use cloud_event::{CloudEvent, StoredEvent};
-pub use jobs::{GenerationJob, Job, JobKind};
+pub use jobs::{AiJob, GenerationJob, Job, JobKind};
 pub use names::{NO_PROJECT, Names};
 pub use streams::{DUPLICATE_WINDOW, EVENTS_MAX_AGE, connect, ensure_streams};

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use read_model::checkpoint;
 use read_model::tables::{GENERATIONS, PROJECT_FEATURES, PROJECT_MEMBERS, PROJECTS, USERS};
 
+use crate::ai_requests::{self, AiRequestRow};
 use crate::parked::Parked;
 
 #[derive(Debug, thiserror::Error)]
@@ -239,8 +240,10 @@ pub struct Batch<'a> {
     decoded: Vec<(&'a RecordedEvent, AnyEvent)>,
     projects: HashMap<Uuid, ProjectRow>,
     generations: HashMap<Uuid, GenerationRow>,
+    ai_requests: HashMap<Uuid, AiRequestRow>,
     load_projects: Vec<Uuid>,
     load_generations: Vec<Uuid>,
+    load_ai_requests: Vec<Uuid>,
 }
 
 impl<'a> Batch<'a> {
@@ -272,6 +275,7 @@ impl<'a> Batch<'a> {
         // The first version of each project in the batch (feed order keeps a stream's order).
         let mut first: HashMap<Uuid, u64> = HashMap::new();
         let mut load_generations = Vec::new();
+        let mut load_ai_requests = Vec::new();
         for (r, e) in &decoded {
             match e {
                 AnyEvent::Project(_) => {
@@ -284,11 +288,18 @@ impl<'a> Batch<'a> {
                         load_generations.push(g.as_uuid());
                     }
                 }
+                AnyEvent::AiRequest(_) => {
+                    if let Some(a) = domain::ids::AiRequestId::from_stream(&r.stream_id) {
+                        load_ai_requests.push(a.as_uuid());
+                    }
+                }
                 _ => {}
             }
         }
         load_generations.sort_unstable();
         load_generations.dedup();
+        load_ai_requests.sort_unstable();
+        load_ai_requests.dedup();
         let mut projects = HashMap::with_capacity(first.len());
         let mut load_projects = Vec::new();
         for (id, version) in first {
@@ -307,15 +318,19 @@ impl<'a> Batch<'a> {
             decoded,
             projects,
             generations: HashMap::new(),
+            ai_requests: HashMap::new(),
             load_projects,
             load_generations,
+            load_ai_requests,
         })
     }
 
     /// Whether the batch needs rows read from the read model (which a writer pipelining its
     /// batches must let the previous batch commit first).
     pub fn needs_rows(&self) -> bool {
-        !self.load_projects.is_empty() || !self.load_generations.is_empty()
+        !self.load_projects.is_empty()
+            || !self.load_generations.is_empty()
+            || !self.load_ai_requests.is_empty()
     }
 
     /// Reads the rows the batch needs and this writer did not hold.
@@ -328,6 +343,8 @@ impl<'a> Batch<'a> {
         load_projects(client, schema, &ids, &mut self.projects).await?;
         let ids = std::mem::take(&mut self.load_generations);
         self.generations = load_generations(client, schema, &ids).await?;
+        let ids = std::mem::take(&mut self.load_ai_requests);
+        self.ai_requests = ai_requests::load(client, schema, &ids).await?;
         Ok(())
     }
 
@@ -340,6 +357,7 @@ impl<'a> Batch<'a> {
             decoded,
             mut projects,
             mut generations,
+            mut ai_requests,
             ..
         } = self;
         let mut users = Vec::new();
@@ -385,6 +403,20 @@ impl<'a> Batch<'a> {
                     row.version = recorded.stream_version;
                     row.dirty = true;
                 }
+                AnyEvent::AiRequest(e) => {
+                    let Some(id) = domain::ids::AiRequestId::from_stream(&recorded.stream_id)
+                        .map(|a| a.as_uuid())
+                    else {
+                        continue;
+                    };
+                    let row = ai_requests.entry(id).or_insert_with(AiRequestRow::new);
+                    if recorded.stream_version <= row.version {
+                        continue;
+                    }
+                    row.state.evolve(&e);
+                    row.version = recorded.stream_version;
+                    row.dirty = true;
+                }
                 AnyEvent::AiModel(_) | AnyEvent::Prompt(_) => {
                     catalog.push((as_i64(recorded.stream_version), event));
                 }
@@ -411,6 +443,7 @@ impl<'a> Batch<'a> {
             projects: project_writes,
             fresh,
             generations: generations.into_iter().filter(|(_, r)| r.dirty).collect(),
+            ai_requests: ai_requests.into_iter().filter(|(_, r)| r.dirty).collect(),
         })
     }
 }
@@ -440,6 +473,7 @@ pub struct Folded {
     /// with binary COPY, which takes no conflict check.
     fresh: ProjectWrites,
     generations: Vec<(Uuid, GenerationRow)>,
+    ai_requests: Vec<(Uuid, AiRequestRow)>,
 }
 
 impl Folded {
@@ -475,6 +509,10 @@ impl Folded {
         let generations = async {
             for (id, row) in &self.generations {
                 write_generation(tx, schema, *id, row).await?;
+            }
+            // AI requests share the generations' chain: both are small, independent rows.
+            for (id, row) in &self.ai_requests {
+                ai_requests::write(tx, schema, *id, row).await?;
             }
             Ok::<_, ApplyError>(())
         };

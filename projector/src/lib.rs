@@ -2,6 +2,7 @@
 //! leadership so one instance applies at a time, replay into fresh tables, the NATS relays and
 //! parked events.
 
+mod ai_requests;
 mod ai_catalog;
 pub mod apply;
 pub mod parked;

@@ -13,7 +13,7 @@ use domain::AnyEvent;
 use event_store::{EventStore, PgEventStore, Position, RecordedEvent};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use messaging::{CloudEvent, GenerationJob, Job, Names, StoredEvent};
+use messaging::{AiJob, CloudEvent, GenerationJob, Job, Names, StoredEvent};
 use runtime::metrics::Metrics;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -37,7 +37,7 @@ pub const READ_PACE: Duration = Duration::from_millis(10);
 pub enum RelayKind {
     /// Every domain event, as a CloudEvent on `<PREFIX>_EVENTS`.
     Events,
-    /// A job on `<PREFIX>_JOBS` per `GenerationRequested`.
+    /// A job on `<PREFIX>_JOBS` per `GenerationRequested` and per `AiRequested`.
     Jobs,
 }
 
@@ -339,7 +339,9 @@ impl Relay {
     /// The subject and body `recorded` is published as, if it is published by this relay.
     fn message(&self, recorded: &RecordedEvent) -> anyhow::Result<Option<(String, Vec<u8>)>> {
         // Jobs come from one event type only; the others need not be decoded at all.
-        if self.kind == RelayKind::Jobs && recorded.event_type != GenerationJob::SOURCE_EVENT {
+        if self.kind == RelayKind::Jobs
+            && !messaging::jobs::SOURCE_EVENTS.contains(&recorded.event_type.as_str())
+        {
             return Ok(None);
         }
         let event = recorded.decode::<AnyEvent>().map_err(|e| {
@@ -377,6 +379,13 @@ impl Relay {
                     None => None,
                 }
             }
+            (RelayKind::Jobs, AnyEvent::AiRequest(a)) => match AiJob::of(a, recorded.event_id) {
+                Some(job) => Some((
+                    self.names.job_subject(AiJob::KIND),
+                    job.to_body().map_err(unwritable)?,
+                )),
+                None => None,
+            },
             (RelayKind::Jobs, _) => None,
         })
     }

@@ -5,6 +5,7 @@
 //! Architecture invariant: no other crate spells a read-model table or column in SQL; they go
 //! through this crate's constants and readers.
 
+pub mod ai_requests;
 pub mod checkpoint;
 pub mod fresh;
 pub mod rows;

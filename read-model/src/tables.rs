@@ -1,6 +1,7 @@
 //! The read-model tables: their names, DDL and shape version, created in a named schema so a
 //! replay can build a fresh copy beside the live one and swap it in.
 
+use domain::ai::request::AiRequestStatus;
 use domain::generation::GenerationStatus;
 
 /// The schema the query side reads.
@@ -15,7 +16,7 @@ pub const PROJECTION: &str = "read_models";
 
 /// Read models are disposable: when their shape changes, bump this. A live schema of another
 /// shape is dropped at start-up and the projector rebuilds it from the start of the feed.
-/// (2: features moved from the project document into `project_features`; 3: the AI tables.)
+/// (2: features moved from the project document into `project_features`; 3: `ai_requests` and the AI catalog's tables.)
 pub const SHAPE_VERSION: i32 = 3;
 
 pub const USERS: &str = "users";
@@ -23,16 +24,18 @@ pub const PROJECTS: &str = "projects";
 pub const PROJECT_MEMBERS: &str = "project_members";
 pub const PROJECT_FEATURES: &str = "project_features";
 pub const GENERATIONS: &str = "generations";
+pub const AI_REQUESTS: &str = "ai_requests";
 pub const AI_MODELS: &str = "ai_models";
 pub const AI_PROMPT_VERSIONS: &str = "ai_prompt_versions";
 pub const CHECKPOINTS: &str = "checkpoints";
 /// Every table of a read-model schema (what a copy of the read models must hold).
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     USERS,
     PROJECTS,
     PROJECT_MEMBERS,
     PROJECT_FEATURES,
     GENERATIONS,
+    AI_REQUESTS,
     AI_MODELS,
     AI_PROMPT_VERSIONS,
     CHECKPOINTS,
@@ -101,6 +104,17 @@ pub fn ddl(schema: &str) -> String {
              completed_at timestamptz,
              document jsonb NOT NULL
          );
+         -- The whole AI request as the domain folds it, plus the columns lists and the sweeper use.
+         CREATE TABLE IF NOT EXISTS {schema}.{AI_REQUESTS} (
+             id uuid PRIMARY KEY,
+             project_id uuid NOT NULL,
+             status text NOT NULL,
+             version bigint NOT NULL,
+             requested_at timestamptz NOT NULL,
+             started_at timestamptz,
+             completed_at timestamptz,
+             document jsonb NOT NULL
+         );
          -- The AI catalog: a model's whole configuration as its events carry it (`json`, the text
          -- as written: prices are decimal strings) and every version of every prompt template.
          CREATE TABLE IF NOT EXISTS {schema}.{AI_MODELS} (
@@ -144,13 +158,20 @@ pub fn indexes(schema: &str) -> String {
         GenerationStatus::Requested.as_str(),
         GenerationStatus::Running.as_str(),
     );
+    let (ai_requested, ai_running) = (
+        AiRequestStatus::Requested.as_str(),
+        AiRequestStatus::Running.as_str(),
+    );
     format!(
         "CREATE INDEX IF NOT EXISTS projects_owner_idx ON {schema}.{PROJECTS} (owner_id, status, created_at DESC, id DESC);
          CREATE INDEX IF NOT EXISTS project_members_user_idx ON {schema}.{PROJECT_MEMBERS} (user_id);
          CREATE INDEX IF NOT EXISTS project_features_order_idx ON {schema}.{PROJECT_FEATURES} (project_id, ordinal);
          CREATE INDEX IF NOT EXISTS generations_project_idx ON {schema}.{GENERATIONS} (project_id, requested_at DESC, id DESC);
          CREATE INDEX IF NOT EXISTS generations_open_idx ON {schema}.{GENERATIONS} (status, requested_at)
-             WHERE status IN ('{requested}', '{running}');"
+             WHERE status IN ('{requested}', '{running}');
+         CREATE INDEX IF NOT EXISTS ai_requests_project_idx ON {schema}.{AI_REQUESTS} (project_id, requested_at DESC, id DESC);
+         CREATE INDEX IF NOT EXISTS ai_requests_open_idx ON {schema}.{AI_REQUESTS} (status, requested_at)
+             WHERE status IN ('{ai_requested}', '{ai_running}');"
     )
 }
 

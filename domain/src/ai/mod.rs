@@ -6,6 +6,7 @@ pub mod models;
 pub mod money;
 pub mod proposal;
 pub mod prompt;
+pub mod request;
 pub mod templates;
 
 pub use config::{ConfigError, ModelConfig, Provider};
