@@ -251,6 +251,46 @@ async fn start_background(
             &worker.settings,
             settings.generation_queue_timeout,
         ));
+        // AI jobs: their own consumer and sweeper, under the generation worker's rules.
+        let client = worker::ai::client_from_env(
+            settings.environment == runtime::settings::Environment::Production,
+            |key| std::env::var(key).ok(),
+        )?;
+        let ai_worker = Arc::new(worker::ai::AiWorker {
+            store: store.clone(),
+            nats: nats.clone(),
+            names: names.clone(),
+            settings: worker.settings.clone(),
+            metrics: metrics.clone(),
+            client,
+            limits: settings.limits.clone(),
+        });
+        let ai_sweeper = Arc::new(worker::ai::sweep::AiSweeper::new(
+            store.clone(),
+            consumers.clone(),
+            &worker.settings,
+            settings.generation_queue_timeout,
+        ));
+        let ai_stop = stop.clone();
+        background.tasks.push(supervise(
+            worker::ai::AI_WORKER,
+            consumers.clone(),
+            stop.clone(),
+            move || {
+                let (ai_worker, stop) = (ai_worker.clone(), ai_stop.clone());
+                async move { ai_worker.run(stop).await }
+            },
+        ));
+        let ai_sweeper_stop = stop.clone();
+        background.tasks.push(supervise(
+            worker::ai::sweep::AI_SWEEPER,
+            consumers.clone(),
+            stop.clone(),
+            move || {
+                let (sweeper, stop) = (ai_sweeper.clone(), ai_sweeper_stop.clone());
+                async move { sweeper.run(stop).await }
+            },
+        ));
         let worker_stop = stop.clone();
         background.tasks.push(supervise(
             "generation_worker",

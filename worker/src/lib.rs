@@ -3,6 +3,7 @@
 //! failed delivery and a deadline sweeper record failures, so nothing stays running forever. It
 //! runs on a multi-threaded runtime of its own, and the generator in a child process.
 
+pub mod ai;
 pub mod artifacts;
 pub mod cache;
 pub mod generate;

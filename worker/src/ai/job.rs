@@ -1,0 +1,420 @@
+//! One AI job: start the request, fold the project at the request's version, then attempt — render
+//! the prompt, call the model, parse and validate the proposal with the domain's own rules — at
+//! most [`MAX_ATTEMPTS`] times, feeding each attempt's errors back into the next, and record every
+//! attempt as its own event as soon as it ends, then the outcome. A redelivered job continues from
+//! the attempts the stream holds.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use ai::{AiClient, AiError, CompletionRequest, Content, JsonSchema};
+use domain::ai::prompt::{self, Prompt, PromptInput, Purpose};
+use domain::ai::proposal::{self, Origin, ProposalKind};
+use domain::ai::request::{
+    AiRequest, AiRequestCommand, AiRequestError, AiRequestKind, AttemptAnswer, FailAi,
+    MAX_ATTEMPTS, RecordAttempt, StartAi, SucceedAi, TokenUsage,
+};
+use domain::ids::{AiRequestId, FeatureId, ProjectId};
+use domain::project::Project;
+use domain::{EventMetadata, FieldError, Limits};
+use event_store::application::{Failure, Pin, Source, Step};
+use event_store::{PgEventStore, ReadUntil};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use messaging::AiJob;
+
+/// The schema language's rules, the `schema_language` variable of every prompt.
+pub const SCHEMA_LANGUAGE: &str = include_str!("schema_language.txt");
+
+/// How a job ended.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Finished earlier (a redelivery): nothing to do.
+    AlreadyFinished,
+    Succeeded,
+    /// Recorded as `AiRequestFailed` with this error.
+    Failed(String),
+}
+
+pub struct AiJobContext<'a> {
+    pub store: &'a PgEventStore,
+    pub client: &'a AiClient,
+    pub limits: &'a Limits,
+    /// When the job is abandoned: every model call ends by then.
+    pub deadline: Instant,
+}
+
+fn metadata(job: &AiJob) -> EventMetadata {
+    EventMetadata {
+        correlation_id: Some(job.ai_request_id),
+        causation_id: Some(job.event_id),
+        request_id: Some("worker".into()),
+        // The project id comes from the request's state, written by the application step.
+        ..EventMetadata::default()
+    }
+}
+
+/// The kind's proposal kind and prompt purpose (the three spell the same names).
+pub fn proposal_kind(kind: AiRequestKind) -> ProposalKind {
+    match kind {
+        AiRequestKind::GenerateConfig => ProposalKind::GenerateConfig,
+        AiRequestKind::EnhanceConfig => ProposalKind::EnhanceConfig,
+        AiRequestKind::GenerateCode => ProposalKind::GenerateCode,
+    }
+}
+
+fn purpose(kind: AiRequestKind) -> Purpose {
+    match kind {
+        AiRequestKind::GenerateConfig => Purpose::GenerateConfig,
+        AiRequestKind::EnhanceConfig => Purpose::EnhanceConfig,
+        AiRequestKind::GenerateCode => Purpose::GenerateCode,
+    }
+}
+
+/// The request's state now.
+pub async fn load_request(store: &PgEventStore, id: AiRequestId) -> anyhow::Result<AiRequest> {
+    let loaded: event_store::Loaded<AiRequest> =
+        event_store::load(store, &id.stream(), ReadUntil::End).await?;
+    Ok(loaded.state)
+}
+
+/// Decides `command` on the request's current state and appends the result, through the
+/// application step every writer uses; answers the state after it.
+pub async fn decide_and_append(
+    store: &PgEventStore,
+    job: &AiJob,
+    command: AiRequestCommand,
+) -> anyhow::Result<Result<(), AiRequestError>> {
+    let step = Step::<AiRequest> {
+        stream: AiRequestId::from_uuid(job.ai_request_id).stream(),
+        source: Source::Fold,
+        pin: Pin::Latest,
+        limits: &Limits::default(),
+        metadata: metadata(job),
+    };
+    match step
+        .apply(store, || None, |_| Ok::<_, Infallible>(command.clone()))
+        .await
+    {
+        Ok(_) => Ok(Ok(())),
+        Err(Failure::Domain(e)) => Ok(Err(e)),
+        Err(Failure::Refused(never)) => match never {},
+        Err(Failure::Store(e)) => Err(e.into()),
+        Err(e @ (Failure::Precondition { .. } | Failure::Conflict { .. })) => {
+            anyhow::bail!("AI request {} kept changing: {e:?}", job.ai_request_id)
+        }
+    }
+}
+
+/// Records `error` as the request's failure; a request already finished is left as it is.
+pub async fn record_failure(store: &PgEventStore, job: &AiJob, error: &str) -> anyhow::Result<()> {
+    let command = AiRequestCommand::Fail(FailAi {
+        error: error.to_owned(),
+        at: OffsetDateTime::now_utc(),
+    });
+    match decide_and_append(store, job, command).await? {
+        Ok(()) | Err(AiRequestError::AlreadyFinished) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot record the failure: {e}")),
+    }
+}
+
+async fn project_at(
+    store: &PgEventStore,
+    project_id: ProjectId,
+    version: u64,
+) -> anyhow::Result<Project> {
+    let loaded: event_store::Loaded<Project> =
+        event_store::load(store, &project_id.stream(), ReadUntil::Version(version)).await?;
+    anyhow::ensure!(
+        loaded.version == version,
+        "project {project_id} has no version {version}"
+    );
+    Ok(loaded.state)
+}
+
+/// Problems as the lines an attempt records and a repair's `errors` variable lists.
+fn problem_lines(problems: &[FieldError]) -> Vec<String> {
+    problems
+        .iter()
+        .map(|p| {
+            if p.field.is_empty() {
+                p.message.clone()
+            } else {
+                format!("{}: {}", p.field, p.message)
+            }
+        })
+        .collect()
+}
+
+/// What one attempt gave.
+enum Tried {
+    /// A valid proposal, in its stored form.
+    Valid(serde_json::Value),
+    /// An answer that breaks the rules (a repair may fix it).
+    Invalid,
+    /// No usable answer will come from trying again (a missing key, a refused address, the
+    /// provider down after the client's retries): the request fails.
+    Final(String),
+}
+
+/// Validates `answer` as the request's proposal: parsed into the kind's shape, then decided
+/// with the project's own rules on the project at the request's version.
+fn check_answer(
+    request: &AiRequest,
+    project: &Project,
+    answer: &serde_json::Value,
+    limits: &Limits,
+) -> Result<serde_json::Value, Vec<String>> {
+    let kind = proposal_kind(request.kind);
+    let parsed = proposal::parse(kind, answer).map_err(|p| problem_lines(&p))?;
+    let mut targets = Vec::new();
+    match (&parsed, request.feature_id, request.function_id) {
+        (proposal::Proposal::EnhanceConfig(p), Some(feature), _) if p.feature_id != feature => {
+            targets.push(format!(
+                "/feature_id: must be {feature}, the feature this request is about"
+            ))
+        }
+        (proposal::Proposal::GenerateCode(p), _, Some(function)) if p.function_id != function => {
+            targets.push(format!(
+                "/function_id: must be {function}, the function this request is about"
+            ))
+        }
+        _ => {}
+    }
+    if !targets.is_empty() {
+        return Err(targets);
+    }
+    let origin = Origin {
+        ai_request_id: request.id,
+        at: OffsetDateTime::now_utc(),
+    };
+    proposal::validate(
+        project,
+        &parsed,
+        &origin,
+        || FeatureId::from_uuid(Uuid::now_v7()),
+        limits,
+    )
+    .map_err(|p| problem_lines(&p))?;
+    Ok(parsed.to_value())
+}
+
+/// The prompt's variables for the next attempt.
+fn prompt_input(
+    request: &AiRequest,
+    project: &Project,
+    errors: Option<Vec<String>>,
+) -> PromptInput {
+    let feature = request
+        .feature_id
+        .and_then(|id| project.feature(id))
+        .and_then(|f| serde_json::to_value(f).ok());
+    let function = request
+        .function_id
+        .and_then(|id| project.function(id))
+        .and_then(|f| serde_json::to_value(f).ok());
+    PromptInput {
+        project: serde_json::to_value(project).unwrap_or(serde_json::Value::Null),
+        spec: None,
+        schema_language: SCHEMA_LANGUAGE.to_owned(),
+        prompt: request.user_prompt.clone(),
+        feature,
+        function,
+        errors,
+    }
+}
+
+/// One attempt: render, call, check. Records it (and answers what it gave).
+async fn attempt(
+    ctx: &AiJobContext<'_>,
+    job: &AiJob,
+    request: &AiRequest,
+    project: &Project,
+    errors: Option<Vec<String>>,
+) -> anyhow::Result<Tried> {
+    let n = request.next_attempt();
+    let template = Prompt {
+        name: request.prompt.name.clone(),
+        version: request.prompt.version,
+        purpose: purpose(request.kind),
+        system: request.system.clone(),
+        template: request.template.clone(),
+    };
+    let started = Instant::now();
+    let rendered = match prompt::render(&template, &prompt_input(request, project, errors)) {
+        Ok(rendered) => rendered,
+        // Nothing was sent, so nothing is recorded as an attempt: the request fails.
+        Err(e) => return Ok(Tried::Final(e.to_string())),
+    };
+    let kind = proposal_kind(request.kind);
+    let completion = CompletionRequest {
+        system: rendered.system,
+        user: rendered.user,
+        json_schema: Some(JsonSchema {
+            name: kind.schema_name().to_owned(),
+            description: None,
+            schema: proposal::json_schema(kind),
+        }),
+        max_tokens: None,
+    };
+    let result = ctx
+        .client
+        .complete(&request.model_config, &completion, ctx.deadline.into())
+        .await;
+    let latency = |ms: u64| {
+        if ms > 0 {
+            ms
+        } else {
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }
+    };
+    let (record, tried) = match result {
+        Ok(answer) => {
+            let usage = TokenUsage {
+                input_tokens: answer.usage.input_tokens,
+                output_tokens: answer.usage.output_tokens,
+            };
+            let (error, tried, recorded) = match &answer.content {
+                Content::Json(value) => match check_answer(request, project, value, ctx.limits) {
+                    Ok(proposal) => (None, Tried::Valid(proposal), value.clone()),
+                    Err(lines) => (Some(lines.join("\n")), Tried::Invalid, value.clone()),
+                },
+                Content::Text(text) => (
+                    Some("the answer is not a JSON object".to_owned()),
+                    Tried::Invalid,
+                    serde_json::Value::String(text.clone()),
+                ),
+            };
+            let answer_kept = match recorded {
+                serde_json::Value::String(text) => AttemptAnswer::Text(text),
+                value => AttemptAnswer::Json(value),
+            };
+            (
+                RecordAttempt {
+                    n,
+                    usage,
+                    latency_ms: latency(answer.latency_ms),
+                    error,
+                    answer: Some(answer_kept),
+                    at: OffsetDateTime::now_utc(),
+                },
+                tried,
+            )
+        }
+        Err(AiError::Malformed {
+            detail,
+            raw,
+            usage,
+            latency_ms,
+            ..
+        }) => (
+            RecordAttempt {
+                n,
+                usage: TokenUsage {
+                    input_tokens: usage.input_tokens,
+                    output_tokens: usage.output_tokens,
+                },
+                latency_ms: latency(latency_ms),
+                error: Some(format!("the answer is unusable: {detail}")),
+                answer: Some(AttemptAnswer::Text(raw)),
+                at: OffsetDateTime::now_utc(),
+            },
+            Tried::Invalid,
+        ),
+        Err(other) => {
+            let message = other.to_string();
+            (
+                RecordAttempt {
+                    n,
+                    usage: TokenUsage::default(),
+                    latency_ms: latency(0),
+                    error: Some(message.clone()),
+                    answer: None,
+                    at: OffsetDateTime::now_utc(),
+                },
+                Tried::Final(message),
+            )
+        }
+    };
+    match decide_and_append(ctx.store, job, AiRequestCommand::RecordAttempt(record)).await? {
+        Ok(()) => Ok(tried),
+        Err(e) => anyhow::bail!("cannot record attempt {n}: {e}"),
+    }
+}
+
+/// Runs `job`, delivery `delivery` (1 for the first).
+pub async fn run(ctx: &AiJobContext<'_>, job: &AiJob, delivery: u32) -> anyhow::Result<Outcome> {
+    let id = AiRequestId::from_uuid(job.ai_request_id);
+    let start = AiRequestCommand::Start(StartAi {
+        delivery,
+        at: OffsetDateTime::now_utc(),
+    });
+    match decide_and_append(ctx.store, job, start).await? {
+        Ok(()) => {}
+        Err(AiRequestError::AlreadyFinished) => return Ok(Outcome::AlreadyFinished),
+        Err(e) => anyhow::bail!("cannot start AI request {id}: {e}"),
+    }
+    let mut request = load_request(ctx.store, id).await?;
+    let project = project_at(ctx.store, request.project_id, request.project_version).await?;
+    // A redelivery whose last recorded answer was valid (the worker died before the outcome)
+    // succeeds with it, checked again.
+    if let Some(last) = request.attempts.last()
+        && last.error.is_none()
+        && let Some(AttemptAnswer::Json(value)) = &last.answer
+        && let Ok(proposal) = check_answer(&request, &project, value, ctx.limits)
+    {
+        return succeed(ctx, job, proposal).await;
+    }
+    loop {
+        if request.next_attempt() > MAX_ATTEMPTS {
+            let last = request
+                .attempts
+                .last()
+                .and_then(|a| a.error.clone())
+                .unwrap_or_default();
+            let error =
+                format!("no valid proposal after {MAX_ATTEMPTS} attempts; the last one: {last}");
+            record_failure(ctx.store, job, &error).await?;
+            return Ok(Outcome::Failed(error));
+        }
+        let errors = request
+            .attempts
+            .last()
+            .and_then(|a| a.error.as_deref())
+            .map(|e| e.lines().map(str::to_owned).collect());
+        match attempt(ctx, job, &request, &project, errors).await? {
+            Tried::Valid(proposal) => return succeed(ctx, job, proposal).await,
+            Tried::Invalid => {}
+            Tried::Final(error) => {
+                record_failure(ctx.store, job, &error).await?;
+                return Ok(Outcome::Failed(error));
+            }
+        }
+        request = load_request(ctx.store, id).await?;
+    }
+}
+
+async fn succeed(
+    ctx: &AiJobContext<'_>,
+    job: &AiJob,
+    proposal: serde_json::Value,
+) -> anyhow::Result<Outcome> {
+    let command = AiRequestCommand::Succeed(SucceedAi {
+        proposal,
+        at: OffsetDateTime::now_utc(),
+    });
+    match decide_and_append(ctx.store, job, command).await? {
+        Ok(()) => Ok(Outcome::Succeeded),
+        Err(AiRequestError::AlreadyFinished) => Ok(Outcome::AlreadyFinished),
+        Err(AiRequestError::Validation(problems)) => {
+            let error = format!(
+                "the proposal cannot be recorded: {}",
+                problem_lines(&problems).join("; ")
+            );
+            record_failure(ctx.store, job, &error).await?;
+            Ok(Outcome::Failed(error))
+        }
+        Err(e) => anyhow::bail!("cannot record the success: {e}"),
+    }
+}
