@@ -28,6 +28,7 @@ pub fn metadata() -> EventMetadata {
         request_id: Some(format!("req-{}", Uuid::new_v4().simple())),
         traceparent: None,
         project_id: None,
+        source: None,
     }
 }
 

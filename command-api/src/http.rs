@@ -32,6 +32,7 @@ impl RequestMeta {
             traceparent: self.traceparent.clone(),
             // Filled in by the append of a project-owned event.
             project_id: None,
+            source: None,
         }
     }
 }

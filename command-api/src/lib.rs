@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ai_catalog;
+pub mod ai_requests;
 pub mod auth_routes;
 pub mod execute;
 pub mod function_checks;
@@ -95,7 +96,7 @@ impl CommandState {
             projects: Arc::new(StateCache::new(
                 PROJECT_CACHE_CAPACITY,
                 settings.state_cache_bytes,
-                domain::serialized_len,
+                Project::serialized_bytes,
             )),
             security,
             sandbox,
@@ -144,6 +145,10 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(ai_catalog::update_model)
             .service(ai_catalog::retire_model)
             .service(ai_catalog::create_prompt)
-            .service(ai_catalog::revise_prompt);
+            .service(ai_catalog::revise_prompt)
+            .service(ai_requests::generate_config)
+            .service(ai_requests::enhance_config)
+            .service(ai_requests::generate_code)
+            .service(ai_requests::apply_proposal);
     }
 }

@@ -54,6 +54,10 @@ impl Modify for BearerAuth {
         crate::ai_catalog::retire_model,
         crate::ai_catalog::create_prompt,
         crate::ai_catalog::revise_prompt,
+        crate::ai_requests::generate_config,
+        crate::ai_requests::enhance_config,
+        crate::ai_requests::generate_code,
+        crate::ai_requests::apply_proposal,
     ),
     components(schemas(
         auth_routes::RegisterRequest,
@@ -76,6 +80,10 @@ impl Modify for BearerAuth {
         crate::ai_catalog::UpdateModelRequest,
         crate::ai_catalog::CreatePromptRequest,
         crate::ai_catalog::RevisePromptRequest,
+        crate::ai_requests::GenerateConfigRequest,
+        crate::ai_requests::EnhanceConfigRequest,
+        crate::ai_requests::GenerateCodeRequest,
+        crate::ai_requests::ApplyAnswer,
     )),
     modifiers(&BearerAuth)
 )]

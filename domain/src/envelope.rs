@@ -24,7 +24,14 @@ pub struct EventMetadata {
     /// later project-owned aggregate), so integrators can follow one project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<Uuid>,
+    /// Where the content came from when it is not the actor's own writing: [`SOURCE_AI`] for the
+    /// events of an applied AI proposal (whose causation is the AI request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
+
+/// The `source` of the events an applied AI proposal appends to its project.
+pub const SOURCE_AI: &str = "ai";
 
 /// Why a stored payload could not be turned back into a domain event.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,7 @@ pub fn event(event_type: &str, data: Value) -> NewEvent {
             request_id: Some("req-1".into()),
             traceparent: None,
             project_id: None,
+            source: None,
         },
     }
 }

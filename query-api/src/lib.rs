@@ -2,6 +2,7 @@
 //! from the event store. It never writes.
 
 pub mod ai_catalog;
+pub mod ai_requests;
 pub mod extract;
 pub mod functions;
 pub mod generations;
@@ -43,7 +44,9 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
             .service(generations::download_project)
             .service(ai_catalog::list_models)
             .service(ai_catalog::list_prompts)
-            .service(ai_catalog::get_prompt);
+            .service(ai_catalog::get_prompt)
+            .service(ai_requests::get_ai_request)
+            .service(ai_requests::list_ai_requests);
     }
 }
 

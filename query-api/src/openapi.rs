@@ -40,6 +40,9 @@ pub struct Feature {
     is_enabled: bool,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    /// The AI request whose applied proposal last set the feature's content (kept when its owner
+    /// edits it afterwards); absent when none did.
+    ai_request_id: Option<Uuid>,
 }
 
 /// A custom function as `GET /projects/{id}/functions/{function_id}` serves it.
@@ -68,6 +71,9 @@ pub struct Function {
     is_active: bool,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    /// The generate-code request whose code was last applied (kept when its owner edits the
+    /// function afterwards); absent when none was.
+    ai_request_id: Option<Uuid>,
 }
 
 #[derive(ToSchema)]
@@ -146,6 +152,9 @@ pub struct EventMetadata {
     actor: Option<Uuid>,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
+    /// `ai` on the events of an applied AI proposal (their causation is the AI request); absent
+    /// otherwise.
+    source: Option<String>,
 }
 
 /// One event of a project's history.
@@ -304,6 +313,8 @@ pub struct PromptTemplateList {
         crate::ai_catalog::list_models,
         crate::ai_catalog::list_prompts,
         crate::ai_catalog::get_prompt,
+        crate::ai_requests::get_ai_request,
+        crate::ai_requests::list_ai_requests,
     ),
     components(schemas(
         Project,
@@ -319,7 +330,12 @@ pub struct PromptTemplateList {
         AiModelSummary,
         AiModelList,
         PromptTemplateVersion,
-        PromptTemplateList
+        PromptTemplateList,
+        crate::ai_requests::AiRequestDoc,
+        crate::ai_requests::AiRequestPage,
+        crate::ai_requests::AiAttempt,
+        crate::ai_requests::AiUsage,
+        crate::ai_requests::AiPromptRef
     ))
 )]
 pub struct QueryApiDoc;

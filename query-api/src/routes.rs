@@ -233,6 +233,8 @@ struct HistoryMetadata {
     actor: Option<Uuid>,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -376,6 +378,7 @@ pub async fn history(
                 actor: e.metadata.actor,
                 correlation_id: e.metadata.correlation_id,
                 causation_id: e.metadata.causation_id,
+                source: e.metadata.source.clone(),
             },
         })
         .collect();

@@ -402,6 +402,7 @@ fn the_longest_cloud_event_envelope_stays_within_the_append_guards_bound() {
         request_id: Some(uuid::Uuid::now_v7().to_string()),
         traceparent: Some(format!("00-{}-{}-01", "a".repeat(32), "b".repeat(16))),
         project_id: Some(project),
+        source: None,
     };
     let data =
         json!({"project_id": project, "archived_at": "2026-11-25T20:10:46.638933Z"}).to_string();

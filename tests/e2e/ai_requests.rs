@@ -1,0 +1,440 @@
+//! AI requests against the real binary (`backforge serve`) and a fake OpenAI-format model server
+//! started here on 127.0.0.1: a request becomes a job the worker runs, an answer that breaks the
+//! domain's rules is repaired with its errors, every attempt is recorded with its exact cost, one
+//! that never fits fails after 3 attempts, and apply turns the proposal into `ai_assisted`
+//! features once (`source: "ai"`, causation = the request); strangers get 404, viewers 403.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::process::{Backforge, eventually, position_of};
+use tests::{TestDatabase, TestUser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "sk-e2e-0123456789abcdef";
+
+/// What the fake server recorded: each request's headers (lower-cased names) and JSON body.
+type Sent = Arc<Mutex<Vec<(HashMap<String, String>, Value)>>>;
+
+/// A model server on 127.0.0.1 answering each connection with the next scripted body (the last
+/// repeats), in the OpenAI Chat Completions format, recording every request body.
+struct FakeModel {
+    addr: SocketAddr,
+    requests: Sent,
+}
+
+impl FakeModel {
+    async fn start(answers: Vec<Value>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let count = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let body = answers
+                    .get(n)
+                    .or(answers.last())
+                    .cloned()
+                    .expect("an answer");
+                tokio::spawn(serve(stream, body, recorded.clone()));
+            }
+        });
+        Self { addr, requests }
+    }
+
+    fn requests(&self) -> Vec<(HashMap<String, String>, Value)> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+async fn serve(mut stream: TcpStream, answer: Value, recorded: Sent) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+    let headers: HashMap<String, String> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buffer[head_end + 4..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    recorded.lock().expect("lock").push((headers, sent));
+    let text = answer.to_string();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        text.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(text.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A Chat Completions answer whose content is `content` (as JSON text) and its token counts.
+fn openai_answer(content: &Value, prompt_tokens: u64, completion_tokens: u64) -> Value {
+    json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "test-model",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content.to_string(), "refusal": null},
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens
+        }
+    })
+}
+
+/// One field in the strict answer form: every option present, `null` when unused.
+fn field(name: &str, kind: &str) -> Value {
+    json!({
+        "name": name, "type": kind, "required": true, "unique": null, "default": null,
+        "min_length": null, "max_length": null, "pattern": null, "min": null, "max": null,
+        "precision": null, "scale": null, "values": null, "references": null,
+    })
+}
+
+/// A `generate_config` proposal of one crud feature whose one field is `field_name`.
+fn proposal(field_name: &str) -> Value {
+    json!({"features": [{
+        "name": "Customers",
+        "feature_type": "crud",
+        "generation_mode": "ai_assisted",
+        "configuration": null,
+        "schema_definition": {
+            "entity": "customer",
+            "plural": null,
+            "fields": [field("full_name", "string"), field(field_name, "string")],
+            "unique": null,
+        },
+        "is_enabled": true,
+    }]})
+}
+
+/// Valid, and one that breaks the domain's rules (`select` is an SQL reserved word, refused as
+/// a field name) while meeting the JSON Schema.
+fn valid() -> Value {
+    proposal("email")
+}
+
+fn invalid() -> Value {
+    proposal("select")
+}
+
+struct Setup {
+    app: Backforge,
+    model: FakeModel,
+    owner: TestUser,
+    project: String,
+    _db: TestDatabase,
+}
+
+fn token(user: &TestUser) -> Option<&str> {
+    Some(user.access_token.as_str())
+}
+
+/// `backforge serve` whose default model (the `BACKFORGE_AI_*` variables: 2.5 and 10 USD per
+/// million tokens) is the fake server answering `answers`, and a project of its owner.
+async fn setup(answers: Vec<Value>) -> Setup {
+    let model = FakeModel::start(answers).await;
+    let db = TestDatabase::create().await.expect("test database");
+    let base_url = format!("http://{}/v1", model.addr);
+    let app = Backforge::start(
+        "serve",
+        &db.url,
+        &[
+            ("BACKFORGE_AI_PROVIDER", "openai"),
+            ("BACKFORGE_AI_BASE_URL", &base_url),
+            ("BACKFORGE_AI_MODEL", "test-model"),
+            ("BACKFORGE_AI_API_KEY", KEY),
+            ("BACKFORGE_AI_INPUT_USD_PER_MTOK", "2.5"),
+            ("BACKFORGE_AI_OUTPUT_USD_PER_MTOK", "10"),
+            ("BACKFORGE_AI_MAX_OUTPUT_TOKENS", "2000"),
+        ],
+    )
+    .await;
+    let (owner, _) = app.register("Ada").await;
+    let created = app
+        .post("/projects", token(&owner), json!({"name": "Shop"}))
+        .await
+        .expect(201);
+    let project = created.body["id"].as_str().expect("id").to_owned();
+    Setup {
+        app,
+        model,
+        owner,
+        project,
+        _db: db,
+    }
+}
+
+/// The request once it has finished.
+async fn finished(app: &Backforge, id: &str, user: &TestUser) -> Value {
+    eventually(
+        "the AI request finishes",
+        Duration::from_secs(60),
+        || async {
+            let answer = app.get(&format!("/ai/requests/{id}"), token(user)).await;
+            let status = answer.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (answer.status.as_u16() == 200 && (status == "succeeded" || status == "failed"))
+                .then_some(answer.body)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_rule_breaking_answer_is_repaired_then_applied_once_as_ai_assisted_features() {
+    let s = setup(vec![
+        openai_answer(&invalid(), 1000, 500),
+        openai_answer(&valid(), 1200, 400),
+    ])
+    .await;
+    let app = &s.app;
+    let owner = &s.owner;
+    let project = &s.project;
+
+    // Access and input rules first: a stranger 404, a viewer 403, bad input 422.
+    let (stranger, _) = app.register("Eve").await;
+    let (viewer, _) = app.register("Vic").await;
+    app.put(
+        &format!("/projects/{project}/members/{}", viewer.id),
+        token(owner),
+        json!({"role": "viewer"}),
+    )
+    .await
+    .expect(200);
+    let ask = json!({"project_id": project, "prompt": "A shop with customers"});
+    app.post("/ai/generate-config", token(&stranger), ask.clone())
+        .await
+        .expect(404);
+    app.post("/ai/generate-config", token(&viewer), ask.clone())
+        .await
+        .expect(403);
+    let long = json!({"project_id": project, "prompt": "x".repeat(8001)});
+    let refused = app
+        .post("/ai/generate-config", token(owner), long)
+        .await
+        .expect(422);
+    assert_eq!(refused.body["errors"][0]["field"], "/prompt");
+    let mut unknown = ask.clone();
+    unknown["model"] = json!("nope");
+    let refused = app
+        .post("/ai/generate-config", token(owner), unknown)
+        .await
+        .expect(422);
+    assert_eq!(refused.body["errors"][0]["field"], "/model");
+    let mut spec = ask.clone();
+    spec["spec_id"] = json!(uuid::Uuid::now_v7());
+    let refused = app
+        .post("/ai/generate-config", token(owner), spec)
+        .await
+        .expect(422);
+    assert_eq!(refused.body["errors"][0]["message"], "unknown spec");
+
+    // The request: 202, then the worker's two attempts.
+    let accepted = app
+        .post("/ai/generate-config", token(owner), ask)
+        .await
+        .expect(202);
+    let id = accepted.body["id"].as_str().expect("id").to_owned();
+    let done = finished(app, &id, owner).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "generate_config");
+    assert_eq!(done["model"], "default");
+    assert_eq!(done["prompt"]["name"], "builtin.generate_config");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{done}");
+    assert_eq!(attempts[0]["n"], 1);
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/features/0/schema_definition/fields/1/name")),
+        "{done}"
+    );
+    // 1000 × 2.5 / 1e6 + 500 × 10 / 1e6 = 0.0075; 1200 × 2.5 / 1e6 + 400 × 10 / 1e6 = 0.007
+    assert_eq!(attempts[0]["cost_usd"], "0.007500");
+    assert_eq!(attempts[1]["cost_usd"], "0.007000");
+    assert!(attempts[1].get("error").is_none(), "{done}");
+    assert_eq!(done["cost_usd"], "0.014500");
+    assert_eq!(
+        done["usage"],
+        json!({"input_tokens": 2200, "output_tokens": 900})
+    );
+    assert_eq!(done["proposal"]["features"][0]["name"], "Customers");
+    assert!(done.get("applied_at").is_none_or(Value::is_null));
+    // Nothing of the model's configuration is served.
+    let text = done.to_string();
+    assert!(!text.contains("127.0.0.1") && !text.contains("BACKFORGE_AI"));
+
+    // What the worker's client sent: the model, the rendered messages and the JSON Schema; the
+    // repair carries the first attempt's errors.
+    let sent = s.model.requests();
+    assert_eq!(sent.len(), 2);
+    for (headers, body) in &sent {
+        assert_eq!(
+            headers.get("authorization").map(String::as_str),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+        assert_eq!(body["model"], "test-model");
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][1]["role"], "user");
+        assert!(
+            body["messages"][1]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("A shop with customers")),
+            "{body}"
+        );
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(
+            body["response_format"]["json_schema"]["name"],
+            "generate_config_proposal"
+        );
+        assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"],
+            domain::ai::proposal::json_schema(domain::ai::proposal::ProposalKind::GenerateConfig)
+        );
+        assert_eq!(body["max_tokens"], 2000);
+    }
+    let repair = sent[1].1.to_string();
+    assert!(
+        repair.contains("/features/0/schema_definition/fields/1/name"),
+        "{repair}"
+    );
+    assert!(!sent[0].1.to_string().contains("fields/1/name"));
+
+    // Reads: the project's list, newest first; a stranger sees nothing.
+    let list = app
+        .get(&format!("/projects/{project}/ai/requests"), token(owner))
+        .await
+        .expect(200);
+    assert_eq!(list.body["items"][0]["id"], id.as_str());
+    app.get(&format!("/ai/requests/{id}"), token(&stranger))
+        .await
+        .expect(404);
+
+    // Apply: a viewer may not; the owner's apply adds the features, once.
+    app.post(
+        &format!("/ai/requests/{id}/apply"),
+        token(&viewer),
+        json!({}),
+    )
+    .await
+    .expect(403);
+    let applied = app
+        .post(&format!("/ai/requests/{id}/apply"), token(owner), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(applied.body["project_id"], project.as_str());
+    let version = applied.body["version"].as_u64().expect("version");
+    app.post(&format!("/ai/requests/{id}/apply"), token(owner), json!({}))
+        .await
+        .expect(409);
+    let position = position_of(&applied);
+    let features = app
+        .get_at(
+            &format!("/projects/{project}/features"),
+            token(owner),
+            &position,
+        )
+        .await
+        .expect(200);
+    let customers = &features.body["items"][0];
+    assert_eq!(customers["name"], "Customers");
+    assert_eq!(customers["generation_mode"], "ai_assisted");
+    let history = app
+        .get_at(
+            &format!("/projects/{project}/history"),
+            token(owner),
+            &position,
+        )
+        .await
+        .expect(200);
+    let last = history.body["items"]
+        .as_array()
+        .and_then(|items| items.last())
+        .expect("an event")
+        .clone();
+    assert_eq!(last["version"].as_u64(), Some(version));
+    assert_eq!(last["metadata"]["source"], "ai");
+    assert_eq!(last["metadata"]["causation_id"], id.as_str());
+    let read = app
+        .get_at(&format!("/ai/requests/{id}"), token(owner), &position)
+        .await
+        .expect(200);
+    assert!(read.body["applied_at"].is_string(), "{}", read.body);
+}
+
+#[tokio::test]
+async fn an_answer_that_never_fits_fails_after_three_attempts_with_all_three_costs() {
+    let s = setup(vec![openai_answer(&invalid(), 1000, 500)]).await;
+    let app = &s.app;
+    let accepted = app
+        .post(
+            "/ai/generate-config",
+            token(&s.owner),
+            json!({"project_id": s.project, "prompt": "A shop"}),
+        )
+        .await
+        .expect(202);
+    let id = accepted.body["id"].as_str().expect("id").to_owned();
+    let done = finished(app, &id, &s.owner).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 3, "{done}");
+    for (i, attempt) in attempts.iter().enumerate() {
+        assert_eq!(attempt["n"], i + 1);
+        assert_eq!(attempt["cost_usd"], "0.007500");
+        assert!(attempt["error"].is_string());
+    }
+    assert_eq!(done["cost_usd"], "0.022500");
+    assert!(
+        done["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("after 3 attempts")),
+        "{done}"
+    );
+    assert_eq!(s.model.requests().len(), 3);
+    app.post(
+        &format!("/ai/requests/{id}/apply"),
+        token(&s.owner),
+        json!({}),
+    )
+    .await
+    .expect(409);
+}
