@@ -137,7 +137,7 @@ impl Plan {
 
     /// The plan of one step's decision: its append (if any) at the version it decided on.
     pub fn decided<A: Decider>(stream: impl Into<String>, decided: Decided<A>) -> Self {
-        let plan = Self::new(stream, decided.before.version, decided.before.position);
+        let plan = Self::new(stream, decided.version, decided.position);
         match decided.append {
             Some(append) => plan.append(append),
             None => plan,

@@ -168,6 +168,15 @@ fn remembered_plan(
     let (after, version, position, append) = decided.into_after();
     let plan = Plan::new(stream, version, position).reply(move |v, p| answer.reply(v, p));
     let Some(append) = append else {
+        // Nothing changes: the state a queued load took goes back as it was.
+        state.projects.remember(
+            stream,
+            Loaded {
+                state: after,
+                version,
+                position,
+            },
+        );
         return plan;
     };
     let plan = side_writes.into_iter().fold(plan, Plan::side_write);
@@ -176,7 +185,7 @@ fn remembered_plan(
     plan.append(append).on_landed(move |landed| {
         cache.remember(
             &stream,
-            &Loaded {
+            Loaded {
                 state: after,
                 version: landed.version,
                 position: landed.position,

@@ -318,7 +318,7 @@ pub async fn update_profile(
             })
             .await
             .map_err(|f| failure(f, user_error))?;
-        let after = decided.after();
+        let after = decided.after().clone();
         Ok(
             Plan::decided(step.stream.clone(), decided).reply(move |version, position| {
                 let mut body = profile_json(&after);

@@ -164,22 +164,25 @@ where
         }
     }
 
-    /// The cached state of `stream` as it is, without reading the events after it; a full fold
-    /// when nothing is cached. Only sound for a caller holding the stream's [`StateCache::queue`]
-    /// turn whose append checks the loaded version: a write by another process since is then a
-    /// conflict, and the caller decides again on [`StateCache::load`].
+    /// The cached state of `stream` as it is, without reading the events after it, taken out of
+    /// the cache (the caller gives it back with [`StateCache::remember`]); a full fold when nothing
+    /// is cached. Only sound for a caller holding the stream's [`StateCache::queue`] turn whose
+    /// append checks the loaded version: a write by another process since is then a conflict, and
+    /// the caller decides again on [`StateCache::load`].
     pub async fn load_cached<S>(&self, store: &S, stream_id: &str) -> Result<Loaded<A>, StoreError>
     where
         S: EventStore + ?Sized,
     {
-        match self.get(stream_id) {
+        match self.take(stream_id) {
             Some(loaded) => Ok(loaded),
-            None => self.load(store, stream_id).await,
+            // Not kept here: the caller remembers the state its command leaves.
+            None => fold_from(store, stream_id, ReadUntil::End, Loaded::default()).await,
         }
     }
 
-    /// Keeps `loaded` as `stream_id`'s state (the state a committed command left).
-    pub fn remember(&self, stream_id: &str, loaded: &Loaded<A>) {
+    /// Keeps `loaded` as `stream_id`'s state: the state a committed command left, or the state a
+    /// queued command took ([`StateCache::load_cached`]) and did not change.
+    pub fn remember(&self, stream_id: &str, loaded: Loaded<A>) {
         self.put(stream_id, loaded);
     }
 
@@ -190,9 +193,7 @@ where
     {
         let start = self.get(stream_id).unwrap_or_default();
         let loaded = fold_from(store, stream_id, ReadUntil::End, start).await?;
-        if loaded.version > 0 {
-            self.put(stream_id, &loaded);
-        }
+        self.put(stream_id, loaded.clone());
         Ok(loaded)
     }
 
@@ -202,7 +203,20 @@ where
         entries.map.get(stream_id).map(|(loaded, _)| loaded.clone())
     }
 
-    fn put(&self, stream_id: &str, loaded: &Loaded<A>) {
+    /// Removes and returns the cached state of `stream_id`, so its holder can fold events into it
+    /// without copying it.
+    fn take(&self, stream_id: &str) -> Option<Loaded<A>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (loaded, weight) = entries.map.remove(stream_id)?;
+        entries.bytes -= weight;
+        Some(loaded)
+    }
+
+    fn put(&self, stream_id: &str, loaded: Loaded<A>) {
+        // A stream without events has nothing worth keeping (and a load of it reads nothing).
+        if loaded.version == 0 {
+            return;
+        }
         let weight = (self.weigh)(&loaded.state);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let Entries { map, bytes } = &mut *entries;
@@ -226,7 +240,7 @@ where
                 *bytes -= w;
             }
         }
-        map.insert(stream_id.to_owned(), (loaded.clone(), weight));
+        map.insert(stream_id.to_owned(), (loaded, weight));
         *bytes += weight;
     }
 }
@@ -255,10 +269,10 @@ mod tests {
     #[test]
     fn a_later_fold_wins_and_an_older_one_never_replaces_it() {
         let cache = cache(4, 1 << 20);
-        cache.put("project-a", &at(5));
-        cache.put("project-a", &at(3));
+        cache.put("project-a", at(5));
+        cache.put("project-a", at(3));
         assert_eq!(cached_version(&cache, "project-a"), Some(5));
-        cache.put("project-a", &at(7));
+        cache.put("project-a", at(7));
         assert_eq!(cached_version(&cache, "project-a"), Some(7));
     }
 
@@ -266,7 +280,7 @@ mod tests {
     fn the_cache_never_holds_more_than_its_capacity() {
         let cache = cache(2, 1 << 20);
         for stream in ["project-a", "project-b", "project-c", "project-d"] {
-            cache.put(stream, &at(1));
+            cache.put(stream, at(1));
         }
         let held = cache
             .entries
@@ -281,7 +295,7 @@ mod tests {
     fn the_cache_never_holds_more_bytes_than_its_budget() {
         let cache = cache(100, 250);
         for stream in ["project-a", "project-b", "project-c", "project-d"] {
-            cache.put(stream, &at(1));
+            cache.put(stream, at(1));
         }
         let (held, bytes) = cache
             .entries
@@ -290,14 +304,27 @@ mod tests {
             .unwrap_or((usize::MAX, usize::MAX));
         assert_eq!((held, bytes), (2, 200));
         assert_eq!(cached_version(&cache, "project-d"), Some(1));
-        cache.put("project-d", &at(2));
+        cache.put("project-d", at(2));
         assert_eq!(cache.entries.lock().map(|e| e.bytes).unwrap_or(0), 200);
+    }
+
+    #[test]
+    fn a_taken_state_leaves_the_cache_and_its_budget_until_it_is_remembered() {
+        let cache = cache(4, 1 << 20);
+        cache.put("project-a", at(3));
+        let taken = cache.take("project-a").map(|l| l.version);
+        assert_eq!(taken, Some(3));
+        assert_eq!(cached_version(&cache, "project-a"), None);
+        assert_eq!(cache.entries.lock().map(|e| e.bytes).unwrap_or(1), 0);
+        cache.remember("project-a", at(4));
+        assert_eq!(cached_version(&cache, "project-a"), Some(4));
+        assert_eq!(cache.entries.lock().map(|e| e.bytes).unwrap_or(0), 100);
     }
 
     #[test]
     fn a_state_heavier_than_the_whole_budget_is_not_kept() {
         let cache = cache(100, 99);
-        cache.put("project-a", &at(1));
+        cache.put("project-a", at(1));
         assert_eq!(cached_version(&cache, "project-a"), None);
     }
 }

@@ -119,36 +119,26 @@ pub struct Step<'a, A> {
 
 /// One attempt's decision, not yet appended.
 pub struct Decided<A: Decider> {
-    /// The state decided on, with its version and position.
-    pub before: Loaded<A>,
+    /// The state after the events (the state decided on, when there are none).
+    pub after: A,
+    /// The version and feed position of the state decided on.
+    pub version: u64,
+    pub position: Position,
     pub events: Vec<A::Event>,
-    /// The events to append at `before.version`; `None` when the command changes nothing.
+    /// The events to append at `version`; `None` when the command changes nothing.
     pub append: Option<StreamAppend>,
 }
 
-impl<A: Decider + Clone> Decided<A> {
+impl<A: Decider> Decided<A> {
     /// The state after the decided events.
-    pub fn after(&self) -> A {
-        let mut state = self.before.state.clone();
-        for event in &self.events {
-            state.evolve(event);
-        }
-        state
+    pub fn after(&self) -> &A {
+        &self.after
     }
 
-    /// Takes the decision apart without copying the state: the state after the events, the
-    /// version and position decided on, and the append.
+    /// Takes the decision apart: the state after the events, the version and position decided
+    /// on, and the append.
     pub fn into_after(self) -> (A, u64, Position, Option<StreamAppend>) {
-        let Decided {
-            before,
-            events,
-            append,
-        } = self;
-        let mut state = before.state;
-        for event in &events {
-            state.evolve(event);
-        }
-        (state, before.version, before.position, append)
+        (self.after, self.version, self.position, self.append)
     }
 }
 
@@ -188,24 +178,43 @@ where
         S: EventStore + ?Sized,
     {
         let before = self.load(store).await?;
-        let command = check(&before).map_err(Failure::Refused)?;
+        // A queued load took the cached state out of the cache (so deciding needs no copy of
+        // it); a refusal gives it back unchanged.
+        let refuse = |before: Loaded<A>, failure| {
+            if let Source::Queued(cache) = self.source {
+                cache.remember(&self.stream, before);
+            }
+            Err(failure)
+        };
+        let command = match check(&before) {
+            Ok(command) => command,
+            Err(e) => return refuse(before, Failure::Refused(e)),
+        };
         if !self.pin.admits(before.version) {
-            return Err(Failure::Precondition {
-                current: before.version,
-            });
+            let current = before.version;
+            return refuse(before, Failure::Precondition { current });
         }
-        let events = before
-            .state
-            .decide(&command, self.limits)
+        let events = match before.state.decide_before(&command, self.limits) {
+            Ok(events) => events,
+            Err(e) => return refuse(before, Failure::Domain(e)),
+        };
+        // The rules on the state after the events run on this attempt's own state, folded in
+        // place. (If they refuse, that state is dropped: the next load folds the stream again.)
+        let Loaded {
+            state: mut after,
+            version,
+            position,
+        } = before;
+        for event in &events {
+            after.evolve(event);
+        }
+        after
+            .check_after(&events, self.limits)
             .map_err(Failure::Domain)?;
         let append = (!events.is_empty()).then(|| {
-            // A state before its first event names no project; the one its events create does.
-            let project = before.state.project_id().or_else(|| {
-                let mut created = A::default();
-                events.iter().for_each(|e| created.evolve(e));
-                created.project_id()
-            });
-            let expected = match (&self.source, before.version) {
+            // The state after the events names the project, even when they create it.
+            let project = after.project_id();
+            let expected = match (&self.source, version) {
                 (Source::New, _) | (_, 0) => ExpectedVersion::NoStream,
                 (_, version) => ExpectedVersion::Exact(version),
             };
@@ -216,7 +225,9 @@ where
             )
         });
         Ok(Decided {
-            before,
+            after,
+            version,
+            position,
             events,
             append,
         })
@@ -241,7 +252,7 @@ where
                     store,
                     decided.append.into_iter().collect(),
                     &self.stream,
-                    (decided.before.version, decided.before.position),
+                    (decided.version, decided.position),
                     side(),
                 )
                 .await?;

@@ -17,6 +17,19 @@ use crate::error::{FieldError, Pointer};
 use crate::ids::FeatureId;
 use crate::limits::Limits;
 
+/// Whether `events` can make a project larger (all but archiving and removals).
+fn grows(events: &[ProjectEvent]) -> bool {
+    events.iter().any(|e| {
+        !matches!(
+            e,
+            ProjectEvent::ProjectArchived { .. }
+                | ProjectEvent::ProjectMemberRemoved { .. }
+                | ProjectEvent::FeatureRemoved { .. }
+                | ProjectEvent::FunctionDeleted { .. }
+        )
+    })
+}
+
 impl Project {
     pub fn decide(
         &self,
@@ -24,32 +37,29 @@ impl Project {
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
         let events = self.decide_rules(command, limits)?;
-        self.check_size(&events, limits)?;
+        if grows(&events) {
+            let mut next = self.clone();
+            for event in &events {
+                next.evolve(event);
+            }
+            next.check_size(&events, limits)?;
+        }
         Ok(events)
     }
 
     /// A project's serialised state is bounded (`project_max_bytes`), so a read, a cached fold, a
-    /// read-model row and a generation job stay bounded whatever a caller sends. Only changes that
-    /// can grow the state are measured; shrinking ones always pass, so an oversized project stored
-    /// under a larger limit can still be cut down.
-    fn check_size(&self, events: &[ProjectEvent], limits: &Limits) -> Result<(), ProjectError> {
-        let grows = events.iter().any(|e| {
-            !matches!(
-                e,
-                ProjectEvent::ProjectArchived { .. }
-                    | ProjectEvent::ProjectMemberRemoved { .. }
-                    | ProjectEvent::FeatureRemoved { .. }
-                    | ProjectEvent::FunctionDeleted { .. }
-            )
-        });
-        if !grows {
+    /// read-model row and a generation job stay bounded whatever a caller sends. Checked on the
+    /// state after `events` (`self`), and only when they can grow it; shrinking changes always
+    /// pass, so an oversized project stored under a larger limit can still be cut down.
+    pub(super) fn check_size(
+        &self,
+        events: &[ProjectEvent],
+        limits: &Limits,
+    ) -> Result<(), ProjectError> {
+        if !grows(events) {
             return Ok(());
         }
-        let mut next = self.clone();
-        for event in events {
-            next.evolve(event);
-        }
-        let bytes = crate::serialized_len(&next);
+        let bytes = self.serialized_bytes();
         if bytes > limits.project_max_bytes {
             return Err(ProjectError::TooLarge {
                 bytes,
@@ -59,7 +69,7 @@ impl Project {
         Ok(())
     }
 
-    fn decide_rules(
+    pub(super) fn decide_rules(
         &self,
         command: &ProjectCommand,
         limits: &Limits,
@@ -125,6 +135,7 @@ impl Project {
             ProjectCommand::DeleteFunction(DeleteFunction { function_id, at }) => {
                 self.delete_function(*function_id, *at)
             }
+            ProjectCommand::ApplyAiContent(command) => self.apply_ai_content(command, limits),
         }
     }
 
@@ -561,6 +572,7 @@ impl Project {
             schema_definition: new_schema,
             is_enabled,
             updated_at: at,
+            ai_request_id: None,
         }])
     }
 

@@ -7,6 +7,11 @@ use crate::limits::Limits;
 
 impl Project {
     pub fn evolve(&mut self, event: &ProjectEvent) {
+        self.fold_event(event);
+        self.remeasure(event);
+    }
+
+    fn fold_event(&mut self, event: &ProjectEvent) {
         match event {
             ProjectEvent::ProjectCreated {
                 project_id,
@@ -29,6 +34,7 @@ impl Project {
                     created_at: *created_at,
                     updated_at: *created_at,
                     created: true,
+                    sizes: std::mem::take(&mut self.sizes),
                 };
             }
             ProjectEvent::ProjectUpdated {
@@ -86,6 +92,7 @@ impl Project {
                 schema_definition,
                 is_enabled,
                 added_at,
+                ai_request_id,
                 ..
             } => {
                 self.features.push(Feature {
@@ -98,6 +105,7 @@ impl Project {
                     is_enabled: *is_enabled,
                     created_at: *added_at,
                     updated_at: *added_at,
+                    ai_request_id: *ai_request_id,
                 });
                 self.updated_at = *added_at;
             }
@@ -109,6 +117,7 @@ impl Project {
                 schema_definition,
                 is_enabled,
                 updated_at,
+                ai_request_id,
                 ..
             } => {
                 if let Some(feature) = self.features.iter_mut().find(|f| f.id == *feature_id) {
@@ -126,6 +135,9 @@ impl Project {
                     }
                     if let Some(enabled) = is_enabled {
                         feature.is_enabled = *enabled;
+                    }
+                    if ai_request_id.is_some() {
+                        feature.ai_request_id = *ai_request_id;
                     }
                     feature.updated_at = *updated_at;
                 }
@@ -170,6 +182,7 @@ impl Project {
                     is_active: *is_active,
                     created_at: *created_at,
                     updated_at: *created_at,
+                    ai_request_id: None,
                 });
                 self.updated_at = *created_at;
             }
@@ -187,6 +200,7 @@ impl Project {
                 http_method,
                 is_active,
                 updated_at,
+                ai_request_id,
                 ..
             } => {
                 if let Some(f) = self.functions.iter_mut().find(|f| f.id == *function_id) {
@@ -223,6 +237,9 @@ impl Project {
                     if let Some(active) = is_active {
                         f.is_active = *active;
                     }
+                    if ai_request_id.is_some() {
+                        f.ai_request_id = *ai_request_id;
+                    }
                     f.updated_at = *updated_at;
                 }
                 self.updated_at = *updated_at;
@@ -250,6 +267,18 @@ impl crate::Decider for Project {
         limits: &Limits,
     ) -> Result<Vec<ProjectEvent>, ProjectError> {
         Project::decide(self, command, limits)
+    }
+
+    fn decide_before(
+        &self,
+        command: &ProjectCommand,
+        limits: &Limits,
+    ) -> Result<Vec<ProjectEvent>, ProjectError> {
+        self.decide_rules(command, limits)
+    }
+
+    fn check_after(&self, events: &[ProjectEvent], limits: &Limits) -> Result<(), ProjectError> {
+        self.check_size(events, limits)
     }
 
     fn evolve(&mut self, event: &ProjectEvent) {

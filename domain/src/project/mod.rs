@@ -3,6 +3,7 @@
 //! Features live in the project's stream, so every rule that spans features (unique names, unique
 //! entities and plurals, references between entities) is decided against one consistent state.
 
+mod ai_content;
 mod commands;
 pub mod configuration;
 mod decide;
@@ -10,12 +11,14 @@ mod errors;
 mod events;
 mod evolve;
 mod functions;
+mod size;
 mod state;
 mod validation;
 
 #[cfg(test)]
 mod tests;
 
+pub use ai_content::{AiContent, ApplyAiContent};
 pub use commands::{
     AddFeature, AddMember, ArchiveProject, CreateFunction, CreateProject, DeleteFunction,
     FeatureChanges, NewFeature, ProjectCommand, RemoveFeature, RemoveMember, UpdateFeature,

@@ -28,8 +28,8 @@ impl ProjectStatus {
     }
 }
 
-/// How a project (or one feature) is to be generated. Only `manual` can be generated until the AI
-/// layer exists; the others are accepted and stored, and refused at generation time.
+/// How a project (or one feature or function) is to be generated: `ai_assisted` content generates
+/// once an AI request's proposal was applied to it (`generation::generation_problems`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GenerationMode {
@@ -46,11 +46,6 @@ impl GenerationMode {
             GenerationMode::AiAssisted => "ai_assisted",
             GenerationMode::Mixed => "mixed",
         }
-    }
-
-    /// Whether generating in this mode needs the AI layer.
-    pub fn needs_ai(self) -> bool {
-        !matches!(self, GenerationMode::Manual)
     }
 }
 
@@ -184,6 +179,10 @@ pub struct Feature {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The AI request whose applied proposal last set this feature's content, kept when its owner
+    /// edits it afterwards (`generation_problems` reads it); absent while there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_request_id: Option<crate::ids::AiRequestId>,
 }
 
 impl Feature {
@@ -240,6 +239,9 @@ pub struct Project {
     // A serialised project exists; only `default()` builds the state before creation.
     #[serde(skip, default = "created")]
     pub(super) created: bool,
+    /// What [`Project::serialized_bytes`] adds up; never serialised.
+    #[serde(skip)]
+    pub(super) sizes: super::size::SizeMemo,
 }
 
 fn created() -> bool {
@@ -261,6 +263,7 @@ impl Default for Project {
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             created: false,
+            sizes: super::size::SizeMemo::fresh(),
         }
     }
 }

@@ -75,6 +75,7 @@ fn added(id: u128, name: &str, feature_type: FeatureType, raw: Option<Value>) ->
         schema_definition: raw.map(schema),
         is_enabled: true,
         added_at: t(1),
+        ai_request_id: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn disabled(id: u128) -> ProjectEvent {
         schema_definition: None,
         is_enabled: Some(false),
         updated_at: t(2),
+        ai_request_id: None,
     }
 }
 
@@ -159,6 +161,7 @@ fn feature_updated(id: u128, changed: Changed) -> ProjectEvent {
         schema_definition: changed.schema_definition,
         is_enabled: changed.is_enabled,
         updated_at: t(3),
+        ai_request_id: None,
     }
 }
 
@@ -205,7 +208,9 @@ fn invalid_at(outcome: Result<Vec<ProjectEvent>, ProjectError>) -> Vec<String> {
         .collect()
 }
 
+mod ai_content;
 mod creation;
 mod features;
 mod functions;
 mod lifecycle;
+mod size;
