@@ -355,6 +355,11 @@ pub async fn apply_proposal(
         let project: Loaded<Project> =
             event_store::load(&state.store, &project_stream, ReadUntil::End).await?;
         check_write_access(&project, &write.caller)?;
+        // The request again, read after the project: an apply that landed before the project was
+        // read shows here too (the append is atomic), so a lost race answers 409 rather than a
+        // 422 for the project's own copy of the features.
+        let request: Loaded<AiRequest> =
+            event_store::load(&state.store, &request_stream, ReadUntil::End).await?;
         let at = OffsetDateTime::now_utc();
         let applied_by = UserId::from_uuid(write.caller.user_id);
         let limits = &state.settings.limits;

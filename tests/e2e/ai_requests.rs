@@ -356,15 +356,29 @@ async fn a_rule_breaking_answer_is_repaired_then_applied_once_as_ai_assisted_fea
     )
     .await
     .expect(403);
-    let applied = app
-        .post(&format!("/ai/requests/{id}/apply"), token(owner), json!({}))
-        .await
-        .expect(200);
+    // A stale If-Match is a failed precondition.
+    let apply = format!("/ai/requests/{id}/apply");
+    app.send(
+        reqwest::Method::POST,
+        &apply,
+        token(owner),
+        None,
+        &[("If-Match", "\"1\"")],
+    )
+    .await
+    .expect(412);
+    // Two concurrent applies: exactly one lands, the other is a 409.
+    let (one, two) = tokio::join!(
+        app.post(&apply, token(owner), json!({})),
+        app.post(&apply, token(owner), json!({}))
+    );
+    let mut statuses = [one.status.as_u16(), two.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", one.body, two.body);
+    let applied = if one.status.as_u16() == 200 { one } else { two };
     assert_eq!(applied.body["project_id"], project.as_str());
     let version = applied.body["version"].as_u64().expect("version");
-    app.post(&format!("/ai/requests/{id}/apply"), token(owner), json!({}))
-        .await
-        .expect(409);
+    app.post(&apply, token(owner), json!({})).await.expect(409);
     let position = position_of(&applied);
     let features = app
         .get_at(
