@@ -21,12 +21,14 @@ const FUNCTIONS_KEY: usize = r#","functions":"#.len();
 
 /// The measured lengths behind [`Project::serialized_bytes`]. A memo, not state: it never
 /// serialises, and every memo is equal to every other, so it never makes two projects differ.
+/// `None` (a deserialised state's) vouches for nothing; `Some` only ever follows `evolve` from
+/// `Project::default()`. Boxed, so it adds one word to a `Project`.
 #[derive(Debug, Clone, Default)]
-pub struct SizeMemo {
-    /// Set only by `evolve` on a state built by `Project::default()`; a deserialised state's memo
-    /// is the default, which vouches for nothing.
-    valid: bool,
-    /// The project serialised with no features and no functions.
+pub struct SizeMemo(Option<Box<Measured>>);
+
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    /// The project serialised with no features and no functions (0 before the first event).
     shell: usize,
     features: HashMap<FeatureId, usize>,
     functions: HashMap<FunctionId, usize>,
@@ -41,10 +43,7 @@ impl PartialEq for SizeMemo {
 impl SizeMemo {
     /// The memo of `Project::default()`: nothing folded yet, so nothing measured yet.
     pub(super) fn fresh() -> Self {
-        Self {
-            valid: true,
-            ..Self::default()
-        }
+        Self(Some(Box::default()))
     }
 }
 
@@ -58,9 +57,10 @@ impl Project {
     /// The length of `serde_json::to_vec(self)`, in bytes: from the memo when it vouches for this
     /// state (O(number of features and functions)), otherwise by serialising the whole project.
     pub fn serialized_bytes(&self) -> usize {
-        let memo = &self.sizes;
-        let vouched = memo.valid
-            && memo.features.len() == self.features.len()
+        let Some(memo) = &self.sizes.0 else {
+            return serialized_len(self);
+        };
+        let vouched = memo.features.len() == self.features.len()
             && memo.functions.len() == self.functions.len();
         if !vouched {
             return serialized_len(self);
@@ -92,10 +92,9 @@ impl Project {
 
     /// Measures again what `event` changed; called by `evolve` after it folded the event.
     pub(super) fn remeasure(&mut self, event: &ProjectEvent) {
-        if !self.sizes.valid {
+        let Some(mut memo) = self.sizes.0.take() else {
             return;
-        }
-        let mut memo = std::mem::take(&mut self.sizes);
+        };
         match event.features_touched() {
             FeaturesTouched::None => {}
             FeaturesTouched::One(id) => match self.feature(id) {
@@ -145,7 +144,6 @@ impl Project {
         memo.shell = serialized_len(self);
         self.features = features;
         self.functions = functions;
-        memo.valid = true;
-        self.sizes = memo;
+        self.sizes = SizeMemo(Some(memo));
     }
 }
