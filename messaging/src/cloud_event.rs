@@ -235,6 +235,30 @@ mod tests {
     }
 
     #[test]
+    fn an_ai_request_event_is_named_by_its_whole_id_although_its_prefix_holds_a_dash() {
+        let metadata = EventMetadata {
+            project_id: Some(PROJECT),
+            ..EventMetadata::default()
+        };
+        let request = Uuid::from_u128(9);
+        let data = format!(
+            r#"{{"request_id":"{request}","delivery":1,"started_at":"2026-11-25T20:10:46Z"}}"#
+        );
+        let stream = domain::ids::AiRequestId::from_uuid(request).stream();
+        let record = stored(&stream, "AiRequestStarted", &metadata, &data);
+        let event = decode("AiRequestStarted", &data);
+        let (subject, document) = CloudEvent::of(&Names::new("bf"), &record, &event)
+            .expect("publishable")
+            .expect("published");
+        assert_eq!(
+            subject,
+            format!("bf.events.{PROJECT}.ai_request.{request}.AiRequestStarted")
+        );
+        assert_eq!(document.subject, request.to_string());
+        assert_eq!(document.source, format!("/bf/ai_request/{request}"));
+    }
+
+    #[test]
     fn e_mail_reservations_are_not_published() {
         let metadata = EventMetadata::default();
         let data = r#"{"user_id":"00000000-0000-0000-0000-000000000003"}"#;
