@@ -331,7 +331,7 @@ impl<'a> Asked<'a> {
 async fn run_model_command(
     state: &CommandState,
     name: &ModelName,
-    command: AiModelCommand,
+    command: impl Fn(&AiModel) -> Result<AiModelCommand, ApiError>,
     asked: Asked<'_>,
     status: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
@@ -351,7 +351,7 @@ async fn run_model_command(
     };
     let make_plan = async || {
         let decided = step
-            .decide(&state.store, |_| Ok(command.clone()))
+            .decide(&state.store, |loaded| command(&loaded.state))
             .await
             .map_err(|f| failure(f, model_error))?;
         let rows = model_rows(&decided.events);
@@ -421,7 +421,7 @@ pub async fn register_model(
     run_model_command(
         &state,
         &name,
-        command,
+        |_| Ok(command.clone()),
         Asked::by(&write),
         StatusCode::CREATED,
     )
@@ -451,7 +451,14 @@ pub async fn update_model(
         patch,
         at: OffsetDateTime::now_utc(),
     });
-    run_model_command(&state, &name, command, Asked::by(&write), StatusCode::OK).await
+    run_model_command(
+        &state,
+        &name,
+        |_| Ok(command.clone()),
+        Asked::by(&write),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// Retire a model (admins only): no new request may use it; its name stays taken.
@@ -475,7 +482,7 @@ pub async fn retire_model(
     run_model_command(
         &state,
         &name,
-        command,
+        |_| Ok(command.clone()),
         Asked::by(&write),
         StatusCode::NO_CONTENT,
     )
@@ -793,33 +800,38 @@ pub async fn bootstrap(state: &CommandState) -> anyhow::Result<()> {
         )
         .await?;
     drop(client);
+    if let Some(row) = row {
+        let stored: ModelConfig = serde_json::from_str(row.try_get(0)?)?;
+        let (is_default, retired): (bool, bool) = (row.try_get(1)?, row.try_get(2)?);
+        if retired {
+            tracing::warn!(
+                model = BOOTSTRAP_MODEL_NAME,
+                "BACKFORGE_AI_* describe a default model, but the model `default` was retired; \
+                 it is not used again (register another model as the default)"
+            );
+            return Ok(());
+        }
+        if stored == config && is_default {
+            return Ok(());
+        }
+    }
     let now = OffsetDateTime::now_utc();
-    let command = match row {
-        None => AiModelCommand::Register(RegisterModel {
-            name: name.clone(),
-            config: config.clone(),
-            is_default: true,
-            at: now,
-        }),
-        Some(row) => {
-            if row.try_get::<_, bool>(2)? {
-                tracing::warn!(
-                    model = BOOTSTRAP_MODEL_NAME,
-                    "BACKFORGE_AI_* describe a default model, but the model `default` was retired; \
-                     it is not used again (register another model as the default)"
-                );
-                return Ok(());
-            }
-            let stored: ModelConfig = serde_json::from_str(row.try_get(0)?)?;
-            let is_default: bool = row.try_get(1)?;
-            if stored == config && is_default {
-                return Ok(());
-            }
+    // Register or update as the stream says when the command is decided, so two processes
+    // starting at once both end with the model (the loser of the race decides again).
+    let command = |model: &AiModel| {
+        Ok(if model.exists() {
             AiModelCommand::Update(UpdateModel {
                 patch: full_patch(&config),
                 at: now,
             })
-        }
+        } else {
+            AiModelCommand::Register(RegisterModel {
+                name: name.clone(),
+                config: config.clone(),
+                is_default: true,
+                at: now,
+            })
+        })
     };
     let metadata = EventMetadata {
         correlation_id: Some(uuid::Uuid::now_v7()),
