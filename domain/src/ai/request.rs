@@ -96,12 +96,8 @@ impl AiRequestStatus {
     }
 }
 
-/// The prompt template a request used: its name and version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromptRef {
-    pub name: String,
-    pub version: u32,
-}
+/// The prompt template a request used: its name and version (the catalog's own reference).
+pub use super::prompt::PromptRef;
 
 /// Tokens an attempt's answer read and wrote, as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
