@@ -5,8 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
-use domain::ai::prompt::Purpose;
-use domain::ai::proposal::{self, Origin, ProposalKind};
+use domain::ai::proposal::{self, Origin};
 use domain::ai::request::{
     AiRequest, AiRequestCommand, AiRequestError, AiRequestKind, ApplyProposal, PromptRef, RequestAi,
 };
@@ -112,22 +111,6 @@ pub fn ai_request_error(e: AiRequestError) -> ApiError {
     }
 }
 
-fn purpose(kind: AiRequestKind) -> Purpose {
-    match kind {
-        AiRequestKind::GenerateConfig => Purpose::GenerateConfig,
-        AiRequestKind::EnhanceConfig => Purpose::EnhanceConfig,
-        AiRequestKind::GenerateCode => Purpose::GenerateCode,
-    }
-}
-
-fn proposal_kind(kind: AiRequestKind) -> ProposalKind {
-    match kind {
-        AiRequestKind::GenerateConfig => ProposalKind::GenerateConfig,
-        AiRequestKind::EnhanceConfig => ProposalKind::EnhanceConfig,
-        AiRequestKind::GenerateCode => ProposalKind::GenerateCode,
-    }
-}
-
 /// What every AI request route asks for, once its body is read.
 struct Asked {
     kind: AiRequestKind,
@@ -164,7 +147,7 @@ async fn request_ai(
         check_write_access(&current, &write.caller)?;
         let client = state.pool.get().await?;
         let model = resolve_model(&client, asked.model.as_deref()).await?;
-        let prompt = effective_prompt(&client, purpose(asked.kind)).await?;
+        let prompt = effective_prompt(&client, asked.kind).await?;
         drop(client);
         let command = AiRequestCommand::Request(Box::new(RequestAi {
             request_id,
@@ -299,7 +282,7 @@ fn proposal_events(
         .proposal
         .as_ref()
         .ok_or_else(|| ai_request_error(AiRequestError::NotSucceeded(request.status.as_str())))?;
-    let parsed = proposal::parse(proposal_kind(request.kind), stored).map_err(|problems| {
+    let parsed = proposal::parse(request.kind, stored).map_err(|problems| {
         ApiError::internal(anyhow::anyhow!(
             "the stored proposal of AI request {} does not parse: {problems:?}",
             request.id

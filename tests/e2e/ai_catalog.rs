@@ -137,7 +137,10 @@ async fn admins_manage_models_and_everyone_lists_them_without_urls_or_key_variab
         .expect(200);
     assert_eq!(by_name(&list.body, "mini").unwrap()["is_default"], false);
     assert_eq!(by_name(&list.body, "big").unwrap()["is_default"], true);
-    assert_eq!(by_name(&list.body, "big").unwrap()["input_usd_per_mtok"], "2.5");
+    assert_eq!(
+        by_name(&list.body, "big").unwrap()["input_usd_per_mtok"],
+        "2.5"
+    );
 
     // A partial update changes only what it names; `null` clears an optional member.
     let updated = app
@@ -195,18 +198,31 @@ async fn admins_manage_models_and_everyone_lists_them_without_urls_or_key_variab
         .post("/admin/ai/models", token(&admin), model_body("mini"))
         .await
         .expect(409);
-    assert!(taken.body["type"].as_str().unwrap().ends_with("/name-taken"));
+    assert!(
+        taken.body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/name-taken")
+    );
 
     // Members may not change or retire a model; unknown names are 404.
-    app.put("/admin/ai/models/mini", token(&member), json!({"model": "x"}))
-        .await
-        .expect(403);
+    app.put(
+        "/admin/ai/models/mini",
+        token(&member),
+        json!({"model": "x"}),
+    )
+    .await
+    .expect(403);
     app.delete("/admin/ai/models/mini", token(&member))
         .await
         .expect(403);
-    app.put("/admin/ai/models/nope", token(&admin), json!({"model": "x"}))
-        .await
-        .expect(404);
+    app.put(
+        "/admin/ai/models/nope",
+        token(&admin),
+        json!({"model": "x"}),
+    )
+    .await
+    .expect(404);
     app.delete("/admin/ai/models/nope", token(&admin))
         .await
         .expect(404);
@@ -288,7 +304,11 @@ async fn prompt_templates_are_versioned_checked_when_written_and_readable_at_any
 
     // Any version reads back; the latest by default, and in the list.
     let v1 = app
-        .get_at("/ai/prompts/shop-config?version=1", token(&member), &position)
+        .get_at(
+            "/ai/prompts/shop-config?version=1",
+            token(&member),
+            &position,
+        )
         .await
         .expect(200);
     assert_eq!(v1.body["template"], prompt["template"]);
@@ -304,9 +324,13 @@ async fn prompt_templates_are_versioned_checked_when_written_and_readable_at_any
         .await
         .expect(200);
     assert_eq!(by_name(&list.body, "shop-config").unwrap()["version"], 2);
-    app.get_at("/ai/prompts/shop-config?version=9", token(&member), &position)
-        .await
-        .expect(404);
+    app.get_at(
+        "/ai/prompts/shop-config?version=9",
+        token(&member),
+        &position,
+    )
+    .await
+    .expect(404);
     app.get_at("/ai/prompts/nope", token(&member), &position)
         .await
         .expect(404);
@@ -453,13 +477,17 @@ async fn the_ai_variables_record_a_default_model_once_and_never_the_key() {
     ];
     let mut s = serve(&env).await;
     let (member, _) = s.app.register("Mel").await;
-    let list = eventually("the bootstrap model is listed", Duration::from_secs(10), || {
-        let (app, member) = (&s.app, &member);
-        async move {
-            let list = app.get("/ai/models", token(member)).await.expect(200);
-            by_name(&list.body, "default").is_some().then_some(list)
-        }
-    })
+    let list = eventually(
+        "the bootstrap model is listed",
+        Duration::from_secs(10),
+        || {
+            let (app, member) = (&s.app, &member);
+            async move {
+                let list = app.get("/ai/models", token(member)).await.expect(200);
+                by_name(&list.body, "default").is_some().then_some(list)
+            }
+        },
+    )
     .await;
     assert_eq!(
         *by_name(&list.body, "default").unwrap(),

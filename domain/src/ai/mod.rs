@@ -4,8 +4,8 @@
 pub mod config;
 pub mod models;
 pub mod money;
-pub mod proposal;
 pub mod prompt;
+pub mod proposal;
 pub mod request;
 pub mod templates;
 

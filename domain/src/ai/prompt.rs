@@ -14,40 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
 
-/// What a prompt is for: one per kind of AI request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    GenerateConfig,
-    EnhanceConfig,
-    GenerateCode,
-}
-
-impl Purpose {
-    pub const ALL: [Purpose; 3] = [
-        Purpose::GenerateConfig,
-        Purpose::EnhanceConfig,
-        Purpose::GenerateCode,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::GenerateConfig => "generate_config",
-            Purpose::EnhanceConfig => "enhance_config",
-            Purpose::GenerateCode => "generate_code",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Purpose> {
-        Purpose::ALL.into_iter().find(|p| p.as_str() == raw)
-    }
-}
-
-impl std::fmt::Display for Purpose {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What a prompt is for: the kind of AI request it serves (one type, so the two cannot drift).
+pub type Purpose = super::request::AiRequestKind;
 
 /// Every variable a template may use (docs/api.md, "Prompt templates"): the project's state, the
 /// specification if one was given, the schema language's rules, the user's text, the feature

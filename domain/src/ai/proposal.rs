@@ -25,40 +25,8 @@ use crate::project::{
     UpdateFunction,
 };
 
-/// What an AI request asks for; each kind has its own proposal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProposalKind {
-    GenerateConfig,
-    EnhanceConfig,
-    GenerateCode,
-}
-
-impl ProposalKind {
-    pub const ALL: [ProposalKind; 3] = [
-        ProposalKind::GenerateConfig,
-        ProposalKind::EnhanceConfig,
-        ProposalKind::GenerateCode,
-    ];
-
-    /// The stored and served spelling (the serde name), also the prompt templates' `purpose`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProposalKind::GenerateConfig => "generate_config",
-            ProposalKind::EnhanceConfig => "enhance_config",
-            ProposalKind::GenerateCode => "generate_code",
-        }
-    }
-
-    /// The name the structured-output schema is sent under (`^[A-Za-z0-9_-]{1,64}$`).
-    pub fn schema_name(self) -> &'static str {
-        match self {
-            ProposalKind::GenerateConfig => "generate_config_proposal",
-            ProposalKind::EnhanceConfig => "enhance_config_proposal",
-            ProposalKind::GenerateCode => "generate_code_proposal",
-        }
-    }
-}
+/// What an AI request asks for; each kind has its own proposal (the request's kind itself).
+pub type ProposalKind = super::request::AiRequestKind;
 
 /// A feature exactly as `POST /projects/{id}/features` takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

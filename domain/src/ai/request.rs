@@ -35,8 +35,9 @@ pub const ANSWER_MAX_BYTES: usize = 64 * 1024;
 /// The largest proposal a request may succeed with (its JSON text).
 pub const PROPOSAL_MAX_BYTES: usize = 256 * 1024;
 
-/// What a request asks the model for. Stored as its API name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a request asks the model for: also its prompt's purpose (`prompt::Purpose`) and its
+/// proposal's kind (`proposal::ProposalKind`), which are this type. Stored as its API name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AiRequestKind {
     /// Features for a project, from a prompt.
@@ -60,6 +61,20 @@ impl AiRequestKind {
             AiRequestKind::GenerateConfig => "generate_config",
             AiRequestKind::EnhanceConfig => "enhance_config",
             AiRequestKind::GenerateCode => "generate_code",
+        }
+    }
+
+    /// The kind spelled `raw` (its serde name), if any.
+    pub fn parse(raw: &str) -> Option<AiRequestKind> {
+        AiRequestKind::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+
+    /// The name its proposal's structured-output schema is sent under (`^[A-Za-z0-9_-]{1,64}$`).
+    pub fn schema_name(self) -> &'static str {
+        match self {
+            AiRequestKind::GenerateConfig => "generate_config_proposal",
+            AiRequestKind::EnhanceConfig => "enhance_config_proposal",
+            AiRequestKind::GenerateCode => "generate_code_proposal",
         }
     }
 }

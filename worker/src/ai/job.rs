@@ -8,11 +8,11 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use ai::{AiClient, AiError, CompletionRequest, Content, JsonSchema};
-use domain::ai::prompt::{self, Prompt, PromptInput, Purpose};
-use domain::ai::proposal::{self, Origin, ProposalKind};
+use domain::ai::prompt::{self, Prompt, PromptInput};
+use domain::ai::proposal::{self, Origin};
 use domain::ai::request::{
-    AiRequest, AiRequestCommand, AiRequestError, AiRequestKind, AttemptAnswer, FailAi,
-    MAX_ATTEMPTS, RecordAttempt, StartAi, SucceedAi, TokenUsage,
+    AiRequest, AiRequestCommand, AiRequestError, AttemptAnswer, FailAi, MAX_ATTEMPTS,
+    RecordAttempt, StartAi, SucceedAi, TokenUsage,
 };
 use domain::ids::{AiRequestId, FeatureId, ProjectId};
 use domain::project::Project;
@@ -52,23 +52,6 @@ fn metadata(job: &AiJob) -> EventMetadata {
         request_id: Some("worker".into()),
         // The project id comes from the request's state, written by the application step.
         ..EventMetadata::default()
-    }
-}
-
-/// The kind's proposal kind and prompt purpose (the three spell the same names).
-pub fn proposal_kind(kind: AiRequestKind) -> ProposalKind {
-    match kind {
-        AiRequestKind::GenerateConfig => ProposalKind::GenerateConfig,
-        AiRequestKind::EnhanceConfig => ProposalKind::EnhanceConfig,
-        AiRequestKind::GenerateCode => ProposalKind::GenerateCode,
-    }
-}
-
-fn purpose(kind: AiRequestKind) -> Purpose {
-    match kind {
-        AiRequestKind::GenerateConfig => Purpose::GenerateConfig,
-        AiRequestKind::EnhanceConfig => Purpose::EnhanceConfig,
-        AiRequestKind::GenerateCode => Purpose::GenerateCode,
     }
 }
 
@@ -166,7 +149,7 @@ fn check_answer(
     answer: &serde_json::Value,
     limits: &Limits,
 ) -> Result<serde_json::Value, Vec<String>> {
-    let kind = proposal_kind(request.kind);
+    let kind = request.kind;
     let parsed = proposal::parse(kind, answer).map_err(|p| problem_lines(&p))?;
     let mut targets = Vec::new();
     match (&parsed, request.feature_id, request.function_id) {
@@ -237,7 +220,7 @@ async fn attempt(
     let template = Prompt {
         name: request.prompt.name.clone(),
         version: request.prompt.version,
-        purpose: purpose(request.kind),
+        purpose: request.kind,
         system: request.system.clone(),
         template: request.template.clone(),
     };
@@ -247,7 +230,7 @@ async fn attempt(
         // Nothing was sent, so nothing is recorded as an attempt: the request fails.
         Err(e) => return Ok(Tried::Final(e.to_string())),
     };
-    let kind = proposal_kind(request.kind);
+    let kind = request.kind;
     let completion = CompletionRequest {
         system: rendered.system,
         user: rendered.user,
