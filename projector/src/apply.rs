@@ -53,34 +53,19 @@ pub enum Applied {
 /// before a batch and keeps it only once the batch has committed (a rolled-back batch or a lost
 /// checkpoint drops it, and the next batch reads the rows again).
 pub struct ProjectStates {
-    /// Each row with its weight (`Project::serialized_bytes` when kept).
-    rows: HashMap<Uuid, (ProjectRow, usize)>,
+    rows: HashMap<Uuid, ProjectRow>,
     capacity: usize,
-    /// The rows' weights in all; at most `max_bytes`.
-    bytes: usize,
-    max_bytes: usize,
 }
 
 impl ProjectStates {
-    /// At most `capacity` projects and `max_bytes` of them (as serialised).
-    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self {
             rows: HashMap::new(),
             capacity,
-            bytes: 0,
-            max_bytes,
         }
     }
 
-    /// Takes `id`'s row out, for a batch to fold into.
-    fn take(&mut self, id: &Uuid) -> Option<ProjectRow> {
-        let (row, weight) = self.rows.remove(id)?;
-        self.bytes -= weight;
-        Some(row)
-    }
-
-    /// Keeps the rows a batch wrote (as now stored), dropping arbitrary others beyond capacity or
-    /// the byte budget (a row heavier than the whole budget is not kept).
+    /// Keeps the rows a batch wrote (as now stored), dropping arbitrary others beyond capacity.
     fn keep(&mut self, rows: HashMap<Uuid, ProjectRow>) {
         for (id, mut row) in rows {
             row.stored |= row.dirty;
@@ -88,21 +73,13 @@ impl ProjectStates {
             row.members_before.clone_from(&row.state.members);
             row.features_all = false;
             row.features_changed.clear();
-            let weight = row.state.serialized_bytes();
-            if let Some((_, old)) = self.rows.remove(&id) {
-                self.bytes -= old;
-            }
-            if weight <= self.max_bytes {
-                self.rows.insert(id, (row, weight));
-                self.bytes += weight;
-            }
+            self.rows.insert(id, row);
         }
-        while self.rows.len() > self.capacity || self.bytes > self.max_bytes {
-            let Some(victim) = self.rows.keys().next().copied() else {
-                break;
-            };
-            if let Some((_, weight)) = self.rows.remove(&victim) {
-                self.bytes -= weight;
+        let excess = self.rows.len().saturating_sub(self.capacity);
+        if excess > 0 {
+            let victims: Vec<Uuid> = self.rows.keys().take(excess).copied().collect();
+            for id in victims {
+                self.rows.remove(&id);
             }
         }
     }
@@ -326,7 +303,7 @@ impl<'a> Batch<'a> {
         let mut projects = HashMap::with_capacity(first.len());
         let mut load_projects = Vec::new();
         for (id, version) in first {
-            match states.take(&id) {
+            match states.rows.remove(&id) {
                 Some(row) => {
                     projects.insert(id, row);
                 }
@@ -605,12 +582,6 @@ async fn load_projects<C: GenericClient>(
         let Json(feature): Json<Feature> = row.try_get(1)?;
         if let Some(p) = out.get_mut(&project) {
             p.state.features.push(feature);
-        }
-    }
-    // Measured once, so folding keeps their size (and the warm rows' weight) exact cheaply.
-    for id in ids {
-        if let Some(p) = out.get_mut(id) {
-            p.state.measure();
         }
     }
     Ok(())

@@ -15,8 +15,6 @@ use crate::parked;
 const REPLAY_BATCH: usize = 5000;
 /// Project rows a replay keeps folded between batches (a few KB each).
 const REPLAY_STATES: usize = 20_000;
-/// The bytes of those states (as serialised) a replay keeps.
-const REPLAY_STATE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayReport {
@@ -61,7 +59,7 @@ pub async fn replay(
     let started = Instant::now();
     let mut checkpoint = Position::START;
     let mut done = 0u64;
-    let mut states = ProjectStates::new(REPLAY_STATES, REPLAY_STATE_BYTES);
+    let mut states = ProjectStates::new(REPLAY_STATES);
     // At most one batch is being written while the next one folds; writes commit in feed order.
     let mut writing: Option<Writing> = None;
     let mut events = store.read_feed(checkpoint, REPLAY_BATCH).await?;

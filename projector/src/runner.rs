@@ -30,10 +30,8 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// one batch where a loaded command side would otherwise cause one read, apply and checkpoint
 /// per commit.
 pub const READ_PACE: Duration = Duration::from_millis(5);
-/// Project rows the live projector keeps as it last wrote them, at most this many and this many
-/// bytes of them as serialised (the command side keeps its own; both count in the server's RSS).
+/// Project rows the live projector keeps as it last wrote them (a few KB each).
 const PROJECT_STATES: usize = 4096;
-const PROJECT_STATE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the leader knows from its own last committed batch: the checkpoint it moved to and the
 /// project rows it wrote. Taken out for a batch and put back only after that batch committed, so
@@ -283,7 +281,7 @@ impl Projector {
                 checkpoint::read(&client, LIVE)
                     .await
                     .map_err(Failure::transient)?,
-                ProjectStates::new(PROJECT_STATES, PROJECT_STATE_BYTES),
+                ProjectStates::new(PROJECT_STATES),
             ),
         };
         self.checkpoint_tx.send_if_modified(|c| {

@@ -343,7 +343,7 @@ impl Settings {
                 "BACKFORGE_MAX_EVENT_BYTES",
                 event_store::DEFAULT_MAX_EVENT_BYTES as u64,
             )? as usize,
-            state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 48 * 1024 * 1024)? as usize,
+            state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
             sv_cache_max_age: Duration::from_millis(num("BACKFORGE_SV_CACHE_MAX_AGE_MS", 1000)?),
             sandbox: SandboxSettings {
                 python: get("BACKFORGE_SANDBOX_PYTHON")

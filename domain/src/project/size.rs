@@ -90,34 +90,6 @@ impl Project {
         bytes
     }
 
-    /// Measures the whole state and keeps the lengths, so that from here on `evolve` keeps
-    /// [`Project::serialized_bytes`] exact at the cost of what each event changes: for a state
-    /// assembled other than by folding from the start (a read model's rows).
-    pub fn measure(&mut self) {
-        let features = self
-            .features
-            .iter()
-            .map(|f| (f.id, serialized_len(f)))
-            .collect();
-        let functions = self
-            .functions
-            .iter()
-            .map(|f| (f.id, serialized_len(f)))
-            .collect();
-        let lists = (
-            std::mem::take(&mut self.features),
-            std::mem::take(&mut self.functions),
-        );
-        self.sizes = SizeMemo(None);
-        let shell = serialized_len(self);
-        (self.features, self.functions) = lists;
-        self.sizes = SizeMemo(Some(Box::new(Measured {
-            shell,
-            features,
-            functions,
-        })));
-    }
-
     /// Measures again what `event` changed; called by `evolve` after it folded the event.
     pub(super) fn remeasure(&mut self, event: &ProjectEvent) {
         let Some(mut memo) = self.sizes.0.take() else {
