@@ -2,8 +2,8 @@
 //! leadership so one instance applies at a time, replay into fresh tables, the NATS relays and
 //! parked events.
 
-mod ai_requests;
 mod ai_catalog;
+mod ai_requests;
 pub mod apply;
 pub mod parked;
 pub mod relay;
