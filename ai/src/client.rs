@@ -32,7 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How retryable failures (connection errors, 408, 429, 5xx) are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first try (API.md: at most 3).
+    /// Retries after the first try (at most 3, within the caller's deadline).
     pub max_retries: u32,
     /// The wait before the first retry when the provider names none; doubled for each next one.
     pub base_backoff: Duration,

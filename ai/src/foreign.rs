@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::key::ApiKey;
 
-/// A provider's error body as recorded (API.md: cut to 1 KiB).
+/// A provider's error body as recorded (cut to 1 KiB, key redacted).
 pub const ERROR_BODY_BYTES: usize = 1024;
 
 /// A transport failure's description as recorded.

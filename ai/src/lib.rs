@@ -18,7 +18,7 @@
 //!   system's OpenSSL so the binary carries its TLS; no `system-proxy` feature, and
 //!   `no_proxy()`, so proxy variables are never read; its `dns_resolver` hook is where the SSRF
 //!   rule sees every resolved address.
-//! - `rust_decimal`: exact prices and costs (API.md: exact decimals, half-even), never `f64`.
+//! - `rust_decimal`: exact prices and costs (exact decimals, half-even: docs/api.md), never `f64`.
 //! - `jsonschema` (the workspace's, offline): an answer is checked against the schema it was
 //!   asked for, as not every OpenAI-format server enforces strict mode.
 //! - `httpdate`: `Retry-After` given as an HTTP date.

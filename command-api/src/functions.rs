@@ -435,7 +435,7 @@ struct ExampleRun {
     status: ExecutionStatus,
 }
 
-/// The run result of API.md, with `examples` when they were asked for.
+/// The run result of docs/api.md, with `examples` when they were asked for.
 #[derive(Debug, Serialize)]
 struct TestRun {
     #[serde(flatten)]

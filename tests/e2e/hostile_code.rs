@@ -1,4 +1,4 @@
-//! API.md's hostile programs and what containing them means, shared by every route that runs a
+//! The hostile programs and what containing them means, shared by every route that runs a
 //! caller's code (`POST /ai/sandbox-execute`, `POST /functions/{id}/test`): each program gets its
 //! status, no result holds a secret of the server or a host file's content, `GET /health` answers
 //! within 1 s throughout, and afterwards no process of the sandbox's uids remains.
@@ -75,7 +75,7 @@ impl Program {
     }
 }
 
-/// API.md's table, as far as it runs in a few seconds; `port` is a listener no run may reach and
+/// The hostile programs, as far as it runs in a few seconds; `port` is a listener no run may reach and
 /// `marker` a host file no run may read.
 fn programs(port: u16, marker: &str) -> Vec<Program> {
     let mut fds = Program::new(
@@ -329,7 +329,7 @@ pub(crate) async fn ready(app: &TestApp, user: &TestUser) {
     .await;
 }
 
-/// API.md's "fork bomb (while another user's normal run succeeds)": while one user's fork bomb
+/// The "fork bomb (while another user's normal run succeeds)": while one user's fork bomb
 /// holds its slot's uid at its process limit through `POST /ai/sandbox-execute`, another user's
 /// trivial function test runs in another slot and answers 200 `ok` with its output; the bomb ends
 /// with its status, and nothing of either run remains.

@@ -7,7 +7,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serializer};
 use serde_json::value::RawValue;
 
-/// Decimal places a price may have (API.md: at most 6) and a cost is rounded to.
+/// Decimal places a price may have (docs/api.md: at most 6) and a cost is rounded to.
 pub const PRICE_SCALE: u32 = 6;
 
 /// The largest price accepted, in USD per million tokens: far above any real model, and small
@@ -84,7 +84,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(3) + FRAMING
 }
 
-/// The worst case a request can cost (API.md's admission rule): every one of `attempts` attempts
+/// The worst case a request can cost (the admission rule of docs/api.md): every one of `attempts` attempts
 /// reading `input_tokens` and writing `max_output_tokens`, each costed as [`cost`] does.
 pub fn worst_case_cost(
     input_tokens: u64,

@@ -22,7 +22,7 @@ use crate::limits::Limits;
 use crate::project::{Project, ProjectStatus};
 use crate::text;
 
-/// The longest prompt a user may write, in characters (API.md).
+/// The longest prompt a user may write, in characters (docs/api.md).
 pub const PROMPT_MAX_CHARS: usize = 8_000;
 /// Attempts a request may make: the first answer and two repairs.
 pub const MAX_ATTEMPTS: u32 = 3;
