@@ -26,6 +26,7 @@ type Sent = Arc<Mutex<Vec<(HashMap<String, String>, Value)>>>;
 struct FakeModel {
     addr: SocketAddr,
     requests: Sent,
+    answers: Arc<Mutex<Vec<Value>>>,
 }
 
 impl FakeModel {
@@ -34,19 +35,34 @@ impl FakeModel {
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
+        let answers = Arc::new(Mutex::new(answers));
+        let scripted = answers.clone();
         let count = Arc::new(AtomicUsize::new(0));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let n = count.fetch_add(1, Ordering::SeqCst);
-                let body = answers
-                    .get(n)
-                    .or(answers.last())
-                    .cloned()
-                    .expect("an answer");
+                let body = {
+                    let answers = scripted.lock().expect("lock");
+                    answers
+                        .get(n)
+                        .or(answers.last())
+                        .cloned()
+                        .expect("an answer")
+                };
                 tokio::spawn(serve(stream, body, recorded.clone()));
             }
         });
-        Self { addr, requests }
+        Self {
+            addr,
+            requests,
+            answers,
+        }
+    }
+
+    /// Scripts the answers once the ids they name exist (before any request reached the server).
+    fn answer(&self, answers: Vec<Value>) {
+        assert!(self.requests().is_empty(), "scripted after a request");
+        *self.answers.lock().expect("lock") = answers;
     }
 
     fn requests(&self) -> Vec<(HashMap<String, String>, Value)> {
@@ -167,23 +183,25 @@ fn token(user: &TestUser) -> Option<&str> {
 /// `backforge serve` whose default model (the `BACKFORGE_AI_*` variables: 2.5 and 10 USD per
 /// million tokens) is the fake server answering `answers`, and a project of its owner.
 async fn setup(answers: Vec<Value>) -> Setup {
+    setup_with(answers, &[]).await
+}
+
+/// [`setup`] with more environment variables for the server.
+async fn setup_with(answers: Vec<Value>, env: &[(&str, &str)]) -> Setup {
     let model = FakeModel::start(answers).await;
     let db = TestDatabase::create().await.expect("test database");
     let base_url = format!("http://{}/v1", model.addr);
-    let app = Backforge::start(
-        "serve",
-        &db.url,
-        &[
-            ("BACKFORGE_AI_PROVIDER", "openai"),
-            ("BACKFORGE_AI_BASE_URL", &base_url),
-            ("BACKFORGE_AI_MODEL", "test-model"),
-            ("BACKFORGE_AI_API_KEY", KEY),
-            ("BACKFORGE_AI_INPUT_USD_PER_MTOK", "2.5"),
-            ("BACKFORGE_AI_OUTPUT_USD_PER_MTOK", "10"),
-            ("BACKFORGE_AI_MAX_OUTPUT_TOKENS", "2000"),
-        ],
-    )
-    .await;
+    let mut vars = vec![
+        ("BACKFORGE_AI_PROVIDER", "openai"),
+        ("BACKFORGE_AI_BASE_URL", base_url.as_str()),
+        ("BACKFORGE_AI_MODEL", "test-model"),
+        ("BACKFORGE_AI_API_KEY", KEY),
+        ("BACKFORGE_AI_INPUT_USD_PER_MTOK", "2.5"),
+        ("BACKFORGE_AI_OUTPUT_USD_PER_MTOK", "10"),
+        ("BACKFORGE_AI_MAX_OUTPUT_TOKENS", "2000"),
+    ];
+    vars.extend_from_slice(env);
+    let app = Backforge::start("serve", &db.url, &vars).await;
     let (owner, _) = app.register("Ada").await;
     let created = app
         .post("/projects", token(&owner), json!({"name": "Shop"}))
@@ -451,4 +469,327 @@ async fn an_answer_that_never_fits_fails_after_three_attempts_with_all_three_cos
     )
     .await
     .expect(409);
+}
+
+/// Every request the fake server got asked for `kind`'s proposal in the kind's strict JSON Schema,
+/// with the user's words in the user message.
+fn assert_asked_for(
+    sent: &[(HashMap<String, String>, Value)],
+    kind: domain::ai::proposal::ProposalKind,
+    words: &str,
+) {
+    assert!(!sent.is_empty());
+    for (_, body) in sent {
+        assert_eq!(body["model"], "test-model");
+        let format = &body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert_eq!(format["json_schema"]["name"], kind.schema_name());
+        assert_eq!(format["json_schema"]["strict"], true);
+        assert_eq!(
+            format["json_schema"]["schema"],
+            domain::ai::proposal::json_schema(kind)
+        );
+        assert!(
+            body["messages"][1]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains(words)),
+            "{body}"
+        );
+    }
+}
+
+/// The project's last event in its history, read at `position`.
+async fn last_event(app: &Backforge, user: &TestUser, project: &str, position: &str) -> Value {
+    let history = app
+        .get_at(
+            &format!("/projects/{project}/history"),
+            token(user),
+            position,
+        )
+        .await
+        .expect(200);
+    history.body["items"]
+        .as_array()
+        .and_then(|items| items.last())
+        .expect("an event")
+        .clone()
+}
+
+/// An `enhance_config` answer in the strict form: `feature` renamed `Clients`, with a `phone`.
+fn enhancement(feature: &str) -> Value {
+    json!({
+        "feature_id": feature,
+        "changes": {
+            "name": "Clients",
+            "generation_mode": "mixed",
+            "configuration": null,
+            "schema_definition": {
+                "entity": "customer",
+                "plural": null,
+                "fields": [field("email", "string"), field("phone", "string")],
+                "unique": null,
+            },
+            "is_enabled": null,
+        },
+        "rationale": "Customers are called clients here, and are reached by phone.",
+    })
+}
+
+#[tokio::test]
+async fn an_enhancement_is_applied_to_its_feature_which_becomes_mixed() {
+    let s = setup(Vec::new()).await;
+    let app = &s.app;
+    let owner = &s.owner;
+    let project = &s.project;
+    let added = app
+        .post(
+            &format!("/projects/{project}/features"),
+            token(owner),
+            json!({"name": "Customers", "feature_type": "crud", "generation_mode": "manual",
+                "schema_definition": {"entity": "customer",
+                    "fields": [{"name": "email", "type": "string", "required": true}]}}),
+        )
+        .await
+        .expect(201);
+    let feature = added.body["id"].as_str().expect("id").to_owned();
+    s.model
+        .answer(vec![openai_answer(&enhancement(&feature), 800, 300)]);
+
+    // An unknown feature is refused at its pointer (docs/api.md: 422), and nothing is asked.
+    let refused = app
+        .post(
+            "/ai/enhance-config",
+            token(owner),
+            json!({"project_id": project, "feature_id": uuid::Uuid::now_v7()}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(
+        refused.body["errors"][0]["field"], "/feature_id",
+        "{}",
+        refused.body
+    );
+
+    let accepted = app
+        .post(
+            "/ai/enhance-config",
+            token(owner),
+            json!({"project_id": project, "feature_id": feature,
+                "prompt": "Call them clients and keep their phone numbers"}),
+        )
+        .await
+        .expect(202);
+    let id = accepted.body["id"].as_str().expect("id").to_owned();
+    let done = finished(app, &id, owner).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "enhance_config");
+    assert_eq!(done["feature_id"], feature.as_str());
+    assert_eq!(done["prompt"]["name"], "builtin.enhance_config");
+    assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "{done}");
+    // 800 × 2.5 / 1e6 + 300 × 10 / 1e6 = 0.005
+    assert_eq!(done["cost_usd"], "0.005000");
+    // Stored as the PUT body the user would send: no nulls.
+    let changes = &done["proposal"]["changes"];
+    assert_eq!(done["proposal"]["feature_id"], feature.as_str());
+    assert_eq!(changes["name"], "Clients");
+    assert_eq!(changes["generation_mode"], "mixed");
+    assert!(changes.get("configuration").is_none(), "{done}");
+    assert!(done["proposal"]["rationale"].is_string());
+
+    // One call, for the enhancement's schema, with the feature and the user's words.
+    let sent = s.model.requests();
+    assert_eq!(sent.len(), 1);
+    assert_asked_for(
+        &sent,
+        domain::ai::proposal::ProposalKind::EnhanceConfig,
+        "keep their phone numbers",
+    );
+    assert_eq!(
+        sent[0].1["response_format"]["json_schema"]["name"],
+        "enhance_config_proposal"
+    );
+    assert!(
+        sent[0].1["messages"][1]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains(&feature)),
+        "the feature to improve is in the prompt"
+    );
+
+    // Apply: the feature changes in place and becomes mixed; the change is the AI's.
+    let applied = app
+        .post(&format!("/ai/requests/{id}/apply"), token(owner), json!({}))
+        .await
+        .expect(200);
+    let version = applied.body["version"].as_u64().expect("version");
+    let position = position_of(&applied);
+    let one = app
+        .get_at(
+            &format!("/projects/{project}/features/{feature}"),
+            token(owner),
+            &position,
+        )
+        .await
+        .expect(200);
+    assert_eq!(one.body["name"], "Clients", "{}", one.body);
+    assert_eq!(one.body["generation_mode"], "mixed");
+    assert_eq!(one.body["ai_request_id"], id.as_str());
+    let fields: Vec<&str> = one.body["schema_definition"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(fields, ["email", "phone"], "{}", one.body);
+    let all = app
+        .get_at(
+            &format!("/projects/{project}/features"),
+            token(owner),
+            &position,
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        all.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "changed, not added"
+    );
+    let last = last_event(app, owner, project, &position).await;
+    assert_eq!(last["version"].as_u64(), Some(version));
+    assert_eq!(last["type"], "FeatureUpdated");
+    assert_eq!(last["data"]["feature_id"], feature.as_str());
+    assert_eq!(last["metadata"]["source"], "ai");
+    assert_eq!(last["metadata"]["causation_id"], id.as_str());
+}
+
+/// Code that doubles `n`, and a function of the project it is proposed for.
+const DOUBLE: &str = "def handler(input):\n    return {\"n\": input[\"n\"] * 2}\n";
+
+fn code(function: &str, function_code: &str) -> Value {
+    json!({"function_id": function, "function_code": function_code})
+}
+
+#[tokio::test]
+async fn generated_code_that_breaks_the_function_rules_is_repaired_then_applied_to_its_function() {
+    // The sandbox compiles the function when it is created; its uids are this server's own (as in
+    // `functions.rs`).
+    let uid_base = (62_000 + (uuid::Uuid::new_v4().as_u128() % 500) * 8).to_string();
+    let s = setup_with(
+        Vec::new(),
+        &[("BACKFORGE_SANDBOX_UID_BASE", uid_base.as_str())],
+    )
+    .await;
+    let app = &s.app;
+    let owner = &s.owner;
+    let project = &s.project;
+    crate::functions::sandbox_ready(app, owner).await;
+    let created = app
+        .post(
+            &format!("/projects/{project}/functions"),
+            token(owner),
+            json!({"name": "double", "description": "Doubles n.", "language": "python",
+                "function_code": "def handler(input):\n    return input\n",
+                "input_schema": {"type": "object", "properties": {"n": {"type": "number"}},
+                    "required": ["n"]}}),
+        )
+        .await
+        .expect(201);
+    let function = created.body["id"].as_str().expect("id").to_owned();
+    // The first answer's code is blank: no `def handler(input)`, which the domain refuses.
+    s.model.answer(vec![
+        openai_answer(&code(&function, "   \n"), 600, 200),
+        openai_answer(&code(&function, DOUBLE), 700, 250),
+    ]);
+
+    let refused = app
+        .post(
+            "/ai/generate-code",
+            token(owner),
+            json!({"project_id": project, "function_id": uuid::Uuid::now_v7()}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(
+        refused.body["errors"][0]["field"], "/function_id",
+        "{}",
+        refused.body
+    );
+
+    let accepted = app
+        .post(
+            "/ai/generate-code",
+            token(owner),
+            json!({"project_id": project, "function_id": function,
+                "prompt": "Double the number n"}),
+        )
+        .await
+        .expect(202);
+    let id = accepted.body["id"].as_str().expect("id").to_owned();
+    let done = finished(app, &id, owner).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["kind"], "generate_code");
+    assert_eq!(done["function_id"], function.as_str());
+    assert_eq!(done["prompt"]["name"], "builtin.generate_code");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{done}");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/function_code")),
+        "{done}"
+    );
+    assert!(attempts[1].get("error").is_none(), "{done}");
+    // 600 × 2.5 / 1e6 + 200 × 10 / 1e6 = 0.0035; 700 × 2.5 / 1e6 + 250 × 10 / 1e6 = 0.00425
+    assert_eq!(attempts[0]["cost_usd"], "0.003500");
+    assert_eq!(attempts[1]["cost_usd"], "0.004250");
+    assert_eq!(done["cost_usd"], "0.007750");
+    assert_eq!(done["proposal"], code(&function, DOUBLE));
+
+    // Two calls for the code's schema; the repair carries the first answer's error.
+    let sent = s.model.requests();
+    assert_eq!(sent.len(), 2);
+    assert_asked_for(
+        &sent,
+        domain::ai::proposal::ProposalKind::GenerateCode,
+        "Double the number n",
+    );
+    assert_eq!(
+        sent[0].1["response_format"]["json_schema"]["name"],
+        "generate_code_proposal"
+    );
+    assert!(!sent[0].1.to_string().contains("/function_code"));
+    assert!(sent[1].1.to_string().contains("/function_code"));
+
+    // Apply: the function's code is the proposal's, and it runs.
+    let applied = app
+        .post(&format!("/ai/requests/{id}/apply"), token(owner), json!({}))
+        .await
+        .expect(200);
+    let version = applied.body["version"].as_u64().expect("version");
+    let position = position_of(&applied);
+    let one = app
+        .get_at(
+            &format!("/projects/{project}/functions/{function}"),
+            token(owner),
+            &position,
+        )
+        .await
+        .expect(200);
+    assert_eq!(one.body["function_code"], DOUBLE, "{}", one.body);
+    assert_eq!(one.body["name"], "double");
+    assert_eq!(one.body["ai_request_id"], id.as_str());
+    let last = last_event(app, owner, project, &position).await;
+    assert_eq!(last["version"].as_u64(), Some(version));
+    assert_eq!(last["type"], "FunctionUpdated");
+    assert_eq!(last["metadata"]["source"], "ai");
+    assert_eq!(last["metadata"]["causation_id"], id.as_str());
+    let ran = app
+        .post(
+            &format!("/functions/{function}/test"),
+            token(owner),
+            json!({"input": {"n": 21}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ran.body["status"], "ok", "{}", ran.body);
+    assert_eq!(ran.body["output"], json!({"n": 42}));
 }
