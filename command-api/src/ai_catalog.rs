@@ -1,7 +1,7 @@
 //! The AI catalog's admin writes (models and prompt templates), the one resolver of a request's model, the effective prompt of a purpose, and the `BACKFORGE_AI_*` bootstrap.
 //!
 //! Every write appends to the model's or template's own stream and, in the same transaction,
-//! updates the command-side `ai_models` and `ai_prompt_versions` rows that the resolver and
+//! updates the command-side `ai_model_catalog` and `ai_prompt_catalog` rows that the resolver and
 //! [`effective_prompt`] read, so an AI request sees a catalog change the moment it is answered.
 //! Writes that can move the default take one transaction-scoped advisory lock first, so the
 //! rows' order of default changes is the events' commit order (the read model applies the same
@@ -260,7 +260,7 @@ fn model_rows(events: &[AiModelEvent]) -> Vec<SideWrite> {
                 | AiModelEvent::AiModelRetired { name, .. } => name.to_string(),
             };
             writes.push(SideWrite::new(
-                "UPDATE ai_models SET is_default = false WHERE is_default AND name <> $1",
+                "UPDATE ai_model_catalog SET is_default = false WHERE is_default AND name <> $1",
                 vec![Box::new(name)],
             ));
         }
@@ -271,7 +271,7 @@ fn model_rows(events: &[AiModelEvent]) -> Vec<SideWrite> {
                 is_default,
                 registered_at,
             } => writes.push(SideWrite::new(
-                "INSERT INTO ai_models (name, config, is_default, retired, updated_at)
+                "INSERT INTO ai_model_catalog (name, config, is_default, retired, updated_at)
                  VALUES ($1, $2, $3, false, $4)",
                 vec![
                     Box::new(name.to_string()),
@@ -286,7 +286,7 @@ fn model_rows(events: &[AiModelEvent]) -> Vec<SideWrite> {
                 is_default,
                 updated_at,
             } => writes.push(SideWrite::new(
-                "UPDATE ai_models SET config = $2, is_default = COALESCE($3, is_default),
+                "UPDATE ai_model_catalog SET config = $2, is_default = COALESCE($3, is_default),
                         updated_at = $4
                  WHERE name = $1",
                 vec![
@@ -297,7 +297,7 @@ fn model_rows(events: &[AiModelEvent]) -> Vec<SideWrite> {
                 ],
             )),
             AiModelEvent::AiModelRetired { name, retired_at } => writes.push(SideWrite::new(
-                "UPDATE ai_models SET retired = true, is_default = false, updated_at = $2
+                "UPDATE ai_model_catalog SET retired = true, is_default = false, updated_at = $2
                  WHERE name = $1",
                 vec![Box::new(name.to_string()), Box::new(*retired_at)],
             )),
@@ -546,7 +546,7 @@ fn prompt_rows(events: &[PromptEvent], purpose: Option<Purpose>) -> Vec<SideWrit
             } => (name, version, system, template, revised_at),
         };
         writes.push(SideWrite::new(
-            "INSERT INTO ai_prompt_versions (name, version, purpose, system, template, created_at)
+            "INSERT INTO ai_prompt_catalog (name, version, purpose, system, template, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
             vec![
                 Box::new(name.to_string()),
@@ -708,7 +708,7 @@ pub async fn resolve_model<C: GenericClient>(
             let name = ModelName::parse(raw).map_err(|_| unknown())?;
             let row = client
                 .query_opt(
-                    "SELECT config::text, retired FROM ai_models WHERE name = $1",
+                    "SELECT config::text, retired FROM ai_model_catalog WHERE name = $1",
                     &[&name.as_str()],
                 )
                 .await?
@@ -725,7 +725,7 @@ pub async fn resolve_model<C: GenericClient>(
         None => {
             let row = client
                 .query_opt(
-                    "SELECT name, config::text FROM ai_models WHERE is_default AND NOT retired",
+                    "SELECT name, config::text FROM ai_model_catalog WHERE is_default AND NOT retired",
                     &[],
                 )
                 .await?;
@@ -740,7 +740,7 @@ pub async fn resolve_model<C: GenericClient>(
                 None => {
                     let any: bool = client
                         .query_one(
-                            "SELECT EXISTS (SELECT 1 FROM ai_models WHERE NOT retired)",
+                            "SELECT EXISTS (SELECT 1 FROM ai_model_catalog WHERE NOT retired)",
                             &[],
                         )
                         .await?
@@ -764,7 +764,7 @@ pub async fn effective_prompt<C: GenericClient>(
 ) -> Result<Prompt, ApiError> {
     let row = client
         .query_opt(
-            "SELECT name, version, system, template FROM ai_prompt_versions
+            "SELECT name, version, system, template FROM ai_prompt_catalog
              WHERE purpose = $1 ORDER BY created_at DESC, version DESC, name DESC LIMIT 1",
             &[&purpose.as_str()],
         )
@@ -795,7 +795,7 @@ pub async fn bootstrap(state: &CommandState) -> anyhow::Result<()> {
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT config::text, is_default, retired FROM ai_models WHERE name = $1",
+            "SELECT config::text, is_default, retired FROM ai_model_catalog WHERE name = $1",
             &[&name.as_str()],
         )
         .await?;
@@ -977,6 +977,6 @@ mod tests {
         };
         let sql: Vec<&str> = model_rows(&[loud]).iter().map(|w| w.sql).collect();
         assert!(sql[1].contains("SET is_default = false"));
-        assert!(sql[2].starts_with("INSERT INTO ai_models"));
+        assert!(sql[2].starts_with("INSERT INTO ai_model_catalog"));
     }
 }

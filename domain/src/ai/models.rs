@@ -2,7 +2,7 @@
 //!
 //! Which model is the default is a fact across models: an event that makes its model the default
 //! (`is_default: true` at registration, or an update with `is_default: true`) takes the default
-//! from whichever model held it; the command side's `ai_models` table and the read model apply
+//! from whichever model held it; the command side's `ai_model_catalog` table and the read model apply
 //! that rule in the order events commit. An update with `is_default: false` leaves no default;
 //! retiring the default leaves none either. A retired model keeps its name for good (requests
 //! recorded it), cannot be updated (409) and is not offered to new requests.
