@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
-use domain::ai::proposal::{self, Origin};
+use domain::ai::proposal::{self, Origin, Proposal};
 use domain::ai::request::{
     AiRequest, AiRequestCommand, AiRequestError, AiRequestKind, ApplyProposal, PromptRef, RequestAi,
 };
@@ -271,30 +271,36 @@ pub async fn generate_code(
     request_ai(&state, &write, asked).await
 }
 
-/// The project events that apply `request`'s proposal to `project`, or why it no longer fits.
-fn proposal_events(
-    request: &AiRequest,
-    project: &Loaded<Project>,
-    limits: &domain::Limits,
-    at: OffsetDateTime,
-) -> Result<Vec<domain::project::ProjectEvent>, ApiError> {
+/// `request`'s recorded proposal.
+fn stored_proposal(request: &AiRequest) -> Result<Proposal, ApiError> {
     let stored = request
         .proposal
         .as_ref()
         .ok_or_else(|| ai_request_error(AiRequestError::NotSucceeded(request.status.as_str())))?;
-    let parsed = proposal::parse(request.kind, stored).map_err(|problems| {
+    proposal::parse(request.kind, stored).map_err(|problems| {
         ApiError::internal(anyhow::anyhow!(
             "the stored proposal of AI request {} does not parse: {problems:?}",
             request.id
         ))
-    })?;
+    })
+}
+
+/// The project events that apply `request`'s proposal (`parsed`) to `project`, or why it no
+/// longer fits.
+fn proposal_events(
+    request: &AiRequest,
+    parsed: &Proposal,
+    project: &Loaded<Project>,
+    limits: &domain::Limits,
+    at: OffsetDateTime,
+) -> Result<Vec<domain::project::ProjectEvent>, ApiError> {
     let origin = Origin {
         ai_request_id: request.id,
         at,
     };
     let commands = proposal::validate(
         &project.state,
-        &parsed,
+        parsed,
         &origin,
         || FeatureId::from_uuid(Uuid::now_v7()),
         limits,
@@ -357,7 +363,13 @@ pub async fn apply_proposal(
             .decide(&check, limits)
             .map_err(ai_request_error)?;
         IfMatch::check(write.if_match, project.version)?;
-        let events = proposal_events(&request.state, &project, limits, at)?;
+        let parsed = stored_proposal(&request.state)?;
+        // Code is compiled where it is written, as `PUT /functions/{id}` does: the worker checks a
+        // proposal with the domain's rules only, and a function's code must compile to be stored.
+        if let Proposal::GenerateCode(code) = &parsed {
+            crate::functions::compile(&state, &code.function_code).await?;
+        }
+        let events = proposal_events(&request.state, &parsed, &project, limits, at)?;
         let version = project.version + events.len() as u64;
         let applied = request
             .state

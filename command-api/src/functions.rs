@@ -231,7 +231,7 @@ async fn check(
 
 /// 422 at `/function_code` unless the sandbox's interpreter compiles the code and finds a
 /// top-level `def handler(input)`.
-async fn compile(state: &CommandState, code: &str) -> Result<(), ApiError> {
+pub(crate) async fn compile(state: &CommandState, code: &str) -> Result<(), ApiError> {
     match state.sandbox.compile(code).await? {
         Compiled::Fine {
             defines_handler: true,

@@ -695,9 +695,15 @@ async fn generated_code_that_breaks_the_function_rules_is_repaired_then_applied_
         .expect(201);
     let function = created.body["id"].as_str().expect("id").to_owned();
     // The first answer's code is blank: no `def handler(input)`, which the domain refuses.
+    // (The third answer is for the last request below: code that does not compile.)
     s.model.answer(vec![
         openai_answer(&code(&function, "   \n"), 600, 200),
         openai_answer(&code(&function, DOUBLE), 700, 250),
+        openai_answer(
+            &code(&function, "def handler(input):\n    return {\n"),
+            500,
+            100,
+        ),
     ]);
 
     let refused = app
@@ -792,4 +798,40 @@ async fn generated_code_that_breaks_the_function_rules_is_repaired_then_applied_
         .expect(200);
     assert_eq!(ran.body["status"], "ok", "{}", ran.body);
     assert_eq!(ran.body["output"], json!({"n": 42}));
+
+    // Code the worker cannot compile passes its rules, but apply compiles it as a function write
+    // does: 422 at `/function_code`, and the function keeps its code.
+    let broken = app
+        .post(
+            "/ai/generate-code",
+            token(owner),
+            json!({"project_id": project, "function_id": function}),
+        )
+        .await
+        .expect(202);
+    let broken = broken.body["id"].as_str().expect("id").to_owned();
+    let done = finished(app, &broken, owner).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let refused = app
+        .post(
+            &format!("/ai/requests/{broken}/apply"),
+            token(owner),
+            json!({}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(
+        refused.body["errors"][0]["field"], "/function_code",
+        "{}",
+        refused.body
+    );
+    let still = app
+        .get(
+            &format!("/projects/{project}/functions/{function}"),
+            token(owner),
+        )
+        .await
+        .expect(200);
+    assert_eq!(still.body["function_code"], DOUBLE, "{}", still.body);
+    assert_eq!(still.body["ai_request_id"], id.as_str());
 }
