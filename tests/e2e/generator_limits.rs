@@ -180,12 +180,13 @@ async fn a_generation_over_the_memory_limit_fails_once_and_for_good() {
     let serve = Backforge::start(
         "serve",
         &db.url,
-        &[("BACKFORGE_GENERATOR_MEMORY_BYTES", "83886080")],
+        &[("BACKFORGE_GENERATOR_MEMORY_BYTES", "167772160")],
     )
     .await;
     let (owner, _) = serve.register("Owner").await;
     let token = owner.access_token.as_str();
-    // A small project fits in 80 MiB.
+    // A small project fits in 160 MiB (a debug build's child needs ~84 MiB of address space for
+    // one entity: its own mapped text is ~60 MB).
     let small = serve
         .post(
             "/projects",
@@ -198,8 +199,8 @@ async fn a_generation_over_the_memory_limit_fails_once_and_for_good() {
     let done = generate(&serve, token, &small, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
-    // Four entities of a hundred 10,000-character fields do not: their test data alone is
-    // tens of megabytes per entity.
+    // Four entities of a hundred 10,000-character fields do not (they need over 400 MiB): their
+    // test data alone is tens of megabytes per entity.
     let features: Vec<Value> = (0..4)
         .map(|e| {
             let fields: Vec<Value> = (0..100)
@@ -222,7 +223,7 @@ async fn a_generation_over_the_memory_limit_fails_once_and_for_good() {
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("exceeded its memory limit of 80 MiB"),
+        error.contains("exceeded its memory limit of 160 MiB"),
         "a clear reason: {done}"
     );
     assert_eq!(done["attempt"], 1, "failed on its first delivery: {done}");
