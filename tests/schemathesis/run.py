@@ -258,6 +258,12 @@ def main():
         BACKFORGE_LOGIN_PER_ACCOUNT_PER_MINUTE="1000000",
         # A fuzzed Backforge-Min-Position that parses waits for a position that never comes.
         BACKFORGE_MIN_POSITION_WAIT_MS="500",
+        # A default AI model, so the AI request routes admit fuzzed requests instead of answering
+        # 503 ai-not-configured (the e2e suite covers that answer). Nothing listens on its port:
+        # each admitted request's job fails on a refused connection, recorded like any other.
+        BACKFORGE_AI_PROVIDER="openai",
+        BACKFORGE_AI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+        BACKFORGE_AI_MODEL="schemathesis",
         RUST_LOG="info",
         NO_COLOR="1",
     )
