@@ -385,15 +385,23 @@ async fn a_rule_breaking_answer_is_repaired_then_applied_once_as_ai_assisted_fea
     )
     .await
     .expect(412);
-    // Two concurrent applies: exactly one lands, the other is a 409.
-    let (one, two) = tokio::join!(
-        app.post(&apply, token(owner), json!({})),
-        app.post(&apply, token(owner), json!({}))
-    );
-    let mut statuses = [one.status.as_u16(), two.status.as_u16()];
+    // Sixteen concurrent applies: exactly one lands, the other fifteen are 409s.
+    let answers =
+        futures::future::join_all((0..16).map(|_| app.post(&apply, token(owner), json!({})))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
     statuses.sort_unstable();
-    assert_eq!(statuses, [200, 409], "{} / {}", one.body, two.body);
-    let applied = if one.status.as_u16() == 200 { one } else { two };
+    let mut expected = vec![200];
+    expected.extend([409; 15]);
+    assert_eq!(
+        statuses,
+        expected,
+        "{:?}",
+        answers.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
+    let applied = answers
+        .into_iter()
+        .find(|a| a.status.as_u16() == 200)
+        .expect("one apply landed");
     assert_eq!(applied.body["project_id"], project.as_str());
     let version = applied.body["version"].as_u64().expect("version");
     app.post(&apply, token(owner), json!({})).await.expect(409);
