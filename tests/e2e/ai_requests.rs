@@ -218,6 +218,24 @@ async fn setup_with(answers: Vec<Value>, env: &[(&str, &str)]) -> Setup {
 }
 
 /// The request once it has finished.
+/// Posts `body` to `route` and expects 422 with its first error at `field`.
+async fn refused_at(app: &Backforge, user: &TestUser, route: &str, body: Value, field: &str) {
+    let refused = app.post(route, token(user), body).await.expect(422);
+    assert_eq!(
+        refused.body["errors"][0]["field"], field,
+        "{}",
+        refused.body
+    );
+}
+
+/// Posts `body` to `route` (202) and waits for the AI request to finish: its id and final state.
+async fn requested(app: &Backforge, user: &TestUser, route: &str, body: Value) -> (String, Value) {
+    let accepted = app.post(route, token(user), body).await.expect(202);
+    let id = accepted.body["id"].as_str().expect("id").to_owned();
+    let done = finished(app, &id, user).await;
+    (id, done)
+}
+
 async fn finished(app: &Backforge, id: &str, user: &TestUser) -> Value {
     eventually(
         "the AI request finishes",
@@ -564,31 +582,23 @@ async fn an_enhancement_is_applied_to_its_feature_which_becomes_mixed() {
         .answer(vec![openai_answer(&enhancement(&feature), 800, 300)]);
 
     // An unknown feature is refused at its pointer (docs/api.md: 422), and nothing is asked.
-    let refused = app
-        .post(
-            "/ai/enhance-config",
-            token(owner),
-            json!({"project_id": project, "feature_id": uuid::Uuid::now_v7()}),
-        )
-        .await
-        .expect(422);
-    assert_eq!(
-        refused.body["errors"][0]["field"], "/feature_id",
-        "{}",
-        refused.body
-    );
+    refused_at(
+        app,
+        owner,
+        "/ai/enhance-config",
+        json!({"project_id": project, "feature_id": uuid::Uuid::now_v7()}),
+        "/feature_id",
+    )
+    .await;
 
-    let accepted = app
-        .post(
-            "/ai/enhance-config",
-            token(owner),
-            json!({"project_id": project, "feature_id": feature,
+    let (id, done) = requested(
+        app,
+        owner,
+        "/ai/enhance-config",
+        json!({"project_id": project, "feature_id": feature,
                 "prompt": "Call them clients and keep their phone numbers"}),
-        )
-        .await
-        .expect(202);
-    let id = accepted.body["id"].as_str().expect("id").to_owned();
-    let done = finished(app, &id, owner).await;
+    )
+    .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["kind"], "enhance_config");
     assert_eq!(done["feature_id"], feature.as_str());
@@ -714,31 +724,23 @@ async fn generated_code_that_breaks_the_function_rules_is_repaired_then_applied_
         ),
     ]);
 
-    let refused = app
-        .post(
-            "/ai/generate-code",
-            token(owner),
-            json!({"project_id": project, "function_id": uuid::Uuid::now_v7()}),
-        )
-        .await
-        .expect(422);
-    assert_eq!(
-        refused.body["errors"][0]["field"], "/function_id",
-        "{}",
-        refused.body
-    );
+    refused_at(
+        app,
+        owner,
+        "/ai/generate-code",
+        json!({"project_id": project, "function_id": uuid::Uuid::now_v7()}),
+        "/function_id",
+    )
+    .await;
 
-    let accepted = app
-        .post(
-            "/ai/generate-code",
-            token(owner),
-            json!({"project_id": project, "function_id": function,
+    let (id, done) = requested(
+        app,
+        owner,
+        "/ai/generate-code",
+        json!({"project_id": project, "function_id": function,
                 "prompt": "Double the number n"}),
-        )
-        .await
-        .expect(202);
-    let id = accepted.body["id"].as_str().expect("id").to_owned();
-    let done = finished(app, &id, owner).await;
+    )
+    .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["kind"], "generate_code");
     assert_eq!(done["function_id"], function.as_str());
