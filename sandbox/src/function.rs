@@ -191,10 +191,14 @@ fn error_message(status: ExecutionStatus, error: &ExecutionError) -> String {
         .line
         .map(|l| format!(" (line {l})"))
         .unwrap_or_default();
-    let message = cut(&error.message, QUOTED_BYTES);
+    // One line: a repair reads the error line by line.
+    let message = cut(&error.message.replace(['\n', '\r'], " "), QUOTED_BYTES);
     match status {
         ExecutionStatus::InvalidOutput => format!("an output its schema refuses: {message}"),
-        _ => format!("{}: {message}{line}", cut(&error.kind, 80)),
+        _ => format!(
+            "{}: {message}{line}",
+            cut(&error.kind.replace(['\n', '\r'], " "), 80)
+        ),
     }
 }
 
@@ -308,6 +312,20 @@ mod tests {
                 line: Some(2),
                 column: None,
             }),
+        );
+        let multiline = example(
+            ExecutionStatus::Error,
+            None,
+            Some(ExecutionError {
+                kind: "ValueError".into(),
+                message: "one\ntwo".into(),
+                line: None,
+                column: None,
+            }),
+        );
+        assert_eq!(
+            multiline.problem(1, &limits).as_deref(),
+            Some(r#"example 1 (input {"n":2}) raised ValueError: one two"#)
         );
         assert_eq!(
             raised.problem(2, &limits).as_deref(),

@@ -228,7 +228,11 @@ impl Stack {
     async fn start_with(model: &Model, key: &str, extra: &[(&str, &str)]) -> Self {
         let db = TestDatabase::create().await.expect("test database");
         let mut env = model_env(model, key);
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let commands = Backforge::start("command-api", &db.url, &vars).await;
         let reads = Backforge::start("query-api", &db.url, &vars).await;
