@@ -1,4 +1,4 @@
-//! The AI worker against the real binary and a scripted OpenAI-format model on 127.0.0.1: generated code is checked with its function's examples in the sandbox and repaired from a failing one; a worker SIGKILLed while a model call is open loses no recorded cost and its redelivery continues from the recorded attempts; no stored event or process log holds any piece of the provider key; a replay rebuilds the same rm.ai_* rows.
+//! The AI worker against the real binary and a scripted OpenAI-format model on 127.0.0.1: generated code is checked with its function's examples in the sandbox and repaired from a failing one, and a worker whose sandbox cannot run fails it keeping the paid attempt; a worker SIGKILLed while a model call is open loses no recorded cost and its redelivery continues from the recorded attempts; no stored event or process log holds any piece of the provider key; a replay rebuilds the same rm.ai_* rows.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -250,11 +250,18 @@ impl Stack {
     }
 
     async fn start_worker(&mut self) {
-        let vars: Vec<(&str, &str)> = self
+        self.start_worker_with(&[]).await;
+    }
+
+    /// A worker whose variables `extra` replaces.
+    async fn start_worker_with(&mut self, extra: &[(&str, &str)]) {
+        let mut vars: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        vars.extend_from_slice(extra);
         let worker = Backforge::start("worker", &self.db.url, &vars).await;
         self.workers.push(worker);
     }
@@ -490,6 +497,79 @@ async fn generated_code_passes_its_examples_in_the_sandbox_after_a_repair_from_a
         .await
         .expect(200);
     assert_eq!(still.body["function_code"], DOUBLE, "{}", still.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_sandbox_cannot_run_fails_generated_code_with_the_cause_and_keeps_its_cost()
+{
+    let model = Model::start().await;
+    // The command API's sandbox works (the function is compiled when it is created); the
+    // worker's interpreter does not exist, so its pool never passes its self-test.
+    let uid_base = (62_000 + (Uuid::new_v4().as_u128() % 500) * 8).to_string();
+    let mut stack = Stack::start_with(
+        &model,
+        "sk-e2e-0123456789abcdef",
+        &[("BACKFORGE_SANDBOX_UID_BASE", uid_base.as_str())],
+    )
+    .await;
+    stack.kill_worker();
+    stack
+        .start_worker_with(&[("BACKFORGE_SANDBOX_PYTHON", "/nonexistent/bin/python3")])
+        .await;
+    let (owner, project) = stack.owner_and_project().await;
+    crate::functions::sandbox_ready(&stack.commands, &owner).await;
+    let function = stack
+        .commands
+        .post(
+            &format!("/projects/{project}/functions"),
+            token(&owner),
+            json!({"name": "double", "language": "python",
+                "function_code": "def handler(input):\n    return input\n",
+                "examples": [{"input": {"n": 2}, "output": {"n": 4}}]}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    model.script(vec![answer(
+        &json!({"function_id": function, "function_code": DOUBLE}),
+        700,
+        250,
+    )]);
+    let id = request(
+        &stack.commands,
+        &owner,
+        "/ai/generate-code",
+        json!({"project_id": project, "function_id": function}),
+    )
+    .await;
+    let done = read_when(
+        &stack.reads,
+        &owner,
+        &id,
+        "the AI request finishes",
+        finished,
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "no repair for the sandbox's failure: {done}"
+    );
+    // 700 × 2.5 / 1e6 + 250 × 10 / 1e6 = 0.00425: the paid call is counted.
+    assert_eq!(attempts[0]["cost_usd"], "0.004250", "{done}");
+    assert_eq!(done["cost_usd"], "0.004250", "{done}");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("the proposal could not be checked: the sandbox is unavailable"),
+        "{done}"
+    );
+    assert_eq!(attempts[0]["error"].as_str(), Some(error), "{done}");
+    assert_eq!(model.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,12 +231,19 @@ async fn check_in_sandbox(
             let runs = functions
                 .run_examples(&code.function_code, &examples)
                 .await?;
-            Ok(runs
+            let problems: Vec<String> = runs
                 .iter()
                 .enumerate()
                 .filter_map(|(i, run)| run.problem(i + 1, functions.limits()))
                 .map(at_code)
-                .collect())
+                .collect();
+            tracing::info!(
+                function = %code.function_id,
+                examples = runs.len(),
+                failed = problems.len(),
+                "generated code ran its function's examples in the sandbox"
+            );
+            Ok(problems)
         }
         .await;
         match checked {
