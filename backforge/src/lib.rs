@@ -15,6 +15,7 @@ use projector::supervise::{Consumers, supervise};
 use query_api::{Checkpoints, QueryState};
 use runtime::Settings;
 use runtime::metrics::Metrics;
+use runtime::settings::SandboxSettings;
 use tokio::sync::watch;
 
 /// Which parts one process runs. `serve` runs them all; each split subcommand runs one.
@@ -158,6 +159,7 @@ async fn start_background(
     metrics: &Metrics,
     stop: &watch::Receiver<bool>,
     parts: Parts,
+    functions: Option<Arc<sandbox::Functions>>,
 ) -> anyhow::Result<Background> {
     let mut background = Background {
         tasks: Vec::new(),
@@ -264,6 +266,9 @@ async fn start_background(
             metrics: metrics.clone(),
             client,
             limits: settings.limits.clone(),
+            functions: functions.ok_or_else(|| {
+                anyhow::anyhow!("the worker is started without its function pool")
+            })?,
         });
         let ai_sweeper = Arc::new(worker::ai::sweep::AiSweeper::new(
             store.clone(),
@@ -317,6 +322,33 @@ async fn start_background(
     Ok(background)
 }
 
+/// The sandbox's function pool under the function limits (`BACKFORGE_SANDBOX_*`); nothing runs
+/// until its self-test.
+fn function_pool(settings: &SandboxSettings) -> Arc<sandbox::Functions> {
+    let limits = sandbox::Limits {
+        wall: settings.wall,
+        cpu_seconds: settings.cpu_seconds,
+        address_space_bytes: settings.memory_bytes,
+        processes: settings.processes,
+        tmp_bytes: settings.tmp_bytes,
+        file_bytes: settings.file_bytes,
+        output_bytes: settings.output_bytes,
+        ..sandbox::Limits::default()
+    };
+    let state_dir =
+        std::env::temp_dir().join(format!("backforge-sandbox-{}", uuid::Uuid::new_v4()));
+    sandbox::Functions::new(
+        sandbox::SandboxConfig {
+            python: settings.python.clone().into(),
+            uid_base: settings.uid_base,
+            slots: settings.slots,
+            queue: settings.queue,
+            state_dir,
+        },
+        limits,
+    )
+}
+
 /// Removes idempotency records past their 24 h life once an hour; they only take space.
 fn purge_idempotency_keys(
     store: &PgEventStore,
@@ -349,22 +381,37 @@ impl App {
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let background = start_background(&settings, &store, &metrics, &stop_rx, parts).await?;
-        let mut tasks = background.tasks;
         let addr = match parts.default_addr() {
             Some(default) => Some(settings.addr_or(default)),
             None => settings.addr.clone(),
         };
-        // The command API's sandbox; its start-up self-test runs beside the start, and until it
-        // passes, sandbox runs answer 503 sandbox-unavailable naming the cause.
-        let sandbox = (parts.command_api && addr.is_some()).then(|| {
-            let sandbox = command_api::sandbox_routes::SandboxService::new(
-                &settings.sandbox,
-                metrics.clone(),
-            );
-            let testing = sandbox.clone();
+        let serves_commands = parts.command_api && addr.is_some();
+        // The function pool of the sandbox, one per process: the command API's runs and the
+        // worker's checks of generated code share its slots and limits. Its start-up self-test
+        // runs beside the start; until it passes, sandbox runs answer 503 sandbox-unavailable
+        // naming the cause (the worker waits for it).
+        let functions = (serves_commands || parts.worker).then(|| {
+            let functions = function_pool(&settings.sandbox);
+            let testing = functions.clone();
             tokio::spawn(async move { testing.self_test().await });
-            sandbox
+            functions
+        });
+        let background = start_background(
+            &settings,
+            &store,
+            &metrics,
+            &stop_rx,
+            parts,
+            functions.clone(),
+        )
+        .await?;
+        let mut tasks = background.tasks;
+        let sandbox = functions.filter(|_| serves_commands).map(|functions| {
+            command_api::sandbox_routes::SandboxService::new(
+                functions,
+                settings.sandbox.executions_per_minute,
+                metrics.clone(),
+            )
         });
         let readiness = web::Data::new(http::Readiness {
             postgres: pool.clone(),

@@ -364,8 +364,9 @@ pub async fn apply_proposal(
             .map_err(ai_request_error)?;
         IfMatch::check(write.if_match, project.version)?;
         let parsed = stored_proposal(&request.state)?;
-        // Code is compiled where it is written, as `PUT /functions/{id}` does: the worker checks a
-        // proposal with the domain's rules only, and a function's code must compile to be stored.
+        // Code is compiled where it is written, as `PUT /functions/{id}` does: the worker compiled
+        // it (and ran the function's examples) too, but a function's code must compile to be
+        // stored whatever checked it before.
         if let Proposal::GenerateCode(code) = &parsed {
             crate::functions::compile(&state, &code.function_code).await?;
         }

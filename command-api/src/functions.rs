@@ -11,7 +11,7 @@ use domain::project::{
 };
 use runtime::openapi::{WriteAnswer, WriteHeaders};
 use runtime::{ApiError, Authenticated, Json, ProblemType};
-use sandbox::{Compiled, Execution, ExecutionError, ExecutionStatus};
+use sandbox::{Execution, ExecutionError, ExecutionStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -232,34 +232,12 @@ async fn check(
 /// 422 at `/function_code` unless the sandbox's interpreter compiles the code and finds a
 /// top-level `def handler(input)`.
 pub(crate) async fn compile(state: &CommandState, code: &str) -> Result<(), ApiError> {
-    match state.sandbox.compile(code).await? {
-        Compiled::Fine {
-            defines_handler: true,
-        } => Ok(()),
-        Compiled::Fine {
-            defines_handler: false,
-        } => Err(ApiError::invalid(
+    state.sandbox.check_code(code).await?.map_err(|why| {
+        ApiError::invalid(
             "the function is invalid",
-            vec![FieldError::new(
-                "/function_code",
-                "must define a top-level `def handler(input)` taking one argument",
-            )],
-        )),
-        Compiled::SyntaxError(error) => Err(ApiError::invalid(
-            "the function is invalid",
-            vec![FieldError::new("/function_code", syntax_message(&error))],
-        )),
-    }
-}
-
-/// "line 2, column 5: invalid syntax (SyntaxError)".
-fn syntax_message(error: &ExecutionError) -> String {
-    let place = match (error.line, error.column) {
-        (Some(line), Some(column)) => format!("line {line}, column {column}: "),
-        (Some(line), None) => format!("line {line}: "),
-        _ => String::new(),
-    };
-    format!("{place}{} ({})", error.message, error.kind)
+            vec![FieldError::new("/function_code", why)],
+        )
+    })
 }
 
 /// Loads the project the write is for, through the command side's cache.
@@ -475,24 +453,6 @@ async fn runnable(
     project.function(function_id).cloned().ok_or_else(not_found)
 }
 
-/// Whether two JSON values are equal, numbers by value (`5` and `5.0` are one number).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            x == y || matches!((x.as_f64(), y.as_f64()), (Some(x), Some(y)) if x == y)
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// Runs the function with `input` and checks an `ok` output against `output_schema`
 /// (`invalid_output` when it fails).
 async fn run_once(
@@ -504,6 +464,12 @@ async fn run_once(
         .sandbox
         .execute(&function.function_code, Some(input))
         .await?;
+    check_output(function, &mut run).await?;
+    Ok(run)
+}
+
+/// Makes an `ok` run whose output fails the function's `output_schema` `invalid_output`.
+async fn check_output(function: &Function, run: &mut Execution) -> Result<(), ApiError> {
     if let (ExecutionStatus::Ok, Some(schema)) = (run.status, &function.output_schema) {
         let (schema, output) = (schema.clone(), run.output.clone().unwrap_or(Value::Null));
         let errors = off_the_runtime(move || {
@@ -528,7 +494,7 @@ async fn run_once(
             });
         }
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Run a project's function in the sandbox with `{input}`, or every example with
@@ -601,7 +567,9 @@ pub async fn test_function(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-/// Runs every example one after another; the result's status is the first that is not `ok`.
+/// Runs every example one after another (the sandbox's own example runs, which the worker's check
+/// of generated code makes too), each `ok` output checked against `output_schema`; the result's
+/// status is the first that is not `ok`.
 async fn run_examples(state: &CommandState, function: &Function) -> Result<TestRun, ApiError> {
     if function.examples.is_empty() {
         return Err(ApiError::invalid_field(
@@ -609,6 +577,17 @@ async fn run_examples(state: &CommandState, function: &Function) -> Result<TestR
             "the function has no examples to run",
         ));
     }
+    let examples = state
+        .sandbox
+        .run_examples(
+            &function.function_code,
+            &function
+                .examples
+                .iter()
+                .map(|e| (&e.input, &e.output))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
     let mut total = Execution {
         status: ExecutionStatus::Ok,
         output: None,
@@ -618,14 +597,11 @@ async fn run_examples(state: &CommandState, function: &Function) -> Result<TestR
         truncated: false,
         duration_ms: 0,
     };
-    let mut runs = Vec::with_capacity(function.examples.len());
-    for example in &function.examples {
-        let run = run_once(state, function, &example.input).await?;
-        let passed = run.status == ExecutionStatus::Ok
-            && run
-                .output
-                .as_ref()
-                .is_some_and(|o| same_json(o, &example.output));
+    let mut runs = Vec::with_capacity(examples.len());
+    for example in examples {
+        let mut run = example.run;
+        check_output(function, &mut run).await?;
+        let passed = example.passed && run.status == ExecutionStatus::Ok;
         if total.status == ExecutionStatus::Ok && run.status != ExecutionStatus::Ok {
             total.status = run.status;
             total.error = run.error.clone();
@@ -635,8 +611,8 @@ async fn run_examples(state: &CommandState, function: &Function) -> Result<TestR
         total.truncated |= run.truncated;
         total.duration_ms = total.duration_ms.saturating_add(run.duration_ms);
         runs.push(ExampleRun {
-            input: example.input.clone(),
-            expected: example.output.clone(),
+            input: example.input,
+            expected: example.expected,
             actual: run.output,
             passed,
             status: run.status,
@@ -646,32 +622,4 @@ async fn run_examples(state: &CommandState, function: &Function) -> Result<TestR
         run: total,
         examples: Some(runs),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn numbers_compare_by_value_and_everything_else_exactly() {
-        assert!(same_json(&json!({"t": 5}), &json!({"t": 5.0})));
-        assert!(same_json(&json!([1, "a"]), &json!([1.0, "a"])));
-        assert!(!same_json(&json!({"t": 5}), &json!({"t": 5, "u": 1})));
-        assert!(!same_json(&json!("5"), &json!(5)));
-    }
-
-    #[test]
-    fn a_syntax_error_names_its_line_and_column() {
-        let error = ExecutionError {
-            kind: "SyntaxError".into(),
-            message: "invalid syntax".into(),
-            line: Some(2),
-            column: Some(5),
-        };
-        assert_eq!(
-            syntax_message(&error),
-            "line 2, column 5: invalid syntax (SyntaxError)"
-        );
-    }
 }

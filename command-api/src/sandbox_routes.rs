@@ -1,14 +1,13 @@
 //! `POST /ai/sandbox-execute`: any signed-in user runs a piece of Python in the sandbox, rate-limited
-//! per user; the run changes nothing and is no event. Also the command side's handle on the sandbox:
-//! its pool, the function limits and whether the start-up self-test passed.
+//! per user; the run changes nothing and is no event. Also the command side's handle on the sandbox's
+//! function pool (`sandbox::Functions`) and the per-user allowance of runs.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, post, web};
 use runtime::metrics::Metrics;
-use runtime::settings::SandboxSettings;
 use runtime::{ApiError, Authenticated, Json};
-use sandbox::{Limits, Sandbox, SandboxConfig, SandboxError};
+use sandbox::{ExampleRun, Functions, SandboxError};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -19,13 +18,10 @@ use crate::rate_limit::RateLimiter;
 /// The largest piece of code a run takes, in bytes.
 pub const MAX_CODE_BYTES: usize = 64 * 1024;
 
-/// The command side's sandbox: the pool (if one could be set up), the limits of a function run,
-/// and the outcome of the start-up self-test.
+/// The command side's sandbox: the function pool (shared with the worker in one process), and
+/// the per-user allowance of runs.
 pub struct SandboxService {
-    sandbox: Option<Sandbox>,
-    limits: Limits,
-    /// `Err(cause)` until the self-test passed, or after it failed.
-    health: RwLock<Result<(), String>>,
+    functions: Arc<Functions>,
     per_user: RateLimiter,
     /// Where finished runs are counted (`backforge_sandbox_runs_total`).
     metrics: Metrics,
@@ -35,78 +31,29 @@ pub struct SandboxService {
 pub const RUNS_TOTAL: &str = "backforge_sandbox_runs_total";
 
 impl SandboxService {
-    /// Sets up the pool from the settings; nothing runs until [`SandboxService::self_test`].
-    pub fn new(settings: &SandboxSettings, metrics: Metrics) -> Arc<Self> {
+    /// The command side's handle on `functions`; runs allowed per user and minute:
+    /// `executions_per_minute`.
+    pub fn new(
+        functions: Arc<Functions>,
+        executions_per_minute: u32,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         metrics.describe(RUNS_TOTAL, "Finished sandbox runs by route and status");
-        let limits = Limits {
-            wall: settings.wall,
-            cpu_seconds: settings.cpu_seconds,
-            address_space_bytes: settings.memory_bytes,
-            processes: settings.processes,
-            tmp_bytes: settings.tmp_bytes,
-            file_bytes: settings.file_bytes,
-            output_bytes: settings.output_bytes,
-            ..Limits::default()
-        };
-        let state_dir =
-            std::env::temp_dir().join(format!("backforge-sandbox-{}", uuid::Uuid::new_v4()));
-        let built = Sandbox::new(SandboxConfig {
-            python: settings.python.clone().into(),
-            uid_base: settings.uid_base,
-            slots: settings.slots,
-            queue: settings.queue,
-            state_dir,
-        });
-        let (sandbox, health) = match built {
-            Ok(sandbox) => (
-                Some(sandbox),
-                Err("the self-test has not run yet".to_owned()),
-            ),
-            Err(error) => (None, Err(error.to_string())),
-        };
         Arc::new(Self {
-            sandbox,
-            limits,
-            health: RwLock::new(health),
-            per_user: RateLimiter::new(settings.executions_per_minute),
+            functions,
+            per_user: RateLimiter::new(executions_per_minute),
             metrics,
         })
     }
 
     /// Runs the start-up self-test and records its outcome (logged when it fails).
     pub async fn self_test(&self) {
-        let outcome = match &self.sandbox {
-            Some(sandbox) => sandbox.self_test().await.map_err(|e| e.to_string()),
-            None => Err(self.cause().unwrap_or_default()),
-        };
-        if let Err(cause) = &outcome {
-            tracing::warn!(%cause, "the sandbox is unavailable: functions and sandbox runs answer 503");
-        }
-        *self.health.write().unwrap_or_else(|e| e.into_inner()) = outcome;
+        self.functions.self_test().await
     }
 
     /// Why nothing can run, or `None` when the sandbox works.
     pub fn cause(&self) -> Option<String> {
-        self.health
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .err()
-            .cloned()
-    }
-
-    /// The pool, once the self-test passed; 503 `sandbox-unavailable` naming the cause otherwise.
-    fn ready(&self) -> Result<&Sandbox, ApiError> {
-        match (&self.sandbox, self.cause()) {
-            (Some(sandbox), None) => Ok(sandbox),
-            (_, cause) => Err(ApiError::sandbox_unavailable(
-                format!(
-                    "the sandbox cannot run code on this server: {}",
-                    cause.unwrap_or_default()
-                ),
-                60,
-            )),
-        }
+        self.functions.cause()
     }
 
     /// Takes one run from `user`'s allowance (`BACKFORGE_SANDBOX_EXECUTIONS_PER_MINUTE`, shared by
@@ -139,26 +86,36 @@ impl SandboxService {
         code: &str,
         input: Option<&Value>,
     ) -> Result<sandbox::Execution, ApiError> {
-        self.ready()?
-            .execute(code, input, &self.limits)
-            .await
-            .map_err(refused)
+        self.functions.execute(code, input).await.map_err(refused)
     }
 
-    /// Compiles `code` with the sandbox's interpreter (nothing of it runs) and tells whether it
-    /// defines a top-level `def handler(input)`.
-    pub async fn compile(&self, code: &str) -> Result<sandbox::Compiled, ApiError> {
-        self.ready()?
-            .compile(code, &self.limits)
+    /// The compile check of a function's code (see [`Functions::check_code`]).
+    pub async fn check_code(&self, code: &str) -> Result<Result<(), String>, ApiError> {
+        self.functions.check_code(code).await.map_err(refused)
+    }
+
+    /// Runs `code` with each example's input (see [`Functions::run_examples`]).
+    pub async fn run_examples(
+        &self,
+        code: &str,
+        examples: &[(&Value, &Value)],
+    ) -> Result<Vec<ExampleRun>, ApiError> {
+        self.functions
+            .run_examples(code, examples)
             .await
             .map_err(refused)
     }
 }
 
-/// A run the sandbox could not take: busy (503 with a short `Retry-After`) or unavailable.
+/// A run the sandbox could not take: busy (503 with a short `Retry-After`) or unavailable (503
+/// `sandbox-unavailable` naming the cause).
 fn refused(error: SandboxError) -> ApiError {
     match error {
         SandboxError::Busy { .. } => ApiError::unavailable(format!("{error}; retry shortly"), 1),
+        SandboxError::Unavailable(cause) => ApiError::sandbox_unavailable(
+            format!("the sandbox cannot run code on this server: {cause}"),
+            60,
+        ),
         other => ApiError::sandbox_unavailable(other.to_string(), 60),
     }
 }

@@ -14,10 +14,12 @@
 
 mod execute;
 mod filter;
+pub mod function;
 mod pool;
 mod run;
 
 pub use execute::{Compiled, Execution, ExecutionError, ExecutionStatus};
+pub use function::{ExampleRun, Functions};
 pub use pool::{Sandbox, SandboxConfig};
 pub use run::{Bind, Limits, Program, RunOutput, RunStatus};
 

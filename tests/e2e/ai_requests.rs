@@ -809,8 +809,9 @@ async fn generated_code_that_breaks_the_function_rules_is_repaired_then_applied_
     assert_eq!(ran.body["status"], "ok", "{}", ran.body);
     assert_eq!(ran.body["output"], json!({"n": 42}));
 
-    // Code the worker cannot compile passes its rules, but apply compiles it as a function write
-    // does: 422 at `/function_code`, and the function keeps its code.
+    // Code that does not compile passes the domain's rules, but the worker compiles it in the
+    // sandbox as a function write does: each attempt names the syntax error at `/function_code`,
+    // the request fails after 3, and the function keeps its code.
     let broken = app
         .post(
             "/ai/generate-code",
@@ -821,20 +822,24 @@ async fn generated_code_that_breaks_the_function_rules_is_repaired_then_applied_
         .expect(202);
     let broken = broken.body["id"].as_str().expect("id").to_owned();
     let done = finished(app, &broken, owner).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    let refused = app
-        .post(
-            &format!("/ai/requests/{broken}/apply"),
-            token(owner),
-            json!({}),
-        )
-        .await
-        .expect(422);
-    assert_eq!(
-        refused.body["errors"][0]["field"], "/function_code",
-        "{}",
-        refused.body
-    );
+    assert_eq!(done["status"], "failed", "{done}");
+    let attempts = done["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 3, "{done}");
+    for attempt in attempts {
+        assert!(
+            attempt["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("/function_code: line 2")),
+            "{done}"
+        );
+    }
+    app.post(
+        &format!("/ai/requests/{broken}/apply"),
+        token(owner),
+        json!({}),
+    )
+    .await
+    .expect(409);
     let still = app
         .get(
             &format!("/projects/{project}/functions/{function}"),

@@ -1,5 +1,6 @@
 //! One AI job: start the request, fold the project at the request's version, then attempt — render
-//! the prompt, call the model, parse and validate the proposal with the domain's own rules — at
+//! the prompt, call the model, parse and validate the proposal with the domain's own rules (and a
+//! function's code in the sandbox: compiled, then run with the function's examples) — at
 //! most [`MAX_ATTEMPTS`] times, feeding each attempt's errors back into the next, and record every
 //! attempt as its own event as soon as it ends, then the outcome. A redelivered job continues from
 //! the attempts the stream holds.
@@ -9,7 +10,7 @@ use std::time::Instant;
 
 use ai::{AiClient, AiError, CompletionRequest, Content, JsonSchema};
 use domain::ai::prompt::{self, Prompt, PromptInput};
-use domain::ai::proposal::{self, Origin};
+use domain::ai::proposal::{self, CodeProposal, Origin};
 use domain::ai::request::{
     AiRequest, AiRequestCommand, AiRequestError, AttemptAnswer, FailAi, MAX_ATTEMPTS,
     RecordAttempt, StartAi, SucceedAi, TokenUsage,
@@ -19,6 +20,7 @@ use domain::project::Project;
 use domain::{EventMetadata, FieldError, Limits};
 use event_store::application::{Failure, Pin, Source, Step};
 use event_store::{PgEventStore, ReadUntil};
+use sandbox::{Functions, SandboxError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -41,6 +43,9 @@ pub struct AiJobContext<'a> {
     pub store: &'a PgEventStore,
     pub client: &'a AiClient,
     pub limits: &'a Limits,
+    /// The sandbox's function pool: a `generate_code` proposal is compiled and run with its
+    /// function's examples there, under the function limits.
+    pub functions: &'a Functions,
     /// When the job is abandoned: every model call ends by then.
     pub deadline: Instant,
 }
@@ -142,15 +147,20 @@ enum Tried {
 }
 
 /// Validates `answer` as the request's proposal: parsed into the kind's shape, then decided
-/// with the project's own rules on the project at the request's version.
-fn check_answer(
+/// with the project's own rules on the project at the request's version, and a function's code
+/// checked in the sandbox ([`check_in_sandbox`]). `Err` when the sandbox could not run it:
+/// nothing is known of the answer then.
+async fn check_answer(
+    ctx: &AiJobContext<'_>,
     request: &AiRequest,
     project: &Project,
     answer: &serde_json::Value,
-    limits: &Limits,
-) -> Result<serde_json::Value, Vec<String>> {
+) -> Result<Result<serde_json::Value, Vec<String>>, SandboxError> {
     let kind = request.kind;
-    let parsed = proposal::parse(kind, answer).map_err(|p| problem_lines(&p))?;
+    let parsed = match proposal::parse(kind, answer) {
+        Ok(parsed) => parsed,
+        Err(problems) => return Ok(Err(problem_lines(&problems))),
+    };
     let mut targets = Vec::new();
     match (&parsed, request.feature_id, request.function_id) {
         (proposal::Proposal::EnhanceConfig(p), Some(feature), _) if p.feature_id != feature => {
@@ -166,21 +176,84 @@ fn check_answer(
         _ => {}
     }
     if !targets.is_empty() {
-        return Err(targets);
+        return Ok(Err(targets));
     }
     let origin = Origin {
         ai_request_id: request.id,
         at: OffsetDateTime::now_utc(),
     };
-    proposal::validate(
+    if let Err(problems) = proposal::validate(
         project,
         &parsed,
         &origin,
         || FeatureId::from_uuid(Uuid::now_v7()),
-        limits,
-    )
-    .map_err(|p| problem_lines(&p))?;
-    Ok(parsed.to_value())
+        ctx.limits,
+    ) {
+        return Ok(Err(problem_lines(&problems)));
+    }
+    if let proposal::Proposal::GenerateCode(code) = &parsed {
+        let problems = check_in_sandbox(ctx, project, code).await?;
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+    }
+    Ok(Ok(parsed.to_value()))
+}
+
+/// Proposed code as a function write and a test run check it, in the sandbox's function pool
+/// under the function limits: it must compile and define a top-level `def handler(input)`, then
+/// return each of the function's examples' output for its input (the function as it stood at
+/// the request's version). A function without examples is only compiled. One problem line per
+/// failed example, at `/function_code`. (An output equal to an example's meets `output_schema`:
+/// every example is checked against it when it is written.) A pool whose queue is full is waited
+/// for, within the job's deadline.
+async fn check_in_sandbox(
+    ctx: &AiJobContext<'_>,
+    project: &Project,
+    code: &CodeProposal,
+) -> Result<Vec<String>, SandboxError> {
+    let functions = ctx.functions;
+    functions.settle().await;
+    let at_code = |why: String| format!("/function_code: {why}");
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        let checked = async {
+            if let Err(why) = functions.check_code(&code.function_code).await? {
+                return Ok(vec![at_code(why)]);
+            }
+            let examples: Vec<_> = project
+                .function(code.function_id)
+                .map(|f| f.examples.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|e| (&e.input, &e.output))
+                .collect();
+            let runs = functions
+                .run_examples(&code.function_code, &examples)
+                .await?;
+            let problems: Vec<String> = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, run)| run.problem(i + 1, functions.limits()))
+                .map(at_code)
+                .collect();
+            tracing::info!(
+                function = %code.function_id,
+                examples = runs.len(),
+                failed = problems.len(),
+                "generated code ran its function's examples in the sandbox"
+            );
+            Ok(problems)
+        }
+        .await;
+        match checked {
+            Err(SandboxError::Busy { .. }) if Instant::now() + pause < ctx.deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The prompt's variables for the next attempt.
@@ -259,9 +332,14 @@ async fn attempt(
                 output_tokens: answer.usage.output_tokens,
             };
             let (error, tried, recorded) = match &answer.content {
-                Content::Json(value) => match check_answer(request, project, value, ctx.limits) {
-                    Ok(proposal) => (None, Tried::Valid(proposal), value.clone()),
-                    Err(lines) => (Some(lines.join("\n")), Tried::Invalid, value.clone()),
+                Content::Json(value) => match check_answer(ctx, request, project, value).await {
+                    Ok(Ok(proposal)) => (None, Tried::Valid(proposal), value.clone()),
+                    Ok(Err(lines)) => (Some(lines.join("\n")), Tried::Invalid, value.clone()),
+                    // The answer is recorded with its cost; the request fails, saying why.
+                    Err(e) => {
+                        let error = format!("the proposal could not be checked: {e}");
+                        (Some(error.clone()), Tried::Final(error), value.clone())
+                    }
                 },
                 Content::Text(text) => (
                     Some("the answer is not a JSON object".to_owned()),
@@ -342,10 +420,11 @@ pub async fn run(ctx: &AiJobContext<'_>, job: &AiJob, delivery: u32) -> anyhow::
     let project = project_at(ctx.store, request.project_id, request.project_version).await?;
     // A redelivery whose last recorded answer was valid (the worker died before the outcome)
     // succeeds with it, checked again.
+    // (A sandbox that cannot check it now fails this delivery: a later one checks it again.)
     if let Some(last) = request.attempts.last()
         && last.error.is_none()
         && let Some(AttemptAnswer::Json(value)) = &last.answer
-        && let Ok(proposal) = check_answer(&request, &project, value, ctx.limits)
+        && let Ok(proposal) = check_answer(ctx, &request, &project, value).await?
     {
         return succeed(ctx, job, proposal).await;
     }

@@ -58,6 +58,8 @@ pub struct AiWorker {
     pub metrics: Metrics,
     pub client: ai::AiClient,
     pub limits: Limits,
+    /// The sandbox's function pool, where generated code is compiled and its examples run.
+    pub functions: Arc<sandbox::Functions>,
 }
 
 impl AiWorker {
@@ -166,6 +168,7 @@ impl AiWorker {
             store: &self.store,
             client: &self.client,
             limits: &self.limits,
+            functions: &self.functions,
             deadline: std::time::Instant::now() + self.settings.job_deadline,
         };
         let delivery = u32::try_from(delivered).unwrap_or(u32::MAX);
