@@ -1,7 +1,8 @@
-//! The suite: W1-W7 and M1 against `backforge serve` (a child process, or `--url`), each with its
+//! The suite: W1-W9 and M1 against `backforge serve` (a child process, or `--url`), each with its
 //! raw-PostgreSQL baseline measured in the same run at the same concurrency, pool size and session
 //! settings.
 
+mod ai_requests;
 mod hostile;
 mod http;
 mod pg;
@@ -66,6 +67,7 @@ struct Plan {
     w6_e2e_runs: usize,
     w7: hostile::W7Plan,
     w8_clients: [usize; 2],
+    w9: ai_requests::W9Plan,
 }
 
 impl Plan {
@@ -89,6 +91,15 @@ impl Plan {
                     flood: 40,
                 },
                 w8_clients: [1, 8],
+                w9: ai_requests::W9Plan {
+                    sequential: 10,
+                    sequential_warmup: 2,
+                    sequential_poll: Duration::from_millis(1),
+                    clients: 8,
+                    poll: Duration::from_millis(5),
+                    warmup: Duration::from_millis(500),
+                    window: Duration::from_millis(1500),
+                },
             }
         } else {
             Plan {
@@ -109,6 +120,15 @@ impl Plan {
                     flood: 300,
                 },
                 w8_clients: [1, 8],
+                w9: ai_requests::W9Plan {
+                    sequential: 200,
+                    sequential_warmup: 10,
+                    sequential_poll: Duration::from_millis(1),
+                    clients: 8,
+                    poll: Duration::from_millis(5),
+                    warmup: Duration::from_secs(2),
+                    window: Duration::from_secs(8),
+                },
             }
         }
     }
@@ -144,12 +164,22 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
         }
     };
     let prefix = server::nats_prefix();
+    // W9's model server: in this process, started before `serve` so that its address can be
+    // `serve`'s default model (a running server, `--url`, has its own models).
+    let provider = if args.runs("W9") && args.url.is_none() {
+        Some(ai_requests::Provider::start().await?)
+    } else {
+        None
+    };
     let mut serve = None;
     let result = async {
         let base = match &args.url {
             Some(url) => url.clone(),
             None => {
-                let env = server::environment(&db_url, &prefix, pool_size);
+                let mut env = server::environment(&db_url, &prefix, pool_size);
+                if let Some(provider) = &provider {
+                    env.extend(provider.environment());
+                }
                 let s = server::Serve::start(&binary, &env).await?;
                 eprintln!(
                     "backforge serve (pid {}) on {}, NATS prefix {prefix}",
@@ -162,7 +192,17 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
             }
         };
         let pid = serve.as_ref().map(server::Serve::pid);
-        let figures = measure(&plan, args, &base, &db_url, pool_size, pid, &binary).await?;
+        let figures = measure(
+            &plan,
+            args,
+            &base,
+            &db_url,
+            pool_size,
+            pid,
+            &binary,
+            provider.as_ref(),
+        )
+        .await?;
         anyhow::Ok(figures)
     }
     .await;
@@ -227,6 +267,7 @@ pub async fn run(args: &SuiteArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     plan: &Plan,
     args: &SuiteArgs,
@@ -235,6 +276,7 @@ async fn measure(
     pool_size: usize,
     pid: Option<u32>,
     binary: &std::path::Path,
+    provider: Option<&ai_requests::Provider>,
 ) -> anyhow::Result<(Vec<Figure>, Machine)> {
     let (client, connection) = tokio_postgres::connect(db_url, NoTls).await?;
     let driver = tokio::spawn(connection);
@@ -488,6 +530,24 @@ async fn measure(
             )
             .await?,
         );
+    }
+
+    // ---- W9 ----
+    if args.runs("W9") {
+        match provider {
+            Some(provider) => {
+                settle(&api, &projects, &counter, &client).await?;
+                figures.extend(ai_requests::w9(&plan.w9, &api, provider, &client, &probe).await?);
+            }
+            None => {
+                let mut f = Figure::new("W9", "AI request -> succeeded", "ms p50");
+                f.note = Some(
+                    "not measured: a running server (--url) has no model pointing at the bench's provider"
+                        .into(),
+                );
+                figures.push(f);
+            }
+        }
     }
 
     raw_pool.close();
