@@ -895,6 +895,14 @@ async fn apply_user(
             )
             .await?;
         }
+        // The budget itself is the command side's (`ai_user_budgets`); the row keeps its version.
+        UserEvent::UserAiBudgetSet { set_at, .. } => {
+            tx.execute(
+                &format!("UPDATE {schema}.{USERS} SET updated_at = $2, version = $3 WHERE id = $1 AND version < $3"),
+                &[&user_id, set_at, &version],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

@@ -24,8 +24,9 @@ use uuid::Uuid;
 
 pub use messaging::AiJob;
 
-/// The schema language's rules, the `schema_language` variable of every prompt.
-pub const SCHEMA_LANGUAGE: &str = include_str!("schema_language.txt");
+/// The schema language's rules, the `schema_language` variable of every prompt (the domain's,
+/// so admission can estimate the prompt the worker will send).
+pub use domain::ai::prompt::SCHEMA_LANGUAGE;
 
 /// How a job ended.
 #[derive(Debug, PartialEq)]
