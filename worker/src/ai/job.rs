@@ -77,8 +77,14 @@ pub async fn decide_and_append(
         limits: &Limits::default(),
         metadata: metadata(job),
     };
+    // A terminal event settles the request's budget reservation in its own transaction.
+    let settle = super::budget::Settle::new(job.ai_request_id, &command);
+    let check = |loaded: &event_store::Loaded<AiRequest>| {
+        settle.observe(&loaded.state);
+        Ok::<_, Infallible>(command.clone())
+    };
     match step
-        .apply(store, || None, |_| Ok::<_, Infallible>(command.clone()))
+        .apply(store, || settle.side_writes(), check)
         .await
     {
         Ok(_) => Ok(Ok(())),
