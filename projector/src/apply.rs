@@ -413,9 +413,7 @@ impl<'a> Batch<'a> {
                     if recorded.stream_version <= row.version {
                         continue;
                     }
-                    row.state.evolve(&e);
-                    row.version = recorded.stream_version;
-                    row.dirty = true;
+                    row.apply(&e, recorded.stream_version);
                 }
                 AnyEvent::AiModel(_) | AnyEvent::Prompt(_) => {
                     catalog.push((as_i64(recorded.stream_version), event));
