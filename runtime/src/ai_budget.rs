@@ -31,7 +31,9 @@ pub struct BudgetRefused {
 
 fn decimal(text: &str) -> Result<Decimal, StoreError> {
     Decimal::from_str(text).map_err(|e| {
-        StoreError::Backend(anyhow::anyhow!("an AI budget amount `{text}` is unreadable: {e}"))
+        StoreError::Backend(anyhow::anyhow!(
+            "an AI budget amount `{text}` is unreadable: {e}"
+        ))
     })
 }
 

@@ -339,7 +339,8 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Refused(refusal) => refusal.into(),
             // A refused AI budget admission, raised inside the append's transaction.
-            StoreError::Backend(cause) => match cause.downcast::<crate::ai_budget::BudgetRefused>() {
+            StoreError::Backend(cause) => match cause.downcast::<crate::ai_budget::BudgetRefused>()
+            {
                 Ok(refused) => ApiError::Problem {
                     kind: ProblemType::AiBudgetExceeded,
                     detail: refused.to_string(),

@@ -339,7 +339,17 @@ mod tests {
         // No budget admits anything
         assert_eq!(admit(None, month, d("1000")), Ok(()));
         // A zero budget admits nothing that costs
-        assert!(admit(Some(Decimal::ZERO), MonthSpend { spent_usd: Decimal::ZERO, reserved_usd: Decimal::ZERO }, d("0.000001")).is_err());
+        assert!(
+            admit(
+                Some(Decimal::ZERO),
+                MonthSpend {
+                    spent_usd: Decimal::ZERO,
+                    reserved_usd: Decimal::ZERO
+                },
+                d("0.000001")
+            )
+            .is_err()
+        );
     }
 
     #[test]

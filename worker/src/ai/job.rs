@@ -83,10 +83,7 @@ pub async fn decide_and_append(
         settle.observe(&loaded.state);
         Ok::<_, Infallible>(command.clone())
     };
-    match step
-        .apply(store, || settle.side_writes(), check)
-        .await
-    {
+    match step.apply(store, || settle.side_writes(), check).await {
         Ok(_) => Ok(Ok(())),
         Err(Failure::Domain(e)) => Ok(Err(e)),
         Err(Failure::Refused(never)) => match never {},
