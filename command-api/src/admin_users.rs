@@ -46,10 +46,30 @@ pub struct AdminUserUpdate {
     pub ai_monthly_budget_usd: Option<Decimal>,
 }
 
+/// A user as an admin sees them.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AdminUserView {
+    id: Uuid,
+    email: String,
+    name: String,
+    /// `admin` or `member`.
+    role: String,
+    active: bool,
+    /// The user's own monthly AI budget in USD (a decimal string), or null: the default applies.
+    ai_monthly_budget_usd: Option<String>,
+    created_at: String,
+    updated_at: String,
+    #[schema(schema_with = runtime::openapi::version)]
+    version: u64,
+    #[schema(schema_with = runtime::openapi::position)]
+    position: String,
+}
+
 /// Set a user's monthly AI budget (admins only).
 #[utoipa::path(put, path = "/api/v1/admin/users/{id}", tag = "admin", request_body = AdminUserUpdate,
     security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id"), runtime::openapi::WriteHeaders),
-    responses((status = 200, description = "The user's admin view: `id, email, name, role, active, ai_monthly_budget_usd` (a decimal string or null), `created_at, updated_at, version, position`",
+    responses((status = 200, description = "The user's admin view", body = AdminUserView,
                 headers(("ETag"), ("Backforge-Position"))),
               (status = 403, description = "Only admins manage users"),
               (status = 404, description = "No such user"),

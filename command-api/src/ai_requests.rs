@@ -210,7 +210,8 @@ async fn request_ai(
               (status = 403, description = "A viewer may not make AI requests"),
               (status = 404, description = "Unknown project"),
               (status = 422, description = "A prompt over 8,000 characters, an unknown model, or a `spec_id` (unknown spec)"),
-              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`, `Retry-After`: seconds to the next UTC month)"),
+              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`; `Retry-After`: seconds to the next UTC month)",
+                headers(("Retry-After" = u64, description = "Seconds to the start of the next UTC month"))),
               (status = 503, description = "No AI model is configured (`ai-not-configured`)")))]
 #[post("/ai/generate-config")]
 pub async fn generate_config(
@@ -240,7 +241,8 @@ pub async fn generate_config(
               (status = 403, description = "A viewer may not make AI requests"),
               (status = 404, description = "Unknown project"),
               (status = 422, description = "An unknown feature, a prompt over 8,000 characters, or an unknown model"),
-              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`, `Retry-After`: seconds to the next UTC month)"),
+              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`; `Retry-After`: seconds to the next UTC month)",
+                headers(("Retry-After" = u64, description = "Seconds to the start of the next UTC month"))),
               (status = 503, description = "No AI model is configured (`ai-not-configured`)")))]
 #[post("/ai/enhance-config")]
 pub async fn enhance_config(
@@ -267,7 +269,8 @@ pub async fn enhance_config(
               (status = 403, description = "A viewer may not make AI requests"),
               (status = 404, description = "Unknown project"),
               (status = 422, description = "An unknown function, a prompt over 8,000 characters, or an unknown model"),
-              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`, `Retry-After`: seconds to the next UTC month)"),
+              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`; `Retry-After`: seconds to the next UTC month)",
+                headers(("Retry-After" = u64, description = "Seconds to the start of the next UTC month"))),
               (status = 503, description = "No AI model is configured (`ai-not-configured`)")))]
 #[post("/ai/generate-code")]
 pub async fn generate_code(

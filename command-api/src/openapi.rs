@@ -67,6 +67,7 @@ impl Modify for BearerAuth {
         auth_routes::ProfileUpdate,
         auth_routes::ChangePasswordRequest,
         crate::admin_users::AdminUserUpdate,
+        crate::admin_users::AdminUserView,
         project_routes::FeatureInput,
         project_routes::CreateProjectRequest,
         project_routes::UpdateProjectRequest,
