@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use time::{Date, Month, OffsetDateTime, Time};
 
-use super::money::{self, PRICE_SCALE};
+use super::money::PRICE_SCALE;
 use super::prompt::{self, Prompt, PromptInput, SCHEMA_LANGUAGE};
 use super::proposal;
 use super::request::{ERROR_MAX_BYTES, MAX_ATTEMPTS, RequestAi};
@@ -253,11 +253,9 @@ pub mod optional_decimal {
     }
 }
 
-/// Re-exported for callers that cost one answer next to a reservation.
-pub use money::cost;
-
 #[cfg(test)]
 mod tests {
+    use super::super::money::cost;
     use super::*;
     use time::macros::datetime;
 
