@@ -74,21 +74,6 @@ impl SideWrites for SetUserBudget {
     }
 }
 
-/// A user's own budget, if an admin set one.
-pub async fn user_budget(
-    client: &impl GenericClient,
-    user_id: Uuid,
-) -> Result<Option<Decimal>, StoreError> {
-    let row = client
-        .query_opt(
-            "SELECT budget_usd::text FROM ai_user_budgets WHERE user_id = $1",
-            &[&user_id],
-        )
-        .await
-        .map_err(map_pg)?;
-    row.map(|r| decimal(r.get(0))).transpose()
-}
-
 /// Admission of one AI request: reserve its worst case in the user's month row, or refuse. A side
 /// write of `AiRequested`, so a refusal leaves nothing behind and an admission is never without
 /// its event.
@@ -203,31 +188,5 @@ impl SideWrites for Settlement {
         .await
         .map_err(map_pg)?;
         Ok(())
-    }
-}
-
-/// A user's month as the budget rows hold it (spent, reserved), zero when nothing was admitted.
-pub async fn month_spend(
-    client: &impl GenericClient,
-    user_id: Uuid,
-    at: OffsetDateTime,
-) -> Result<MonthSpend, StoreError> {
-    let row = client
-        .query_opt(
-            "SELECT spent_usd::text, reserved_usd::text FROM ai_budget
-             WHERE user_id = $1 AND month = $2",
-            &[&user_id, &budget::month_of(at)],
-        )
-        .await
-        .map_err(map_pg)?;
-    match row {
-        None => Ok(MonthSpend {
-            spent_usd: Decimal::ZERO,
-            reserved_usd: Decimal::ZERO,
-        }),
-        Some(row) => Ok(MonthSpend {
-            spent_usd: decimal(row.get(0))?,
-            reserved_usd: decimal(row.get(1))?,
-        }),
     }
 }
