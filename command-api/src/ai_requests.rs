@@ -5,6 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
+use domain::ai::budget;
 use domain::ai::proposal::{self, Origin, Proposal};
 use domain::ai::request::{
     AiRequest, AiRequestCommand, AiRequestError, AiRequestKind, ApplyProposal, PromptRef, RequestAi,
@@ -14,6 +15,7 @@ use domain::ids::{AiRequestId, FeatureId, FunctionId, ProjectId, UserId};
 use domain::project::Project;
 use event_store::application::{Pin, Source, Step, stamp};
 use event_store::{ExpectedVersion, Loaded, ReadUntil, StreamAppend};
+use runtime::ai_budget::Admission;
 use runtime::{ApiError, Json, ProblemType};
 use serde::Deserialize;
 use serde_json::json;
@@ -149,7 +151,7 @@ async fn request_ai(
         let model = resolve_model(&client, asked.model.as_deref()).await?;
         let prompt = effective_prompt(&client, asked.kind).await?;
         drop(client);
-        let command = AiRequestCommand::Request(Box::new(RequestAi {
+        let request = RequestAi {
             request_id,
             kind: asked.kind,
             project: current.state.clone(),
@@ -167,13 +169,24 @@ async fn request_ai(
             template: prompt.template,
             requested_by: UserId::from_uuid(write.caller.user_id),
             at: now,
-        }));
+        };
+        // Admission: the worst case is reserved in the user's month row in the transaction of
+        // `AiRequested`, or the write is refused (429) and nothing is appended.
+        let admission = Admission {
+            request_id: request_id.as_uuid(),
+            user_id: write.caller.user_id,
+            at: now,
+            reservation_usd: budget::request_reservation(&request),
+            default_budget_usd: state.settings.ai_monthly_budget_usd,
+        };
+        let command = AiRequestCommand::Request(Box::new(request));
         let decided = step
             .decide(&state.store, |_| Ok(command))
             .await
             .map_err(|f| failure(f, ai_request_error))?;
-        Ok(
-            Plan::decided(stream.clone(), decided).reply(move |version, position| WriteAnswer {
+        Ok(Plan::decided(stream.clone(), decided)
+            .hook(admission)
+            .reply(move |version, position| WriteAnswer {
                 status: StatusCode::ACCEPTED,
                 body: Some(
                     json!({"id": request_id, "version": version, "position": position.to_token()}),
@@ -181,8 +194,7 @@ async fn request_ai(
                 location: Some(format!("/api/v1/ai/requests/{request_id}")),
                 version,
                 position,
-            }),
-        )
+            }))
     };
     state
         .executor
@@ -198,6 +210,8 @@ async fn request_ai(
               (status = 403, description = "A viewer may not make AI requests"),
               (status = 404, description = "Unknown project"),
               (status = 422, description = "A prompt over 8,000 characters, an unknown model, or a `spec_id` (unknown spec)"),
+              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`; `Retry-After`: seconds to the next UTC month)",
+                headers(("Retry-After" = u64, description = "Seconds to the start of the next UTC month"))),
               (status = 503, description = "No AI model is configured (`ai-not-configured`)")))]
 #[post("/ai/generate-config")]
 pub async fn generate_config(
@@ -227,6 +241,8 @@ pub async fn generate_config(
               (status = 403, description = "A viewer may not make AI requests"),
               (status = 404, description = "Unknown project"),
               (status = 422, description = "An unknown feature, a prompt over 8,000 characters, or an unknown model"),
+              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`; `Retry-After`: seconds to the next UTC month)",
+                headers(("Retry-After" = u64, description = "Seconds to the start of the next UTC month"))),
               (status = 503, description = "No AI model is configured (`ai-not-configured`)")))]
 #[post("/ai/enhance-config")]
 pub async fn enhance_config(
@@ -253,6 +269,8 @@ pub async fn enhance_config(
               (status = 403, description = "A viewer may not make AI requests"),
               (status = 404, description = "Unknown project"),
               (status = 422, description = "An unknown function, a prompt over 8,000 characters, or an unknown model"),
+              (status = 429, description = "The caller's monthly AI budget cannot hold this request's worst case (`ai-budget-exceeded`; `Retry-After`: seconds to the next UTC month)",
+                headers(("Retry-After" = u64, description = "Seconds to the start of the next UTC month"))),
               (status = 503, description = "No AI model is configured (`ai-not-configured`)")))]
 #[post("/ai/generate-code")]
 pub async fn generate_code(

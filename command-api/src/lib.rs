@@ -2,6 +2,7 @@
 //! command-side tables (credentials, refresh tokens, idempotency keys) in the same transaction.
 
 pub mod admin;
+pub mod admin_users;
 pub mod ai_catalog;
 pub mod ai_requests;
 pub mod auth_routes;
@@ -149,6 +150,7 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(ai_requests::generate_config)
             .service(ai_requests::enhance_config)
             .service(ai_requests::generate_code)
-            .service(ai_requests::apply_proposal);
+            .service(ai_requests::apply_proposal)
+            .service(admin_users::update_user);
     }
 }

@@ -58,6 +58,7 @@ impl Modify for BearerAuth {
         crate::ai_requests::enhance_config,
         crate::ai_requests::generate_code,
         crate::ai_requests::apply_proposal,
+        crate::admin_users::update_user,
     ),
     components(schemas(
         auth_routes::RegisterRequest,
@@ -65,6 +66,8 @@ impl Modify for BearerAuth {
         auth_routes::RefreshRequest,
         auth_routes::ProfileUpdate,
         auth_routes::ChangePasswordRequest,
+        crate::admin_users::AdminUserUpdate,
+        crate::admin_users::AdminUserView,
         project_routes::FeatureInput,
         project_routes::CreateProjectRequest,
         project_routes::UpdateProjectRequest,

@@ -106,6 +106,14 @@ pub struct DeactivateUser {
     pub at: OffsetDateTime,
 }
 
+/// An admin sets the user's monthly AI budget (`None`: the default of
+/// `BACKFORGE_AI_MONTHLY_BUDGET_USD`, or none). Checked by [`crate::ai::budget::parse_budget`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAiBudget {
+    pub ai_monthly_budget_usd: Option<rust_decimal::Decimal>,
+    pub at: OffsetDateTime,
+}
+
 /// Every command a user decides, each its own struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
@@ -114,6 +122,7 @@ pub enum UserCommand {
     ChangePassword(ChangePassword),
     ChangeRole(ChangeRole),
     Deactivate(DeactivateUser),
+    SetAiBudget(SetAiBudget),
 }
 
 /// Facts about a user. No event carries a secret; only `UserRegistered` carries the e-mail address
@@ -155,6 +164,15 @@ pub enum UserEvent {
         #[serde(with = "time::serde::rfc3339")]
         deactivated_at: OffsetDateTime,
     },
+    /// The monthly AI budget, a decimal string, or `null` for the default.
+    #[serde(rename = "UserAiBudgetSet")]
+    UserAiBudgetSet {
+        user_id: UserId,
+        #[serde(with = "crate::ai::budget::optional_decimal")]
+        ai_monthly_budget_usd: Option<rust_decimal::Decimal>,
+        #[serde(with = "time::serde::rfc3339")]
+        set_at: OffsetDateTime,
+    },
 }
 
 impl UserEvent {
@@ -165,6 +183,7 @@ impl UserEvent {
         "PasswordChanged",
         "UserRoleChanged",
         "UserDeactivated",
+        "UserAiBudgetSet",
     ];
 }
 
@@ -176,6 +195,7 @@ impl DomainEvent for UserEvent {
             UserEvent::PasswordChanged { .. } => "PasswordChanged",
             UserEvent::UserRoleChanged { .. } => "UserRoleChanged",
             UserEvent::UserDeactivated { .. } => "UserDeactivated",
+            UserEvent::UserAiBudgetSet { .. } => "UserAiBudgetSet",
         }
     }
 
@@ -348,6 +368,15 @@ impl User {
                     deactivated_at: *at,
                 }])
             }
+            // Always recorded, even when unchanged: the fact is the admin's decision.
+            UserCommand::SetAiBudget(SetAiBudget {
+                ai_monthly_budget_usd,
+                at,
+            }) => Ok(vec![UserEvent::UserAiBudgetSet {
+                user_id,
+                ai_monthly_budget_usd: *ai_monthly_budget_usd,
+                set_at: *at,
+            }]),
         }
     }
 
@@ -389,6 +418,9 @@ impl User {
             UserEvent::UserDeactivated { deactivated_at, .. } => {
                 self.active = false;
                 self.updated_at = *deactivated_at;
+            }
+            UserEvent::UserAiBudgetSet { set_at, .. } => {
+                self.updated_at = *set_at;
             }
         }
     }
@@ -452,6 +484,38 @@ mod tests {
         assert!(user.exists() && user.active);
         assert_eq!(user.email, "ada.lovelace@example.com");
         assert_eq!((user.created_at, user.updated_at), (t0(), t0()));
+    }
+
+    #[test]
+    fn an_ai_budget_is_set_and_cleared_as_a_fact_on_the_users_stream() {
+        let budget = Some(rust_decimal::Decimal::new(12_500_000, 6));
+        let user = given([registered()])
+            .when(UserCommand::SetAiBudget(SetAiBudget {
+                ai_monthly_budget_usd: budget,
+                at: t(2),
+            }))
+            .then([UserEvent::UserAiBudgetSet {
+                user_id: user_id(1),
+                ai_monthly_budget_usd: budget,
+                set_at: t(2),
+            }]);
+        assert_eq!(user.updated_at, t(2));
+        given([registered()])
+            .when(UserCommand::SetAiBudget(SetAiBudget {
+                ai_monthly_budget_usd: None,
+                at: t(3),
+            }))
+            .then([UserEvent::UserAiBudgetSet {
+                user_id: user_id(1),
+                ai_monthly_budget_usd: None,
+                set_at: t(3),
+            }]);
+        given_nothing::<User>()
+            .when(UserCommand::SetAiBudget(SetAiBudget {
+                ai_monthly_budget_usd: None,
+                at: t(3),
+            }))
+            .then_err(UserError::NotFound);
     }
 
     #[test]

@@ -413,9 +413,7 @@ impl<'a> Batch<'a> {
                     if recorded.stream_version <= row.version {
                         continue;
                     }
-                    row.state.evolve(&e);
-                    row.version = recorded.stream_version;
-                    row.dirty = true;
+                    row.apply(&e, recorded.stream_version);
                 }
                 AnyEvent::AiModel(_) | AnyEvent::Prompt(_) => {
                     catalog.push((as_i64(recorded.stream_version), event));
@@ -892,6 +890,14 @@ async fn apply_user(
                      WHERE id = $1 AND version < $3"
                 ),
                 &[&user_id, deactivated_at, &version],
+            )
+            .await?;
+        }
+        // The budget itself is the command side's (`ai_user_budgets`); the row keeps its version.
+        UserEvent::UserAiBudgetSet { set_at, .. } => {
+            tx.execute(
+                &format!("UPDATE {schema}.{USERS} SET updated_at = $2, version = $3 WHERE id = $1 AND version < $3"),
+                &[&user_id, set_at, &version],
             )
             .await?;
         }

@@ -3,6 +3,7 @@
 
 pub mod ai_catalog;
 pub mod ai_requests;
+pub mod ai_usage;
 pub mod extract;
 pub mod functions;
 pub mod generations;
@@ -46,7 +47,9 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
             .service(ai_catalog::list_prompts)
             .service(ai_catalog::get_prompt)
             .service(ai_requests::get_ai_request)
-            .service(ai_requests::list_ai_requests);
+            .service(ai_requests::list_ai_requests)
+            .service(ai_usage::my_usage)
+            .service(ai_usage::all_usage);
     }
 }
 

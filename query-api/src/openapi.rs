@@ -315,6 +315,8 @@ pub struct PromptTemplateList {
         crate::ai_catalog::get_prompt,
         crate::ai_requests::get_ai_request,
         crate::ai_requests::list_ai_requests,
+        crate::ai_usage::my_usage,
+        crate::ai_usage::all_usage,
     ),
     components(schemas(
         Project,
@@ -335,6 +337,9 @@ pub struct PromptTemplateList {
         crate::ai_requests::AiRequestPage,
         crate::ai_requests::AiAttempt,
         crate::ai_requests::AiUsage,
+        crate::ai_usage::UsageReport,
+        crate::ai_usage::UsageGroup,
+        crate::ai_usage::UsageTotal,
         crate::ai_requests::AiPromptRef
     ))
 )]

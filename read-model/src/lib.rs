@@ -6,6 +6,7 @@
 //! through this crate's constants and readers.
 
 pub mod ai_requests;
+pub mod ai_usage;
 pub mod checkpoint;
 pub mod fresh;
 pub mod rows;

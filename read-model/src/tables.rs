@@ -16,8 +16,8 @@ pub const PROJECTION: &str = "read_models";
 
 /// Read models are disposable: when their shape changes, bump this. A live schema of another
 /// shape is dropped at start-up and the projector rebuilds it from the start of the feed.
-/// (2: features moved from the project document into `project_features`; 3: `ai_requests` and the AI catalog's tables.)
-pub const SHAPE_VERSION: i32 = 3;
+/// (2: features moved from the project document into `project_features`; 3: `ai_requests` and the AI catalog's tables; 4: `ai_usage`.)
+pub const SHAPE_VERSION: i32 = 4;
 
 pub const USERS: &str = "users";
 pub const PROJECTS: &str = "projects";
@@ -25,17 +25,20 @@ pub const PROJECT_MEMBERS: &str = "project_members";
 pub const PROJECT_FEATURES: &str = "project_features";
 pub const GENERATIONS: &str = "generations";
 pub const AI_REQUESTS: &str = "ai_requests";
+/// One row per recorded AI attempt: its cost, time, model, project and user (the usage reports).
+pub const AI_USAGE: &str = "ai_usage";
 pub const AI_MODELS: &str = "ai_models";
 pub const AI_PROMPT_VERSIONS: &str = "ai_prompt_versions";
 pub const CHECKPOINTS: &str = "checkpoints";
 /// Every table of a read-model schema (what a copy of the read models must hold).
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 10] = [
     USERS,
     PROJECTS,
     PROJECT_MEMBERS,
     PROJECT_FEATURES,
     GENERATIONS,
     AI_REQUESTS,
+    AI_USAGE,
     AI_MODELS,
     AI_PROMPT_VERSIONS,
     CHECKPOINTS,
@@ -126,6 +129,20 @@ pub fn ddl(schema: &str) -> String {
              created_at timestamptz NOT NULL,
              updated_at timestamptz NOT NULL
          );
+         -- Attempts as `AiAttemptRecorded` records them (cost exact, `numeric`), with the
+         -- request's model, project and user: what `/ai/usage` adds up.
+         CREATE TABLE IF NOT EXISTS {schema}.{AI_USAGE} (
+             request_id uuid NOT NULL,
+             n integer NOT NULL,
+             user_id uuid NOT NULL,
+             project_id uuid NOT NULL,
+             model text NOT NULL,
+             input_tokens bigint NOT NULL,
+             output_tokens bigint NOT NULL,
+             cost_usd numeric(30, 6) NOT NULL,
+             recorded_at timestamptz NOT NULL,
+             PRIMARY KEY (request_id, n)
+         );
          CREATE TABLE IF NOT EXISTS {schema}.{AI_PROMPT_VERSIONS} (
              name text NOT NULL,
              version integer NOT NULL,
@@ -171,7 +188,9 @@ pub fn indexes(schema: &str) -> String {
              WHERE status IN ('{requested}', '{running}');
          CREATE INDEX IF NOT EXISTS ai_requests_project_idx ON {schema}.{AI_REQUESTS} (project_id, requested_at DESC, id DESC);
          CREATE INDEX IF NOT EXISTS ai_requests_open_idx ON {schema}.{AI_REQUESTS} (status, requested_at)
-             WHERE status IN ('{ai_requested}', '{ai_running}');"
+             WHERE status IN ('{ai_requested}', '{ai_running}');
+         CREATE INDEX IF NOT EXISTS ai_usage_user_idx ON {schema}.{AI_USAGE} (user_id, recorded_at);
+         CREATE INDEX IF NOT EXISTS ai_usage_time_idx ON {schema}.{AI_USAGE} (recorded_at);"
     )
 }
 

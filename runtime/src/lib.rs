@@ -2,6 +2,7 @@
 //! verification, the one mapping of errors to RFC 9457 problem documents, and the health and
 //! supervision of background consumers.
 
+pub mod ai_budget;
 pub mod auth;
 pub mod http_headers;
 pub mod json;

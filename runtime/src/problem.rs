@@ -34,11 +34,12 @@ pub enum ProblemType {
     Unavailable,
     SandboxUnavailable,
     AiNotConfigured,
+    AiBudgetExceeded,
     Internal,
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 25] = [
+    pub const ALL: [ProblemType; 26] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
@@ -63,6 +64,7 @@ impl ProblemType {
         ProblemType::Unavailable,
         ProblemType::SandboxUnavailable,
         ProblemType::AiNotConfigured,
+        ProblemType::AiBudgetExceeded,
         ProblemType::Internal,
     ];
 
@@ -92,6 +94,7 @@ impl ProblemType {
             ProblemType::Unavailable => "unavailable",
             ProblemType::SandboxUnavailable => "sandbox-unavailable",
             ProblemType::AiNotConfigured => "ai-not-configured",
+            ProblemType::AiBudgetExceeded => "ai-budget-exceeded",
             ProblemType::Internal => "internal",
         }
     }
@@ -124,6 +127,7 @@ impl ProblemType {
             ProblemType::Unavailable => "Service unavailable",
             ProblemType::SandboxUnavailable => "Sandbox unavailable",
             ProblemType::AiNotConfigured => "AI not configured",
+            ProblemType::AiBudgetExceeded => "Monthly AI budget exceeded",
             ProblemType::Internal => "Internal error",
         }
     }
@@ -150,7 +154,9 @@ impl ProblemType {
             | ProblemType::ProjectTooLarge
             | ProblemType::EventTooLarge
             | ProblemType::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ProblemType::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProblemType::RateLimited | ProblemType::AiBudgetExceeded => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ProblemType::Unavailable
             | ProblemType::SandboxUnavailable
             | ProblemType::AiNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
@@ -332,6 +338,17 @@ impl From<StoreError> for ApiError {
                 "the resource was changed by another request; reload it and retry",
             ),
             StoreError::Refused(refusal) => refusal.into(),
+            // A refused AI budget admission, raised inside the append's transaction.
+            StoreError::Backend(cause) => match cause.downcast::<crate::ai_budget::BudgetRefused>()
+            {
+                Ok(refused) => ApiError::Problem {
+                    kind: ProblemType::AiBudgetExceeded,
+                    detail: refused.to_string(),
+                    errors: Vec::new(),
+                    retry_after: Some(refused.retry_after_secs.max(1)),
+                },
+                Err(cause) => ApiError::Internal(StoreError::Backend(cause).into()),
+            },
             other => ApiError::Internal(other.into()),
         }
     }

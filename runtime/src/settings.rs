@@ -141,6 +141,9 @@ pub struct Settings {
     /// describe, recorded in the catalog at start. It never holds the key: only the name of the
     /// variable that does.
     pub ai_default_model: Option<domain::ai::ModelConfig>,
+    /// The monthly AI budget in USD of every user without one of their own
+    /// (`BACKFORGE_AI_MONTHLY_BUDGET_USD`, an exact decimal; none by default).
+    pub ai_monthly_budget_usd: Option<rust_decimal::Decimal>,
     /// What loading found worth a warning (a development secret in use), for the log once it runs.
     pub warnings: Vec<String>,
 }
@@ -391,6 +394,15 @@ impl Settings {
                 Some(other) => bail!("BACKFORGE_GROUP_COMMIT must be `on` or `off`, not `{other}`"),
             },
             ai_default_model: ai_default_model(&get)?,
+            ai_monthly_budget_usd: match get("BACKFORGE_AI_MONTHLY_BUDGET_USD")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+            {
+                None => None,
+                Some(v) => Some(domain::ai::budget::parse_budget(&v).map_err(|e| {
+                    anyhow::anyhow!("BACKFORGE_AI_MONTHLY_BUDGET_USD is invalid: {e}")
+                })?),
+            },
             warnings,
             generation_queue_timeout: match get("BACKFORGE_GENERATION_QUEUE_TIMEOUT") {
                 None => Duration::from_secs(3600),
@@ -570,6 +582,18 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_monthly_ai_budget_is_none_by_default_and_an_exact_decimal_when_set() {
+        assert_eq!(load(&[]).unwrap().ai_monthly_budget_usd, None);
+        let s = load(&[("BACKFORGE_AI_MONTHLY_BUDGET_USD", "12.5")]).unwrap();
+        assert_eq!(
+            s.ai_monthly_budget_usd.map(|b| b.to_string()).as_deref(),
+            Some("12.500000")
+        );
+        let err = load(&[("BACKFORGE_AI_MONTHLY_BUDGET_USD", "-3")]).unwrap_err();
+        assert!(format!("{err:#}").contains("BACKFORGE_AI_MONTHLY_BUDGET_USD"));
     }
 
     #[test]

@@ -5,168 +5,12 @@
 //! features once (`source: "ai"`, causation = the request); strangers get 404, viewers 403.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use tests::process::{Backforge, eventually, position_of};
+use tests::process::{Backforge, position_of};
 use tests::{TestDatabase, TestUser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-const KEY: &str = "sk-e2e-0123456789abcdef";
-
-/// What the fake server recorded: each request's headers (lower-cased names) and JSON body.
-type Sent = Arc<Mutex<Vec<(HashMap<String, String>, Value)>>>;
-
-/// A model server on 127.0.0.1 answering each connection with the next scripted body (the last
-/// repeats), in the OpenAI Chat Completions format, recording every request body.
-struct FakeModel {
-    addr: SocketAddr,
-    requests: Sent,
-    answers: Arc<Mutex<Vec<Value>>>,
-}
-
-impl FakeModel {
-    async fn start(answers: Vec<Value>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
-        let answers = Arc::new(Mutex::new(answers));
-        let scripted = answers.clone();
-        let count = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                let body = {
-                    let answers = scripted.lock().expect("lock");
-                    answers
-                        .get(n)
-                        .or(answers.last())
-                        .cloned()
-                        .expect("an answer")
-                };
-                tokio::spawn(serve(stream, body, recorded.clone()));
-            }
-        });
-        Self {
-            addr,
-            requests,
-            answers,
-        }
-    }
-
-    /// Scripts the answers once the ids they name exist (before any request reached the server).
-    fn answer(&self, answers: Vec<Value>) {
-        assert!(self.requests().is_empty(), "scripted after a request");
-        *self.answers.lock().expect("lock") = answers;
-    }
-
-    fn requests(&self) -> Vec<(HashMap<String, String>, Value)> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
-
-async fn serve(mut stream: TcpStream, answer: Value, recorded: Sent) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-    let headers: HashMap<String, String> = head
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buffer[head_end + 4..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    recorded.lock().expect("lock").push((headers, sent));
-    let text = answer.to_string();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        text.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(text.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// A Chat Completions answer whose content is `content` (as JSON text) and its token counts.
-fn openai_answer(content: &Value, prompt_tokens: u64, completion_tokens: u64) -> Value {
-    json!({
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": "test-model",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content.to_string(), "refusal": null},
-            "finish_reason": "stop"
-        }],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens
-        }
-    })
-}
-
-/// One field in the strict answer form: every option present, `null` when unused.
-fn field(name: &str, kind: &str) -> Value {
-    json!({
-        "name": name, "type": kind, "required": true, "unique": null, "default": null,
-        "min_length": null, "max_length": null, "pattern": null, "min": null, "max": null,
-        "precision": null, "scale": null, "values": null, "references": null,
-    })
-}
-
-/// A `generate_config` proposal of one crud feature whose one field is `field_name`.
-fn proposal(field_name: &str) -> Value {
-    json!({"features": [{
-        "name": "Customers",
-        "feature_type": "crud",
-        "generation_mode": "ai_assisted",
-        "configuration": null,
-        "schema_definition": {
-            "entity": "customer",
-            "plural": null,
-            "fields": [field("full_name", "string"), field(field_name, "string")],
-            "unique": null,
-        },
-        "is_enabled": true,
-    }]})
-}
-
-/// Valid, and one that breaks the domain's rules (`select` is an SQL reserved word, refused as
-/// a field name) while meeting the JSON Schema.
-fn valid() -> Value {
-    proposal("email")
-}
-
-fn invalid() -> Value {
-    proposal("select")
-}
+use crate::fake_provider::{FakeModel, KEY, field, finished, invalid, openai_answer, token, valid};
 
 struct Setup {
     app: Backforge,
@@ -174,10 +18,6 @@ struct Setup {
     owner: TestUser,
     project: String,
     _db: TestDatabase,
-}
-
-fn token(user: &TestUser) -> Option<&str> {
-    Some(user.access_token.as_str())
 }
 
 /// `backforge serve` whose default model (the `BACKFORGE_AI_*` variables: 2.5 and 10 USD per
@@ -234,23 +74,6 @@ async fn requested(app: &Backforge, user: &TestUser, route: &str, body: Value) -
     let id = accepted.body["id"].as_str().expect("id").to_owned();
     let done = finished(app, &id, user).await;
     (id, done)
-}
-
-async fn finished(app: &Backforge, id: &str, user: &TestUser) -> Value {
-    eventually(
-        "the AI request finishes",
-        Duration::from_secs(60),
-        || async {
-            let answer = app.get(&format!("/ai/requests/{id}"), token(user)).await;
-            let status = answer.body["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            (answer.status.as_u16() == 200 && (status == "succeeded" || status == "failed"))
-                .then_some(answer.body)
-        },
-    )
-    .await
 }
 
 #[tokio::test]

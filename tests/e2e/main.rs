@@ -1,6 +1,7 @@
 //! The end-to-end suite, one binary: each module tests one service against real PostgreSQL and NATS.
 
 mod access;
+mod ai_budgets;
 mod ai_catalog;
 mod ai_requests;
 mod ai_worker;
@@ -11,6 +12,7 @@ mod contracts;
 mod crate_table;
 mod deploy_files;
 mod event_store;
+mod fake_provider;
 mod functions;
 mod generated_app;
 mod generated_functions;

@@ -1,6 +1,7 @@
 //! The AI layer's pure rules: a model's configuration, exact money (prices, costs, budgets), the
 //! catalog of models and prompt templates, and prompt rendering.
 
+pub mod budget;
 pub mod config;
 pub mod models;
 pub mod money;

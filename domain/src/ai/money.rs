@@ -76,33 +76,6 @@ pub fn cost(
     rounded
 }
 
-/// A deliberately high estimate of the tokens `text` will count as: one per 3 bytes, rounded up
-/// (tokenizers average about 4 bytes of English per token), plus a few for message framing. For
-/// budget reservations, where too high is safe and too low is not.
-pub fn estimate_tokens(text: &str) -> u64 {
-    const FRAMING: u64 = 8;
-    (text.len() as u64).div_ceil(3) + FRAMING
-}
-
-/// The worst case a request can cost (the admission rule of docs/api.md): every one of `attempts` attempts
-/// reading `input_tokens` and writing `max_output_tokens`, each costed as [`cost`] does.
-pub fn worst_case_cost(
-    input_tokens: u64,
-    max_output_tokens: u64,
-    input_usd_per_mtok: Decimal,
-    output_usd_per_mtok: Decimal,
-    attempts: u32,
-) -> Decimal {
-    let one = cost(
-        input_tokens,
-        max_output_tokens,
-        input_usd_per_mtok,
-        output_usd_per_mtok,
-    );
-    one.checked_mul(Decimal::from(attempts))
-        .unwrap_or(Decimal::MAX)
-}
-
 /// Serde for a price: written as a decimal string, read from a JSON number or string by its text
 /// (through [`RawValue`], so a number never passes through `f64`). Reading needs serde_json's
 /// own deserializer from text (`from_str`, `from_slice`, `from_reader`), which is how every
@@ -157,19 +130,6 @@ mod tests {
             parse_price("abc"),
             Err(PriceError::NotADecimal(_))
         ));
-    }
-
-    #[test]
-    fn the_worst_case_is_every_attempt_at_the_full_cap_and_estimates_err_high() {
-        let p = |s| parse_price(s).unwrap();
-        // 3 × (1000 × 2.5 + 4000 × 10) / 1e6 = 3 × 0.0425
-        assert_eq!(
-            worst_case_cost(1000, 4000, p("2.5"), p("10"), 3).to_string(),
-            "0.127500"
-        );
-        assert_eq!(estimate_tokens(""), 8);
-        assert_eq!(estimate_tokens("abcd"), 10);
-        assert!(estimate_tokens(&"word ".repeat(1000)) >= 1000 + 8);
     }
 
     #[test]

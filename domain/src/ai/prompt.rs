@@ -37,6 +37,9 @@ pub const MAX_PROMPT_CHARS: usize = 8_000;
 /// its size limit, and a bound on a template that loops.
 pub const RENDER_FUEL: u64 = 500_000;
 
+/// The schema language's rules, the `schema_language` variable of every prompt.
+pub const SCHEMA_LANGUAGE: &str = include_str!("prompts/schema_language.txt");
+
 /// The longest rendered text, in bytes (a loop that stays under the fuel can still write much).
 pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
 

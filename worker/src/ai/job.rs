@@ -26,8 +26,9 @@ use uuid::Uuid;
 
 pub use messaging::AiJob;
 
-/// The schema language's rules, the `schema_language` variable of every prompt.
-pub const SCHEMA_LANGUAGE: &str = include_str!("schema_language.txt");
+/// The schema language's rules, the `schema_language` variable of every prompt (the domain's,
+/// so admission can estimate the prompt the worker will send).
+pub use domain::ai::prompt::SCHEMA_LANGUAGE;
 
 /// How a job ended.
 #[derive(Debug, PartialEq)]
@@ -81,10 +82,13 @@ pub async fn decide_and_append(
         limits: &Limits::default(),
         metadata: metadata(job),
     };
-    match step
-        .apply(store, || None, |_| Ok::<_, Infallible>(command.clone()))
-        .await
-    {
+    // A terminal event settles the request's budget reservation in its own transaction.
+    let settle = super::budget::Settle::new(job.ai_request_id, &command);
+    let check = |loaded: &event_store::Loaded<AiRequest>| {
+        settle.observe(&loaded.state);
+        Ok::<_, Infallible>(command.clone())
+    };
+    match step.apply(store, || settle.side_writes(), check).await {
         Ok(_) => Ok(Ok(())),
         Err(Failure::Domain(e)) => Ok(Err(e)),
         Err(Failure::Refused(never)) => match never {},

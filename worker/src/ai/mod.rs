@@ -3,6 +3,7 @@
 //! bounded redelivery with backoff (the generation consumer's rules), and a sweeper that fails AI
 //! requests no job will finish.
 
+pub mod budget;
 pub mod job;
 pub mod sweep;
 

@@ -420,3 +420,48 @@ fn nothing_but_a_request_is_decided_on_a_missing_request() {
         }))
         .then_err(AiRequestError::NotFound);
 }
+
+#[test]
+fn the_reservation_is_three_attempts_of_the_prompt_the_worker_renders_at_the_output_cap() {
+    use crate::ai::budget::{MESSAGE_FRAMING_TOKENS, request_reservation};
+    // Given a request whose templates render "You design backends." and the user's text
+    let asked = command(AiRequestKind::GenerateConfig, Some("A shop"));
+    // When its worst case is reserved
+    let reserved = request_reservation(&asked);
+    // Then every byte of both messages and of the JSON Schema counts as a token, plus framing,
+    // at the input price, and the output cap at the output price, three times
+    let schema = super::super::proposal::json_schema(AiRequestKind::GenerateConfig)
+        .to_string()
+        .len() as u64;
+    let prompt_tokens = "You design backends.".len() as u64
+        + "A shop".len() as u64
+        + schema
+        + 3 * MESSAGE_FRAMING_TOKENS;
+    let one = (Decimal::from(prompt_tokens) * Decimal::new(25, 1)
+        + Decimal::from(4096u32) * Decimal::from(10u32))
+        / Decimal::from(1_000_000u32);
+    assert_eq!(
+        reserved,
+        (one * Decimal::from(3u32))
+            .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::AwayFromZero)
+    );
+
+    // A template that lists a repair's errors reserves them at their recorded maximum
+    let mut repairing = asked.clone();
+    repairing.template = "{{ prompt }}{% if errors %}{{ errors | join(', ') }}{% endif %}".into();
+    let more = request_reservation(&repairing) - reserved;
+    let errors = Decimal::from(ERROR_MAX_BYTES as u64) * Decimal::new(25, 1) * Decimal::from(3u32)
+        / Decimal::from(1_000_000u32);
+    assert!(
+        more >= errors.round_dp(6) - Decimal::new(1, 6),
+        "{more} < {errors}"
+    );
+
+    // A template that cannot render is never sent: only the output side is reserved
+    let mut broken = asked;
+    broken.template = "{{ prompt.nothing.here }}".into();
+    assert_eq!(
+        request_reservation(&broken),
+        Decimal::new(122_880, 6) // 3 × 4096 × 10 / 1e6
+    );
+}
