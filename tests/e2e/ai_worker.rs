@@ -984,8 +984,8 @@ async fn a_replay_rebuilds_the_same_ai_request_rows_for_requests_in_every_state(
     };
     assert_eq!(
         ai_tables(&live).len(),
-        3,
-        "rm.ai_models, rm.ai_prompt_versions and rm.ai_requests"
+        4,
+        "rm.ai_models, rm.ai_prompt_versions, rm.ai_requests and rm.ai_usage"
     );
     assert_same_read_models(&ai_tables(&live), &ai_tables(&replayed), "replayed rm.ai_*");
     assert_same_read_models(&live, &replayed, "every replayed read model");
