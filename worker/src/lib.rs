@@ -27,8 +27,11 @@ use crate::job::{JobContext, Outcome};
 /// How the worker behaves; every value has a `BACKFORGE_` variable.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Jobs handled at once.
+    /// Generation jobs handled at once (CPU-bound: the generator and the verify run).
     pub concurrency: usize,
+    /// AI jobs handled at once (`BACKFORGE_AI_WORKER_CONCURRENCY`): each mostly waits for its
+    /// model, for seconds, so they get their own, larger bound.
+    pub ai_concurrency: usize,
     /// A job still running after this is abandoned and retried (or failed on its last delivery).
     pub job_deadline: Duration,
     /// Deliveries of one job, the first included.
@@ -93,6 +96,7 @@ impl WorkerSettings {
         };
         Ok(Self {
             concurrency: num("BACKFORGE_WORKER_CONCURRENCY", 2)?.max(1) as usize,
+            ai_concurrency: num("BACKFORGE_AI_WORKER_CONCURRENCY", 8)?.clamp(1, 256) as usize,
             job_deadline,
             max_deliver: num("BACKFORGE_JOB_MAX_DELIVER", 4)?.clamp(1, 20) as i64,
             verify_timeout: Duration::from_secs(num("BACKFORGE_VERIFY_TIMEOUT_SECS", 300)?.max(5)),

@@ -54,7 +54,8 @@ pub struct AiWorker {
     pub store: PgEventStore,
     pub nats: async_nats::Client,
     pub names: Names,
-    /// The generation worker's settings: the same deadline, redelivery and concurrency rules.
+    /// The generation worker's settings: the same deadline and redelivery rules; AI jobs run
+    /// `ai_concurrency` at once.
     pub settings: WorkerSettings,
     pub metrics: Metrics,
     pub client: ai::AiClient,
@@ -107,7 +108,7 @@ impl AiWorker {
             )
             .await?;
         let mut messages = consumer.messages().await?;
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let permits = Arc::new(Semaphore::new(self.settings.ai_concurrency));
         tracing::info!("worker consuming AI jobs");
         loop {
             let permit = tokio::select! {
