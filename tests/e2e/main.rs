@@ -3,6 +3,7 @@
 mod access;
 mod ai_budgets;
 mod ai_catalog;
+mod ai_generation;
 mod ai_requests;
 mod ai_worker;
 mod application;
