@@ -100,6 +100,9 @@ type LandedFn = Box<dyn FnOnce(&Landed) + Send>;
 pub struct Plan {
     pub appends: Vec<StreamAppend>,
     pub side_writes: Vec<SideWrite>,
+    /// Side writes with logic of their own (a record's constraint rows), run after
+    /// `side_writes`; one that fails fails the whole write.
+    pub hooks: Vec<Box<dyn SideWrites>>,
     /// The stream whose version the answer reports (ETag, `version`).
     pub stream: String,
     /// The stream's version and last position as loaded, reported when nothing is appended.
@@ -120,6 +123,7 @@ impl Plan {
         Self {
             appends: Vec::new(),
             side_writes: Vec::new(),
+            hooks: Vec::new(),
             stream: stream.into(),
             current_version,
             current_position,
@@ -151,6 +155,12 @@ impl Plan {
 
     pub fn side_write(mut self, write: SideWrite) -> Self {
         self.side_writes.push(write);
+        self
+    }
+
+    /// A side write with logic of its own, committed with the events (or failing the write).
+    pub fn hook(mut self, write: impl SideWrites + 'static) -> Self {
+        self.hooks.push(Box::new(write));
         self
     }
 
@@ -202,6 +212,7 @@ pub fn failure<D>(failure: Failure<D, ApiError>, domain: impl FnOnce(D) -> ApiEr
 /// group-commit writer runs them in its own task).
 struct PlanWrites {
     writes: Vec<SideWrite>,
+    hooks: Vec<Box<dyn SideWrites>>,
     claim: Option<Claim>,
     reply: ReplyFn,
 }
@@ -209,7 +220,7 @@ struct PlanWrites {
 #[async_trait::async_trait]
 impl SideWrites for PlanWrites {
     fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.claim.is_none()
+        self.writes.is_empty() && self.hooks.iter().all(|h| h.is_empty()) && self.claim.is_none()
     }
 
     async fn write(
@@ -219,6 +230,9 @@ impl SideWrites for PlanWrites {
     ) -> Result<(), StoreError> {
         for write in &self.writes {
             write.run(tx).await.map_err(event_store::postgres::map_pg)?;
+        }
+        for hook in &self.hooks {
+            hook.write(tx, landed).await?;
         }
         if let Some(claim) = &self.claim {
             let reply = (self.reply)(landed.version, landed.position);
@@ -318,6 +332,7 @@ impl Executor {
         let Plan {
             appends,
             side_writes,
+            hooks,
             stream,
             current_version,
             current_position,
@@ -327,6 +342,7 @@ impl Executor {
         } = plan;
         let writes = PlanWrites {
             writes: side_writes,
+            hooks,
             claim: claim.cloned(),
             reply: reply.clone(),
         };

@@ -19,6 +19,7 @@ pub enum ProblemType {
     EmailTaken,
     NameTaken,
     StillReferenced,
+    UniqueViolation,
     FunctionConflict,
     ConcurrentModification,
     IdempotencyKeyInFlight,
@@ -38,7 +39,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 25] = [
+    pub const ALL: [ProblemType; 26] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
@@ -48,6 +49,7 @@ impl ProblemType {
         ProblemType::EmailTaken,
         ProblemType::NameTaken,
         ProblemType::StillReferenced,
+        ProblemType::UniqueViolation,
         ProblemType::FunctionConflict,
         ProblemType::ConcurrentModification,
         ProblemType::IdempotencyKeyInFlight,
@@ -77,6 +79,7 @@ impl ProblemType {
             ProblemType::EmailTaken => "email-taken",
             ProblemType::NameTaken => "name-taken",
             ProblemType::StillReferenced => "still-referenced",
+            ProblemType::UniqueViolation => "unique-violation",
             ProblemType::FunctionConflict => "function-conflict",
             ProblemType::ConcurrentModification => "concurrent-modification",
             ProblemType::IdempotencyKeyInFlight => "idempotency-key-in-flight",
@@ -107,6 +110,7 @@ impl ProblemType {
             ProblemType::EmailTaken => "E-mail address already registered",
             ProblemType::NameTaken => "Name already taken",
             ProblemType::StillReferenced => "Still referenced",
+            ProblemType::UniqueViolation => "Unique value taken",
             ProblemType::FunctionConflict => "Function name or route taken",
             ProblemType::ConcurrentModification => "Modified concurrently",
             ProblemType::IdempotencyKeyInFlight => {
@@ -139,6 +143,7 @@ impl ProblemType {
             | ProblemType::EmailTaken
             | ProblemType::NameTaken
             | ProblemType::StillReferenced
+            | ProblemType::UniqueViolation
             | ProblemType::FunctionConflict
             | ProblemType::ConcurrentModification
             | ProblemType::IdempotencyKeyInFlight
@@ -332,6 +337,11 @@ impl From<StoreError> for ApiError {
                 "the resource was changed by another request; reload it and retry",
             ),
             StoreError::Refused(refusal) => refusal.into(),
+            // A command-side write refused the command inside the append's transaction.
+            StoreError::Backend(cause) => match cause.downcast::<ApiError>() {
+                Ok(refusal) => refusal,
+                Err(cause) => ApiError::Internal(StoreError::Backend(cause).into()),
+            },
             other => ApiError::Internal(other.into()),
         }
     }

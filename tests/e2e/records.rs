@@ -210,3 +210,280 @@ async fn record_events_are_projected_and_published_on_their_projects_subjects() 
     assert_eq!(first["data"]["entity"], "order");
     assert_eq!(first["data"]["values"]["total"], "12.30");
 }
+
+/// `serve`, an owner, and a project with customers (unique e-mail) and orders referencing them
+/// (a composite unique on customer and number).
+struct Shop {
+    app: Backforge,
+    owner: tests::TestUser,
+    project: String,
+    _db: TestDatabase,
+}
+
+async fn shop() -> Shop {
+    let db = TestDatabase::create().await.expect("test database");
+    let app = Backforge::start("serve", &db.url, &[]).await;
+    let (owner, _) = app.register("Sam").await;
+    let created = app
+        .post(
+            "/projects",
+            Some(&owner.access_token),
+            json!({"name": "Shop", "features": [
+                {"name": "Customers", "feature_type": "crud", "schema_definition": {
+                    "entity": "customer", "fields": [
+                        {"name": "email", "type": "string", "required": true, "unique": true},
+                        {"name": "nickname", "type": "string", "unique": true}
+                    ]}},
+                {"name": "Orders", "feature_type": "crud", "schema_definition": {
+                    "entity": "order", "fields": [
+                        {"name": "customer", "type": "reference", "references": "customer", "required": true},
+                        {"name": "number", "type": "string", "required": true},
+                        {"name": "total", "type": "decimal", "precision": 10, "scale": 2, "unique": true}
+                    ], "unique": [["customer", "number"]]}}
+            ]}),
+        )
+        .await
+        .expect(201);
+    let project = created.body["id"].as_str().expect("id").to_owned();
+    Shop {
+        app,
+        owner,
+        project,
+        _db: db,
+    }
+}
+
+impl Shop {
+    fn token(&self) -> Option<&str> {
+        Some(self.owner.access_token.as_str())
+    }
+
+    fn path(&self, plural: &str) -> String {
+        format!("/projects/{}/data/{plural}", self.project)
+    }
+
+    async fn create(&self, plural: &str, body: Value) -> tests::Answer {
+        self.app.post(&self.path(plural), self.token(), body).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_writes_answer_every_refusal_with_its_status_and_free_unique_values_for_reuse() {
+    let s = shop().await;
+    let app = &s.app;
+
+    // Created: the answer holds the id, the normalised values, the timestamps and the version
+    let ada = s
+        .create("customers", json!({"email": "ada@example.com"}))
+        .await
+        .expect(201);
+    assert_eq!(ada.body["email"], "ada@example.com");
+    assert_eq!(ada.body["nickname"], Value::Null);
+    assert_eq!(ada.body["version"], 1);
+    let ada_id = ada.body["id"].as_str().expect("id").to_owned();
+
+    // A duplicate unique value → 409 naming the constraint, nothing of the other record
+    let duplicate = s
+        .create("customers", json!({"email": "ada@example.com"}))
+        .await
+        .expect(409);
+    assert!(
+        duplicate.body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/unique-violation"),
+        "{}",
+        duplicate.body
+    );
+    assert!(
+        duplicate.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("(email)"),
+        "{}",
+        duplicate.body
+    );
+    assert!(
+        !duplicate.body.to_string().contains(&ada_id),
+        "{}",
+        duplicate.body
+    );
+    // NULLs never collide
+    s.create("customers", json!({"email": "bob@example.com"}))
+        .await
+        .expect(201);
+    // Invalid → 422 with pointers; unknown entity → 404
+    let invalid = s
+        .create("customers", json!({"email": 5, "age": 3}))
+        .await
+        .expect(422);
+    let mut fields: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["/age", "/email"]);
+    s.create("invoices", json!({})).await.expect(404);
+
+    // A reference must name a live record of the referenced entity
+    let missing = s
+        .create("orders", json!({"customer": Uuid::now_v7(), "number": "1"}))
+        .await
+        .expect(422);
+    assert_eq!(
+        missing.body["errors"][0]["field"], "/customer",
+        "{}",
+        missing.body
+    );
+    let order = s
+        .create(
+            "orders",
+            json!({"customer": ada_id, "number": "1", "total": "12.3"}),
+        )
+        .await
+        .expect(201);
+    let order_id = order.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(order.body["total"], "12.30");
+    // "12.3" and "12.30" collide on a scale-2 field
+    s.create(
+        "orders",
+        json!({"customer": ada_id, "number": "2", "total": "12.30"}),
+    )
+    .await
+    .expect(409);
+    // The composite (customer, number) holds
+    let composite = s
+        .create("orders", json!({"customer": ada_id, "number": "1"}))
+        .await
+        .expect(409);
+    assert!(
+        composite.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("(customer, number)"),
+        "{}",
+        composite.body
+    );
+
+    // Deleting a referenced record → 409; once its child is gone it can be deleted
+    let ada_path = format!("{}/{ada_id}", s.path("customers"));
+    app.delete(&ada_path, s.token()).await.expect(409);
+    // A unique value freed by an update can be taken again
+    let order_path = format!("{}/{order_id}", s.path("orders"));
+    let patched = app
+        .put(&order_path, s.token(), json!({"total": "13"}))
+        .await
+        .expect(200);
+    assert_eq!(patched.body["total"], "13.00");
+    assert_eq!(patched.body["version"], 2);
+    s.create(
+        "orders",
+        json!({"customer": ada_id, "number": "3", "total": "12.30"}),
+    )
+    .await
+    .expect(201);
+    // … and one freed by a delete
+    app.delete(&order_path, s.token()).await.expect(204);
+    s.create(
+        "orders",
+        json!({"customer": ada_id, "number": "1", "total": "13.00"}),
+    )
+    .await
+    .expect(201);
+    app.put(&order_path, s.token(), json!({"total": "1"}))
+        .await
+        .expect(404);
+
+    // An empty patch → 422 at ""; a viewer → 403; a stranger → 404
+    let bob = s
+        .create("customers", json!({"email": "carol@example.com"}))
+        .await
+        .expect(201);
+    let bob_path = format!(
+        "{}/{}",
+        s.path("customers"),
+        bob.body["id"].as_str().expect("id")
+    );
+    let empty = app.put(&bob_path, s.token(), json!({})).await.expect(422);
+    assert_eq!(empty.body["errors"][0]["field"], "");
+    let (viewer, _) = app.register("Vera").await;
+    app.put(
+        &format!("/projects/{}/members/{}", s.project, viewer.id),
+        s.token(),
+        json!({"role": "viewer"}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        &s.path("customers"),
+        Some(&viewer.access_token),
+        json!({"email": "v@example.com"}),
+    )
+    .await
+    .expect(403);
+    let (stranger, _) = app.register("Sid").await;
+    app.post(
+        &s.path("customers"),
+        Some(&stranger.access_token),
+        json!({"email": "s@example.com"}),
+    )
+    .await
+    .expect(404);
+    app.delete(&bob_path, Some(&stranger.access_token))
+        .await
+        .expect(404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_writers_of_one_unique_value_get_exactly_one_201() {
+    let s = shop().await;
+    let tasks = (0..16).map(|_| s.create("customers", json!({"email": "race@example.com"})));
+    let answers = futures::future::join_all(tasks).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        15,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_created_while_its_parent_is_deleted_never_outlives_it() {
+    let s = shop().await;
+    let app = &s.app;
+    for round in 0..200 {
+        let parent = s
+            .create(
+                "customers",
+                json!({"email": format!("p{round}@example.com")}),
+            )
+            .await
+            .expect(201);
+        let parent_id = parent.body["id"].as_str().expect("id").to_owned();
+        let parent_path = format!("{}/{parent_id}", s.path("customers"));
+        let (child, deleted) = tokio::join!(
+            s.create(
+                "orders",
+                json!({"customer": parent_id, "number": format!("{round}")})
+            ),
+            app.delete(&parent_path, s.token()),
+        );
+        match (child.status.as_u16(), deleted.status.as_u16()) {
+            // The child won: the parent is referenced and stays
+            (201, 409) => {}
+            // The delete won: the child was refused
+            (422, 204) => {}
+            other => panic!(
+                "round {round}: child {} / delete {}: {other:?}",
+                child.body, deleted.body
+            ),
+        }
+    }
+}
