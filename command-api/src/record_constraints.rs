@@ -287,3 +287,252 @@ impl SideWrites for RecordConstraints {
         }
     }
 }
+
+/// One entity whose schema a project write changes: its records are checked against the new
+/// schema (`None`: the entity is removed) in the write's transaction.
+#[derive(Debug, Clone)]
+struct EntityChange {
+    feature_id: Uuid,
+    name: String,
+    schema: Option<EntitySchema>,
+    /// The feature ids of the entities the new schema's references name (a disabled or missing
+    /// target: none, and a record referring through it breaks the schema).
+    targets: Vec<(String, Option<Uuid>)>,
+}
+
+/// The record checks of a project write that changes or removes `crud` entities: each changed
+/// entity's `entity_schema` row is taken `FOR UPDATE`, every live record of it is checked against
+/// the new schema (types, required fields, ranges, unique constraints, references), and the
+/// write is refused with the count of the records it would break (409), or the entity's
+/// `record_unique` and `record_refs` rows are rebuilt for the new schema. Records are never
+/// rewritten.
+#[derive(Debug, Clone)]
+pub struct SchemaChange {
+    project_id: Uuid,
+    changes: Vec<EntityChange>,
+}
+
+impl SchemaChange {
+    /// The checks `events` need, the project being `after` once they apply; `None` when they
+    /// change no entity's schema.
+    pub fn of(events: &[domain::project::ProjectEvent], after: &Project) -> Option<Self> {
+        use domain::project::ProjectEvent;
+        let mut changed: Vec<domain::ids::FeatureId> = Vec::new();
+        for event in events {
+            match event {
+                ProjectEvent::FeatureUpdated {
+                    feature_id,
+                    schema_definition: Some(_),
+                    ..
+                }
+                | ProjectEvent::FeatureRemoved { feature_id, .. } => {
+                    if !changed.contains(feature_id) {
+                        changed.push(*feature_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if changed.is_empty() {
+            return None;
+        }
+        let changes = changed
+            .into_iter()
+            .map(|id| {
+                let schema = after.feature(id).and_then(|f| f.entity()).cloned();
+                let targets = schema
+                    .iter()
+                    .flat_map(|s| s.references())
+                    .map(|(_, _, target)| {
+                        let feature = after
+                            .entities()
+                            .find(|(f, s)| f.is_enabled && s.entity == target)
+                            .map(|(f, _)| f.id.as_uuid());
+                        (target.to_owned(), feature)
+                    })
+                    .collect();
+                EntityChange {
+                    feature_id: id.as_uuid(),
+                    name: schema
+                        .as_ref()
+                        .map_or_else(|| id.to_string(), |s| s.entity.clone()),
+                    schema,
+                    targets,
+                }
+            })
+            .collect();
+        Some(Self {
+            project_id: after.id.as_uuid(),
+            changes,
+        })
+    }
+
+    async fn check(&self, tx: &Transaction<'_>, change: &EntityChange) -> Result<(), StoreError> {
+        let hash = change.schema.as_ref().map(schema_hash).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO entity_schema (project_id, feature_id, schema_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (project_id, feature_id) DO NOTHING",
+            &[&self.project_id, &change.feature_id, &hash],
+        )
+        .await
+        .map_err(map_pg)?;
+        tx.execute(
+            "SELECT 1 FROM entity_schema WHERE project_id = $1 AND feature_id = $2 FOR UPDATE",
+            &[&self.project_id, &change.feature_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        let rows = tx
+            .query(
+                "SELECT record_id, data FROM live_records WHERE project_id = $1 AND feature_id = $2",
+                &[&self.project_id, &change.feature_id],
+            )
+            .await
+            .map_err(map_pg)?;
+        let Some(schema) = &change.schema else {
+            if !rows.is_empty() {
+                return Err(refuse(ApiError::conflict(
+                    ProblemType::Conflict,
+                    format!(
+                        "entity `{}` still has {} record(s); delete them before removing it",
+                        change.name,
+                        rows.len()
+                    ),
+                )));
+            }
+            return Ok(());
+        };
+        let mut offending = 0usize;
+        let mut example: Option<String> = None;
+        let mut keys: Vec<(Uuid, String, Vec<u8>)> = Vec::new();
+        let mut seen: std::collections::HashSet<(String, Vec<u8>)> = Default::default();
+        let mut refs: Vec<(Uuid, String, Uuid, Option<Uuid>)> = Vec::new();
+        for row in &rows {
+            let record_id: Uuid = row.get(0);
+            let tokio_postgres::types::Json(stored): tokio_postgres::types::Json<
+                domain::crud_schema::RecordValues,
+            > = row.get(1);
+            let shown = schema.present_record(&stored);
+            let values = match schema.check_record(
+                &Value::Object(shown),
+                domain::crud_schema::RecordWrite::Create,
+            ) {
+                Ok(values) => values,
+                Err(problems) => {
+                    offending += 1;
+                    if let Some(first) = problems.first() {
+                        example.get_or_insert_with(|| format!("`{}` {}", first.field, first.message));
+                    }
+                    continue;
+                }
+            };
+            let mut duplicate = false;
+            for (key, hash) in Record::unique_keys(schema, &values) {
+                if !seen.insert((key.clone(), hash.to_vec())) {
+                    duplicate = true;
+                    example.get_or_insert_with(|| {
+                        format!("two records hold the same value of ({})", key.replace(',', ", "))
+                    });
+                }
+                keys.push((record_id, key, hash.to_vec()));
+            }
+            if duplicate {
+                offending += 1;
+            }
+            for (field, target, parent) in Record::references(schema, &values) {
+                let feature = change
+                    .targets
+                    .iter()
+                    .find(|(name, _)| name == target)
+                    .and_then(|(_, f)| *f);
+                refs.push((record_id, field.to_owned(), parent.as_uuid(), feature));
+            }
+        }
+        // References must still name live records of their (possibly new) target entity.
+        for (_, field, parent, feature) in &refs {
+            let found = match feature {
+                None => false,
+                Some(feature) => tx
+                    .query_opt(
+                        "SELECT 1 FROM live_records WHERE record_id = $1 AND feature_id = $2 FOR KEY SHARE",
+                        &[parent, feature],
+                    )
+                    .await
+                    .map_err(map_pg)?
+                    .is_some(),
+            };
+            if !found {
+                offending += 1;
+                example.get_or_insert_with(|| format!("`/{field}` refers to no record of its entity"));
+            }
+        }
+        if offending > 0 {
+            return Err(refuse(ApiError::conflict(
+                ProblemType::Conflict,
+                format!(
+                    "{offending} record(s) of `{}` do not satisfy the new schema ({}); change or delete them first",
+                    change.name,
+                    example.unwrap_or_default()
+                ),
+            )));
+        }
+        tx.execute(
+            "DELETE FROM record_unique WHERE project_id = $1 AND feature_id = $2",
+            &[&self.project_id, &change.feature_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        if !keys.is_empty() {
+            let (ids, names, hashes): (Vec<Uuid>, Vec<String>, Vec<Vec<u8>>) =
+                keys.into_iter().fold(Default::default(), |mut acc, (id, key, hash)| {
+                    acc.0.push(id);
+                    acc.1.push(key);
+                    acc.2.push(hash);
+                    acc
+                });
+            tx.execute(
+                "INSERT INTO record_unique (project_id, feature_id, constraint_key, value_hash, record_id)
+                 SELECT $1, $2, k, h, r FROM unnest($3::text[], $4::bytea[], $5::uuid[]) AS u(k, h, r)",
+                &[&self.project_id, &change.feature_id, &names, &hashes, &ids],
+            )
+            .await
+            .map_err(map_pg)?;
+        }
+        tx.execute(
+            "DELETE FROM record_refs WHERE child_id IN
+                 (SELECT record_id FROM live_records WHERE project_id = $1 AND feature_id = $2)",
+            &[&self.project_id, &change.feature_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        for (child, field, parent, _) in &refs {
+            tx.execute(
+                "INSERT INTO record_refs (child_id, field, parent_id) VALUES ($1, $2, $3)",
+                &[child, field, parent],
+            )
+            .await
+            .map_err(map_pg)?;
+        }
+        tx.execute(
+            "UPDATE entity_schema SET schema_hash = $3 WHERE project_id = $1 AND feature_id = $2",
+            &[&self.project_id, &change.feature_id, &hash],
+        )
+        .await
+        .map_err(map_pg)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SideWrites for SchemaChange {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    async fn write(&self, tx: &Transaction<'_>, _landed: &Landed) -> Result<(), StoreError> {
+        for change in &self.changes {
+            self.check(tx, change).await?;
+        }
+        Ok(())
+    }
+}

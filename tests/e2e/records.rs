@@ -487,3 +487,192 @@ async fn a_child_created_while_its_parent_is_deleted_never_outlives_it() {
         }
     }
 }
+
+/// A project with one `member` entity (added on its own, for its feature id) and its schema.
+async fn members(s: &Shop) -> (String, Value) {
+    let schema = json!({"entity": "member", "fields": [
+        {"name": "email", "type": "string", "required": true, "unique": true},
+        {"name": "team", "type": "string"}
+    ]});
+    let added = s
+        .app
+        .post(
+            &format!("/projects/{}/features", s.project),
+            s.token(),
+            json!({"name": "Members", "feature_type": "crud", "schema_definition": schema}),
+        )
+        .await
+        .expect(201);
+    (added.body["id"].as_str().expect("id").to_owned(), schema)
+}
+
+fn with_field(schema: &Value, field: Value) -> Value {
+    let mut schema = schema.clone();
+    schema["fields"].as_array_mut().expect("fields").push(field);
+    schema
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_change_that_existing_records_cannot_satisfy_is_409_with_their_count() {
+    let s = shop().await;
+    let app = &s.app;
+    let (feature, schema) = members(&s).await;
+    let feature_path = format!("/projects/{}/features/{feature}", s.project);
+    for (email, team) in [("a@x.io", "red"), ("b@x.io", "red"), ("c@x.io", "blue")] {
+        s.create("members", json!({"email": email, "team": team}))
+            .await
+            .expect(201);
+    }
+
+    // A new required field without a default: every record breaks it
+    let required = with_field(
+        &schema,
+        json!({"name": "age", "type": "integer", "required": true}),
+    );
+    let refused = app
+        .put(
+            &feature_path,
+            s.token(),
+            json!({"schema_definition": required}),
+        )
+        .await
+        .expect(409);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3 record(s)"),
+        "{}",
+        refused.body
+    );
+    // A new unique constraint two records break
+    let mut unique_team = schema.clone();
+    unique_team["fields"][1]["unique"] = json!(true);
+    let refused = app
+        .put(
+            &feature_path,
+            s.token(),
+            json!({"schema_definition": unique_team}),
+        )
+        .await
+        .expect(409);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("1 record(s)"),
+        "{}",
+        refused.body
+    );
+    // A tighter length one record breaks
+    let mut short = schema.clone();
+    short["fields"][1]["max_length"] = json!(3);
+    let refused = app
+        .put(
+            &feature_path,
+            s.token(),
+            json!({"schema_definition": short}),
+        )
+        .await
+        .expect(409);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("1 record(s)"),
+        "{}",
+        refused.body
+    );
+    // Removing the entity while it has records
+    app.delete(&feature_path, s.token()).await.expect(409);
+
+    // A new optional field and a new defaulted required one are fine, and the defaults apply
+    let wider = with_field(
+        &with_field(&schema, json!({"name": "nick", "type": "string"})),
+        json!({"name": "level", "type": "integer", "required": true, "default": 1}),
+    );
+    app.put(
+        &feature_path,
+        s.token(),
+        json!({"schema_definition": wider.clone()}),
+    )
+    .await
+    .expect(200);
+    // Records written under the old schema are patched under the new one: the new required field
+    // with a default reads as its default
+    let created = s
+        .create("members", json!({"email": "d@x.io", "team": "red"}))
+        .await
+        .expect(201);
+    assert_eq!(created.body["level"], 1);
+    assert_eq!(created.body["nick"], Value::Null);
+    // And a unique constraint that holds is added, and enforced from then on
+    let mut unique_email_team = wider.clone();
+    unique_email_team["unique"] = json!([["team", "nick"]]);
+    app.put(
+        &feature_path,
+        s.token(),
+        json!({"schema_definition": unique_email_team}),
+    )
+    .await
+    .expect(200);
+    s.create(
+        "members",
+        json!({"email": "e@x.io", "team": "red", "nick": "n"}),
+    )
+    .await
+    .expect(201);
+    s.create(
+        "members",
+        json!({"email": "f@x.io", "team": "red", "nick": "n"}),
+    )
+    .await
+    .expect(409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_constraint_added_while_sixteen_writers_race_is_refused_or_holds_for_every_record()
+{
+    let s = shop().await;
+    let (feature, schema) = members(&s).await;
+    let feature_path = format!("/projects/{}/features/{feature}", s.project);
+    let mut unique_team = schema.clone();
+    unique_team["fields"][1]["unique"] = json!(true);
+    let writers = (0..16).map(|i| {
+        s.create(
+            "members",
+            json!({"email": format!("{i}@x.io"), "team": "same"}),
+        )
+    });
+    let (answers, change) = tokio::join!(
+        futures::future::join_all(writers),
+        s.app.put(
+            &feature_path,
+            s.token(),
+            json!({"schema_definition": unique_team})
+        ),
+    );
+    let created = answers.iter().filter(|a| a.status.as_u16() == 201).count();
+    for answer in &answers {
+        assert!(
+            [201, 409].contains(&answer.status.as_u16()),
+            "{}",
+            answer.body
+        );
+    }
+    match change.status.as_u16() {
+        // The constraint came first or after at most one record: it holds for every record
+        200 => assert_eq!(
+            created, 1,
+            "{} records hold team `same` under a unique team",
+            created
+        ),
+        // Refused with the count of the records it would break
+        409 => {
+            assert!(created >= 2, "refused although {created} record(s) exist");
+            let detail = change.body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("record(s)"), "{detail}");
+        }
+        other => panic!("the schema change answered {other}: {}", change.body),
+    }
+}
