@@ -15,10 +15,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CommandState;
-use crate::record_constraints::SchemaChange;
 use crate::execute::{Plan, SideWrite, WriteAnswer, failure};
 use crate::http::{Write, WriteBody};
 use crate::load::Loaded;
+use crate::record_constraints::SchemaChange;
 
 /// The one mapping of project rules to HTTP answers.
 pub fn project_error(e: ProjectError) -> ApiError {

@@ -325,10 +325,10 @@ impl SchemaChange {
                     schema_definition: Some(_),
                     ..
                 }
-                | ProjectEvent::FeatureRemoved { feature_id, .. } => {
-                    if !changed.contains(feature_id) {
-                        changed.push(*feature_id);
-                    }
+                | ProjectEvent::FeatureRemoved { feature_id, .. }
+                    if !changed.contains(feature_id) =>
+                {
+                    changed.push(*feature_id);
                 }
                 _ => {}
             }
@@ -421,7 +421,8 @@ impl SchemaChange {
                 Err(problems) => {
                     offending += 1;
                     if let Some(first) = problems.first() {
-                        example.get_or_insert_with(|| format!("`{}` {}", first.field, first.message));
+                        example
+                            .get_or_insert_with(|| format!("`{}` {}", first.field, first.message));
                     }
                     continue;
                 }
@@ -431,7 +432,10 @@ impl SchemaChange {
                 if !seen.insert((key.clone(), hash.to_vec())) {
                     duplicate = true;
                     example.get_or_insert_with(|| {
-                        format!("two records hold the same value of ({})", key.replace(',', ", "))
+                        format!(
+                            "two records hold the same value of ({})",
+                            key.replace(',', ", ")
+                        )
                     });
                 }
                 keys.push((record_id, key, hash.to_vec()));
@@ -463,7 +467,8 @@ impl SchemaChange {
             };
             if !found {
                 offending += 1;
-                example.get_or_insert_with(|| format!("`/{field}` refers to no record of its entity"));
+                example
+                    .get_or_insert_with(|| format!("`/{field}` refers to no record of its entity"));
             }
         }
         if offending > 0 {
@@ -483,8 +488,9 @@ impl SchemaChange {
         .await
         .map_err(map_pg)?;
         if !keys.is_empty() {
-            let (ids, names, hashes): (Vec<Uuid>, Vec<String>, Vec<Vec<u8>>) =
-                keys.into_iter().fold(Default::default(), |mut acc, (id, key, hash)| {
+            let (ids, names, hashes): (Vec<Uuid>, Vec<String>, Vec<Vec<u8>>) = keys
+                .into_iter()
+                .fold(Default::default(), |mut acc, (id, key, hash)| {
                     acc.0.push(id);
                     acc.1.push(key);
                     acc.2.push(hash);
