@@ -28,6 +28,7 @@ use crate::ai_catalog::{effective_prompt, resolve_model};
 use crate::execute::{Plan, WriteAnswer, failure};
 use crate::http::{Ids, IfMatch, NoBody, PathId, Write, WriteBody};
 use crate::projects::{check_write_access, project_error};
+use crate::record_constraints::SchemaChange;
 
 impl PathId for AiRequestId {
     const SEGMENT: &'static str = "id";
@@ -425,7 +426,21 @@ pub async fn apply_proposal(
                 Some(project_id),
             ),
         );
-        Ok(Plan::new(project_stream, project.version, project.position)
+        // An applied change of an entity's schema is checked against its live records, as an
+        // owner's own change is.
+        let schema_change = {
+            let mut after = project.state.clone();
+            for event in &events {
+                after.evolve(event);
+            }
+            SchemaChange::of(&events, &after)
+        };
+        let plan = Plan::new(project_stream, project.version, project.position);
+        let plan = match schema_change {
+            Some(change) => plan.hook(change),
+            None => plan,
+        };
+        Ok(plan
             .append(project_append)
             .append(request_append)
             .reply(move |version, position| WriteAnswer {

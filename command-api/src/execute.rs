@@ -100,8 +100,8 @@ type LandedFn = Box<dyn FnOnce(&Landed) + Send>;
 pub struct Plan {
     pub appends: Vec<StreamAppend>,
     pub side_writes: Vec<SideWrite>,
-    /// Side writes with logic of their own (an AI budget admission), run after `side_writes`;
-    /// one that fails fails the whole write.
+    /// Side writes with logic of their own (an AI budget admission, a record's constraint
+    /// rows), run after `side_writes`; one that fails fails the whole write.
     pub hooks: Vec<Box<dyn SideWrites>>,
     /// The stream whose version the answer reports (ETag, `version`).
     pub stream: String,

@@ -18,6 +18,8 @@ pub mod passwords;
 pub mod project_routes;
 pub mod projects;
 pub mod rate_limit;
+pub mod record_constraints;
+pub mod records;
 pub mod sandbox_routes;
 pub mod tokens;
 pub mod users;
@@ -140,6 +142,9 @@ pub fn configure(state: web::Data<CommandState>) -> impl FnOnce(&mut web::Servic
             .service(functions::update_function)
             .service(functions::delete_function)
             .service(functions::test_function)
+            .service(records::create_record)
+            .service(records::update_record)
+            .service(records::delete_record)
             .service(generations::request_generation)
             .service(sandbox_routes::sandbox_execute)
             .service(ai_catalog::register_model)

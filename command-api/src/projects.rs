@@ -18,6 +18,7 @@ use crate::CommandState;
 use crate::execute::{Plan, SideWrite, WriteAnswer, failure};
 use crate::http::{Write, WriteBody};
 use crate::load::Loaded;
+use crate::record_constraints::SchemaChange;
 
 /// The one mapping of project rules to HTTP answers.
 pub fn project_error(e: ProjectError) -> ApiError {
@@ -165,6 +166,9 @@ fn remembered_plan(
     answer: ProjectAnswer,
     side_writes: Vec<SideWrite>,
 ) -> Plan {
+    // A change of an entity's schema is checked against its live records in the write's
+    // transaction.
+    let schema_change = SchemaChange::of(&decided.events, &decided.after);
     let (after, version, position, append) = decided.into_after();
     let plan = Plan::new(stream, version, position).reply(move |v, p| answer.reply(v, p));
     let Some(append) = append else {
@@ -179,7 +183,10 @@ fn remembered_plan(
         );
         return plan;
     };
-    let plan = side_writes.into_iter().fold(plan, Plan::side_write);
+    let mut plan = side_writes.into_iter().fold(plan, Plan::side_write);
+    if let Some(change) = schema_change {
+        plan = plan.hook(change);
+    }
     let cache = state.projects.clone();
     let stream = stream.to_owned();
     plan.append(append).on_landed(move |landed| {

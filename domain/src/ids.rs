@@ -15,6 +15,7 @@ pub const AI_REQUEST_STREAM_PREFIX: &str = "ai-request-";
 pub const AI_MODEL_STREAM_PREFIX: &str = "aimodel-";
 /// Followed by a prompt template's name, see [`crate::ai::templates::PromptName`].
 pub const PROMPT_STREAM_PREFIX: &str = "prompt-";
+pub const RECORD_STREAM_PREFIX: &str = "record-";
 /// Followed by the lowercase hex SHA-256 of a normalised e-mail address, see [`crate::email`].
 pub const EMAIL_STREAM_PREFIX: &str = "email-";
 
@@ -106,6 +107,10 @@ id_type!(
     AiRequestId
 );
 id_type!(
+    /// One live record of a project's `crud` entity (`domain::record`).
+    RecordId
+);
+id_type!(
     /// A custom function inside a project; like features, functions have no stream of their own.
     FunctionId
 );
@@ -114,6 +119,7 @@ stream_of!(UserId, USER_STREAM_PREFIX, "user");
 stream_of!(ProjectId, PROJECT_STREAM_PREFIX, "project");
 stream_of!(GenerationId, GENERATION_STREAM_PREFIX, "generation");
 stream_of!(AiRequestId, AI_REQUEST_STREAM_PREFIX, "ai_request");
+stream_of!(RecordId, RECORD_STREAM_PREFIX, "record");
 
 #[cfg(test)]
 mod tests {

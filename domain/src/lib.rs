@@ -14,6 +14,7 @@ pub mod limits;
 pub mod operations;
 pub mod ownership;
 pub mod project;
+pub mod record;
 pub mod reserved;
 pub mod testing;
 pub mod text;
@@ -93,6 +94,8 @@ pub enum AnyEvent {
     Prompt(ai::templates::PromptEvent),
     /// The installation's own audit trail (`operations` stream), e.g. parked events.
     Operations(operations::OperationsEvent),
+    /// A live record of a project's `crud` entity (`record-<id>`).
+    Record(record::RecordEvent),
 }
 
 impl AnyEvent {
@@ -107,6 +110,7 @@ impl AnyEvent {
             .chain(ai::models::AiModelEvent::TYPES)
             .chain(ai::templates::PromptEvent::TYPES)
             .chain(operations::OperationsEvent::TYPES)
+            .chain(record::RecordEvent::TYPES)
             .copied()
     }
 
@@ -121,6 +125,7 @@ impl AnyEvent {
             AnyEvent::AiModel(_) => ai::models::ModelName::AGGREGATE,
             AnyEvent::Prompt(_) => ai::templates::PromptName::AGGREGATE,
             AnyEvent::Operations(_) => "operations",
+            AnyEvent::Record(_) => ids::RecordId::AGGREGATE,
         }
     }
 
@@ -156,6 +161,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::AiModel(e) => e.event_type(),
             AnyEvent::Prompt(e) => e.event_type(),
             AnyEvent::Operations(e) => e.event_type(),
+            AnyEvent::Record(e) => e.event_type(),
         }
     }
 
@@ -169,6 +175,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::AiModel(e) => e.schema_version(),
             AnyEvent::Prompt(e) => e.schema_version(),
             AnyEvent::Operations(e) => e.schema_version(),
+            AnyEvent::Record(e) => e.schema_version(),
         }
     }
 
@@ -182,6 +189,7 @@ impl DomainEvent for AnyEvent {
             AnyEvent::AiModel(e) => e.to_data(),
             AnyEvent::Prompt(e) => e.to_data(),
             AnyEvent::Operations(e) => e.to_data(),
+            AnyEvent::Record(e) => e.to_data(),
         }
     }
 
@@ -208,6 +216,8 @@ impl DomainEvent for AnyEvent {
             ai::templates::PromptEvent::from_json(event_type, json).map(AnyEvent::Prompt)
         } else if operations::OperationsEvent::TYPES.contains(&event_type) {
             operations::OperationsEvent::from_json(event_type, json).map(AnyEvent::Operations)
+        } else if record::RecordEvent::TYPES.contains(&event_type) {
+            record::RecordEvent::from_json(event_type, json).map(AnyEvent::Record)
         } else {
             Err(DecodeError::UnknownType(event_type.to_owned()))
         }
@@ -324,6 +334,8 @@ mod golden_tests {
                 ai::templates::PromptEvent::from_data(t, data).map(AnyEvent::Prompt)
             } else if ai::request::AiRequestEvent::TYPES.contains(&t) {
                 ai::request::AiRequestEvent::from_data(t, data).map(AnyEvent::AiRequest)
+            } else if record::RecordEvent::TYPES.contains(&t) {
+                record::RecordEvent::from_data(t, data).map(AnyEvent::Record)
             } else {
                 generation::GenerationEvent::from_data(t, data).map(AnyEvent::Generation)
             };
@@ -404,6 +416,7 @@ mod golden_tests {
                 AnyEvent::AiModel(_) => "ai_model",
                 AnyEvent::Prompt(_) => "prompt_template",
                 AnyEvent::Operations(_) => "operations",
+                AnyEvent::Record(_) => "record",
             };
             assert_eq!(event.aggregate(), expected);
         }

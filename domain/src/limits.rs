@@ -28,6 +28,8 @@ pub struct Limits {
     pub function_code_max_bytes: usize,
     /// The most examples one function may carry.
     pub examples_per_function: usize,
+    /// The largest live record, its values as serialised JSON (bytes).
+    pub record_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             functions_per_project: 50,
             function_code_max_bytes: 64 * 1024,
             examples_per_function: 20,
+            record_max_bytes: 256 * 1024,
         }
     }
 }

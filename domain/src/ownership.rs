@@ -6,7 +6,7 @@
 
 use crate::ai::request::AiRequest;
 use crate::generation::Generation;
-use crate::ids::{AiRequestId, GenerationId, ProjectId};
+use crate::ids::{AiRequestId, GenerationId, ProjectId, RecordId};
 use crate::project::Project;
 use crate::user::User;
 
@@ -60,6 +60,7 @@ pub fn stream_owner(stream_id: &str) -> StreamOwner {
         StreamOwner::Project(project)
     } else if GenerationId::from_stream(stream_id).is_some()
         || AiRequestId::from_stream(stream_id).is_some()
+        || RecordId::from_stream(stream_id).is_some()
     {
         StreamOwner::SomeProject
     } else {

@@ -22,6 +22,7 @@ use read_model::tables::{GENERATIONS, PROJECT_FEATURES, PROJECT_MEMBERS, PROJECT
 
 use crate::ai_requests::{self, AiRequestRow};
 use crate::parked::Parked;
+use crate::records::RecordWrite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -362,6 +363,7 @@ impl<'a> Batch<'a> {
         } = self;
         let mut users = Vec::new();
         let mut catalog = Vec::new();
+        let mut records = Vec::new();
         for (recorded, event) in decoded {
             match event {
                 AnyEvent::User(e) => {
@@ -418,6 +420,10 @@ impl<'a> Batch<'a> {
                 AnyEvent::AiModel(_) | AnyEvent::Prompt(_) => {
                     catalog.push((as_i64(recorded.stream_version), event));
                 }
+                AnyEvent::Record(event) => records.push(RecordWrite {
+                    version: as_i64(recorded.stream_version),
+                    event,
+                }),
                 // E-mail reservations are internal to registration and have no read model; the
                 // operations stream is the operators' audit trail, read from the store itself.
                 AnyEvent::Email(_) | AnyEvent::Operations(_) => {}
@@ -442,6 +448,7 @@ impl<'a> Batch<'a> {
             fresh,
             generations: generations.into_iter().filter(|(_, r)| r.dirty).collect(),
             ai_requests: ai_requests.into_iter().filter(|(_, r)| r.dirty).collect(),
+            records,
         })
     }
 }
@@ -472,6 +479,8 @@ pub struct Folded {
     fresh: ProjectWrites,
     generations: Vec<(Uuid, GenerationRow)>,
     ai_requests: Vec<(Uuid, AiRequestRow)>,
+    /// Record events in feed order, applied in SQL (no row is read first).
+    records: Vec<RecordWrite>,
 }
 
 impl Folded {
@@ -487,7 +496,7 @@ impl Folded {
         schema: &str,
         instance: Option<Uuid>,
     ) -> Result<Applied, ApplyError> {
-        // Four independent chains of statements, sent together on the one connection
+        // Five independent chains of statements, sent together on the one connection
         // (tokio-postgres pipelines them): a batch costs about one round trip, not one per table.
         // Each chain keeps its own order (a delete before the insert it makes room for).
         let users = async {
@@ -514,12 +523,14 @@ impl Folded {
             }
             Ok::<_, ApplyError>(())
         };
+        let records = crate::records::write(tx, schema, &self.records);
         let advance = async {
             checkpoint::advance(tx, schema, self.from, self.to, instance)
                 .await
                 .map_err(ApplyError::from)
         };
-        let ((), (), (), moved) = tokio::try_join!(users, projects, generations, advance)?;
+        let ((), (), (), (), moved) =
+            tokio::try_join!(users, projects, generations, records, advance)?;
         Ok(if moved {
             Applied::To(self.to)
         } else {

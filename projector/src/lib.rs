@@ -6,6 +6,7 @@ mod ai_catalog;
 mod ai_requests;
 pub mod apply;
 pub mod parked;
+mod records;
 pub mod relay;
 pub mod replay;
 pub mod runner;

@@ -73,7 +73,7 @@ impl FromRequest for Fresh {
     }
 }
 
-fn segment(req: &HttpRequest, name: &str, what: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn segment(req: &HttpRequest, name: &str, what: &str) -> Result<Uuid, ApiError> {
     path_id(req.match_info().get(name).unwrap_or_default(), what)
 }
 

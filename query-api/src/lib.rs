@@ -9,6 +9,7 @@ pub mod functions;
 pub mod generations;
 pub mod openapi;
 pub mod params;
+pub mod records;
 pub mod routes;
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub fn configure(state: web::Data<QueryState>) -> impl FnOnce(&mut web::ServiceC
             .service(routes::get_feature)
             .service(functions::list_functions)
             .service(functions::get_function)
+            .service(records::list_records)
+            .service(records::get_record)
+            .service(records::record_history)
             .service(generations::list_generations)
             .service(generations::get_generation)
             .service(generations::download_generation)

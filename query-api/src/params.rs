@@ -14,23 +14,39 @@ pub struct Query(HashMap<String, String>);
 
 impl Query {
     pub fn parse(req: &HttpRequest) -> Result<Self, ApiError> {
+        Self::of(Self::pairs(req)?)
+    }
+
+    /// The parameters `pairs` as one map; a name given twice is a 400.
+    pub fn of(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
-        for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                let s = s.replace('+', " ");
-                percent_decode(&s).ok_or_else(|| {
-                    ApiError::malformed("the query string is not valid percent-encoding")
-                })
-            };
-            let (k, v) = (decode(k)?, decode(v)?);
-            if map.insert(k.clone(), v).is_some() {
+        for (k, v) in pairs {
+            if map.contains_key(&k) {
                 return Err(ApiError::malformed(format!(
                     "query parameter `{k}` is given twice"
                 )));
             }
+            map.insert(k, v);
         }
         Ok(Self(map))
+    }
+
+    /// Every parameter in order, repeated names kept (a record list's `f__in` may repeat).
+    pub fn pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+        let decode = |s: &str| {
+            let s = s.replace('+', " ");
+            percent_decode(&s).ok_or_else(|| {
+                ApiError::malformed("the query string is not valid percent-encoding")
+            })
+        };
+        req.query_string()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                Ok((decode(k)?, decode(v)?))
+            })
+            .collect()
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

@@ -343,7 +343,19 @@ pub async fn history(
     ProjectPath(project_id): ProjectPath,
     _fresh: Fresh,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    // Owners and admins keep reading an archived project's past; `visible` asks the domain.
+    visible(&state, &caller, project_id, Features::Without).await?;
+    stream_history(&state, &req, &ProjectId::from_uuid(project_id).stream()).await
+}
+
+/// A page of `stream`'s events, oldest first, with their metadata (`after_version`, `limit`,
+/// `cursor`): the audit trail of a project or a record, once the caller may see it.
+pub(crate) async fn stream_history(
+    state: &QueryState,
+    req: &HttpRequest,
+    stream: &str,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(req)?;
     let limit = query.limit()?;
     let cursor: Option<HistoryCursor> = query.cursor()?;
     let after_version = match (cursor, query.number("after_version")?) {
@@ -357,12 +369,9 @@ pub async fn history(
         (None, Some(v)) => v,
         (None, None) => 0,
     };
-    // Owners and admins keep reading an archived project's past; `visible` asks the domain.
-    visible(&state, &caller, project_id, Features::Without).await?;
-    let stream = ProjectId::from_uuid(project_id).stream();
     let events = state
         .store
-        .read_stream(&stream, after_version, ReadUntil::End, limit + 1)
+        .read_stream(stream, after_version, ReadUntil::End, limit + 1)
         .await?;
     let items: Vec<HistoryItem> = events
         .iter()

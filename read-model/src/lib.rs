@@ -9,6 +9,7 @@ pub mod ai_requests;
 pub mod ai_usage;
 pub mod checkpoint;
 pub mod fresh;
+pub mod records;
 pub mod rows;
 pub mod tables;
 pub mod visibility;

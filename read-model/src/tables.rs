@@ -16,8 +16,8 @@ pub const PROJECTION: &str = "read_models";
 
 /// Read models are disposable: when their shape changes, bump this. A live schema of another
 /// shape is dropped at start-up and the projector rebuilds it from the start of the feed.
-/// (2: features moved from the project document into `project_features`; 3: `ai_requests` and the AI catalog's tables; 4: `ai_usage`.)
-pub const SHAPE_VERSION: i32 = 4;
+/// (2: features moved from the project document into `project_features`; 3: `ai_requests` and the AI catalog's tables; 4: `ai_usage`; 5: `records`.)
+pub const SHAPE_VERSION: i32 = 5;
 
 pub const USERS: &str = "users";
 pub const PROJECTS: &str = "projects";
@@ -29,9 +29,11 @@ pub const AI_REQUESTS: &str = "ai_requests";
 pub const AI_USAGE: &str = "ai_usage";
 pub const AI_MODELS: &str = "ai_models";
 pub const AI_PROMPT_VERSIONS: &str = "ai_prompt_versions";
+/// The live records of every project's `crud` entities, one jsonb document each.
+pub const RECORDS: &str = "records";
 pub const CHECKPOINTS: &str = "checkpoints";
 /// Every table of a read-model schema (what a copy of the read models must hold).
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     USERS,
     PROJECTS,
     PROJECT_MEMBERS,
@@ -41,6 +43,7 @@ pub const TABLES: [&str; 10] = [
     AI_USAGE,
     AI_MODELS,
     AI_PROMPT_VERSIONS,
+    RECORDS,
     CHECKPOINTS,
 ];
 
@@ -118,6 +121,18 @@ pub fn ddl(schema: &str) -> String {
              completed_at timestamptz,
              document jsonb NOT NULL
          );
+         -- Live records, deleted ones removed (their history is in the event store): the values
+         -- as stored (normalised; read through the entity's current schema), the stream version.
+         CREATE TABLE IF NOT EXISTS {schema}.{RECORDS} (
+             id uuid PRIMARY KEY,
+             project_id uuid NOT NULL,
+             feature_id uuid NOT NULL,
+             version bigint NOT NULL,
+             created_by uuid NOT NULL,
+             created_at timestamptz NOT NULL,
+             updated_at timestamptz NOT NULL,
+             data jsonb NOT NULL
+         );
          -- The AI catalog: a model's whole configuration as its events carry it (`json`, the text
          -- as written: prices are decimal strings) and every version of every prompt template.
          CREATE TABLE IF NOT EXISTS {schema}.{AI_MODELS} (
@@ -190,7 +205,8 @@ pub fn indexes(schema: &str) -> String {
          CREATE INDEX IF NOT EXISTS ai_requests_open_idx ON {schema}.{AI_REQUESTS} (status, requested_at)
              WHERE status IN ('{ai_requested}', '{ai_running}');
          CREATE INDEX IF NOT EXISTS ai_usage_user_idx ON {schema}.{AI_USAGE} (user_id, recorded_at);
-         CREATE INDEX IF NOT EXISTS ai_usage_time_idx ON {schema}.{AI_USAGE} (recorded_at);"
+         CREATE INDEX IF NOT EXISTS ai_usage_time_idx ON {schema}.{AI_USAGE} (recorded_at);
+         CREATE INDEX IF NOT EXISTS records_entity_idx ON {schema}.{RECORDS} (project_id, feature_id, created_at, id);"
     )
 }
 

@@ -19,6 +19,7 @@ pub enum ProblemType {
     EmailTaken,
     NameTaken,
     StillReferenced,
+    UniqueViolation,
     FunctionConflict,
     ConcurrentModification,
     IdempotencyKeyInFlight,
@@ -39,7 +40,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 26] = [
+    pub const ALL: [ProblemType; 27] = [
         ProblemType::MalformedRequest,
         ProblemType::Unauthorized,
         ProblemType::Forbidden,
@@ -49,6 +50,7 @@ impl ProblemType {
         ProblemType::EmailTaken,
         ProblemType::NameTaken,
         ProblemType::StillReferenced,
+        ProblemType::UniqueViolation,
         ProblemType::FunctionConflict,
         ProblemType::ConcurrentModification,
         ProblemType::IdempotencyKeyInFlight,
@@ -79,6 +81,7 @@ impl ProblemType {
             ProblemType::EmailTaken => "email-taken",
             ProblemType::NameTaken => "name-taken",
             ProblemType::StillReferenced => "still-referenced",
+            ProblemType::UniqueViolation => "unique-violation",
             ProblemType::FunctionConflict => "function-conflict",
             ProblemType::ConcurrentModification => "concurrent-modification",
             ProblemType::IdempotencyKeyInFlight => "idempotency-key-in-flight",
@@ -110,6 +113,7 @@ impl ProblemType {
             ProblemType::EmailTaken => "E-mail address already registered",
             ProblemType::NameTaken => "Name already taken",
             ProblemType::StillReferenced => "Still referenced",
+            ProblemType::UniqueViolation => "Unique value taken",
             ProblemType::FunctionConflict => "Function name or route taken",
             ProblemType::ConcurrentModification => "Modified concurrently",
             ProblemType::IdempotencyKeyInFlight => {
@@ -143,6 +147,7 @@ impl ProblemType {
             | ProblemType::EmailTaken
             | ProblemType::NameTaken
             | ProblemType::StillReferenced
+            | ProblemType::UniqueViolation
             | ProblemType::FunctionConflict
             | ProblemType::ConcurrentModification
             | ProblemType::IdempotencyKeyInFlight
@@ -338,7 +343,8 @@ impl From<StoreError> for ApiError {
                 "the resource was changed by another request; reload it and retry",
             ),
             StoreError::Refused(refusal) => refusal.into(),
-            // A refused AI budget admission, raised inside the append's transaction.
+            // A command-side write refused the command inside the append's transaction: an AI
+            // budget admission, or any refusal carried as the answer itself.
             StoreError::Backend(cause) => match cause.downcast::<crate::ai_budget::BudgetRefused>()
             {
                 Ok(refused) => ApiError::Problem {
@@ -347,7 +353,10 @@ impl From<StoreError> for ApiError {
                     errors: Vec::new(),
                     retry_after: Some(refused.retry_after_secs.max(1)),
                 },
-                Err(cause) => ApiError::Internal(StoreError::Backend(cause).into()),
+                Err(cause) => match cause.downcast::<ApiError>() {
+                    Ok(refusal) => refusal,
+                    Err(cause) => ApiError::Internal(StoreError::Backend(cause).into()),
+                },
             },
             other => ApiError::Internal(other.into()),
         }

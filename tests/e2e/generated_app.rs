@@ -11,6 +11,7 @@
 
 mod checks;
 mod contract;
+mod record_cases;
 mod upgrade;
 mod verify_sandbox;
 

@@ -31,6 +31,7 @@ mod processes;
 mod projects;
 mod read_side;
 mod readme_tour;
+mod records;
 mod repo_docs;
 mod sandbox_execute;
 mod security_cache;

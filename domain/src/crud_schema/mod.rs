@@ -13,6 +13,9 @@ mod model;
 mod names;
 mod parse;
 mod pattern;
+mod query;
+mod record;
+mod unique;
 mod values;
 
 #[cfg(test)]
@@ -21,6 +24,12 @@ mod tests;
 pub use model::{EntitySchema, FIELD_TYPES, FieldDef, FieldKind};
 pub use names::{default_plural, name_problem};
 pub use pattern::check_pattern;
+pub use query::{
+    FILTERS_MAX, Filter, FilterOp, IN_VALUES_MAX, Operand, RESERVED_PARAMETERS, RecordQuery,
+    SORT_KEYS_MAX, SortKey,
+};
+pub use record::{RECORD_CASES, RecordValues, RecordWrite, normalize, utc_text};
+pub use unique::UniqueConstraint;
 pub use values::parse_date;
 
 /// Entity, field and plural names: 1 to 63 characters (PostgreSQL's identifier limit).

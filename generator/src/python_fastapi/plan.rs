@@ -117,7 +117,7 @@ impl Field<'_> {
     /// Whether the column takes NULL: neither required nor defaulted (a default makes a field
     /// NOT NULL, with the default on the server too).
     pub fn nullable(&self) -> bool {
-        !self.def.required && self.def.default.is_none()
+        self.def.nullable()
     }
 }
 

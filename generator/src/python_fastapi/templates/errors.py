@@ -95,7 +95,8 @@ def _field(loc: Sequence[Any]) -> tuple[str, str]:
         return "", "body"
     where, rest = parts[0], parts[1:]
     if where == "body":
-        return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in rest), "body"
+        # The whole body is the empty pointer; "/" would name a member called "".
+        return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in rest), "body"
     return ".".join(rest), where
 
 

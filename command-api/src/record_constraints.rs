@@ -1,0 +1,544 @@
+//! The command side of live records: the `entity_schema`, `live_records`, `record_unique` and `record_refs` rows a record write commits with its events, and what they refuse (a duplicate, a missing or wrongly typed reference, a still-referenced record, a schema that moved).
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use domain::FieldError;
+use domain::crud_schema::EntitySchema;
+use domain::ids::RecordId;
+use domain::project::Project;
+use domain::record::{LiveEntity, Record};
+use event_store::StoreError;
+use event_store::application::{Landed, SideWrites};
+use event_store::postgres::map_pg;
+use runtime::{ApiError, ProblemType};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+/// A refusal decided inside the append's transaction: it travels out as the write's answer.
+fn refuse(error: ApiError) -> StoreError {
+    StoreError::Backend(anyhow::Error::new(error))
+}
+
+/// The hash `entity_schema` keeps of the schema a record was checked against.
+pub fn schema_hash(schema: &EntitySchema) -> Vec<u8> {
+    let text = serde_json::to_vec(schema).unwrap_or_default();
+    Sha256::digest(&text).to_vec()
+}
+
+/// A reference a record's values hold: `field` names a record of the entity of `feature_id`.
+#[derive(Debug, Clone)]
+struct Reference {
+    field: String,
+    entity: String,
+    feature_id: Uuid,
+    parent: Uuid,
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    /// Created or updated: the record's values after the write.
+    Put {
+        data: Value,
+        unique: Vec<(String, Vec<u8>)>,
+        references: Vec<Reference>,
+    },
+    Delete,
+}
+
+/// The constraint rows of one record write.
+#[derive(Debug, Clone)]
+pub struct RecordConstraints {
+    project_id: Uuid,
+    feature_id: Uuid,
+    record_id: Uuid,
+    entity: String,
+    schema_hash: Vec<u8>,
+    change: Change,
+}
+
+impl RecordConstraints {
+    /// The rows of a record of `entity` whose values after the write are `record`'s. A reference
+    /// to an entity the project does not serve is refused here (422 at the field).
+    pub fn put(
+        project: &Project,
+        entity: &LiveEntity,
+        record_id: RecordId,
+        record: &Record,
+    ) -> Result<Self, ApiError> {
+        let schema = &entity.schema;
+        let values = schema.present_record(&record.values);
+        let unique = Record::unique_keys(schema, &values)
+            .into_iter()
+            .map(|(key, hash)| (key, hash.to_vec()))
+            .collect();
+        let mut references = Vec::new();
+        let mut problems = Vec::new();
+        for (field, target, parent) in Record::references(schema, &values) {
+            match project
+                .entities()
+                .find(|(f, s)| f.is_enabled && s.entity == target)
+            {
+                Some((feature, _)) => references.push(Reference {
+                    field: field.to_owned(),
+                    entity: target.to_owned(),
+                    feature_id: feature.id.as_uuid(),
+                    parent: parent.as_uuid(),
+                }),
+                None => problems.push(FieldError::new(
+                    format!("/{field}"),
+                    format!("`{target}` is not an entity this project serves"),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(
+                "the record refers to no record",
+                problems,
+            ));
+        }
+        Ok(Self {
+            project_id: entity.project_id.as_uuid(),
+            feature_id: entity.feature_id.as_uuid(),
+            record_id: record_id.as_uuid(),
+            entity: schema.entity.clone(),
+            schema_hash: schema_hash(schema),
+            change: Change::Put {
+                data: Value::Object(record.values.clone()),
+                unique,
+                references,
+            },
+        })
+    }
+
+    pub fn delete(entity: &LiveEntity, record_id: RecordId) -> Self {
+        Self {
+            project_id: entity.project_id.as_uuid(),
+            feature_id: entity.feature_id.as_uuid(),
+            record_id: record_id.as_uuid(),
+            entity: entity.schema.entity.clone(),
+            schema_hash: schema_hash(&entity.schema),
+            change: Change::Delete,
+        }
+    }
+
+    /// Takes the entity's schema row `FOR SHARE` (creating it on the entity's first write) and
+    /// checks the record was decided against that schema; a schema changed since is a lost race,
+    /// decided again on the new one.
+    async fn hold_schema(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO entity_schema (project_id, feature_id, schema_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (project_id, feature_id) DO NOTHING",
+            &[&self.project_id, &self.feature_id, &self.schema_hash],
+        )
+        .await
+        .map_err(map_pg)?;
+        let row = tx
+            .query_one(
+                "SELECT schema_hash FROM entity_schema WHERE project_id = $1 AND feature_id = $2 FOR SHARE",
+                &[&self.project_id, &self.feature_id],
+            )
+            .await
+            .map_err(map_pg)?;
+        let current: Vec<u8> = row.get(0);
+        if current != self.schema_hash {
+            return Err(StoreError::WrongExpectedVersion {
+                stream_id: format!("entity-schema-{}", self.feature_id),
+                expected: event_store::ExpectedVersion::Any,
+                current: 0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn put_rows(
+        &self,
+        tx: &Transaction<'_>,
+        data: &Value,
+        unique: &[(String, Vec<u8>)],
+        references: &[Reference],
+    ) -> Result<(), StoreError> {
+        self.hold_schema(tx).await?;
+        tx.execute(
+            "INSERT INTO live_records (record_id, project_id, feature_id, data) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (record_id) DO UPDATE SET data = EXCLUDED.data",
+            &[
+                &self.record_id,
+                &self.project_id,
+                &self.feature_id,
+                &tokio_postgres::types::Json(data),
+            ],
+        )
+        .await
+        .map_err(map_pg)?;
+        // The record's keys as its values now hold them: a value it no longer holds is freed.
+        tx.execute(
+            "DELETE FROM record_unique WHERE record_id = $1",
+            &[&self.record_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        for (key, hash) in unique {
+            let taken = tx
+                .execute(
+                    "INSERT INTO record_unique (project_id, feature_id, constraint_key, value_hash, record_id)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    &[&self.project_id, &self.feature_id, key, hash, &self.record_id],
+                )
+                .await
+                .map_err(map_pg)?
+                == 0;
+            if taken {
+                let fields = key.replace(',', ", ");
+                return Err(refuse(ApiError::conflict(
+                    ProblemType::UniqueViolation,
+                    format!(
+                        "another `{}` record holds the same value of ({fields}): the constraint `unique ({fields})` allows one",
+                        self.entity
+                    ),
+                )));
+            }
+        }
+        tx.execute(
+            "DELETE FROM record_refs WHERE child_id = $1",
+            &[&self.record_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        for reference in references {
+            // Locks the parent against a concurrent delete until this write commits.
+            let parent = tx
+                .query_opt(
+                    "SELECT feature_id FROM live_records WHERE record_id = $1 AND project_id = $2 FOR KEY SHARE",
+                    &[&reference.parent, &self.project_id],
+                )
+                .await
+                .map_err(map_pg)?;
+            if parent.map(|row| row.get::<_, Uuid>(0)) != Some(reference.feature_id) {
+                return Err(refuse(ApiError::invalid_field(
+                    &format!("/{}", domain::error::escape_token(&reference.field)),
+                    format!("no `{}` record {}", reference.entity, reference.parent),
+                )));
+            }
+            tx.execute(
+                "INSERT INTO record_refs (child_id, field, parent_id) VALUES ($1, $2, $3)",
+                &[&self.record_id, &reference.field, &reference.parent],
+            )
+            .await
+            .map_err(map_pg)?;
+        }
+        Ok(())
+    }
+
+    async fn delete_rows(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        let referenced = tx
+            .query_one(
+                "SELECT count(*) FROM record_refs WHERE parent_id = $1 AND child_id <> $1",
+                &[&self.record_id],
+            )
+            .await
+            .map_err(map_pg)?
+            .get::<_, i64>(0);
+        let still_referenced = |count: i64| {
+            refuse(ApiError::conflict(
+                ProblemType::StillReferenced,
+                format!(
+                    "this `{}` record is referenced by {count} record(s); delete or change them first",
+                    self.entity
+                ),
+            ))
+        };
+        if referenced > 0 {
+            return Err(still_referenced(referenced));
+        }
+        // A child inserted meanwhile holds a lock on this row: the delete waits for it, then
+        // fails on the foreign key.
+        match tx
+            .execute(
+                "DELETE FROM live_records WHERE record_id = $1",
+                &[&self.record_id],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                Err(still_referenced(1))
+            }
+            Err(e) => Err(map_pg(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl SideWrites for RecordConstraints {
+    fn is_empty(&self) -> bool {
+        false
+    }
+
+    async fn write(&self, tx: &Transaction<'_>, _landed: &Landed) -> Result<(), StoreError> {
+        match &self.change {
+            Change::Put {
+                data,
+                unique,
+                references,
+            } => self.put_rows(tx, data, unique, references).await,
+            Change::Delete => self.delete_rows(tx).await,
+        }
+    }
+}
+
+/// One entity whose schema a project write changes: its records are checked against the new
+/// schema (`None`: the entity is removed) in the write's transaction.
+#[derive(Debug, Clone)]
+struct EntityChange {
+    feature_id: Uuid,
+    name: String,
+    schema: Option<EntitySchema>,
+    /// The feature ids of the entities the new schema's references name (a disabled or missing
+    /// target: none, and a record referring through it breaks the schema).
+    targets: Vec<(String, Option<Uuid>)>,
+}
+
+/// The record checks of a project write that changes or removes `crud` entities: each changed
+/// entity's `entity_schema` row is taken `FOR UPDATE`, every live record of it is checked against
+/// the new schema (types, required fields, ranges, unique constraints, references), and the
+/// write is refused with the count of the records it would break (409), or the entity's
+/// `record_unique` and `record_refs` rows are rebuilt for the new schema. Records are never
+/// rewritten.
+#[derive(Debug, Clone)]
+pub struct SchemaChange {
+    project_id: Uuid,
+    changes: Vec<EntityChange>,
+}
+
+impl SchemaChange {
+    /// The checks `events` need, the project being `after` once they apply; `None` when they
+    /// change no entity's schema.
+    pub fn of(events: &[domain::project::ProjectEvent], after: &Project) -> Option<Self> {
+        use domain::project::ProjectEvent;
+        let mut changed: Vec<domain::ids::FeatureId> = Vec::new();
+        for event in events {
+            match event {
+                ProjectEvent::FeatureUpdated {
+                    feature_id,
+                    schema_definition: Some(_),
+                    ..
+                }
+                | ProjectEvent::FeatureRemoved { feature_id, .. }
+                    if !changed.contains(feature_id) =>
+                {
+                    changed.push(*feature_id);
+                }
+                _ => {}
+            }
+        }
+        if changed.is_empty() {
+            return None;
+        }
+        let changes = changed
+            .into_iter()
+            .map(|id| {
+                let schema = after.feature(id).and_then(|f| f.entity()).cloned();
+                let targets = schema
+                    .iter()
+                    .flat_map(|s| s.references())
+                    .map(|(_, _, target)| {
+                        let feature = after
+                            .entities()
+                            .find(|(f, s)| f.is_enabled && s.entity == target)
+                            .map(|(f, _)| f.id.as_uuid());
+                        (target.to_owned(), feature)
+                    })
+                    .collect();
+                EntityChange {
+                    feature_id: id.as_uuid(),
+                    name: schema
+                        .as_ref()
+                        .map_or_else(|| id.to_string(), |s| s.entity.clone()),
+                    schema,
+                    targets,
+                }
+            })
+            .collect();
+        Some(Self {
+            project_id: after.id.as_uuid(),
+            changes,
+        })
+    }
+
+    async fn check(&self, tx: &Transaction<'_>, change: &EntityChange) -> Result<(), StoreError> {
+        let hash = change.schema.as_ref().map(schema_hash).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO entity_schema (project_id, feature_id, schema_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (project_id, feature_id) DO NOTHING",
+            &[&self.project_id, &change.feature_id, &hash],
+        )
+        .await
+        .map_err(map_pg)?;
+        tx.execute(
+            "SELECT 1 FROM entity_schema WHERE project_id = $1 AND feature_id = $2 FOR UPDATE",
+            &[&self.project_id, &change.feature_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        let rows = tx
+            .query(
+                "SELECT record_id, data FROM live_records WHERE project_id = $1 AND feature_id = $2",
+                &[&self.project_id, &change.feature_id],
+            )
+            .await
+            .map_err(map_pg)?;
+        let Some(schema) = &change.schema else {
+            if !rows.is_empty() {
+                return Err(refuse(ApiError::conflict(
+                    ProblemType::Conflict,
+                    format!(
+                        "entity `{}` still has {} record(s); delete them before removing it",
+                        change.name,
+                        rows.len()
+                    ),
+                )));
+            }
+            return Ok(());
+        };
+        let mut offending = 0usize;
+        let mut example: Option<String> = None;
+        let mut keys: Vec<(Uuid, String, Vec<u8>)> = Vec::new();
+        let mut seen: std::collections::HashSet<(String, Vec<u8>)> = Default::default();
+        let mut refs: Vec<(Uuid, String, Uuid, Option<Uuid>)> = Vec::new();
+        for row in &rows {
+            let record_id: Uuid = row.get(0);
+            let tokio_postgres::types::Json(stored): tokio_postgres::types::Json<
+                domain::crud_schema::RecordValues,
+            > = row.get(1);
+            let shown = schema.present_record(&stored);
+            let values = match schema.check_record(
+                &Value::Object(shown),
+                domain::crud_schema::RecordWrite::Create,
+            ) {
+                Ok(values) => values,
+                Err(problems) => {
+                    offending += 1;
+                    if let Some(first) = problems.first() {
+                        example
+                            .get_or_insert_with(|| format!("`{}` {}", first.field, first.message));
+                    }
+                    continue;
+                }
+            };
+            let mut duplicate = false;
+            for (key, hash) in Record::unique_keys(schema, &values) {
+                if !seen.insert((key.clone(), hash.to_vec())) {
+                    duplicate = true;
+                    example.get_or_insert_with(|| {
+                        format!(
+                            "two records hold the same value of ({})",
+                            key.replace(',', ", ")
+                        )
+                    });
+                }
+                keys.push((record_id, key, hash.to_vec()));
+            }
+            if duplicate {
+                offending += 1;
+            }
+            for (field, target, parent) in Record::references(schema, &values) {
+                let feature = change
+                    .targets
+                    .iter()
+                    .find(|(name, _)| name == target)
+                    .and_then(|(_, f)| *f);
+                refs.push((record_id, field.to_owned(), parent.as_uuid(), feature));
+            }
+        }
+        // References must still name live records of their (possibly new) target entity.
+        for (_, field, parent, feature) in &refs {
+            let found = match feature {
+                None => false,
+                Some(feature) => tx
+                    .query_opt(
+                        "SELECT 1 FROM live_records WHERE record_id = $1 AND feature_id = $2 FOR KEY SHARE",
+                        &[parent, feature],
+                    )
+                    .await
+                    .map_err(map_pg)?
+                    .is_some(),
+            };
+            if !found {
+                offending += 1;
+                example
+                    .get_or_insert_with(|| format!("`/{field}` refers to no record of its entity"));
+            }
+        }
+        if offending > 0 {
+            return Err(refuse(ApiError::conflict(
+                ProblemType::Conflict,
+                format!(
+                    "{offending} record(s) of `{}` do not satisfy the new schema ({}); change or delete them first",
+                    change.name,
+                    example.unwrap_or_default()
+                ),
+            )));
+        }
+        tx.execute(
+            "DELETE FROM record_unique WHERE project_id = $1 AND feature_id = $2",
+            &[&self.project_id, &change.feature_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        if !keys.is_empty() {
+            let (ids, names, hashes): (Vec<Uuid>, Vec<String>, Vec<Vec<u8>>) = keys
+                .into_iter()
+                .fold(Default::default(), |mut acc, (id, key, hash)| {
+                    acc.0.push(id);
+                    acc.1.push(key);
+                    acc.2.push(hash);
+                    acc
+                });
+            tx.execute(
+                "INSERT INTO record_unique (project_id, feature_id, constraint_key, value_hash, record_id)
+                 SELECT $1, $2, k, h, r FROM unnest($3::text[], $4::bytea[], $5::uuid[]) AS u(k, h, r)",
+                &[&self.project_id, &change.feature_id, &names, &hashes, &ids],
+            )
+            .await
+            .map_err(map_pg)?;
+        }
+        tx.execute(
+            "DELETE FROM record_refs WHERE child_id IN
+                 (SELECT record_id FROM live_records WHERE project_id = $1 AND feature_id = $2)",
+            &[&self.project_id, &change.feature_id],
+        )
+        .await
+        .map_err(map_pg)?;
+        for (child, field, parent, _) in &refs {
+            tx.execute(
+                "INSERT INTO record_refs (child_id, field, parent_id) VALUES ($1, $2, $3)",
+                &[child, field, parent],
+            )
+            .await
+            .map_err(map_pg)?;
+        }
+        tx.execute(
+            "UPDATE entity_schema SET schema_hash = $3 WHERE project_id = $1 AND feature_id = $2",
+            &[&self.project_id, &change.feature_id, &hash],
+        )
+        .await
+        .map_err(map_pg)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SideWrites for SchemaChange {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    async fn write(&self, tx: &Transaction<'_>, _landed: &Landed) -> Result<(), StoreError> {
+        for change in &self.changes {
+            self.check(tx, change).await?;
+        }
+        Ok(())
+    }
+}
