@@ -88,6 +88,19 @@ pub struct FunctionPage {
 #[schema(value_type = Object)]
 pub struct Object(Value);
 
+/// A live record: `id`, its entity's fields as the current schema shows them (decimals as
+/// strings at the field's scale, date-times in UTC), `created_at`, `updated_at`, `version`.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Record(Value);
+
+#[derive(ToSchema)]
+pub struct RecordPage {
+    items: Vec<Record>,
+    #[schema(schema_with = openapi::next_cursor)]
+    next_cursor: Option<String>,
+}
+
 /// A project with its features and members (`GET /projects/{id}`).
 #[derive(ToSchema)]
 pub struct Project {
@@ -329,6 +342,8 @@ pub struct PromptTemplateList {
         FeaturePage,
         Function,
         FunctionPage,
+        Record,
+        RecordPage,
         HistoryPage,
         Generation,
         GenerationPage,

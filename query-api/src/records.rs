@@ -104,7 +104,7 @@ fn plural(req: &HttpRequest) -> &str {
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
            ("sort" = Option<String>, Query, description = "Fields to sort by, `-` for descending, comma-separated; default creation order"),
            ReadHeaders),
-    responses((status = 200, description = "`{items, next_cursor}`"),
+    responses((status = 200, description = "`{items, next_cursor}`", body = crate::openapi::RecordPage),
               (status = 404, description = "Unknown, not visible or archived project, or no enabled crud entity at this plural"),
               (status = 422, description = "An unknown filter or operator, a value of the wrong type, a sort on a json field, a reserved parameter used as a filter")))]
 #[get("/projects/{id}/data/{plural}")]
@@ -170,7 +170,7 @@ pub async fn list_records(
            ("record_id" = Uuid, Path, description = "Record id"),
            ("as_of_version" = Option<u64>, Query, minimum = 1, description = "The record as it was after this version"),
            ReadHeaders),
-    responses((status = 200, description = "The record", headers(("ETag"))),
+    responses((status = 200, description = "The record", body = crate::openapi::Record, headers(("ETag"))),
               (status = 404, description = "Unknown project, entity, record or version")))]
 #[get("/projects/{id}/data/{plural}/{record_id}")]
 pub async fn get_record(
@@ -240,7 +240,7 @@ pub async fn get_record(
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
            ReadHeaders),
-    responses((status = 200, description = "`{items, next_cursor}`, oldest first"),
+    responses((status = 200, description = "`{items, next_cursor}`, oldest first", body = crate::openapi::HistoryPage),
               (status = 404, description = "Unknown project, entity or record")))]
 #[get("/projects/{id}/data/{plural}/{record_id}/history")]
 pub async fn record_history(
