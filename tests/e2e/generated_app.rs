@@ -11,7 +11,7 @@
 
 mod checks;
 mod contract;
-mod record_cases;
+pub(crate) mod record_cases;
 mod upgrade;
 mod verify_sandbox;
 

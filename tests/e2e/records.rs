@@ -838,3 +838,86 @@ async fn records_are_listed_filtered_sorted_paged_read_back_in_time_and_their_hi
         .await
         .expect(404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_gives_every_body_of_the_shared_case_table_the_domains_verdict() {
+    use crate::generated_app::record_cases::{pointers, table};
+    let (entities, cases) = table();
+    let db = TestDatabase::create().await.expect("test database");
+    let app = Backforge::start("serve", &db.url, &[]).await;
+    let (owner, _) = app.register("Cay").await;
+    let token = Some(owner.access_token.as_str());
+    let features: Vec<Value> = entities
+        .iter()
+        .map(|(schema, _)| {
+            json!({"name": format!("{} records", schema["entity"].as_str().unwrap_or_default()),
+                   "feature_type": "crud", "schema_definition": schema})
+        })
+        .collect();
+    let project = app
+        .post(
+            "/projects",
+            token,
+            json!({"name": "Cases", "features": features}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = |entity: &str| format!("/projects/{project}/data/{entity}s");
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let answer = if case.patch {
+            let base = &entities
+                .iter()
+                .find(|(s, _)| s["entity"] == case.entity.as_str())
+                .expect("the case's entity")
+                .1;
+            let created = app
+                .post(&path(&case.entity), token, base.clone())
+                .await
+                .expect(201);
+            let id = created.body["id"].as_str().expect("id").to_owned();
+            app.send_unchecked(
+                reqwest::Method::PUT,
+                &format!("{}/{id}", path(&case.entity)),
+                token,
+                Some(case.body.clone()),
+                &[],
+            )
+            .await
+        } else {
+            app.send_unchecked(
+                reqwest::Method::POST,
+                &path(&case.entity),
+                token,
+                Some(case.body.clone()),
+                &[],
+            )
+            .await
+        };
+        let verdict = match answer.status.as_u16() {
+            200 | 201 => None,
+            422 => Some(pointers(&answer.body)),
+            other => {
+                wrong.push(format!("{}: answered {other}: {}", case.what, answer.body));
+                continue;
+            }
+        };
+        if verdict != case.errors {
+            wrong.push(format!(
+                "{}: want {:?}, got {verdict:?} ({})",
+                case.what, case.errors, answer.body
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases disagree:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
