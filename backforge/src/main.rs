@@ -55,6 +55,9 @@ enum Action {
     /// one generation job (JSON) on stdin and writes the ZIP to stdout.
     #[command(hide = true)]
     Generate,
+    /// Rebuild the live records' command-side tables (uniqueness, references, schema versions)
+    /// from the events; record writes wait while it runs.
+    RebuildConstraints,
     /// Operator actions.
     Admin {
         #[command(subcommand)]
@@ -140,6 +143,17 @@ async fn run(command: Action, settings: Settings) -> anyhow::Result<()> {
         }
         Action::Replay { into } => replay(settings, into).await,
         Action::Consumers { action } => consumers::run(settings, action).await,
+        Action::RebuildConstraints => {
+            migrate(&settings).await?;
+            let store = open_store(&settings).await?;
+            let pool = event_store::setup::pool(&settings.database_url, 2)?;
+            let rebuilt = command_api::record_constraints::rebuild(&pool, &store).await?;
+            println!(
+                "rebuilt {} live records, {} unique keys and {} references",
+                rebuilt.records, rebuilt.unique_keys, rebuilt.references
+            );
+            Ok(())
+        }
         Action::Admin {
             action: AdminAction::Grant { email },
         } => {

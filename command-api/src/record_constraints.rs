@@ -68,7 +68,10 @@ impl RecordConstraints {
         record: &Record,
     ) -> Result<Self, ApiError> {
         let schema = &entity.schema;
-        let values = schema.present_record(&record.values);
+        // The write was decided under this schema, so its values satisfy it.
+        let values = schema
+            .current_record(&record.values)
+            .unwrap_or_else(|_| schema.present_record(&record.values));
         let unique = Record::unique_keys(schema, &values)
             .into_iter()
             .map(|(key, hash)| (key, hash.to_vec()))
@@ -412,11 +415,7 @@ impl SchemaChange {
             let tokio_postgres::types::Json(stored): tokio_postgres::types::Json<
                 domain::crud_schema::RecordValues,
             > = row.get(1);
-            let shown = schema.present_record(&stored);
-            let values = match schema.check_record(
-                &Value::Object(shown),
-                domain::crud_schema::RecordWrite::Create,
-            ) {
+            let values = match schema.current_record(&stored) {
                 Ok(values) => values,
                 Err(problems) => {
                     offending += 1;
@@ -541,4 +540,134 @@ impl SideWrites for SchemaChange {
         }
         Ok(())
     }
+}
+
+/// What [`rebuild`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub records: usize,
+    pub unique_keys: usize,
+    pub references: usize,
+}
+
+/// How many feed events one read takes.
+const REBUILD_PAGE: usize = 1_000;
+
+/// Rebuilds the live records' command-side tables from the events (`backforge
+/// rebuild-constraints`): every live record with its stored values, its unique keys and its
+/// references under its entity's current schema, and each entity's schema hash. Runs in one
+/// transaction holding the four tables exclusively, so record writes wait for it and then apply
+/// on top of what it rebuilt.
+pub async fn rebuild(
+    pool: &deadpool_postgres::Pool,
+    store: &event_store::PgEventStore,
+) -> anyhow::Result<Rebuilt> {
+    use domain::AnyEvent;
+    use event_store::EventStore;
+    use std::collections::HashMap;
+
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "LOCK TABLE entity_schema, live_records, record_unique, record_refs IN ACCESS EXCLUSIVE MODE;
+         TRUNCATE record_refs, record_unique, live_records, entity_schema",
+    )
+    .await?;
+    let upcasters = domain::Upcasters::backforge();
+    let mut records: HashMap<RecordId, Record> = HashMap::new();
+    let mut after = event_store::Position::START;
+    loop {
+        let page = store.read_feed(after, REBUILD_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for recorded in &page {
+            let Some(id) = RecordId::from_stream(&recorded.stream_id) else {
+                continue;
+            };
+            let event = AnyEvent::decode(
+                &upcasters,
+                &recorded.event_type,
+                recorded.schema_version,
+                serde_json::from_str(recorded.data.get())?,
+            )?;
+            if let AnyEvent::Record(event) = event {
+                records.entry(id).or_default().evolve(&event);
+            }
+        }
+    }
+    let mut projects: HashMap<domain::ids::ProjectId, Project> = HashMap::new();
+    let mut rebuilt = Rebuilt::default();
+    let live: Vec<(RecordId, Record)> = records.into_iter().filter(|(_, r)| r.is_live()).collect();
+    let mut references = Vec::new();
+    for (id, record) in &live {
+        let (Some(project_id), Some(feature_id)) = (record.project_id, record.feature_id) else {
+            continue;
+        };
+        if let std::collections::hash_map::Entry::Vacant(entry) = projects.entry(project_id) {
+            let loaded = event_store::load::<Project, _>(
+                store,
+                &project_id.stream(),
+                event_store::ReadUntil::End,
+            )
+            .await?;
+            entry.insert(loaded.state);
+        }
+        let schema = projects
+            .get(&project_id)
+            .and_then(|p| p.feature(feature_id))
+            .and_then(|f| f.entity().cloned());
+        tx.execute(
+            "INSERT INTO live_records (record_id, project_id, feature_id, data) VALUES ($1, $2, $3, $4)",
+            &[
+                &id.as_uuid(),
+                &project_id.as_uuid(),
+                &feature_id.as_uuid(),
+                &tokio_postgres::types::Json(&record.values),
+            ],
+        )
+        .await?;
+        rebuilt.records += 1;
+        // A record of an entity that is gone keeps its row (it stays deletable) and nothing else.
+        let Some(schema) = schema else { continue };
+        tx.execute(
+            "INSERT INTO entity_schema (project_id, feature_id, schema_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (project_id, feature_id) DO NOTHING",
+            &[
+                &project_id.as_uuid(),
+                &feature_id.as_uuid(),
+                &schema_hash(&schema),
+            ],
+        )
+        .await?;
+        let values = schema
+            .current_record(&record.values)
+            .unwrap_or_else(|_| schema.present_record(&record.values));
+        for (key, hash) in Record::unique_keys(&schema, &values) {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO record_unique (project_id, feature_id, constraint_key, value_hash, record_id)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    &[&project_id.as_uuid(), &feature_id.as_uuid(), &key, &hash.to_vec(), &id.as_uuid()],
+                )
+                .await?;
+            rebuilt.unique_keys += inserted as usize;
+        }
+        for (field, _, parent) in Record::references(&schema, &values) {
+            references.push((id.as_uuid(), field.to_owned(), parent.as_uuid()));
+        }
+    }
+    // Every record is in `live_records` now, so a reference to a live parent can be inserted; one
+    // to a record that is gone is not kept.
+    for (child, field, parent) in references {
+        let inserted = tx
+            .execute(
+                "INSERT INTO record_refs (child_id, field, parent_id)
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM live_records WHERE record_id = $3)",
+                &[&child, &field, &parent],
+            )
+            .await?;
+        rebuilt.references += inserted as usize;
+    }
+    tx.commit().await?;
+    Ok(rebuilt)
 }

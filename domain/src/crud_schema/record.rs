@@ -111,6 +111,17 @@ impl EntitySchema {
         }
     }
 
+    /// `stored` as the current schema shows it, checked and normalised by it: the values a
+    /// record's unique keys and references are computed from, the same after any schema change
+    /// (a decimal stored at scale 2 reads at the field's new scale). `Err`: the record breaks the
+    /// current schema.
+    pub fn current_record(&self, stored: &RecordValues) -> Result<RecordValues, Vec<FieldError>> {
+        self.check_record(
+            &Value::Object(self.present_record(stored)),
+            RecordWrite::Create,
+        )
+    }
+
     /// `stored` as the current schema shows it: removed fields hidden, fields added since then
     /// null or their default, in the schema's order.
     pub fn present_record(&self, stored: &RecordValues) -> RecordValues {
@@ -423,6 +434,28 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn given_a_decimal_stored_at_an_older_scale_then_its_current_values_are_at_the_new_scale() {
+        let stored = json!({"title": "ab", "total": "12.30"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut wider = order();
+        if let Some(field) = wider.fields.iter_mut().find(|f| f.name == "total") {
+            field.kind = FieldKind::Decimal {
+                precision: 8,
+                scale: 3,
+                min: None,
+                max: None,
+            };
+        }
+        let current = wider.current_record(&stored);
+        assert_eq!(
+            current.ok().and_then(|v| v.get("total").cloned()),
+            Some(json!("12.300"))
+        );
     }
 
     #[test]
