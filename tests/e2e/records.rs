@@ -518,11 +518,17 @@ async fn a_schema_change_that_existing_records_cannot_satisfy_is_409_with_their_
     let app = &s.app;
     let (feature, schema) = members(&s).await;
     let feature_path = format!("/projects/{}/features/{feature}", s.project);
+    let mut first = String::new();
     for (email, team) in [("a@x.io", "red"), ("b@x.io", "red"), ("c@x.io", "blue")] {
-        s.create("members", json!({"email": email, "team": team}))
+        let created = s
+            .create("members", json!({"email": email, "team": team}))
             .await
             .expect(201);
+        if first.is_empty() {
+            first = created.body["id"].as_str().expect("id").to_owned();
+        }
     }
+    let first_path = format!("{}/{first}", s.path("members"));
 
     // A new required field without a default: every record breaks it
     let required = with_field(
@@ -628,6 +634,42 @@ async fn a_schema_change_that_existing_records_cannot_satisfy_is_409_with_their_
     )
     .await
     .expect(409);
+
+    // A record written before the new fields reads them as null and as their default
+    let old = s.app.get(&first_path, s.token()).await.expect(200);
+    assert_eq!(old.body["nick"], Value::Null, "{}", old.body);
+    assert_eq!(old.body["level"], 1, "{}", old.body);
+    assert_eq!(old.body["team"], "red");
+    // And a removed field is hidden (the record is not rewritten: its history keeps the value)
+    let without_team = json!({"entity": "member", "fields": [
+        {"name": "email", "type": "string", "required": true, "unique": true},
+        {"name": "nick", "type": "string"},
+        {"name": "level", "type": "integer", "required": true, "default": 1}
+    ]});
+    let removed = app
+        .put(
+            &feature_path,
+            s.token(),
+            json!({"schema_definition": without_team}),
+        )
+        .await
+        .expect(200);
+    let old = s
+        .app
+        .get_at(
+            &first_path,
+            s.token(),
+            &tests::process::position_of(&removed),
+        )
+        .await
+        .expect(200);
+    assert!(old.body.get("team").is_none(), "{}", old.body);
+    let history = s
+        .app
+        .get(&format!("{first_path}/history"), s.token())
+        .await
+        .expect(200);
+    assert_eq!(history.body["items"][0]["data"]["values"]["team"], "red");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
