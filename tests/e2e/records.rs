@@ -506,6 +506,25 @@ async fn members(s: &Shop) -> (String, Value) {
     (added.body["id"].as_str().expect("id").to_owned(), schema)
 }
 
+/// A schema change of the entity at `feature_path` refused with `count` offending records.
+async fn refused_change(s: &Shop, feature_path: &str, schema: &Value, count: usize) {
+    let refused = s
+        .app
+        .put(
+            feature_path,
+            s.token(),
+            json!({"schema_definition": schema}),
+        )
+        .await
+        .expect(409);
+    let detail = refused.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!("{count} record(s)")),
+        "{}",
+        refused.body
+    );
+}
+
 fn with_field(schema: &Value, field: Value) -> Value {
     let mut schema = schema.clone();
     schema["fields"].as_array_mut().expect("fields").push(field);
@@ -535,60 +554,15 @@ async fn a_schema_change_that_existing_records_cannot_satisfy_is_409_with_their_
         &schema,
         json!({"name": "age", "type": "integer", "required": true}),
     );
-    let refused = app
-        .put(
-            &feature_path,
-            s.token(),
-            json!({"schema_definition": required}),
-        )
-        .await
-        .expect(409);
-    assert!(
-        refused.body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("3 record(s)"),
-        "{}",
-        refused.body
-    );
+    refused_change(&s, &feature_path, &required, 3).await;
     // A new unique constraint two records break
     let mut unique_team = schema.clone();
     unique_team["fields"][1]["unique"] = json!(true);
-    let refused = app
-        .put(
-            &feature_path,
-            s.token(),
-            json!({"schema_definition": unique_team}),
-        )
-        .await
-        .expect(409);
-    assert!(
-        refused.body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("1 record(s)"),
-        "{}",
-        refused.body
-    );
+    refused_change(&s, &feature_path, &unique_team, 1).await;
     // A tighter length one record breaks
     let mut short = schema.clone();
     short["fields"][1]["max_length"] = json!(3);
-    let refused = app
-        .put(
-            &feature_path,
-            s.token(),
-            json!({"schema_definition": short}),
-        )
-        .await
-        .expect(409);
-    assert!(
-        refused.body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("1 record(s)"),
-        "{}",
-        refused.body
-    );
+    refused_change(&s, &feature_path, &short, 1).await;
     // Removing the entity while it has records
     app.delete(&feature_path, s.token()).await.expect(409);
 
