@@ -244,7 +244,11 @@ mod tests {
         assert_eq!(args.only, vec!["W1", "W4", "M1"]);
         assert!(args.runs("W4") && args.runs("M1") && !args.runs("W3"));
         assert!(parse_str("--only W2").is_err());
-        assert!(parse_str("--only W10").is_err());
+        assert!(parse_str("--only W12").is_err());
+        let Ok(Command::Suite(args)) = parse_str("--only w10u,W11") else {
+            panic!("--only W10u,W11 was refused");
+        };
+        assert_eq!(args.only, vec!["W10u", "W11", "W1", "M1"]);
         let Ok(Command::Suite(args)) = parse_str("--only w9") else {
             panic!("--only W9 was refused");
         };
