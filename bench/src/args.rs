@@ -7,11 +7,12 @@ pub const USAGE: &str = "\
 usage: bench [--quick] [--only LIST] [--out FILE] [--url URL] [--w2-rate N]
        bench append [--quick] [--out FILE]
 
-  (no command)  the suite: W1-W9 and M1 against raw-PostgreSQL baselines in the same run
+  (no command)  the suite: W1-W11 and M1 against raw-PostgreSQL baselines in the same run
   append        raw single-row INSERTs (a) against PgEventStore::append (b), alternating a, b, a, b
   --quick       small N and short windows (the suite finishes in under 60 s)
   --only LIST   run only these workloads, e.g. `--only W1,W4` (W2 needs W1: it runs at half of
-                W1's best rate; M1 is measured with W1)
+                W1's best rate; M1 is measured with W1; W10 and W10u bring W1, whose ratio
+                they are judged against)
   --out FILE    where to write the JSON report
                 (default: target/bench-suite.json, or target/bench-append.json for append)
   --url URL     drive a running Backforge instead of starting `backforge serve`; its database
@@ -47,7 +48,9 @@ pub struct SuiteArgs {
 }
 
 /// The suite's workloads, in the order they run.
-pub const WORKLOADS: [&str; 10] = ["W1", "M1", "W2", "W3", "W5", "W6", "W7", "W8", "W9", "W4"];
+pub const WORKLOADS: [&str; 13] = [
+    "W1", "M1", "W2", "W3", "W5", "W6", "W7", "W8", "W9", "W10", "W10u", "W11", "W4",
+];
 
 impl SuiteArgs {
     /// Whether workload `id` runs in this invocation.
@@ -58,14 +61,18 @@ impl SuiteArgs {
 
 fn parse_only(list: &str) -> Result<Vec<String>, String> {
     let mut only: Vec<String> = Vec::new();
-    for id in list.split(',').map(|w| w.trim().to_ascii_uppercase()) {
-        if !WORKLOADS.contains(&id.as_str()) {
+    for id in list.split(',').map(str::trim) {
+        let Some(known) = WORKLOADS.iter().find(|w| w.eq_ignore_ascii_case(id)) else {
             return Err(format!(
                 "unknown workload `{id}` in --only (one of {})",
                 WORKLOADS.join(", ")
             ));
-        }
-        only.push(id);
+        };
+        only.push((*known).to_owned());
+    }
+    // W10 and W10u are judged against W1's ratio measured in the same run.
+    if only.iter().any(|w| w.starts_with("W10")) && !only.iter().any(|w| w == "W1") {
+        only.push("W1".into());
     }
     if only.iter().any(|w| w == "W1") && !only.iter().any(|w| w == "M1") {
         only.push("M1".into());
@@ -237,7 +244,11 @@ mod tests {
         assert_eq!(args.only, vec!["W1", "W4", "M1"]);
         assert!(args.runs("W4") && args.runs("M1") && !args.runs("W3"));
         assert!(parse_str("--only W2").is_err());
-        assert!(parse_str("--only W10").is_err());
+        assert!(parse_str("--only W12").is_err());
+        let Ok(Command::Suite(args)) = parse_str("--only w10u,W11") else {
+            panic!("--only W10u,W11 was refused");
+        };
+        assert_eq!(args.only, vec!["W10u", "W11", "W1", "M1"]);
         let Ok(Command::Suite(args)) = parse_str("--only w9") else {
             panic!("--only W9 was refused");
         };

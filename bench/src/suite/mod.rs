@@ -1,4 +1,4 @@
-//! The suite: W1-W9 and M1 against `backforge serve` (a child process, or `--url`), each with its
+//! The suite: W1-W11 and M1 against `backforge serve` (a child process, or `--url`), each with its
 //! raw-PostgreSQL baseline measured in the same run at the same concurrency, pool size and session
 //! settings.
 
@@ -6,6 +6,7 @@ mod ai_requests;
 mod hostile;
 mod http;
 mod pg;
+mod records;
 mod report;
 mod sandbox;
 mod server;
@@ -68,6 +69,11 @@ struct Plan {
     w7: hostile::W7Plan,
     w8_clients: [usize; 2],
     w9: ai_requests::W9Plan,
+    w10_clients: [usize; 3],
+    /// W11's records and the concurrent creates that load them.
+    w11_records: u64,
+    w11_load_clients: usize,
+    w11_clients: [usize; 2],
 }
 
 impl Plan {
@@ -100,6 +106,10 @@ impl Plan {
                     warmup: Duration::from_millis(500),
                     window: Duration::from_millis(1500),
                 },
+                w10_clients: [1, 8, 32],
+                w11_records: 2_000,
+                w11_load_clients: 32,
+                w11_clients: [1, 8],
             }
         } else {
             Plan {
@@ -129,6 +139,10 @@ impl Plan {
                     warmup: Duration::from_secs(2),
                     window: Duration::from_secs(8),
                 },
+                w10_clients: [1, 8, 32],
+                w11_records: 100_000,
+                w11_load_clients: 32,
+                w11_clients: [1, 8],
             }
         }
     }
@@ -340,6 +354,7 @@ async fn measure(
     let event = templates.instance(&templates.added, Uuid::new_v4(), Uuid::new_v4(), 0);
     let metadata = serde_json::to_value(&event.metadata)?;
     let mut w1_max: f64 = 0.0;
+    let mut w1_ratios: Vec<(usize, f64)> = Vec::new();
     let w1_clients: &[usize] = if args.runs("W1") {
         &plan.w1_clients
     } else {
@@ -405,6 +420,7 @@ async fn measure(
             f.value, f.baselines[0].value, f.baselines[1].value
         );
         w1_max = w1_max.max(f.value);
+        w1_ratios.push((c, f.baselines[0].ratio));
         figures.push(f);
     }
 
@@ -547,6 +563,48 @@ async fn measure(
                 );
                 figures.push(f);
             }
+        }
+    }
+
+    // ---- W10, W10u, W11 (issue 19's W7, W7u and the list) ----
+    if ["W10", "W10u", "W11"].iter().any(|id| args.runs(id)) {
+        settle(&api, &projects, &counter, &client).await?;
+        let project = records::project(&api).await?;
+        for (id, unique) in [("W10", false), ("W10u", true)] {
+            if args.runs(id) {
+                figures.extend(
+                    records::w10(
+                        &api,
+                        project,
+                        unique,
+                        &plan.w10_clients,
+                        &w1_ratios,
+                        &raw_pool,
+                        &event,
+                        plan.warmup,
+                        plan.window,
+                        &probe,
+                    )
+                    .await?,
+                );
+            }
+        }
+        if args.runs("W11") {
+            figures.extend(
+                records::w11(
+                    &api,
+                    project,
+                    plan.w11_records,
+                    plan.w11_load_clients,
+                    &plan.w11_clients,
+                    &raw_pool,
+                    &client,
+                    plan.warmup,
+                    plan.window,
+                    &probe,
+                )
+                .await?,
+            );
         }
     }
 
