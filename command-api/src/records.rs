@@ -127,6 +127,7 @@ fn step<'a, B>(
               (status = 403, description = "A viewer may not write"),
               (status = 404, description = "Unknown, not visible or archived project, or no enabled crud entity at this plural"),
               (status = 409, description = "A unique value taken (unique-violation), changed concurrently, or the Idempotency-Key is in flight"),
+              (status = 412, description = "If-Match given: a record being created has no version to match"),
               (status = 422, description = "Invalid record: an unknown field, a wrong type, a value out of range, a missing required field, a reference to no record (errors at each field)")))]
 #[post("/projects/{id}/data/{plural}")]
 pub async fn create_record(
@@ -135,6 +136,12 @@ pub async fn create_record(
     Ids(project_id): Ids<ProjectId>,
     Plural(plural): Plural,
 ) -> Result<HttpResponse, ApiError> {
+    if write.if_match.is_some() {
+        return Err(ApiError::new(
+            ProblemType::PreconditionFailed,
+            "If-Match names a version, and a record being created has none",
+        ));
+    }
     let record_id = RecordId::from_uuid(Uuid::now_v7());
     let by = UserId::from_uuid(write.caller.user_id);
     let at = OffsetDateTime::now_utc();
