@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, put, web};
 use domain::ids::UserId;
 use domain::user::{SetAiBudget, User, UserCommand};
-use event_store::application::{Pin, Source, Step};
+use event_store::application::{Source, Step};
 use runtime::ai_budget::SetUserBudget;
 use runtime::http_headers::rfc3339;
 use runtime::{ApiError, Json};
@@ -74,6 +74,7 @@ pub struct AdminUserView {
               (status = 403, description = "Only admins manage users"),
               (status = 404, description = "No such user"),
               (status = 409, description = "The user is deactivated"),
+              (status = 412, description = "If-Match does not match the user's current version"),
               (status = 422, description = "A budget that is not a decimal ≥ 0 with at most 6 places, or another field")))]
 #[put("/admin/users/{id}")]
 pub async fn update_user(
@@ -88,7 +89,7 @@ pub async fn update_user(
     let step = Step::<User> {
         stream: user_id.stream(),
         source: Source::Fold,
-        pin: Pin::Latest,
+        pin: write.pin(),
         limits: &state.settings.limits,
         metadata: write.meta.metadata(Some(write.caller.user_id)),
     };
