@@ -146,7 +146,17 @@ pub async fn list_records(
         limit + 1,
     )
     .await
-    .map_err(|e| read_error(e.into()))?;
+    .map_err(|e| {
+        // Filter operands are the domain's normalised values, so the one input PostgreSQL can
+        // fail to read as its type (a data exception, class 22) is a cursor's sort key: a
+        // cursor this API did not issue.
+        let data_exception = e.code().is_some_and(|c| c.code().starts_with("22"));
+        if after.is_some() && data_exception {
+            ApiError::malformed("the cursor is not one this API issued")
+        } else {
+            read_error(e.into())
+        }
+    })?;
     let next_cursor = (rows.len() > limit)
         .then(|| rows.get(limit - 1))
         .flatten()

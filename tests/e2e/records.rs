@@ -326,6 +326,10 @@ async fn record_writes_answer_every_refusal_with_its_status_and_free_unique_valu
     fields.sort_unstable();
     assert_eq!(fields, ["/age", "/email"]);
     s.create("invoices", json!({})).await.expect(404);
+    // A NUL is refused before anything is stored (no consumer could process it)
+    s.create("customers", json!({"email": "nul\u{0}@example.com"}))
+        .await
+        .expect(422);
 
     // A reference must name a live record of the referenced entity
     let missing = s
@@ -811,6 +815,12 @@ async fn records_are_listed_filtered_sorted_paged_read_back_in_time_and_their_hi
     }
     get("limit=0".into()).await.expect(422);
     get("cursor=garbage".into()).await.expect(400);
+    // A cursor crafted with a sort key that is not a value of its field's type is ours in shape
+    // only: 400, never a database error
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"keys": ["not a number"], "id": Uuid::now_v7()}).to_string());
+    get(format!("sort=total&cursor={forged}")).await.expect(400);
 
     // One record, then a change: time travel and history
     let one = format!("/projects/{project}/data/orders/{}", ids[1]);
