@@ -48,13 +48,13 @@ SELECT id, version, created_by, created_at, updated_at, data->>'number',
        (data->>'quantity')::bigint, (data->>'total')::numeric, data->>'status',
        (data->>'placed_at')::timestamptz
 FROM records WHERE feature_id = '$F';
-CREATE INDEX sales_status_created_idx ON sales (status, created_at DESC NULLS LAST, id);
+CREATE INDEX sales_status_created_idx ON sales (status, created_at DESC, id DESC);
 VACUUM ANALYZE;
 SQL
 echo "records: $(psql -Atd "$DB" -c "SELECT count(*) FROM records WHERE feature_id = '$F'") of the entity, $(psql -Atd "$DB" -c "SELECT count(*) FROM records") in the table; matching: $(psql -Atd "$DB" -c "SELECT count(*) FROM sales WHERE status = 'paid' AND total >= 100")"
 
-A="SELECT id, version, created_at, updated_at, data, (created_at)::text AS bf_sort_key_0 FROM records WHERE project_id = '$P' AND feature_id = '$F' AND (((data->'status') #>> '{}') COLLATE \"C\") = 'paid'::text AND (((data->'total') #>> '{}'))::numeric >= '100'::text::numeric ORDER BY created_at DESC NULLS LAST, id ASC LIMIT 50;"
-B="SELECT id, version, created_at, updated_at, number, quantity, total, status, placed_at FROM sales WHERE status = 'paid' AND total >= '100'::text::numeric ORDER BY created_at DESC NULLS LAST, id ASC LIMIT 50;"
+A="SELECT id, version, created_at, updated_at, data, (created_at)::text AS bf_sort_key_0 FROM records WHERE project_id = '$P' AND feature_id = '$F' AND (((data->'status') #>> '{}') COLLATE \"C\") = 'paid'::text AND (((data->'total') #>> '{}'))::numeric >= '100'::text::numeric ORDER BY created_at DESC, id DESC LIMIT 51;"
+B="SELECT id, version, created_at, updated_at, number, quantity, total, status, placed_at FROM sales WHERE status = 'paid' AND total >= '100'::text::numeric ORDER BY created_at DESC, id DESC LIMIT 51;"
 
 run() { # name statement
     echo "$2" >"$WORK/q.sql"
@@ -70,6 +70,6 @@ run() { # name statement
         "$(psql -Atd "$DB" -c "EXPLAIN ${2%;}" | head -3 | tr -s ' ' | paste -sd '|')"
 }
 run a_jsonb_entity_index "$A"
-psql -q -d "$DB" -c "CREATE INDEX records_w11_idx ON records (project_id, feature_id, (((data->'status') #>> '{}') COLLATE \"C\"), created_at DESC NULLS LAST, id); ANALYZE records;"
+psql -q -d "$DB" -c "CREATE INDEX records_w11_idx ON records (project_id, feature_id, (((data->'status') #>> '{}') COLLATE \"C\"), created_at DESC, id DESC); ANALYZE records;"
 run a_jsonb_expression_index "$A"
 run b_typed_btree "$B"

@@ -149,7 +149,8 @@ fn text_of(value: &Value) -> String {
 }
 
 /// A page of the entity's records: `limit` rows after `after` (the cursor), filtered and sorted by
-/// `query`, the record id as the last, ascending tie-break; the default order is creation.
+/// `query`, the record id as the last tie-break (in the first key's direction); the default order
+/// is creation.
 pub async fn list<C: GenericClient>(
     client: &C,
     project_id: Uuid,
@@ -159,6 +160,35 @@ pub async fn list<C: GenericClient>(
     after: Option<&After>,
     limit: usize,
 ) -> Result<Vec<RecordRow>, tokio_postgres::Error> {
+    let statement = list_statement(project_id, feature_id, schema, query, after, limit);
+    let rows = client.query(&statement.sql, &statement.params()).await?;
+    rows.iter()
+        .map(|row| read(row, statement.sort_keys))
+        .collect()
+}
+
+/// The statement [`list`] runs and its parameters (the benchmark runs it raw as its baseline).
+pub struct ListStatement {
+    pub sql: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+    sort_keys: usize,
+}
+
+impl ListStatement {
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| p.as_ref() as _).collect()
+    }
+}
+
+/// The statement of [`list`]'s page.
+pub fn list_statement(
+    project_id: Uuid,
+    feature_id: Uuid,
+    schema: &EntitySchema,
+    query: &RecordQuery,
+    after: Option<&After>,
+    limit: usize,
+) -> ListStatement {
     let mut sql = Sql { params: Vec::new() };
     let project = sql.bind(project_id);
     let feature = sql.bind(feature_id);
@@ -200,36 +230,50 @@ pub async fn list<C: GenericClient>(
         };
         conditions.push(condition);
     }
-    let mut keys: Vec<(String, Option<&'static str>, bool)> = query
+    let mut keys: Vec<SortKey> = query
         .sort
         .iter()
         .map(|k| {
             let (expr, t) = sql.typed(schema, &k.field);
-            (expr, t, k.descending)
+            SortKey {
+                not_null: is_column(&k.field),
+                expr,
+                t,
+                descending: k.descending,
+            }
         })
         .collect();
     if keys.is_empty() {
-        keys.push(("created_at".to_owned(), Some("timestamptz"), false));
+        keys.push(SortKey {
+            expr: "created_at".to_owned(),
+            t: Some("timestamptz"),
+            descending: false,
+            not_null: true,
+        });
     }
+    // The id breaks ties in the first key's direction, so a one-key sort on a column is one walk
+    // of the entity's index (`project_id, feature_id, created_at, id`), forwards or backwards.
+    let id_descending = keys.first().is_some_and(|k| k.descending);
     if let Some(after) = after {
-        conditions.push(after_condition(&mut sql, &keys, after));
+        conditions.push(after_condition(&mut sql, &keys, id_descending, after));
     }
     let order: Vec<String> = keys
         .iter()
-        .map(|(expr, _, descending)| {
-            if *descending {
-                format!("{expr} DESC NULLS LAST")
-            } else {
-                format!("{expr} ASC NULLS FIRST")
-            }
+        .map(|k| match (k.descending, k.not_null) {
+            (true, true) => format!("{} DESC", k.expr),
+            (false, true) => format!("{} ASC", k.expr),
+            (true, false) => format!("{} DESC NULLS LAST", k.expr),
+            (false, false) => format!("{} ASC NULLS FIRST", k.expr),
         })
-        .chain(std::iter::once("id ASC".to_owned()))
+        .chain(std::iter::once(
+            if id_descending { "id DESC" } else { "id ASC" }.to_owned(),
+        ))
         .collect();
     // Named, so an ORDER BY on `created_at` names one output column.
     let key_columns: String = keys
         .iter()
         .enumerate()
-        .map(|(i, (expr, _, _))| format!(", ({expr})::text AS bf_sort_key_{i}"))
+        .map(|(i, k)| format!(", ({})::text AS bf_sort_key_{i}", k.expr))
         .collect();
     let limit_param = sql.bind(i64::try_from(limit).unwrap_or(i64::MAX));
     let statement = format!(
@@ -238,24 +282,62 @@ pub async fn list<C: GenericClient>(
         conditions.join(" AND "),
         order.join(", ")
     );
-    let params: Vec<&(dyn ToSql + Sync)> = sql.params.iter().map(|p| p.as_ref() as _).collect();
-    let rows = client.query(&statement, &params).await?;
-    rows.iter().map(|row| read(row, keys.len())).collect()
+    ListStatement {
+        sql: statement,
+        params: sql.params,
+        sort_keys: keys.len(),
+    }
+}
+
+/// One key of a list's order: its typed expression, its SQL type, its direction, and whether it
+/// is a column that is never null (`id`, `created_at`, `updated_at`).
+struct SortKey {
+    expr: String,
+    t: Option<&'static str>,
+    descending: bool,
+    not_null: bool,
+}
+
+/// The record columns a list can sort on by name, all `NOT NULL`.
+fn is_column(name: &str) -> bool {
+    matches!(name, "id" | "created_at" | "updated_at")
 }
 
 /// "After the cursor's row" in the list's order: a lexicographic comparison over the sort keys
-/// (nulls first when ascending, last when descending), then the id.
-fn after_condition(
-    sql: &mut Sql,
-    keys: &[(String, Option<&'static str>, bool)],
-    after: &After,
-) -> String {
+/// (nulls first when ascending, last when descending), then the id in `id_descending`'s
+/// direction. Keys that are never null and all run the id's way compare as one row value, which
+/// PostgreSQL turns into an index bound: a later page starts where the last one ended instead of
+/// filtering every row before it.
+fn after_condition(sql: &mut Sql, keys: &[SortKey], id_descending: bool, after: &After) -> String {
+    let id = sql.bind(after.id);
+    let id_beyond = if id_descending { "<" } else { ">" };
+    let values: Vec<Option<String>> = (0..keys.len())
+        .map(|i| after.keys.get(i).cloned().flatten())
+        .collect();
+    if keys
+        .iter()
+        .zip(&values)
+        .all(|(k, v)| k.not_null && k.descending == id_descending && v.is_some())
+    {
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        for (k, v) in keys.iter().zip(values) {
+            let p = sql.bind(v.unwrap_or_default());
+            left.push(k.expr.clone());
+            right.push(format!("{p}::text::{}", k.t.unwrap_or("text")));
+        }
+        return format!(
+            "(({}, id) {id_beyond} ({}, {id}))",
+            left.join(", "),
+            right.join(", ")
+        );
+    }
     let mut alternatives = Vec::new();
     let mut equal_before: Vec<String> = Vec::new();
-    for (i, (expr, t, descending)) in keys.iter().enumerate() {
-        let value = after.keys.get(i).cloned().flatten();
-        let cast = t.unwrap_or("text");
-        let (beyond, equal) = match (&value, descending) {
+    for (k, value) in keys.iter().zip(values) {
+        let expr = &k.expr;
+        let cast = k.t.unwrap_or("text");
+        let (beyond, equal) = match (&value, k.descending) {
             // Ascending, nulls first: past a null is any value; past a value, a greater one.
             (None, false) => (format!("{expr} IS NOT NULL"), format!("{expr} IS NULL")),
             (Some(v), false) => {
@@ -280,9 +362,8 @@ fn after_condition(
         alternatives.push(format!("({})", parts.join(" AND ")));
         equal_before.push(equal);
     }
-    let id = sql.bind(after.id);
     let mut parts = equal_before;
-    parts.push(format!("id > {id}"));
+    parts.push(format!("id {id_beyond} {id}"));
     alternatives.push(format!("({})", parts.join(" AND ")));
     format!("({})", alternatives.join(" OR "))
 }

@@ -23,14 +23,41 @@ use crate::workload::{self, Worker};
 /// W11's query string, as issue 19 gives it.
 pub const W11_QUERY: &str = "status=paid&total__gte=100&sort=-created_at&limit=50";
 
-/// The statement `read_model::records::list` builds for [`W11_QUERY`] on [`entity`]'s schema (no
-/// defaults on `status` or `total`), parameters `$1` project, `$2` feature, `$3` `'paid'`,
-/// `$4` `'100'`, `$5` 50: the W11 baseline, run raw on the same table.
-pub const W11_SQL: &str = "SELECT id, version, created_at, updated_at, data, (created_at)::text AS bf_sort_key_0 \
-     FROM rm.records WHERE project_id = $1 AND feature_id = $2 \
-     AND (((data->'status') #>> '{}') COLLATE \"C\") = $3::text \
-     AND (((data->'total') #>> '{}'))::numeric >= $4::text::numeric \
-     ORDER BY created_at DESC NULLS LAST, id ASC LIMIT $5";
+/// The statement the platform runs for [`W11_QUERY`] on the W11 entity, with its parameters:
+/// `read_model::records::list_statement` for the same schema, query and page size (the page plus
+/// one row, which tells whether there is a next page): the W11 baseline, run raw on the same table.
+pub fn w11_statement(
+    project: Uuid,
+    feature: Uuid,
+) -> anyhow::Result<read_model::records::ListStatement> {
+    let raw = entity("Sales", false);
+    let schema = domain::crud_schema::EntitySchema::parse(
+        &raw["schema_definition"],
+        &domain::error::Pointer::root(),
+        &domain::Limits::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("the W11 schema: {e:?}"))?;
+    let pairs: Vec<(String, String)> = W11_QUERY
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| *name != "limit")
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    let query = schema
+        .parse_query(&pairs)
+        .map_err(|e| anyhow::anyhow!("the W11 query: {e:?}"))?;
+    Ok(read_model::records::list_statement(
+        project,
+        feature,
+        &schema,
+        &query,
+        None,
+        W11_PAGE + 1,
+    ))
+}
+
+/// W11's page size, the `limit` of [`W11_QUERY`].
+const W11_PAGE: usize = 50;
 
 /// The five-field entity of W10 (string, integer, decimal, enum, datetime); with `unique`, its
 /// string field is unique (W10u).
@@ -103,21 +130,19 @@ impl Worker for List {
 /// One client running W11's statement raw.
 struct RawList {
     pool: Pool,
-    project: Uuid,
-    feature: Uuid,
+    statement: read_model::records::ListStatement,
 }
 
 impl Worker for RawList {
     async fn step(&mut self) -> anyhow::Result<()> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(W11_SQL).await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[&self.project, &self.feature, &"paid", &"100", &50i64],
-            )
-            .await?;
-        anyhow::ensure!(rows.len() == 50, "W11 baseline: {} rows", rows.len());
+        let stmt = client.prepare_cached(&self.statement.sql).await?;
+        let rows = client.query(&stmt, &self.statement.params()).await?;
+        anyhow::ensure!(
+            rows.len() == W11_PAGE + 1,
+            "W11 baseline: {} rows",
+            rows.len()
+        );
         Ok(())
     }
 }
@@ -295,12 +320,13 @@ pub async fn w11(
     let mut figures = Vec::new();
     for &c in clients {
         let workers = (0..c)
-            .map(|_| RawList {
-                pool: raw_pool.clone(),
-                project: project_id,
-                feature,
+            .map(|_| {
+                Ok(RawList {
+                    pool: raw_pool.clone(),
+                    statement: w11_statement(project_id, feature)?,
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let raw = workload::run(workers, warmup, window, probe.clone()).await?;
         let workers = (0..c)
             .map(|_| List {
@@ -317,7 +343,12 @@ pub async fn w11(
             &summarise(&[&h]),
         );
         f.error_samples = h.error_samples.clone();
-        f.baseline("the same SELECT, raw", W11_SQL, &summarise(&[&raw]), false);
+        f.baseline(
+            "the same SELECT, raw",
+            &w11_statement(project_id, feature)?.sql,
+            &summarise(&[&raw]),
+            false,
+        );
         for e in &raw.error_samples {
             f.error_samples.push(format!("(raw) {e}"));
         }
