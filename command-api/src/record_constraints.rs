@@ -21,6 +21,27 @@ fn refuse(error: ApiError) -> StoreError {
     StoreError::Backend(anyhow::Error::new(error))
 }
 
+/// Runs `sql` as a statement prepared once per connection (a record write runs the same few
+/// statements every time: preparing each anew would double its round trips).
+async fn execute(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(map_pg)?;
+    tx.execute(&statement, params).await.map_err(map_pg)
+}
+
+/// [`execute`] for a statement answering at most one row.
+async fn query_opt(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(map_pg)?;
+    tx.query_opt(&statement, params).await.map_err(map_pg)
+}
+
 /// The hash `entity_schema` keeps of the schema a record was checked against.
 pub fn schema_hash(schema: &EntitySchema) -> Vec<u8> {
     let text = serde_json::to_vec(schema).unwrap_or_default();
@@ -43,6 +64,8 @@ enum Change {
         data: Value,
         unique: Vec<(String, Vec<u8>)>,
         references: Vec<Reference>,
+        /// The write creates the record: it has no constraint rows yet.
+        created: bool,
     },
     Delete,
 }
@@ -59,13 +82,15 @@ pub struct RecordConstraints {
 }
 
 impl RecordConstraints {
-    /// The rows of a record of `entity` whose values after the write are `record`'s. A reference
-    /// to an entity the project does not serve is refused here (422 at the field).
+    /// The rows of a record of `entity` whose values after the write are `record`'s (`created`:
+    /// the write creates it). A reference to an entity the project does not serve is refused here
+    /// (422 at the field).
     pub fn put(
         project: &Project,
         entity: &LiveEntity,
         record_id: RecordId,
         record: &Record,
+        created: bool,
     ) -> Result<Self, ApiError> {
         let schema = &entity.schema;
         // The write was decided under this schema, so its values satisfy it.
@@ -111,6 +136,7 @@ impl RecordConstraints {
                 data: Value::Object(record.values.clone()),
                 unique,
                 references,
+                created,
             },
         })
     }
@@ -126,26 +152,49 @@ impl RecordConstraints {
         }
     }
 
-    /// Takes the entity's schema row `FOR SHARE` (creating it on the entity's first write) and
-    /// checks the record was decided against that schema; a schema changed since is a lost race,
-    /// decided again on the new one.
-    async fn hold_schema(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        tx.execute(
-            "INSERT INTO entity_schema (project_id, feature_id, schema_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (project_id, feature_id) DO NOTHING",
-            &[&self.project_id, &self.feature_id, &self.schema_hash],
-        )
-        .await
-        .map_err(map_pg)?;
-        let row = tx
-            .query_one(
-                "SELECT schema_hash FROM entity_schema WHERE project_id = $1 AND feature_id = $2 FOR SHARE",
-                &[&self.project_id, &self.feature_id],
+    /// Stores the record's values in `live_records` under the entity's schema row, taken `FOR
+    /// SHARE` in the same statement (the row is created on the entity's first write): the values
+    /// are stored only if the record was decided against that schema; a schema changed since is a
+    /// lost race, decided again on the new one, with nothing stored.
+    async fn store_record(&self, tx: &Transaction<'_>, data: &Value) -> Result<(), StoreError> {
+        const STORE: &str = "WITH held AS (
+                SELECT schema_hash FROM entity_schema
+                WHERE project_id = $2 AND feature_id = $3 FOR SHARE
+            ), stored AS (
+                INSERT INTO live_records (record_id, project_id, feature_id, data)
+                SELECT $1, $2, $3, $4 FROM held WHERE schema_hash = $5
+                ON CONFLICT (record_id) DO UPDATE SET data = EXCLUDED.data
+                RETURNING 1
             )
-            .await
-            .map_err(map_pg)?;
-        let current: Vec<u8> = row.get(0);
-        if current != self.schema_hash {
+            SELECT (SELECT schema_hash FROM held), (SELECT count(*) FROM stored)";
+        let data = tokio_postgres::types::Json(data);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &self.record_id,
+            &self.project_id,
+            &self.feature_id,
+            &data,
+            &self.schema_hash,
+        ];
+        let mut current: Option<Vec<u8>> = None;
+        for first_write in [false, true] {
+            if first_write {
+                execute(
+                    tx,
+                    "INSERT INTO entity_schema (project_id, feature_id, schema_hash) VALUES ($1, $2, $3)
+                     ON CONFLICT (project_id, feature_id) DO NOTHING",
+                    &[&self.project_id, &self.feature_id, &self.schema_hash],
+                )
+                .await?;
+            }
+            let row = query_opt(tx, STORE, &params).await?;
+            current = row.as_ref().and_then(|row| row.get(0));
+            // The row exists from the entity's first write on: one statement on the common path.
+            if current.is_some() {
+                break;
+            }
+        }
+        // Moved (or removed with its entity) since the write was decided: decided again.
+        if current.as_deref() != Some(self.schema_hash.as_slice()) {
             return Err(StoreError::WrongExpectedVersion {
                 stream_id: format!("entity-schema-{}", self.feature_id),
                 expected: event_store::ExpectedVersion::Any,
@@ -161,36 +210,27 @@ impl RecordConstraints {
         data: &Value,
         unique: &[(String, Vec<u8>)],
         references: &[Reference],
+        created: bool,
     ) -> Result<(), StoreError> {
-        self.hold_schema(tx).await?;
-        tx.execute(
-            "INSERT INTO live_records (record_id, project_id, feature_id, data) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (record_id) DO UPDATE SET data = EXCLUDED.data",
-            &[
-                &self.record_id,
-                &self.project_id,
-                &self.feature_id,
-                &tokio_postgres::types::Json(data),
-            ],
-        )
-        .await
-        .map_err(map_pg)?;
-        // The record's keys as its values now hold them: a value it no longer holds is freed.
-        tx.execute(
-            "DELETE FROM record_unique WHERE record_id = $1",
-            &[&self.record_id],
-        )
-        .await
-        .map_err(map_pg)?;
+        self.store_record(tx, data).await?;
+        // The record's keys as its values now hold them: a value it no longer holds is freed. A
+        // record being created (a fresh id) holds none yet.
+        if !created {
+            execute(
+                tx,
+                "DELETE FROM record_unique WHERE record_id = $1",
+                &[&self.record_id],
+            )
+            .await?;
+        }
         for (key, hash) in unique {
-            let taken = tx
-                .execute(
-                    "INSERT INTO record_unique (project_id, feature_id, constraint_key, value_hash, record_id)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    &[&self.project_id, &self.feature_id, key, hash, &self.record_id],
-                )
-                .await
-                .map_err(map_pg)?
+            let taken = execute(
+                tx,
+                "INSERT INTO record_unique (project_id, feature_id, constraint_key, value_hash, record_id)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&self.project_id, &self.feature_id, key, hash, &self.record_id],
+            )
+            .await?
                 == 0;
             if taken {
                 let fields = key.replace(',', ", ");
@@ -203,46 +243,46 @@ impl RecordConstraints {
                 )));
             }
         }
-        tx.execute(
-            "DELETE FROM record_refs WHERE child_id = $1",
-            &[&self.record_id],
-        )
-        .await
-        .map_err(map_pg)?;
+        if !created {
+            execute(
+                tx,
+                "DELETE FROM record_refs WHERE child_id = $1",
+                &[&self.record_id],
+            )
+            .await?;
+        }
         for reference in references {
             // Locks the parent against a concurrent delete until this write commits.
-            let parent = tx
-                .query_opt(
-                    "SELECT feature_id FROM live_records WHERE record_id = $1 AND project_id = $2 FOR KEY SHARE",
-                    &[&reference.parent, &self.project_id],
-                )
-                .await
-                .map_err(map_pg)?;
+            let parent = query_opt(
+                tx,
+                "SELECT feature_id FROM live_records WHERE record_id = $1 AND project_id = $2 FOR KEY SHARE",
+                &[&reference.parent, &self.project_id],
+            )
+            .await?;
             if parent.map(|row| row.get::<_, Uuid>(0)) != Some(reference.feature_id) {
                 return Err(refuse(ApiError::invalid_field(
                     &format!("/{}", domain::error::escape_token(&reference.field)),
                     format!("no `{}` record {}", reference.entity, reference.parent),
                 )));
             }
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO record_refs (child_id, field, parent_id) VALUES ($1, $2, $3)",
                 &[&self.record_id, &reference.field, &reference.parent],
             )
-            .await
-            .map_err(map_pg)?;
+            .await?;
         }
         Ok(())
     }
 
     async fn delete_rows(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        let referenced = tx
-            .query_one(
-                "SELECT count(*) FROM record_refs WHERE parent_id = $1 AND child_id <> $1",
-                &[&self.record_id],
-            )
-            .await
-            .map_err(map_pg)?
-            .get::<_, i64>(0);
+        let referenced = query_opt(
+            tx,
+            "SELECT count(*) FROM record_refs WHERE parent_id = $1 AND child_id <> $1",
+            &[&self.record_id],
+        )
+        .await?
+        .map_or(0, |row| row.get::<_, i64>(0));
         let still_referenced = |count: i64| {
             refuse(ApiError::conflict(
                 ProblemType::StillReferenced,
@@ -257,13 +297,11 @@ impl RecordConstraints {
         }
         // A child inserted meanwhile holds a lock on this row: the delete waits for it, then
         // fails on the foreign key.
-        match tx
-            .execute(
-                "DELETE FROM live_records WHERE record_id = $1",
-                &[&self.record_id],
-            )
+        let delete = tx
+            .prepare_cached("DELETE FROM live_records WHERE record_id = $1")
             .await
-        {
+            .map_err(map_pg)?;
+        match tx.execute(&delete, &[&self.record_id]).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
                 Err(still_referenced(1))
@@ -285,7 +323,8 @@ impl SideWrites for RecordConstraints {
                 data,
                 unique,
                 references,
-            } => self.put_rows(tx, data, unique, references).await,
+                created,
+            } => self.put_rows(tx, data, unique, references, *created).await,
             Change::Delete => self.delete_rows(tx).await,
         }
     }

@@ -19,7 +19,6 @@ use uuid::Uuid;
 use crate::CommandState;
 use crate::execute::{Plan, WriteAnswer, failure};
 use crate::http::{Ids, PathId, Write, WriteBody};
-use crate::load::load;
 use crate::projects::check_write_access;
 use crate::record_constraints::RecordConstraints;
 
@@ -76,7 +75,13 @@ async fn writable<B>(
     project_id: ProjectId,
     plural: &str,
 ) -> Result<(Project, LiveEntity), ApiError> {
-    let loaded = load::<Project>(&state.store, &project_id.stream()).await?;
+    // The cached fold plus the events after it: a record write reads the project's tail, not its
+    // whole stream. Its schema is checked again in the append's transaction (`entity_schema`).
+    let loaded = state
+        .projects
+        .load(&state.store, &project_id.stream())
+        .await
+        .map_err(ApiError::from)?;
     check_write_access(&loaded, &write.caller)?;
     let entity = loaded.state.writable_entity(plural).map_err(record_error)?;
     Ok((loaded.state, entity))
@@ -158,7 +163,8 @@ pub async fn create_record(
             .decide(&state.store, |_| Ok(command.clone()))
             .await
             .map_err(|f| failure(f, record_error))?;
-        let constraints = RecordConstraints::put(&project, &entity, record_id, &decided.after)?;
+        let constraints =
+            RecordConstraints::put(&project, &entity, record_id, &decided.after, true)?;
         let body = record_body(&entity, &decided.after, 1);
         let location = format!("/api/v1/projects/{project_id}/data/{plural}/{record_id}");
         Ok(Plan::decided(record_id.stream(), decided)
@@ -210,7 +216,8 @@ pub async fn update_record(
             .decide(&state.store, |_| Ok(command.clone()))
             .await
             .map_err(|f| failure(f, record_error))?;
-        let constraints = RecordConstraints::put(&project, &entity, record_id, &decided.after)?;
+        let constraints =
+            RecordConstraints::put(&project, &entity, record_id, &decided.after, false)?;
         let after = decided.after.clone();
         Ok(Plan::decided(record_id.stream(), decided)
             .hook(constraints)

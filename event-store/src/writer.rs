@@ -480,20 +480,21 @@ async fn settle(
             });
         }
     }
+    // The savepoint of the previous command with side writes is released in the same round trip
+    // that sets the next one (the commit releases the last): one round trip per command.
+    let mut savepoint = "SAVEPOINT bf_job";
     for (job, result) in jobs.iter().zip(results.iter_mut()) {
         let (Some(side), Ok(outcome)) = (&job.side, &*result) else {
             continue;
         };
-        tx.batch_execute("SAVEPOINT bf_job").await.map_err(map_pg)?;
+        tx.batch_execute(savepoint).await.map_err(map_pg)?;
+        savepoint = "RELEASE SAVEPOINT bf_job; SAVEPOINT bf_job";
         let wrote = side
             .writes
             .write(tx, &Landed::of(outcome, &side.report, side.current))
             .await;
         match wrote {
-            Ok(()) => tx
-                .batch_execute("RELEASE SAVEPOINT bf_job")
-                .await
-                .map_err(map_pg)?,
+            Ok(()) => {}
             Err(failure) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT bf_job")
                     .await

@@ -169,7 +169,7 @@ impl SuiteReport {
         let c = &self.config;
         let mut out = format!(
             "Backforge benchmark suite{}: pool {}, {:.1} s warm-up + {:.1} s window per closed-loop run, target {}\n\
-             machine: {} cores, PostgreSQL {}, synchronous_commit={}, fsync={}, git {}\n\n",
+             machine: {} cores, PostgreSQL {}, synchronous_commit={}, fsync={}, autovacuum={}, git {}\n\n",
             if c.quick { " (--quick)" } else { "" },
             c.pool_size,
             c.warmup_secs,
@@ -179,6 +179,7 @@ impl SuiteReport {
             m.server_version,
             m.synchronous_commit,
             m.fsync,
+            m.autovacuum,
             m.git_commit
         );
         out.push_str(&format!(
