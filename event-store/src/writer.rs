@@ -487,12 +487,18 @@ async fn settle(
         let (Some(side), Ok(outcome)) = (&job.side, &*result) else {
             continue;
         };
-        tx.batch_execute(savepoint).await.map_err(map_pg)?;
+        // Pipelined: the savepoint's message is sent first (`biased`: polled in order, and each
+        // sends on its first poll), the side write's first statement right behind it, so the
+        // savepoint costs no round trip of its own. A failed savepoint fails the batch, whatever
+        // the write answered.
+        let landed_as = Landed::of(outcome, &side.report, side.current);
+        let (set, wrote) = tokio::join!(
+            biased;
+            tx.batch_execute(savepoint),
+            side.writes.write(tx, &landed_as),
+        );
+        set.map_err(map_pg)?;
         savepoint = "RELEASE SAVEPOINT bf_job; SAVEPOINT bf_job";
-        let wrote = side
-            .writes
-            .write(tx, &Landed::of(outcome, &side.report, side.current))
-            .await;
         match wrote {
             Ok(()) => {}
             Err(failure) => {
