@@ -136,27 +136,27 @@ pub async fn list_records(
         return Err(ApiError::malformed("the cursor belongs to another sort"));
     }
     let client = state.pool.get().await?;
-    let rows = read_model::records::list(
-        &client,
+    let statement = read_model::records::list_statement(
         project_id,
         entity.feature_id,
         &entity.schema,
         &query,
         after.as_ref(),
         limit + 1,
-    )
-    .await
-    .map_err(|e| {
-        // Filter operands are the domain's normalised values, so the one input PostgreSQL can
-        // fail to read as its type (a data exception, class 22) is a cursor's sort key: a
-        // cursor this API did not issue.
-        let data_exception = e.code().is_some_and(|c| c.code().starts_with("22"));
-        if after.is_some() && data_exception {
-            ApiError::malformed("the cursor is not one this API issued")
-        } else {
-            read_error(e.into())
-        }
-    })?;
+    );
+    let rows = read_model::records::list(&client, &statement)
+        .await
+        .map_err(|e| {
+            // Filter operands are the domain's normalised values, so the one input PostgreSQL can
+            // fail to read as its type (a data exception, class 22) is a cursor's sort key: a
+            // cursor this API did not issue.
+            let data_exception = e.code().is_some_and(|c| c.code().starts_with("22"));
+            if after.is_some() && data_exception {
+                ApiError::malformed("the cursor is not one this API issued")
+            } else {
+                read_error(e.into())
+            }
+        })?;
     let next_cursor = (rows.len() > limit)
         .then(|| rows.get(limit - 1))
         .flatten()

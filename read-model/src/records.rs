@@ -148,19 +148,11 @@ fn text_of(value: &Value) -> String {
     }
 }
 
-/// A page of the entity's records: `limit` rows after `after` (the cursor), filtered and sorted by
-/// `query`, the record id as the last tie-break (in the first key's direction); the default order
-/// is creation.
+/// Runs a [`list_statement`]: a page of an entity's records.
 pub async fn list<C: GenericClient>(
     client: &C,
-    project_id: Uuid,
-    feature_id: Uuid,
-    schema: &EntitySchema,
-    query: &RecordQuery,
-    after: Option<&After>,
-    limit: usize,
+    statement: &ListStatement,
 ) -> Result<Vec<RecordRow>, tokio_postgres::Error> {
-    let statement = list_statement(project_id, feature_id, schema, query, after, limit);
     let rows = client.query(&statement.sql, &statement.params()).await?;
     rows.iter()
         .map(|row| read(row, statement.sort_keys))
@@ -180,7 +172,9 @@ impl ListStatement {
     }
 }
 
-/// The statement of [`list`]'s page.
+/// The statement of a page of the entity's records: `limit` rows after `after` (the cursor),
+/// filtered and sorted by `query`, the record id as the last tie-break (in the first key's
+/// direction); the default order is creation.
 pub fn list_statement(
     project_id: Uuid,
     feature_id: Uuid,

@@ -265,6 +265,13 @@ impl Shop {
     async fn create(&self, plural: &str, body: Value) -> tests::Answer {
         self.app.post(&self.path(plural), self.token(), body).await
     }
+
+    /// `path` read once the read side has seen the write that answered `after`.
+    async fn read_after(&self, path: &str, after: &tests::Answer) -> tests::Answer {
+        self.app
+            .get_at(path, self.token(), &tests::process::position_of(after))
+            .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,15 +623,7 @@ async fn a_schema_change_that_existing_records_cannot_satisfy_is_409_with_their_
 
     // A record written before the new fields reads them as null and as their default, once the
     // read side has seen the schema change (a read without a position is eventually consistent)
-    let old = s
-        .app
-        .get_at(
-            &first_path,
-            s.token(),
-            &tests::process::position_of(&last_write),
-        )
-        .await
-        .expect(200);
+    let old = s.read_after(&first_path, &last_write).await.expect(200);
     assert_eq!(old.body["nick"], Value::Null, "{}", old.body);
     assert_eq!(old.body["level"], 1, "{}", old.body);
     assert_eq!(old.body["team"], "red");
@@ -642,23 +641,10 @@ async fn a_schema_change_that_existing_records_cannot_satisfy_is_409_with_their_
         )
         .await
         .expect(200);
-    let old = s
-        .app
-        .get_at(
-            &first_path,
-            s.token(),
-            &tests::process::position_of(&removed),
-        )
-        .await
-        .expect(200);
+    let old = s.read_after(&first_path, &removed).await.expect(200);
     assert!(old.body.get("team").is_none(), "{}", old.body);
     let history = s
-        .app
-        .get_at(
-            &format!("{first_path}/history"),
-            s.token(),
-            &tests::process::position_of(&removed),
-        )
+        .read_after(&format!("{first_path}/history"), &removed)
         .await
         .expect(200);
     assert_eq!(history.body["items"][0]["data"]["values"]["team"], "red");
@@ -767,31 +753,8 @@ async fn records_are_listed_filtered_sorted_paged_read_back_in_time_and_their_hi
         .collect();
     assert_eq!(totals, ["200.50", "160.50", "120.50"]);
     assert_eq!(page.body["items"][0]["placed_at"], "2026-01-11T09:00:00Z");
-    // Cursor pages walk the whole list once, in order
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let query = match &cursor {
-            Some(c) => format!("sort=note,-total&limit=5&cursor={c}"),
-            None => "sort=note,-total&limit=5".to_owned(),
-        };
-        let page = get(query).await.expect(200);
-        for item in page.body["items"].as_array().expect("items") {
-            seen.push(item["id"].as_str().expect("id").to_owned());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
-    assert_eq!(seen.len(), 12, "{seen:?}");
-    let mut unique = seen.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), 12);
-    // Pages in creation order and newest first (the keyset bound on the entity's index) each
-    // walk every record once, in order
-    for (sort, newest_first) in [("", false), ("sort=-created_at&", true)] {
+    // Every page of a list, five at a time, following `next_cursor`: the ids in the order seen
+    let walk = |sort: &'static str| async move {
         let mut seen: Vec<String> = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -808,11 +771,23 @@ async fn records_are_listed_filtered_sorted_paged_read_back_in_time_and_their_hi
                 None => break,
             }
         }
+        seen
+    };
+    // Cursor pages walk the whole list once, in order
+    let seen = walk("sort=note,-total&").await;
+    assert_eq!(seen.len(), 12, "{seen:?}");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 12);
+    // Pages in creation order and newest first (the keyset bound on the entity's index) each
+    // walk every record once, in order
+    for (sort, newest_first) in [("", false), ("sort=-created_at&", true)] {
         let mut expected = ids.clone();
         if newest_first {
             expected.reverse();
         }
-        assert_eq!(seen, expected, "{sort}");
+        assert_eq!(walk(sort).await, expected, "{sort}");
     }
     // Nulls first when ascending: the four records without a note lead
     let first = get("sort=note&limit=4".into()).await.expect(200);
