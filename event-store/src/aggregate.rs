@@ -192,8 +192,12 @@ where
         S: EventStore + ?Sized,
     {
         let start = self.get(stream_id).unwrap_or_default();
+        let cached = start.version;
         let loaded = fold_from(store, stream_id, ReadUntil::End, start).await?;
-        self.put(stream_id, loaded.clone());
+        // Nothing appended since: the cache holds this state already.
+        if loaded.version != cached {
+            self.put(stream_id, loaded.clone());
+        }
         Ok(loaded)
     }
 
@@ -217,15 +221,23 @@ where
         if loaded.version == 0 {
             return;
         }
+        let newer = |entries: &Entries<A>| {
+            entries
+                .map
+                .get(stream_id)
+                .is_none_or(|(current, _)| current.version < loaded.version)
+        };
+        // Two loads may race; the later fold wins, never an older one. Checked before weighing
+        // (a serialisation of the whole state), and again under the lock.
+        if !newer(&self.entries.lock().unwrap_or_else(|e| e.into_inner())) {
+            return;
+        }
         let weight = (self.weigh)(&loaded.state);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let Entries { map, bytes } = &mut *entries;
-        if let Some((current, _)) = map.get(stream_id) {
-            // Two loads may race; the later fold wins, never an older one.
-            if current.version >= loaded.version {
-                return;
-            }
+        if !newer(&entries) {
+            return;
         }
+        let Entries { map, bytes } = &mut *entries;
         if let Some((_, old)) = map.remove(stream_id) {
             *bytes -= old;
         }
