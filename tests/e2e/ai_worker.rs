@@ -10,10 +10,11 @@ use domain::ids::AiRequestId;
 use serde_json::{Value, json};
 use tests::process::{Backforge, eventually, position_of, run};
 use tests::{TestDatabase, TestUser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
 
+use crate::fake_provider::{answer_with, read_request};
 use crate::processes::{assert_same_read_models, dump, newest_event};
 
 /// What the scripted model answers one request with.
@@ -81,51 +82,21 @@ impl Model {
 }
 
 async fn serve(mut stream: TcpStream, reply: Reply, recorded: Arc<Mutex<Vec<Value>>>) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
+    let Some((_, body)) = read_request(&mut stream).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .split("\r\n")
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = buffer[head_end + 4..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    recorded
-        .lock()
-        .expect("lock")
-        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    recorded.lock().expect("lock").push(body);
     let (status, text) = match reply {
         Reply::Answer(body) => (200, body.to_string()),
         Reply::Status(status, body) => (status, body),
         Reply::Hold => {
             // Until the caller goes away (or the test ends).
-            let _ = stream.read(&mut chunk).await;
+            let _ = stream.read(&mut [0u8; 64]).await;
             std::future::pending::<()>().await;
             return;
         }
     };
-    let head = format!(
-        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        text.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(text.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    answer_with(&mut stream, status, &text).await;
 }
 
 /// A Chat Completions answer whose content is `content` and its token counts.

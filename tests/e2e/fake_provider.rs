@@ -95,6 +95,20 @@ impl FakeModel {
 }
 
 async fn serve(mut stream: TcpStream, answer: Value, recorded: Sent, gate: Arc<Semaphore>) {
+    let Some((headers, sent)) = read_request(&mut stream).await else {
+        return;
+    };
+    recorded.lock().expect("lock").push((headers, sent));
+    // Permits are never taken away: a held answer waits for `release`, then goes.
+    if gate.acquire().await.is_err() {
+        return;
+    }
+    answer_with(&mut stream, 200, &answer.to_string()).await;
+}
+
+/// Reads one HTTP request: its headers (names in lower case) and its body as JSON (null when it
+/// is not JSON); `None` when the client went away before the head ended.
+pub async fn read_request(stream: &mut TcpStream) -> Option<(HashMap<String, String>, Value)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -102,7 +116,7 @@ async fn serve(mut stream: TcpStream, answer: Value, recorded: Sent, gate: Arc<S
             break i;
         }
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
     };
@@ -124,15 +138,16 @@ async fn serve(mut stream: TcpStream, answer: Value, recorded: Sent, gate: Arc<S
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    recorded.lock().expect("lock").push((headers, sent));
-    // Permits are never taken away: a held answer waits for `release`, then goes.
-    if gate.acquire().await.is_err() {
-        return;
-    }
-    let text = answer.to_string();
+    Some((
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    ))
+}
+
+/// Answers with `status` and the JSON text `text`, then closes the connection.
+pub async fn answer_with(stream: &mut TcpStream, status: u16, text: &str) {
     let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         text.len()
     );
     let _ = stream.write_all(head.as_bytes()).await;
