@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use domain::crud_schema::{EntitySchema, RESERVED_PARAMETERS};
 use domain::ids::RecordId;
 use domain::record::Record;
-use event_store::{EventStore, ReadUntil};
+use event_store::ReadUntil;
 use read_model::records::{After, RecordRow};
 use runtime::http_headers::etag;
 use runtime::openapi::ReadHeaders;
@@ -54,6 +54,13 @@ async fn entity(
     Err(ApiError::not_found(format!(
         "the project serves no enabled crud entity at /data/{plural}"
     )))
+}
+
+/// Whether a record folded from its stream is one of `entity`'s in `project_id` (a record of
+/// another project or entity is not found through this route).
+fn belongs(record: &Record, project_id: Uuid, entity: &Entity) -> bool {
+    record.project_id.map(|p| p.as_uuid()) == Some(project_id)
+        && record.feature_id.map(|f| f.as_uuid()) == Some(entity.feature_id)
 }
 
 fn rfc3339(t: OffsetDateTime) -> Value {
@@ -209,9 +216,8 @@ pub async fn get_record(
             )
             .await?;
             let record = loaded.state;
-            let belongs = record.project_id.map(|p| p.as_uuid()) == Some(project_id)
-                && record.feature_id.map(|f| f.as_uuid()) == Some(entity.feature_id);
-            if !belongs || loaded.version < version || record.deleted {
+            if !belongs(&record, project_id, &entity) || loaded.version < version || record.deleted
+            {
                 return Err(ApiError::not_found("the record has no such version"));
             }
             let (Some(created_at), Some(updated_at)) = (record.created_at, record.updated_at)
@@ -264,18 +270,9 @@ pub async fn record_history(
     let entity = entity(&state, &caller, project_id, plural(&req)).await?;
     let stream = RecordId::from_uuid(id).stream();
     // The record's first event says whose it is; a deleted record keeps its history.
-    let first = state
-        .store
-        .read_stream(&stream, 0, ReadUntil::End, 1)
-        .await?;
-    let first = first
-        .first()
-        .and_then(|e| serde_json::from_str::<Value>(e.data.get()).ok());
-    let belongs = first.as_ref().is_some_and(|data| {
-        data["project_id"].as_str() == Some(project_id.to_string().as_str())
-            && data["feature_id"].as_str() == Some(entity.feature_id.to_string().as_str())
-    });
-    if !belongs {
+    let created: event_store::Loaded<Record> =
+        event_store::load(&state.store, &stream, ReadUntil::Version(1)).await?;
+    if !belongs(&created.state, project_id, &entity) {
         return Err(ApiError::not_found("no such record"));
     }
     stream_history(&state, &req, &stream).await
