@@ -703,19 +703,16 @@ async fn records_are_listed_filtered_sorted_paged_read_back_in_time_and_their_hi
     let app = Backforge::start("serve", &db.url, &[]).await;
     let (owner, _) = app.register("Lia").await;
     let token = Some(owner.access_token.as_str());
+    let sales = json!({"name": "Sales", "features": [{"name": "Orders", "feature_type": "crud",
+    "schema_definition": {"entity": "order", "fields": [
+        {"name": "status", "type": "enum", "values": ["new", "paid"], "required": true},
+        {"name": "total", "type": "decimal", "precision": 10, "scale": 2},
+        {"name": "note", "type": "string"},
+        {"name": "placed_at", "type": "datetime"},
+        {"name": "meta", "type": "json"}
+    ]}}]});
     let created = app
-        .post(
-            "/projects",
-            token,
-            json!({"name": "Sales", "features": [{"name": "Orders", "feature_type": "crud",
-            "schema_definition": {"entity": "order", "fields": [
-                {"name": "status", "type": "enum", "values": ["new", "paid"], "required": true},
-                {"name": "total", "type": "decimal", "precision": 10, "scale": 2},
-                {"name": "note", "type": "string"},
-                {"name": "placed_at", "type": "datetime"},
-                {"name": "meta", "type": "json"}
-            ]}}]}),
-        )
+        .post("/projects", token, sales.clone())
         .await
         .expect(201);
     let project = created.body["id"].as_str().expect("id").to_owned();
@@ -869,6 +866,30 @@ async fn records_are_listed_filtered_sorted_paged_read_back_in_time_and_their_hi
         .filter_map(|e| e["type"].as_str())
         .collect();
     assert_eq!(types, ["RecordCreated", "RecordUpdated", "RecordDeleted"]);
+    // A record is found only through its own project: the same owner's other project with the
+    // same entity answers 404 for it on every route, and changes nothing
+    let twin = app.post("/projects", token, sales).await.expect(201);
+    let twin_at = tests::process::position_of(&twin);
+    let alien = format!(
+        "/projects/{}/data/orders/{}",
+        twin.body["id"].as_str().expect("id"),
+        ids[2]
+    );
+    for suffix in ["", "?as_of_version=1", "/history"] {
+        app.get_at(&format!("{alien}{suffix}"), token, &twin_at)
+            .await
+            .expect(404);
+    }
+    app.put(&alien, token, json!({"status": "new"}))
+        .await
+        .expect(404);
+    app.delete(&alien, token).await.expect(404);
+    let own = format!("{path}/{}", ids[2]);
+    let kept = app.get_at(&own, token, &twin_at).await.expect(200);
+    assert_eq!(
+        (&kept.body["status"], &kept.body["version"]),
+        (&json!("paid"), &json!(1))
+    );
     // A stranger sees none of it
     let (stranger, _) = app.register("Stan").await;
     app.get(&path, Some(&stranger.access_token))
