@@ -156,6 +156,14 @@ impl EntitySchema {
             if RESERVED_PARAMETERS.contains(&name.as_str()) {
                 continue;
             }
+            // PostgreSQL's `text` cannot hold U+0000: no stored value has one to match.
+            if text.contains('\0') {
+                errors.push(FieldError::new(
+                    name.as_str(),
+                    "must not contain NUL characters",
+                ));
+                continue;
+            }
             let (field, op) = self.split_filter(name);
             let Some(def) = field.and_then(|f| self.field(f)) else {
                 let base = name.split("__").next().unwrap_or(name);
@@ -423,6 +431,13 @@ mod tests {
         assert_eq!(refused(&[("status", "old")]), ["status"]);
         assert_eq!(refused(&[("paid", "maybe")]), ["paid"]);
         assert_eq!(refused(&[("note", "a"), ("note", "b")]), ["note"]);
+    }
+
+    #[test]
+    fn given_a_nul_in_a_filter_value_then_it_is_refused_at_its_parameter() {
+        assert_eq!(refused(&[("note", "a\0b")]), ["note"]);
+        assert_eq!(refused(&[("note__contains", "\0")]), ["note__contains"]);
+        assert_eq!(refused(&[("note__in", "x,\0")]), ["note__in"]);
     }
 
     #[test]
