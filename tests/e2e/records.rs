@@ -1099,3 +1099,48 @@ async fn rebuild_constraints_restores_the_command_side_tables_from_the_events() 
         .await
         .expect(201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_the_largest_accepted_size_is_stored_projected_and_kept_in_history() {
+    let db = TestDatabase::create().await.expect("test database");
+    let app = Backforge::start("serve", &db.url, &[]).await;
+    let (owner, _) = app.register("Max").await;
+    let token = Some(owner.access_token.as_str());
+    let created = app
+        .post(
+            "/projects",
+            token,
+            json!({"name": "Notes", "features": [{"name": "Notes", "feature_type": "crud",
+            "schema_definition": {"entity": "note", "fields": [
+                {"name": "body", "type": "text", "max_length": 1_000_000}
+            ]}}]}),
+        )
+        .await
+        .expect(201);
+    let path = format!(
+        "/projects/{}/data/notes",
+        created.body["id"].as_str().expect("id")
+    );
+    // The stored values `{"body":"…"}` take 11 bytes around the text: at the limit exactly, and
+    // one byte over
+    let limit = domain::Limits::default().record_max_bytes;
+    let text = "x".repeat(limit - 11);
+    app.post(&path, token, json!({"body": format!("{text}y")}))
+        .await
+        .expect(422);
+    let stored = app
+        .post(&path, token, json!({"body": text}))
+        .await
+        .expect(201);
+    let at = tests::process::position_of(&stored);
+    let one = format!("{path}/{}", stored.body["id"].as_str().expect("id"));
+    let read = app.get_at(&one, token, &at).await.expect(200);
+    assert_eq!(read.body["body"].as_str().map(str::len), Some(limit - 11));
+    let listed = app.get_at(&path, token, &at).await.expect(200);
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
+    let history = app
+        .get_at(&format!("{one}/history"), token, &at)
+        .await
+        .expect(200);
+    assert_eq!(history.body["items"].as_array().map(Vec::len), Some(1));
+}
