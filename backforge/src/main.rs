@@ -90,12 +90,38 @@ enum AdminAction {
     Grant { email: String },
 }
 
-// A multi-threaded runtime, not actix's single-threaded `System`: the HTTP workers have runtimes of
-// their own either way, and everything else this process runs in the background (the group-commit
-// writer, the projector, the relays, the sweeper) would otherwise share one thread, which became
-// the ceiling of the command path and left the projector behind under load.
-#[tokio::main]
-async fn main() {
+fn main() {
+    no_transparent_huge_pages();
+    // A multi-threaded runtime, not actix's single-threaded `System`: the HTTP workers have
+    // runtimes of their own either way, and everything else this process runs in the background
+    // (the group-commit writer, the projector, the relays, the sweeper) would otherwise share one
+    // thread, which became the ceiling of the command path and left the projector behind under
+    // load.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(start()),
+        Err(error) => {
+            eprintln!("backforge: cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Turns transparent huge pages off for this process (and the children it starts) before the
+/// runtime starts. mimalloc reserves a 1 GiB arena and commits it eagerly; on a kernel whose THP
+/// mode is `always`, each 2 MiB of it that a small allocation touches becomes resident whole: an
+/// idle `serve` held 79 MB instead of 50 (docs/benchmarks.md, "Sixth round"). Best effort: a kernel
+/// without the call keeps its default.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("backforge: transparent huge pages stay on ({error})");
+    }
+}
+
+async fn start() {
     let cli = Cli::parse();
     // Before settings and telemetry: the child needs neither, and its stdout is the archive.
     if let Action::Generate = cli.command {
