@@ -593,6 +593,12 @@ async fn load_projects<C: GenericClient>(
             p.state.features.push(feature);
         }
     }
+    // Kept for as long as the project stays warm: no spare capacity from the pushes above.
+    for id in ids {
+        if let Some(p) = out.get_mut(id) {
+            p.state.features.shrink_to_fit();
+        }
+    }
     Ok(())
 }
 

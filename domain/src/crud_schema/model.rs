@@ -31,7 +31,7 @@ pub struct FieldDef {
     pub unique: bool,
     /// Never `Some(Value::Null)`: a null default is refused, so "no default" has one spelling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Value>,
+    pub default: Option<Box<Value>>,
 }
 
 /// A field's type with the options that type takes.

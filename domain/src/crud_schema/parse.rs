@@ -352,7 +352,7 @@ pub(super) fn parse_field(
         kind: kind?,
         required,
         unique,
-        default: default.cloned(),
+        default: default.cloned().map(Box::new),
     })
 }
 

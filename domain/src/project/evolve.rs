@@ -7,8 +7,9 @@ use crate::limits::Limits;
 
 impl Project {
     pub fn evolve(&mut self, event: &ProjectEvent) {
+        let before = self.measure_before(event);
         self.fold_event(event);
-        self.remeasure(event);
+        self.remeasure(event, before);
     }
 
     fn fold_event(&mut self, event: &ProjectEvent) {
@@ -95,18 +96,21 @@ impl Project {
                 ai_request_id,
                 ..
             } => {
-                self.features.push(Feature {
-                    id: *feature_id,
-                    name: name.clone(),
-                    feature_type: *feature_type,
-                    generation_mode: *generation_mode,
-                    configuration: configuration.clone(),
-                    schema_definition: schema_definition.clone(),
-                    is_enabled: *is_enabled,
-                    created_at: *added_at,
-                    updated_at: *added_at,
-                    ai_request_id: *ai_request_id,
-                });
+                push_compact(
+                    &mut self.features,
+                    Feature {
+                        id: *feature_id,
+                        name: name.clone(),
+                        feature_type: *feature_type,
+                        generation_mode: *generation_mode,
+                        configuration: configuration.clone(),
+                        schema_definition: schema_definition.clone(),
+                        is_enabled: *is_enabled,
+                        created_at: *added_at,
+                        updated_at: *added_at,
+                        ai_request_id: *ai_request_id,
+                    },
+                );
                 self.updated_at = *added_at;
             }
             ProjectEvent::FeatureUpdated {
@@ -167,23 +171,26 @@ impl Project {
                 created_at,
                 ..
             } => {
-                self.functions.push(Function {
-                    id: *function_id,
-                    name: name.clone(),
-                    description: description.clone(),
-                    language: *language,
-                    function_code: function_code.clone(),
-                    input_schema: input_schema.clone(),
-                    output_schema: output_schema.clone(),
-                    examples: examples.clone(),
-                    generation_mode: *generation_mode,
-                    endpoint_path: endpoint_path.clone(),
-                    http_method: *http_method,
-                    is_active: *is_active,
-                    created_at: *created_at,
-                    updated_at: *created_at,
-                    ai_request_id: None,
-                });
+                push_compact(
+                    &mut self.functions,
+                    Function {
+                        id: *function_id,
+                        name: name.clone(),
+                        description: description.clone(),
+                        language: *language,
+                        function_code: function_code.clone(),
+                        input_schema: input_schema.clone(),
+                        output_schema: output_schema.clone(),
+                        examples: examples.clone(),
+                        generation_mode: *generation_mode,
+                        endpoint_path: endpoint_path.clone(),
+                        http_method: *http_method,
+                        is_active: *is_active,
+                        created_at: *created_at,
+                        updated_at: *created_at,
+                        ai_request_id: None,
+                    },
+                );
                 self.updated_at = *created_at;
             }
             ProjectEvent::FunctionUpdated {
@@ -284,4 +291,15 @@ impl crate::Decider for Project {
     fn evolve(&mut self, event: &ProjectEvent) {
         Project::evolve(self, event);
     }
+}
+
+/// Pushes onto a project's feature or function list, growing it by an eighth instead of doubling.
+/// Folded projects are what the command side's state cache and the projector keep in memory, one
+/// per project, and the list's spare capacity was most of it: 128 slots of 264 bytes held a
+/// 70-feature project's 70. An eighth keeps a push amortised O(1) with at most 12.5 % unused.
+fn push_compact<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == list.capacity() {
+        list.reserve_exact((list.len() / 8).max(4));
+    }
+    list.push(item);
 }

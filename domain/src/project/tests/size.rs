@@ -72,3 +72,27 @@ fn a_state_the_memo_did_not_follow_is_measured_in_full() {
     });
     assert_eq!(changed.serialized_bytes(), serialized_len(&changed));
 }
+
+#[test]
+fn a_folded_feature_list_keeps_at_most_an_eighth_spare() {
+    // Given a project folded from its creation and 70 added features (past 64, where doubling
+    // would leave 58 of 128 slots empty),
+    let mut project = Project::default();
+    project.evolve(&created());
+    for n in 0..70u128 {
+        project.evolve(&added(
+            100 + n,
+            &format!("Feature {n}"),
+            FeatureType::Auth,
+            None,
+        ));
+        // then after every event the list's spare capacity is at most an eighth of it (four
+        // slots while it is short).
+        let (len, capacity) = (project.features.len(), project.features.capacity());
+        assert!(
+            capacity <= len + (len / 8).max(4),
+            "{len} features in {capacity} slots"
+        );
+    }
+    assert_eq!(project.features.len(), 70);
+}
