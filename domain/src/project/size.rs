@@ -153,7 +153,13 @@ impl Project {
         }
         let (feature, function) = subjects(event);
         if let Some(id) = feature {
-            let after = self.feature(id).map(serialized_len);
+            let after = match (event, before.feature, self.features.last()) {
+                // An added feature is the list's last (a fresh id: no earlier one to find first).
+                (ProjectEvent::FeatureAdded { .. }, None, Some(last)) if last.id == id => {
+                    Some(serialized_len(last))
+                }
+                _ => self.feature(id).map(serialized_len),
+            };
             memo.features.replace(before.feature, after);
         }
         if let Some(id) = function {

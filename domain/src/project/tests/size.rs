@@ -96,3 +96,32 @@ fn a_folded_feature_list_keeps_at_most_an_eighth_spare() {
     }
     assert_eq!(project.features.len(), 70);
 }
+
+#[test]
+fn a_feature_id_folded_twice_is_never_summed_from_stale_lengths() {
+    // Given a history no decider writes — a feature added again under an id it already has —
+    let mut project = Project::default();
+    let history = [
+        created(),
+        added(1, "Sign-in", FeatureType::Auth, None),
+        added(
+            1,
+            "A much longer name for the same id",
+            FeatureType::Auth,
+            None,
+        ),
+        disabled(1),
+        added(2, "Uploads", FeatureType::FileStorage, None),
+        removed(1),
+    ];
+    for event in &history {
+        project.evolve(event);
+        // then after every event the size is what serialising writes (the memo stops vouching).
+        assert_eq!(
+            project.serialized_bytes(),
+            serialized_len(&project),
+            "after {}",
+            event.event_type()
+        );
+    }
+}
