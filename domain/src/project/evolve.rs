@@ -297,7 +297,7 @@ impl crate::Decider for Project {
 /// Folded projects are what the command side's state cache and the projector keep in memory, one
 /// per project, and the list's spare capacity was most of it: 128 slots of 264 bytes held a
 /// 70-feature project's 70. An eighth keeps a push amortised O(1) with at most 12.5 % unused.
-fn push_compact<T>(list: &mut Vec<T>, item: T) {
+pub(super) fn push_compact<T>(list: &mut Vec<T>, item: T) {
     if list.len() == list.capacity() {
         list.reserve_exact((list.len() / 8).max(4));
     }

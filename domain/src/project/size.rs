@@ -2,16 +2,18 @@
 //!
 //! The serialised project is its other fields (the *shell*: scalars and members) with the feature
 //! and function lists spliced in, and each list's length is the sum of its elements' lengths plus
-//! brackets and commas. So each list's memo is a running sum and a count: an event's feature or
-//! function is measured before it is folded (taken out of the sum) and after (put back), and the
-//! shell is measured again (it is small); nothing is kept per element, so the memo adds two words
-//! per list to a project held in memory. [`Project::serialized_bytes`] adds them up, and falls back
-//! to measuring everything whenever the memo cannot vouch for the state: a deserialised state
-//! (whose memo is empty), or one whose lists no longer hold as many elements as were summed. A
+//! brackets and commas. So each list's memo is its elements' lengths in the list's order (one word
+//! each) and their running sum: after each event the shell is measured again (it is small), and
+//! only the feature or function the event added or changed is measured; where it sits is found
+//! before the event is folded, exactly as `evolve` finds it. [`Project::serialized_bytes`] adds
+//! them up in O(1), and falls back to measuring everything whenever the memo cannot vouch for the
+//! state: a deserialised state (whose memo is empty), or one whose lists no longer hold as many
+//! elements as were measured. A
 //! followed state must therefore change only through `evolve` (the projector, which edits its
 //! states in place, only ever edits deserialised ones); debug builds check every sum against a
 //! full measurement.
 
+use super::evolve::push_compact;
 use super::{Project, ProjectEvent};
 use crate::serialized_len;
 
@@ -29,34 +31,56 @@ pub struct SizeMemo(Option<Box<Measured>>);
 struct Measured {
     /// The project serialised with no features and no functions (0 before the first event).
     shell: usize,
-    features: Sum,
-    functions: Sum,
+    features: Lengths,
+    functions: Lengths,
 }
 
-/// The serialised lengths of a list's elements, summed, and how many were summed.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sum {
-    count: usize,
-    bytes: usize,
+/// The serialised length of each element of a list, in the list's order, and their sum.
+#[derive(Debug, Clone, Default)]
+struct Lengths {
+    each: Vec<usize>,
+    total: usize,
 }
 
-impl Sum {
-    /// Takes out the length an element had before an event (if it existed) and puts in the one it
-    /// has after (if it still exists).
-    fn replace(&mut self, before: Option<usize>, after: Option<usize>) {
-        if let Some(len) = before {
-            self.count = self.count.saturating_sub(1);
-            self.bytes = self.bytes.saturating_sub(len);
-        }
-        if let Some(len) = after {
-            self.count += 1;
-            self.bytes += len;
+impl Lengths {
+    fn of<T: serde::Serialize>(list: &[T]) -> Self {
+        let each: Vec<usize> = list.iter().map(serialized_len).collect();
+        let total = each.iter().sum();
+        Self { each, total }
+    }
+
+    /// Follows `change`, which `evolve` just made to `list`.
+    fn follow<T: serde::Serialize>(&mut self, change: &Change, list: &[T]) {
+        match change {
+            Change::Nothing => {}
+            Change::Added => {
+                if let Some(last) = list.last() {
+                    let len = serialized_len(last);
+                    push_compact(&mut self.each, len);
+                    self.total += len;
+                }
+            }
+            Change::Updated(at) => {
+                if let (Some(old), Some(element)) = (self.each.get_mut(*at), list.get(*at)) {
+                    let len = serialized_len(element);
+                    self.total = self.total.saturating_sub(*old) + len;
+                    *old = len;
+                }
+            }
+            Change::Removed(at) => {
+                for i in at.iter().rev() {
+                    if *i < self.each.len() {
+                        let old = self.each.remove(*i);
+                        self.total = self.total.saturating_sub(old);
+                    }
+                }
+            }
         }
     }
 
     /// `[a,b,c]`: the elements, a comma between each two, and the brackets.
-    fn list_len(self) -> usize {
-        2 + self.count.saturating_sub(1) + self.bytes
+    fn list_len(&self) -> usize {
+        2 + self.each.len().saturating_sub(1) + self.total
     }
 }
 
@@ -73,30 +97,34 @@ impl SizeMemo {
     }
 }
 
-/// The serialised lengths of the feature and the function an event is about, as they are before
-/// it is folded (`None`: there is none, or the memo is not followed).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Before {
-    feature: Option<usize>,
-    function: Option<usize>,
+/// What an event does to one list, found before `evolve` folds it, as `evolve` will do it: an
+/// update changes the first element with the id, a removal drops every element with it.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Change {
+    #[default]
+    Nothing,
+    Added,
+    Updated(usize),
+    Removed(Vec<usize>),
 }
 
-/// The feature and the function `event` adds, changes or removes.
-fn subjects(
-    event: &ProjectEvent,
-) -> (
-    Option<crate::ids::FeatureId>,
-    Option<crate::ids::FunctionId>,
-) {
-    match event {
-        ProjectEvent::FeatureAdded { feature_id, .. }
-        | ProjectEvent::FeatureUpdated { feature_id, .. }
-        | ProjectEvent::FeatureRemoved { feature_id, .. } => (Some(*feature_id), None),
-        ProjectEvent::FunctionCreated { function_id, .. }
-        | ProjectEvent::FunctionUpdated { function_id, .. }
-        | ProjectEvent::FunctionDeleted { function_id, .. } => (None, Some(*function_id)),
-        _ => (None, None),
+impl Change {
+    fn find<T>(list: &[T], is: impl Fn(&T) -> bool, removal: bool) -> Self {
+        if removal {
+            Change::Removed((0..list.len()).filter(|i| is(&list[*i])).collect())
+        } else {
+            list.iter()
+                .position(is)
+                .map_or(Change::Nothing, Change::Updated)
+        }
     }
+}
+
+/// The changes `event` makes to the feature list and to the function list.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Before {
+    features: Change,
+    functions: Change,
 }
 
 impl Project {
@@ -106,8 +134,8 @@ impl Project {
         let Some(memo) = &self.sizes.0 else {
             return serialized_len(self);
         };
-        let vouched = memo.features.count == self.features.len()
-            && memo.functions.count == self.functions.len();
+        let vouched = memo.features.each.len() == self.features.len()
+            && memo.functions.each.len() == self.functions.len();
         // The shell holds `"features":[]`; the list replaces its two brackets. (A state before
         // its first event has no measured shell.)
         let Some(shell) = memo.shell.checked_sub(2).filter(|_| vouched) else {
@@ -121,17 +149,39 @@ impl Project {
         bytes
     }
 
-    /// Measures what `event` will change, before `evolve` folds it.
+    /// Finds what `event` will change, before `evolve` folds it.
     pub(super) fn measure_before(&self, event: &ProjectEvent) -> Before {
         if self.sizes.0.is_none() {
             return Before::default();
         }
-        let (feature, function) = subjects(event);
-        Before {
-            feature: feature.and_then(|id| self.feature(id)).map(serialized_len),
-            function: function
-                .and_then(|id| self.functions.iter().find(|f| f.id == id))
-                .map(serialized_len),
+        let features = |id, removal| Change::find(&self.features, |f| f.id == id, removal);
+        let functions = |id, removal| Change::find(&self.functions, |f| f.id == id, removal);
+        match event {
+            ProjectEvent::FeatureAdded { .. } => Before {
+                features: Change::Added,
+                ..Before::default()
+            },
+            ProjectEvent::FeatureUpdated { feature_id, .. } => Before {
+                features: features(*feature_id, false),
+                ..Before::default()
+            },
+            ProjectEvent::FeatureRemoved { feature_id, .. } => Before {
+                features: features(*feature_id, true),
+                ..Before::default()
+            },
+            ProjectEvent::FunctionCreated { .. } => Before {
+                functions: Change::Added,
+                ..Before::default()
+            },
+            ProjectEvent::FunctionUpdated { function_id, .. } => Before {
+                functions: functions(*function_id, false),
+                ..Before::default()
+            },
+            ProjectEvent::FunctionDeleted { function_id, .. } => Before {
+                functions: functions(*function_id, true),
+                ..Before::default()
+            },
+            _ => Before::default(),
         }
     }
 
@@ -141,35 +191,12 @@ impl Project {
             return;
         };
         if let ProjectEvent::ProjectCreated { .. } = event {
-            // A new state: whatever was summed before is gone.
-            memo.features = Sum::default();
-            memo.functions = Sum::default();
-            for feature in &self.features {
-                memo.features.replace(None, Some(serialized_len(feature)));
-            }
-            for function in &self.functions {
-                memo.functions.replace(None, Some(serialized_len(function)));
-            }
+            // A new state: whatever was measured before is gone.
+            memo.features = Lengths::of(&self.features);
+            memo.functions = Lengths::of(&self.functions);
         }
-        let (feature, function) = subjects(event);
-        if let Some(id) = feature {
-            let after = match (event, before.feature, self.features.last()) {
-                // An added feature is the list's last (a fresh id: no earlier one to find first).
-                (ProjectEvent::FeatureAdded { .. }, None, Some(last)) if last.id == id => {
-                    Some(serialized_len(last))
-                }
-                _ => self.feature(id).map(serialized_len),
-            };
-            memo.features.replace(before.feature, after);
-        }
-        if let Some(id) = function {
-            let after = self
-                .functions
-                .iter()
-                .find(|f| f.id == id)
-                .map(serialized_len);
-            memo.functions.replace(before.function, after);
-        }
+        memo.features.follow(&before.features, &self.features);
+        memo.functions.follow(&before.functions, &self.functions);
         let features = std::mem::take(&mut self.features);
         let functions = std::mem::take(&mut self.functions);
         memo.shell = serialized_len(self);

@@ -116,7 +116,7 @@ fn a_feature_id_folded_twice_is_never_summed_from_stale_lengths() {
     ];
     for event in &history {
         project.evolve(event);
-        // then after every event the size is what serialising writes (the memo stops vouching).
+        // then after every event the size is what serialising writes.
         assert_eq!(
             project.serialized_bytes(),
             serialized_len(&project),
