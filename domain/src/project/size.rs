@@ -154,34 +154,28 @@ impl Project {
         if self.sizes.0.is_none() {
             return Before::default();
         }
-        let features = |id, removal| Change::find(&self.features, |f| f.id == id, removal);
-        let functions = |id, removal| Change::find(&self.functions, |f| f.id == id, removal);
-        match event {
-            ProjectEvent::FeatureAdded { .. } => Before {
-                features: Change::Added,
-                ..Before::default()
-            },
-            ProjectEvent::FeatureUpdated { feature_id, .. } => Before {
-                features: features(*feature_id, false),
-                ..Before::default()
-            },
-            ProjectEvent::FeatureRemoved { feature_id, .. } => Before {
-                features: features(*feature_id, true),
-                ..Before::default()
-            },
-            ProjectEvent::FunctionCreated { .. } => Before {
-                functions: Change::Added,
-                ..Before::default()
-            },
-            ProjectEvent::FunctionUpdated { function_id, .. } => Before {
-                functions: functions(*function_id, false),
-                ..Before::default()
-            },
-            ProjectEvent::FunctionDeleted { function_id, .. } => Before {
-                functions: functions(*function_id, true),
-                ..Before::default()
-            },
-            _ => Before::default(),
+        let feature = |id, removal| Change::find(&self.features, |f| f.id == id, removal);
+        let function = |id, removal| Change::find(&self.functions, |f| f.id == id, removal);
+        let (features, functions) = match event {
+            ProjectEvent::FeatureAdded { .. } => (Change::Added, Change::Nothing),
+            ProjectEvent::FeatureUpdated { feature_id, .. } => {
+                (feature(*feature_id, false), Change::Nothing)
+            }
+            ProjectEvent::FeatureRemoved { feature_id, .. } => {
+                (feature(*feature_id, true), Change::Nothing)
+            }
+            ProjectEvent::FunctionCreated { .. } => (Change::Nothing, Change::Added),
+            ProjectEvent::FunctionUpdated { function_id, .. } => {
+                (Change::Nothing, function(*function_id, false))
+            }
+            ProjectEvent::FunctionDeleted { function_id, .. } => {
+                (Change::Nothing, function(*function_id, true))
+            }
+            _ => (Change::Nothing, Change::Nothing),
+        };
+        Before {
+            features,
+            functions,
         }
     }
 
