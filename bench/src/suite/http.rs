@@ -96,6 +96,32 @@ impl Api {
         Ok(serde_json::from_slice(&body)?)
     }
 
+    /// A read, optionally waiting for `min_position`, that fails unless it answers 200 with a body
+    /// holding `needle`: proof that the read shows a write without parsing the whole body (W2's
+    /// ~30 KB projects parsed into `Value`s took a third of the machine from the server).
+    pub async fn read_showing(
+        &self,
+        path: &str,
+        min_position: &str,
+        needle: &str,
+    ) -> anyhow::Result<usize> {
+        let answer = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&*self.token)
+            .header("Backforge-Min-Position", min_position)
+            .send()
+            .await?;
+        let status = answer.status();
+        let body = answer.bytes().await?;
+        anyhow::ensure!(status == StatusCode::OK, "GET {path}: HTTP {status}");
+        anyhow::ensure!(
+            memchr::memmem::find(&body, needle.as_bytes()).is_some(),
+            "GET {path} at position {min_position} does not show {needle}"
+        );
+        Ok(body.len())
+    }
+
     /// A read whose body is only checked for 200 and drained (what a client must at least do).
     pub async fn get_ok(&self, path: &str) -> anyhow::Result<usize> {
         let answer = self
@@ -112,9 +138,14 @@ impl Api {
 }
 
 /// The body of W1's command: a small `crud` entity with a name unique in the whole run.
+/// The n-th command's feature name: unique, so a read can be checked for it.
+pub fn feature_name(n: u64) -> String {
+    format!("Feature {n}")
+}
+
 pub fn feature_body(n: u64) -> Value {
     json!({
-        "name": format!("Feature {n}"),
+        "name": feature_name(n),
         "feature_type": "crud",
         "schema_definition": {
             "entity": format!("item_{n}"),
@@ -141,6 +172,13 @@ pub struct AddFeature {
 impl AddFeature {
     /// One command: returns the project and the position of its event.
     pub async fn once(&self) -> anyhow::Result<(Uuid, String)> {
+        self.numbered()
+            .await
+            .map(|(_, project, position)| (project, position))
+    }
+
+    /// One command: returns its number (see [`feature_name`]), the project and its position.
+    pub async fn numbered(&self) -> anyhow::Result<(u64, Uuid, String)> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let project = pick(&self.projects, n);
         let (_, position) = self
@@ -152,7 +190,7 @@ impl AddFeature {
                 StatusCode::CREATED,
             )
             .await?;
-        Ok((project, position))
+        Ok((n, project, position))
     }
 }
 

@@ -36,7 +36,7 @@ use crate::cpu;
 use crate::report::Machine;
 use crate::stats::{percentile, summarise};
 use crate::workload;
-use http::{AddFeature, Api, Get};
+use http::{AddFeature, Api, Get, feature_name};
 use pg::{QueryParams, Templates};
 use report::{Figure, SuiteConfig, SuiteReport};
 
@@ -746,11 +746,12 @@ async fn w2(
         let command = command.clone();
         handles.push(tokio::spawn(async move {
             let outcome = async {
-                let (project, position) = command.once().await?;
+                let (n, project, position) = command.numbered().await?;
                 let answered = Instant::now();
+                let name = serde_json::to_string(&feature_name(n))?;
                 command
                     .api
-                    .read(&format!("/projects/{project}"), Some(&position))
+                    .read_showing(&format!("/projects/{project}"), &position, &name)
                     .await?;
                 anyhow::Ok((answered, Instant::now()))
             }
