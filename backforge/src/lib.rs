@@ -145,7 +145,7 @@ impl StopHandle {
 /// The background parts of a process: the projector and its NATS relays, and/or the worker.
 struct Background {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    checkpoints: Option<watch::Receiver<event_store::Position>>,
+    checkpoints: Option<watch::Receiver<read_model::Announced>>,
     nats: Option<async_nats::Client>,
     /// The health of every supervised consumer task, for `/health/ready`.
     consumers: Option<Consumers>,
@@ -160,6 +160,7 @@ async fn start_background(
     stop: &watch::Receiver<bool>,
     parts: Parts,
     functions: Option<Arc<sandbox::Functions>>,
+    feature_lists: &Arc<read_model::FeatureLists>,
 ) -> anyhow::Result<Background> {
     let mut background = Background {
         tasks: Vec::new(),
@@ -175,13 +176,16 @@ async fn start_background(
     let consumers = Consumers::new(metrics.clone());
     background.consumers = Some(consumers.clone());
     if parts.projector {
-        let projector = Arc::new(Projector::new(
-            store.clone(),
-            store.pool().clone(),
-            settings.database_url.clone(),
-            metrics.clone(),
-            consumers.clone(),
-        ));
+        let projector = Arc::new(
+            Projector::new(
+                store.clone(),
+                store.pool().clone(),
+                settings.database_url.clone(),
+                metrics.clone(),
+                consumers.clone(),
+            )
+            .with_feature_lists(feature_lists.clone()),
+        );
         background.checkpoints = Some(projector.checkpoints());
         let projector_stop = stop.clone();
         background.tasks.push(supervise(
@@ -396,6 +400,10 @@ impl App {
             tokio::spawn(async move { testing.self_test().await });
             functions
         });
+        // The query side's feature lists; an in-process projector carries them forward.
+        let feature_lists = Arc::new(read_model::FeatureLists::new(
+            settings.feature_list_cache_bytes,
+        ));
         let background = start_background(
             &settings,
             &store,
@@ -403,6 +411,7 @@ impl App {
             &stop_rx,
             parts,
             functions.clone(),
+            &feature_lists,
         )
         .await?;
         let mut tasks = background.tasks;
@@ -485,6 +494,7 @@ impl App {
                             pool: pool.clone(),
                             wake: background.checkpoints.clone(),
                         },
+                        feature_lists: feature_lists.clone(),
                     })
                 });
                 // The query API alone still needs the token verifier the command state registers.

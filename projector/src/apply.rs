@@ -2,7 +2,7 @@
 //! schema's checkpoint in the same transaction (compare-and-set, so two writers can never both
 //! apply a batch).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Transaction};
 use domain::AnyEvent;
@@ -17,8 +17,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
-use read_model::checkpoint;
+use read_model::rows::JsonText;
 use read_model::tables::{GENERATIONS, PROJECT_FEATURES, PROJECT_MEMBERS, PROJECTS, USERS};
+use read_model::{FeatureLists, checkpoint};
 
 use crate::ai_requests::{self, AiRequestRow};
 use crate::parked::Parked;
@@ -66,9 +67,66 @@ impl ProjectStates {
         }
     }
 
+    /// Brings the feature lists `lists` holds, and readers still read, for the projects of
+    /// `events` (a batch just committed) to the versions written, rendered from the rows as
+    /// written; lists nobody read since the last batch, or whose row is no longer held here, are
+    /// dropped instead.
+    pub fn carry_lists(&self, events: &[RecordedEvent], lists: &FeatureLists) {
+        let mut seen = HashSet::new();
+        for e in events {
+            let Some(id) = project_id(&e.stream_id) else {
+                continue;
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(held) = lists.wanted(id) else {
+                continue;
+            };
+            let Some(row) = self.rows.get(&id) else {
+                lists.forget(id);
+                continue;
+            };
+            let features = &row.state.features;
+            let text = match row.appended_after {
+                Some((version, count))
+                    if held.version == as_i64(version) && held.count == Some(count) =>
+                {
+                    let text = held
+                        .features
+                        .extended(features.get(count..).unwrap_or_default());
+                    // Debug builds (every e2e run) check the extension against a full render.
+                    debug_assert_eq!(
+                        text.as_ref().map(JsonText::as_bytes).ok(),
+                        JsonText::array(features)
+                            .as_ref()
+                            .map(JsonText::as_bytes)
+                            .ok(),
+                        "an extended feature list differs from the list rendered whole"
+                    );
+                    text
+                }
+                _ => JsonText::array(features),
+            };
+            match text {
+                Ok(text) => lists.advance(id, as_i64(row.version), features.len(), &text),
+                Err(_) => lists.forget(id),
+            }
+        }
+    }
+
     /// Keeps the rows a batch wrote (as now stored), dropping arbitrary others beyond capacity.
     fn keep(&mut self, rows: HashMap<Uuid, ProjectRow>) {
         for (id, mut row) in rows {
+            // Every feature that moved or changed sits after the start's list: a held list of
+            // the start's version is this one's head.
+            let (_, count) = row.batch_start;
+            row.appended_after = (row.dirty
+                && !row.features_all
+                && row.state.features.get(..count).is_some_and(|head| {
+                    head.iter().all(|f| !row.features_changed.contains(&f.id))
+                }))
+            .then_some(row.batch_start);
             row.stored |= row.dirty;
             row.dirty = false;
             row.members_before.clone_from(&row.state.members);
@@ -99,6 +157,10 @@ struct ProjectRow {
     /// The feature rows this batch must write: `all` rewrites the project's rows.
     features_all: bool,
     features_changed: Vec<FeatureId>,
+    /// The version and feature count the current batch started from.
+    batch_start: (u64, usize),
+    /// Set when a batch is kept: whether it only added features after its start's list.
+    appended_after: Option<(u64, usize)>,
 }
 
 impl ProjectRow {
@@ -112,6 +174,8 @@ impl ProjectRow {
             members_before: Vec::new(),
             features_all: false,
             features_changed: Vec::new(),
+            batch_start: (0, 0),
+            appended_after: None,
         }
     }
 
@@ -381,6 +445,9 @@ impl<'a> Batch<'a> {
                     if recorded.stream_version <= row.version {
                         continue;
                     }
+                    if !row.dirty {
+                        row.batch_start = (row.version, row.state.features.len());
+                    }
                     row.touched(e.features_touched());
                     row.state.evolve(&e);
                     row.version = recorded.stream_version;
@@ -577,6 +644,8 @@ async fn load_projects<C: GenericClient>(
                 members_before: state_members,
                 features_all: false,
                 features_changed: Vec::new(),
+                batch_start: (0, 0),
+                appended_after: None,
             },
         );
     }

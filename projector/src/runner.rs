@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use event_store::{EventStore, PgEventStore, Position};
-use read_model::checkpoint;
 use read_model::tables::{LIVE, PROJECTION};
+use read_model::{Announced, FeatureLists, checkpoint};
 use runtime::metrics::Metrics;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -83,8 +83,10 @@ pub struct Projector {
     pub instance: Uuid,
     /// Where this projection reports whether it moves (`read_models`).
     pub consumers: Consumers,
-    checkpoint_tx: Arc<watch::Sender<Position>>,
+    checkpoint_tx: Arc<watch::Sender<Announced>>,
     warm: std::sync::Mutex<Option<Warm>>,
+    /// The query side's feature lists in this process, carried to each committed version.
+    feature_lists: Option<Arc<FeatureLists>>,
 }
 
 /// A failed step: why, and what it knows about where the projection stands.
@@ -125,7 +127,7 @@ impl Projector {
         metrics: Metrics,
         consumers: Consumers,
     ) -> Self {
-        let (checkpoint_tx, _) = watch::channel(Position::START);
+        let (checkpoint_tx, _) = watch::channel(Announced::NONE);
         metrics.describe(
             "backforge_projection_lag_seconds",
             "Age of the oldest event a projection has not applied yet (also while it is stalled); 0 when caught up",
@@ -148,11 +150,19 @@ impl Projector {
             consumers,
             checkpoint_tx: Arc::new(checkpoint_tx),
             warm: std::sync::Mutex::new(None),
+            feature_lists: None,
         }
     }
 
+    /// Shares the query side's feature lists: after each commit the projector moves the lists
+    /// they hold for the batch's projects to the versions it wrote.
+    pub fn with_feature_lists(mut self, lists: Arc<FeatureLists>) -> Self {
+        self.feature_lists = Some(lists);
+        self
+    }
+
     /// The checkpoint this process has seen applied (by itself, or read back while leading).
-    pub fn checkpoints(&self) -> watch::Receiver<Position> {
+    pub fn checkpoints(&self) -> watch::Receiver<Announced> {
         self.checkpoint_tx.subscribe()
     }
 
@@ -195,6 +205,7 @@ impl Projector {
             );
             self.take_warm();
             self.lead(&leadership, &mut shutdown).await;
+            self.checkpoint_tx.send_modify(|c| c.leads = false);
             self.metrics.set(
                 "backforge_projection_leader",
                 vec![("projection", PROJECTION.into())],
@@ -285,8 +296,12 @@ impl Projector {
             ),
         };
         self.checkpoint_tx.send_if_modified(|c| {
-            let changed = *c != from;
-            *c = from;
+            let now = Announced {
+                at: from,
+                leads: true,
+            };
+            let changed = *c != now;
+            *c = now;
             changed
         });
         let limit = match *narrow {
@@ -371,11 +386,17 @@ impl Projector {
                     oldest: Some(oldest),
                     ..Failure::transient(e)
                 })?;
+                if let Some(lists) = &self.feature_lists {
+                    states.carry_lists(&events, lists);
+                }
                 self.keep_warm(Warm {
                     checkpoint: to,
                     states,
                 });
-                self.checkpoint_tx.send_replace(to);
+                self.checkpoint_tx.send_replace(Announced {
+                    at: to,
+                    leads: true,
+                });
                 let newest = events.last().map_or(oldest, |e| e.recorded_at);
                 self.lag(if events.len() == limit && limit == BATCH {
                     age(newest)
@@ -399,6 +420,10 @@ impl Projector {
                     "checkpoint moved under the projector (replay swap or another writer); re-reading"
                 );
                 tx.rollback().await.map_err(Failure::transient)?;
+                // The rows may have been rebuilt: lists kept at their versions are not proven.
+                if let Some(lists) = &self.feature_lists {
+                    lists.clear();
+                }
                 Ok(Step::Applied)
             }
         }

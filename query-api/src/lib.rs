@@ -18,7 +18,7 @@ use actix_web::web;
 use event_store::PgEventStore;
 use runtime::Settings;
 
-pub use read_model::Checkpoints;
+pub use read_model::{Checkpoints, FeatureLists};
 
 /// Everything the read handlers share.
 pub struct QueryState {
@@ -26,6 +26,8 @@ pub struct QueryState {
     pub pool: deadpool_postgres::Pool,
     pub settings: Arc<Settings>,
     pub checkpoints: Checkpoints,
+    /// Feature lists of projects read recently (shared with an in-process projector).
+    pub feature_lists: Arc<FeatureLists>,
 }
 
 /// Registers the read routes (under the caller's `/api/v1` scope).

@@ -84,10 +84,15 @@ pub(crate) async fn visible(
     features: Features,
 ) -> Result<Visible, ApiError> {
     let client = state.pool.get().await?;
-    let row = rows::project(&client, project_id, caller.user_id, features)
-        .await
-        .map_err(read_error)?
-        .ok_or_else(|| ApiError::not_found("no such project"))?;
+    let row = match features {
+        Features::With => {
+            rows::project_with_features(&client, &state.feature_lists, project_id, caller.user_id)
+                .await
+        }
+        Features::Without => rows::project(&client, project_id, caller.user_id, features).await,
+    }
+    .map_err(read_error)?
+    .ok_or_else(|| ApiError::not_found("no such project"))?;
     if row.visibility.access(reader(caller)) == Access::None {
         return Err(ApiError::not_found("no such project"));
     }

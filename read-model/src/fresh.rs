@@ -20,19 +20,40 @@ pub enum WaitError {
     Database(#[from] tokio_postgres::Error),
 }
 
-/// Where the read models are: always read from the checkpoint table (another process may lead
-/// the projection); an in-process projector's announcements only shorten the wait between reads.
+/// What an in-process projector announces: the checkpoint it has committed, and whether it
+/// leads the projection. While it leads nothing else moves the checkpoint, so the table is ahead
+/// of `at` only between a commit and its announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    pub at: Position,
+    pub leads: bool,
+}
+
+impl Announced {
+    pub const NONE: Announced = Announced {
+        at: Position::START,
+        leads: false,
+    };
+}
+
+/// Where the read models are: read from the checkpoint table unless this process's projector
+/// leads, whose announcements then say it (and the table still decides after a quiet interval).
 #[derive(Clone)]
 pub struct Checkpoints {
     pub pool: deadpool_postgres::Pool,
-    pub wake: Option<watch::Receiver<Position>>,
+    pub wake: Option<watch::Receiver<Announced>>,
 }
 
 impl Checkpoints {
     /// What this process's own projector has committed, if it leads: enough to answer without a
     /// query when it is already past the wanted position.
     fn announced(&self) -> Option<Position> {
-        self.wake.as_ref().map(|rx| *rx.borrow())
+        self.wake.as_ref().map(|rx| rx.borrow().at)
+    }
+
+    /// Whether this process's own projector leads the projection.
+    fn leads(&self) -> bool {
+        self.wake.as_ref().is_some_and(|rx| rx.borrow().leads)
     }
 
     /// The live projection's checkpoint as committed.
@@ -64,12 +85,13 @@ impl Checkpoints {
             rx.borrow_and_update();
         }
         let deadline = tokio::time::Instant::now() + wait;
-        let mut ask_table = true;
+        let mut ask_table = !checkpoints.leads();
         loop {
             // The in-process projector announces a checkpoint only after committing it, so
             // reaching the position there is enough; otherwise (another process may lead) the
-            // table decides. It is asked first and after every quiet interval, not after each
-            // announcement: an announcing projector leads, and the table says what it said.
+            // table decides. It is asked first unless this process's projector leads, and after
+            // every quiet interval, not after each announcement: an announcing projector leads,
+            // and the table says what it said.
             if checkpoints.announced().is_some_and(|at| at >= wanted)
                 || (ask_table && checkpoints.current().await? >= wanted)
             {

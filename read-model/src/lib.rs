@@ -8,6 +8,7 @@
 pub mod ai_requests;
 pub mod ai_usage;
 pub mod checkpoint;
+pub mod feature_lists;
 pub mod fresh;
 pub mod records;
 pub mod rows;
@@ -15,7 +16,8 @@ pub mod tables;
 pub mod visibility;
 
 pub use checkpoint::position;
-pub use fresh::{Checkpoints, WaitError};
+pub use feature_lists::FeatureLists;
+pub use fresh::{Announced, Checkpoints, WaitError};
 pub use rows::ReadError;
 pub use tables::{LIVE, NEXT, PROJECTION, SHAPE_VERSION, ensure};
 pub use visibility::{Reader, Visibility};

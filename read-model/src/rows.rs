@@ -2,17 +2,20 @@
 //! lives here, next to the DDL it depends on, and enum columns are read back through the domain's
 //! own spelling (an unknown spelling is an error, never a default).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use domain::generation::GenerationStatus;
 use domain::project::ProjectStatus;
 use domain::user::Role;
+use serde::Serialize;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::feature_lists::FeatureLists;
 use crate::visibility::{Reader, Visibility, listed_predicate};
 
 /// A read-model row that could not be read.
@@ -107,10 +110,57 @@ pub struct ProjectRow {
 /// JSON text as PostgreSQL built it from `json` columns (which it validated when they were
 /// written), taken as bytes: neither checked as UTF-8 nor parsed again on the way to a client.
 /// A reader that needs values parses it with [`JsonText::parse`].
+/// Shared, so a cached list is handed to any number of readers without a copy.
 #[derive(Debug, Clone)]
-pub struct JsonText(Vec<u8>);
+pub struct JsonText(Arc<[u8]>);
 
 impl JsonText {
+    /// The JSON array of `items` exactly as [`PROJECT_WITH_FEATURES_SQL`] forms it from rows
+    /// holding each item's serialisation: `[` the items joined by `,` `]`.
+    pub fn array<'i, T: Serialize + 'i>(
+        items: impl IntoIterator<Item = &'i T>,
+    ) -> Result<Self, serde_json::Error> {
+        let mut out = Vec::with_capacity(512);
+        out.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, item)?;
+        }
+        out.push(b']');
+        Ok(JsonText(out.into()))
+    }
+
+    /// This array with `items` appended: the text [`JsonText::array`] gives for this array's
+    /// items followed by `items`, when this text is one it gave.
+    pub fn extended<'i, T: Serialize + 'i>(
+        &self,
+        items: impl IntoIterator<Item = &'i T>,
+    ) -> Result<Self, serde_json::Error> {
+        let head = self.0.strip_suffix(b"]").unwrap_or(&self.0);
+        let mut out = Vec::with_capacity(self.0.len() + 1024);
+        out.extend_from_slice(head);
+        let mut first = head == b"[";
+        for item in items {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, item)?;
+        }
+        out.push(b']');
+        Ok(JsonText(out.into()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -125,7 +175,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
         _: &tokio_postgres::types::Type,
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(JsonText(raw.to_vec()))
+        Ok(JsonText(raw.into()))
     }
 
     fn accepts(ty: &tokio_postgres::types::Type) -> bool {
@@ -166,6 +216,37 @@ pub async fn project<C: GenericClient>(
         document: row.try_get(3)?,
         features,
     }))
+}
+
+/// One project with its features, as [`project`] with [`Features::With`] reads it, except that a
+/// feature list `lists` holds at the row's version is taken from there instead of aggregated
+/// from the feature rows again (the row itself, with its version and visibility, is always read).
+pub async fn project_with_features<C: GenericClient>(
+    client: &C,
+    lists: &FeatureLists,
+    project_id: Uuid,
+    reader_id: Uuid,
+) -> Result<Option<ProjectRow>, ReadError> {
+    if let Some((version, features)) = lists.get(project_id) {
+        let Some(mut row) = project(client, project_id, reader_id, Features::Without).await? else {
+            lists.forget(project_id);
+            return Ok(None);
+        };
+        if row.version == version {
+            row.features = Some(features);
+            return Ok(Some(row));
+        }
+    }
+    let row = project(client, project_id, reader_id, Features::With).await?;
+    if let Some(ProjectRow {
+        version,
+        features: Some(features),
+        ..
+    }) = &row
+    {
+        lists.offer(project_id, *version, features);
+    }
+    Ok(row)
 }
 
 /// One entry of a project list.

@@ -125,6 +125,9 @@ pub struct Settings {
     pub max_event_bytes: usize,
     /// The bytes of folded project states the command side keeps (`BACKFORGE_STATE_CACHE_BYTES`).
     pub state_cache_bytes: usize,
+    /// The bytes of project feature lists the query side keeps, as read or as the projector
+    /// carried them forward (`BACKFORGE_FEATURE_LIST_CACHE_BYTES`; 0 turns the cache off).
+    pub feature_list_cache_bytes: usize,
     /// How long a security version read for a request may be reused
     /// (`BACKFORGE_SV_CACHE_MAX_AGE_MS`; 0 turns the cache off).
     pub sv_cache_max_age: Duration,
@@ -347,6 +350,8 @@ impl Settings {
                 event_store::DEFAULT_MAX_EVENT_BYTES as u64,
             )? as usize,
             state_cache_bytes: num("BACKFORGE_STATE_CACHE_BYTES", 64 * 1024 * 1024)? as usize,
+            feature_list_cache_bytes: num("BACKFORGE_FEATURE_LIST_CACHE_BYTES", 64 * 1024 * 1024)?
+                as usize,
             sv_cache_max_age: Duration::from_millis(num("BACKFORGE_SV_CACHE_MAX_AGE_MS", 1000)?),
             sandbox: SandboxSettings {
                 python: get("BACKFORGE_SANDBOX_PYTHON")

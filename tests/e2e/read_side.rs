@@ -16,13 +16,13 @@ use time::format_description::well_known::Rfc3339;
 /// `backforge serve` on a database of its own. The process goes before the database.
 struct Serve {
     app: Backforge,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 async fn serve(extra_env: &[(&str, &str)]) -> Serve {
     let db = TestDatabase::create().await.expect("test database");
     let app = Backforge::start("serve", &db.url, extra_env).await;
-    Serve { app, _db: db }
+    Serve { app, db }
 }
 
 fn token(user: &TestUser) -> Option<&str> {
@@ -739,6 +739,145 @@ async fn features_are_listed_in_creation_order_and_read_one_by_one() {
     app.get(&format!("{path}/features/{fid}"), token(&alice))
         .await
         .expect(404);
+}
+
+/// Reads a project at `at` from the process whose feature lists are cached (and carried forward
+/// by its projector) and from one that aggregates them from the rows every time: the same body.
+async fn same_from_both(
+    cached: &Backforge,
+    rows: &Backforge,
+    owner: &TestUser,
+    project: &str,
+    at: &str,
+) -> Vec<String> {
+    let path = format!("/projects/{project}");
+    let from_cache = cached.get_at(&path, token(owner), at).await.expect(200);
+    let from_rows = rows.get_at(&path, token(owner), at).await.expect(200);
+    assert_eq!(
+        from_cache.body, from_rows.body,
+        "the cached list differs from the rows"
+    );
+    assert_eq!(from_cache.header("etag"), from_rows.header("etag"));
+    let listed = cached
+        .get_at(&format!("{path}/features"), token(owner), at)
+        .await
+        .expect(200);
+    assert_eq!(listed.body["items"], from_cache.body["features"]);
+    from_cache.body["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_held_feature_list_follows_every_kind_of_write_as_the_rows_do() {
+    // given `serve` (whose projector carries the feature lists its reads hold) and a query
+    // process on the same database that keeps no lists, and a project read once through `serve`
+    let s = serve(&[]).await;
+    let cached = &s.app;
+    let rows = Backforge::start(
+        "query-api",
+        &s.db.url,
+        &[("BACKFORGE_FEATURE_LIST_CACHE_BYTES", "0")],
+    )
+    .await;
+    let (alice, _) = cached.register("Alice").await;
+    let (bob, _) = cached.register("Bob").await;
+    let (id, at) = create_project(
+        cached,
+        &alice,
+        json!({"name": "Shop", "features": [
+            {"name": "Customers", "feature_type": "crud", "schema_definition":
+                {"entity": "customer", "fields": [{"name": "email", "type": "string", "required": true}]}},
+            {"name": "Login", "feature_type": "auth"}
+        ]}),
+    )
+    .await;
+    let path = format!("/projects/{id}");
+    let names = same_from_both(cached, &rows, &alice, &id, &at).await;
+    assert_eq!(names, ["Customers", "Login"]);
+    let login = cached
+        .get(&format!("{path}/features"), token(&alice))
+        .await
+        .expect(200)
+        .body["items"][1]["id"]
+        .as_str()
+        .expect("feature id")
+        .to_owned();
+
+    // when features are added, renamed, given another schema and removed, and the project is
+    // renamed and shared, then after each write both processes show the same project
+    let added = cached
+        .post(
+            &format!("{path}/features"),
+            token(&alice),
+            json!({"name": "Jobs", "feature_type": "background_jobs"}),
+        )
+        .await
+        .expect(201);
+    let names = same_from_both(cached, &rows, &alice, &id, &position_of(&added)).await;
+    assert_eq!(names, ["Customers", "Login", "Jobs"]);
+    let jobs = added.body["id"].as_str().expect("feature id").to_owned();
+    // (a list the projector rendered, extended by the next added feature)
+    let appended = cached
+        .post(
+            &format!("{path}/features"),
+            token(&alice),
+            json!({"name": "Stats", "feature_type": "analytics"}),
+        )
+        .await
+        .expect(201);
+    let names = same_from_both(cached, &rows, &alice, &id, &position_of(&appended)).await;
+    assert_eq!(names, ["Customers", "Login", "Jobs", "Stats"]);
+    let renamed = cached
+        .put(
+            &format!("{path}/features/{jobs}"),
+            token(&alice),
+            json!({"name": "Queues"}),
+        )
+        .await
+        .expect(200);
+    let names = same_from_both(cached, &rows, &alice, &id, &position_of(&renamed)).await;
+    assert_eq!(names, ["Customers", "Login", "Queues", "Stats"]);
+    let customers = cached
+        .get(&format!("{path}/features"), token(&alice))
+        .await
+        .expect(200)
+        .body["items"][0]["id"]
+        .as_str()
+        .expect("feature id")
+        .to_owned();
+    let reshaped = cached
+        .put(
+            &format!("{path}/features/{customers}"),
+            token(&alice),
+            json!({"schema_definition": {"entity": "customer", "fields": [
+                {"name": "email", "type": "string", "required": true},
+                {"name": "vip", "type": "boolean"}]}}),
+        )
+        .await
+        .expect(200);
+    same_from_both(cached, &rows, &alice, &id, &position_of(&reshaped)).await;
+    let removed = cached
+        .delete(&format!("{path}/features/{login}"), token(&alice))
+        .await
+        .expect(204);
+    let names = same_from_both(cached, &rows, &alice, &id, &position_of(&removed)).await;
+    assert_eq!(names, ["Customers", "Queues", "Stats"]);
+    let project_renamed = cached
+        .put(&path, token(&alice), json!({"name": "Shop 2"}))
+        .await
+        .expect(200);
+    same_from_both(cached, &rows, &alice, &id, &position_of(&project_renamed)).await;
+    let shared = add_viewer(cached, &alice, &id, &bob).await;
+    let names = same_from_both(cached, &rows, &alice, &id, &shared).await;
+    assert_eq!(names, ["Customers", "Queues", "Stats"]);
+    // and a viewer reads the held list too
+    let seen = cached.get(&path, token(&bob)).await.expect(200);
+    assert_eq!(seen.body["features"].as_array().map(Vec::len), Some(3));
+    assert_eq!(seen.body["features"][1]["name"], json!("Queues"));
 }
 
 #[tokio::test]
