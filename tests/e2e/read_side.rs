@@ -66,6 +66,20 @@ async fn create_project(app: &Backforge, owner: &TestUser, body: Value) -> (Stri
     (id, position_of(&answer))
 }
 
+/// Creates the "Shop" project with two features, Customers (crud) and Login (auth).
+async fn create_shop(app: &Backforge, owner: &TestUser) -> (String, String) {
+    create_project(
+        app,
+        owner,
+        json!({"name": "Shop", "features": [
+            {"name": "Customers", "feature_type": "crud", "schema_definition":
+                {"entity": "customer", "fields": [{"name": "email", "type": "string", "required": true}]}},
+            {"name": "Login", "feature_type": "auth"}
+        ]}),
+    )
+    .await
+}
+
 async fn add_viewer(app: &Backforge, owner: &TestUser, project: &str, member: &TestUser) -> String {
     let answer = app
         .put(
@@ -627,16 +641,7 @@ async fn features_are_listed_in_creation_order_and_read_one_by_one() {
     let (alice, _) = app.register("Alice").await;
     let (bob, _) = app.register("Bob").await;
     let (carol, _) = app.register("Carol").await;
-    let (id, _) = create_project(
-        app,
-        &alice,
-        json!({"name": "Shop", "features": [
-            {"name": "Customers", "feature_type": "crud", "schema_definition":
-                {"entity": "customer", "fields": [{"name": "email", "type": "string", "required": true}]}},
-            {"name": "Login", "feature_type": "auth"}
-        ]}),
-    )
-    .await;
+    let (id, _) = create_shop(app, &alice).await;
     let path = format!("/projects/{id}");
     for (name, kind) in [
         ("Jobs", "background_jobs"),
@@ -785,16 +790,7 @@ async fn a_held_feature_list_follows_every_kind_of_write_as_the_rows_do() {
     .await;
     let (alice, _) = cached.register("Alice").await;
     let (bob, _) = cached.register("Bob").await;
-    let (id, at) = create_project(
-        cached,
-        &alice,
-        json!({"name": "Shop", "features": [
-            {"name": "Customers", "feature_type": "crud", "schema_definition":
-                {"entity": "customer", "fields": [{"name": "email", "type": "string", "required": true}]}},
-            {"name": "Login", "feature_type": "auth"}
-        ]}),
-    )
-    .await;
+    let (id, at) = create_shop(cached, &alice).await;
     let path = format!("/projects/{id}");
     let names = same_from_both(cached, &rows, &alice, &id, &at).await;
     assert_eq!(names, ["Customers", "Login"]);
