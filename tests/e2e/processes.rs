@@ -1,7 +1,7 @@
 //! The `backforge` binary as separate processes on one database: read-your-writes across the
 //! command API, query API and projector; a projector SIGKILLed under load still ends equal to a
 //! replay; one projector leads at a time and another takes over; the operator commands; graceful
-//! shutdown.
+//! shutdown; THP off in every process.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -766,4 +766,25 @@ async fn sigterm_stops_serve_and_the_projector_gracefully() {
             process.log_tail()
         );
     }
+}
+
+#[tokio::test]
+async fn a_backforge_process_runs_without_transparent_huge_pages() {
+    // given `serve` started as users start it (on a kernel whose THP mode may be `always`)
+    let db = TestDatabase::create().await.expect("test database");
+    let app = Backforge::start("serve", &db.url, &[]).await;
+    // when its status is read from /proc
+    let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid()))
+        .expect("the process's status");
+    // then the kernel reports THP off for it (main sets it before any thread or arena exists),
+    // so an arena's eager commit never makes whole 2 MiB pages resident
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(
+        thp,
+        Some("0"),
+        "THP_enabled of `backforge serve`:\n{status}"
+    );
 }
