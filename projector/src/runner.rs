@@ -178,6 +178,9 @@ impl Projector {
 
     /// Runs until `shutdown` turns true: waits for leadership, then projects.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        // A run restarted by its supervisor (after a panic mid-lead) leads again only once it
+        // has the lock: until then readers ask the table.
+        self.checkpoint_tx.send_modify(|c| c.leads = false);
         let mut announced = false;
         while !*shutdown.borrow() {
             let leadership = match try_lead(&self.database_url, LEADER_LOCK).await {
