@@ -28,6 +28,15 @@ struct Entries {
     bytes: usize,
 }
 
+impl Entries {
+    /// Removes `project`'s list and gives back its bytes.
+    fn remove(&mut self, project: &Uuid) {
+        if let Some(dropped) = self.map.remove(project) {
+            self.bytes -= dropped.features.len();
+        }
+    }
+}
+
 struct Entry {
     version: i64,
     features: JsonText,
@@ -86,9 +95,7 @@ impl FeatureLists {
                 features: entry.features.clone(),
             });
         }
-        if let Some(dropped) = entries.map.remove(&project) {
-            entries.bytes -= dropped.features.len();
-        }
+        entries.remove(&project);
         None
     }
 
@@ -117,46 +124,37 @@ impl FeatureLists {
             self.forget(project);
             return;
         }
-        let mut entries = self.entries();
-        let Entries { map, bytes } = &mut *entries;
+        let mut guard = self.entries();
+        let entries = &mut *guard;
         let fresh = Entry {
             version,
             features: features.clone(),
             count,
             read: who == Put::Reader,
         };
-        match map.get_mut(&project) {
-            Some(held) if held.version >= version => {}
+        match entries.map.get(&project) {
+            Some(held) if held.version >= version => return,
             Some(held) if who == Put::Projector && !held.read => {
-                *bytes -= held.features.len();
-                map.remove(&project);
+                entries.remove(&project);
+                return;
             }
-            Some(held) => {
-                *bytes = *bytes - held.features.len() + size;
-                *held = fresh;
-            }
-            None if who == Put::Projector => {}
-            None => {
-                map.insert(project, fresh);
-                *bytes += size;
-            }
+            None if who == Put::Projector => return,
+            _ => {}
         }
-        while *bytes > self.max_bytes {
-            let Some(victim) = map.keys().find(|id| **id != project).copied() else {
+        entries.remove(&project);
+        entries.map.insert(project, fresh);
+        entries.bytes += size;
+        while entries.bytes > self.max_bytes {
+            let Some(victim) = entries.map.keys().find(|id| **id != project).copied() else {
                 break;
             };
-            if let Some(dropped) = map.remove(&victim) {
-                *bytes -= dropped.features.len();
-            }
+            entries.remove(&victim);
         }
     }
 
     /// Drops the list of `project` (its row is gone, or the projector no longer holds its state).
     pub fn forget(&self, project: Uuid) {
-        let mut entries = self.entries();
-        if let Some(dropped) = entries.map.remove(&project) {
-            entries.bytes -= dropped.features.len();
-        }
+        self.entries().remove(&project);
     }
 
     /// Drops every list (the read models were swapped under the projector).

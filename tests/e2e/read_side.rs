@@ -790,6 +790,7 @@ async fn a_held_feature_list_follows_every_kind_of_write_as_the_rows_do() {
     .await;
     let (alice, _) = cached.register("Alice").await;
     let (bob, _) = cached.register("Bob").await;
+    let (carol, _) = cached.register("Carol").await;
     let (id, at) = create_shop(cached, &alice).await;
     let path = format!("/projects/{id}");
     let names = same_from_both(cached, &rows, &alice, &id, &at).await;
@@ -870,9 +871,14 @@ async fn a_held_feature_list_follows_every_kind_of_write_as_the_rows_do() {
     let shared = add_viewer(cached, &alice, &id, &bob).await;
     let names = same_from_both(cached, &rows, &alice, &id, &shared).await;
     assert_eq!(names, ["Customers", "Queues", "Stats"]);
-    // and a viewer reads the held list too
+    // and a viewer reads the held list too, while a stranger still gets 404 from both routes
     let seen = cached.get(&path, token(&bob)).await.expect(200);
     assert_eq!(seen.body["features"].as_array().map(Vec::len), Some(3));
+    cached.get(&path, token(&carol)).await.expect(404);
+    cached
+        .get(&format!("{path}/features"), token(&carol))
+        .await
+        .expect(404);
     assert_eq!(seen.body["features"][1]["name"], json!("Queues"));
 }
 
