@@ -65,7 +65,7 @@ where
     } = start;
     loop {
         let page = store.read_stream(stream_id, version, until, PAGE).await?;
-        let done = page.len() < PAGE;
+        let short = page.len() < PAGE;
         for recorded in &page {
             let event: A::Event = recorded.decode().map_err(|source| StoreError::Decode {
                 event_id: recorded.event_id,
@@ -75,7 +75,8 @@ where
             version = recorded.stream_version;
             position = recorded.position;
         }
-        if done {
+        // A full page that reached the version asked for is the last one too.
+        if short || matches!(until, ReadUntil::Version(v) if version >= v) {
             return Ok(Loaded {
                 state,
                 version,

@@ -55,13 +55,47 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A pool of `max_size` connections to `url`; connections are checked lazily.
+/// Connects a pool's connections and drives each on one runtime: the one the pool was made in
+/// (the process's multi-threaded runtime). deadpool's own connector spawns the driver on
+/// whichever runtime first asks for a connection; in a server that is one of actix's
+/// single-threaded workers, where the driver then runs only while that worker is free, so every
+/// query on the connection waits behind the worker's requests, and a worker that stops takes the
+/// connection with it.
+struct DriversOn {
+    runtime: tokio::runtime::Handle,
+}
+
+impl deadpool_postgres::Connect for DriversOn {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let config = pg_config.clone();
+        Box::pin(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            let driver = self.runtime.spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "database connection closed");
+                }
+            });
+            Ok((client, driver))
+        })
+    }
+}
+
+/// A pool of `max_size` connections to `url`; connections are checked lazily and driven on the
+/// runtime this is called in ([`DriversOn`]).
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<Pool> {
     let config = tokio_postgres::Config::from_str(url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    let manager = Manager::from_config(
+    let runtime = tokio::runtime::Handle::try_current()
+        .context("a pool is made inside the runtime that drives its connections")?;
+    let manager = Manager::from_connect(
         config,
-        NoTls,
+        DriversOn { runtime },
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -209,12 +209,13 @@ pub async fn get_record(
             ));
         }
         Some(version) => {
-            let loaded: event_store::Loaded<Record> = event_store::load(
-                &state.store,
-                &RecordId::from_uuid(id).stream(),
-                ReadUntil::Version(version),
-            )
-            .await?;
+            let loaded: event_store::Loaded<Record> = state
+                .store
+                .load_beside_drivers(
+                    &RecordId::from_uuid(id).stream(),
+                    ReadUntil::Version(version),
+                )
+                .await?;
             let record = loaded.state;
             if !belongs(&record, project_id, &entity) || loaded.version < version || record.deleted
             {

@@ -315,16 +315,28 @@ pub async fn get_project(
     visible(&state, &caller, project_id, Features::Without).await?;
     let stream = ProjectId::from_uuid(project_id).stream();
     let loaded: event_store::Loaded<Project> =
-        event_store::load(&state.store, &stream, until).await?;
+        state.store.load_beside_drivers(&stream, until).await?;
     let (project, version) = (loaded.state, loaded.version);
     if version == 0 || matches!(until, ReadUntil::Version(n) if n > version) {
         return Err(ApiError::not_found("the project has no such version"));
     }
     let version = version as i64;
-    let document = serde_json::to_value(&project).map_err(ApiError::internal)?;
+    // Written straight from the state: the same object `with_version` makes of a stored document.
+    #[derive(Serialize)]
+    struct AsOf<'a> {
+        #[serde(flatten)]
+        project: &'a Project,
+        version: i64,
+    }
+    let body = serde_json::to_vec(&AsOf {
+        project: &project,
+        version,
+    })
+    .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, etag(version)))
-        .json(with_version(document, version)))
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 #[derive(Serialize, Deserialize)]
