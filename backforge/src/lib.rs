@@ -153,6 +153,14 @@ struct Background {
     verifier: Option<Arc<worker::verify::Verifier>>,
 }
 
+/// What an in-process projector shares with the HTTP sides of its process.
+struct Shared {
+    /// The query side's held feature lists, which the projector carries forward.
+    feature_lists: Arc<read_model::FeatureLists>,
+    /// The command side's folded projects, when this process serves commands.
+    project_states: Option<Arc<event_store::StateCache<domain::project::Project>>>,
+}
+
 async fn start_background(
     settings: &Settings,
     store: &PgEventStore,
@@ -160,7 +168,7 @@ async fn start_background(
     stop: &watch::Receiver<bool>,
     parts: Parts,
     functions: Option<Arc<sandbox::Functions>>,
-    feature_lists: &Arc<read_model::FeatureLists>,
+    shared: &Shared,
 ) -> anyhow::Result<Background> {
     let mut background = Background {
         tasks: Vec::new(),
@@ -176,16 +184,18 @@ async fn start_background(
     let consumers = Consumers::new(metrics.clone());
     background.consumers = Some(consumers.clone());
     if parts.projector {
-        let projector = Arc::new(
-            Projector::new(
-                store.clone(),
-                store.pool().clone(),
-                settings.database_url.clone(),
-                metrics.clone(),
-                consumers.clone(),
-            )
-            .with_feature_lists(feature_lists.clone()),
-        );
+        let mut projector = Projector::new(
+            store.clone(),
+            store.pool().clone(),
+            settings.database_url.clone(),
+            metrics.clone(),
+            consumers.clone(),
+        )
+        .with_feature_lists(shared.feature_lists.clone());
+        if let Some(states) = &shared.project_states {
+            projector = projector.with_command_states(states.clone());
+        }
+        let projector = Arc::new(projector);
         background.checkpoints = Some(projector.checkpoints());
         let projector_stop = stop.clone();
         background.tasks.push(supervise(
@@ -404,6 +414,8 @@ impl App {
         let feature_lists = Arc::new(read_model::FeatureLists::new(
             settings.feature_list_cache_bytes,
         ));
+        // The command side's folded projects; an in-process projector shares their features.
+        let project_states = command_api::project_states(&settings);
         let background = start_background(
             &settings,
             &store,
@@ -411,7 +423,10 @@ impl App {
             &stop_rx,
             parts,
             functions.clone(),
-            &feature_lists,
+            &Shared {
+                feature_lists: feature_lists.clone(),
+                project_states: parts.command_api.then(|| project_states.clone()),
+            },
         )
         .await?;
         let mut tasks = background.tasks;
@@ -477,6 +492,7 @@ impl App {
                         store.clone(),
                         security.clone(),
                         sandbox,
+                        project_states.clone(),
                     )?))
                 } else {
                     None

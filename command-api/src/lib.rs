@@ -77,12 +77,23 @@ pub struct CommandState {
 /// How many project states the command side keeps folded (a few KB to a few hundred KB each).
 const PROJECT_CACHE_CAPACITY: usize = 2048;
 
+/// The command side's cache of folded projects, bounded by `BACKFORGE_STATE_CACHE_BYTES`; made
+/// before the [`CommandState`] so an in-process projector can share it.
+pub fn project_states(settings: &Settings) -> Arc<StateCache<Project>> {
+    Arc::new(StateCache::new(
+        PROJECT_CACHE_CAPACITY,
+        settings.state_cache_bytes,
+        Project::serialized_bytes,
+    ))
+}
+
 impl CommandState {
     pub fn new(
         settings: Arc<Settings>,
         store: PgEventStore,
         security: Arc<SecurityCache>,
         sandbox: Arc<crate::sandbox_routes::SandboxService>,
+        projects: Arc<StateCache<Project>>,
     ) -> anyhow::Result<Self> {
         let pool = store.pool().clone();
         Ok(Self {
@@ -96,11 +107,7 @@ impl CommandState {
             ip_limiter: RateLimiter::new(settings.login_per_ip_per_minute),
             account_limiter: RateLimiter::new(settings.login_per_account_per_minute),
             register_limiter: RateLimiter::new(settings.register_per_ip_per_minute),
-            projects: Arc::new(StateCache::new(
-                PROJECT_CACHE_CAPACITY,
-                settings.state_cache_bytes,
-                Project::serialized_bytes,
-            )),
+            projects,
             security,
             sandbox,
             store,

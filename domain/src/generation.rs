@@ -1186,8 +1186,9 @@ mod tests {
         project.features[1] = Feature {
             generation_mode: Some(GenerationMode::AiAssisted),
             is_enabled: false,
-            ..project.features[1].clone()
-        };
+            ..(*project.features[1]).clone()
+        }
+        .into();
         given_nothing::<Generation>()
             .when(request(project))
             .then([requested(3)]);

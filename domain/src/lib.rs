@@ -16,6 +16,7 @@ pub mod ownership;
 pub mod project;
 pub mod record;
 pub mod reserved;
+pub mod shared;
 pub mod testing;
 pub mod text;
 pub mod upcast;
@@ -25,6 +26,7 @@ pub use envelope::{DecodeError, DomainEvent, EventMetadata};
 pub use error::{FieldError, Pointer};
 pub use limits::Limits;
 pub use ownership::{ProjectOwned, StreamOwner, stream_owner};
+pub use shared::Shared;
 pub use text::serialized_len;
 pub use upcast::{UpcastError, Upcasters};
 

@@ -181,6 +181,17 @@ where
         }
     }
 
+    /// A clone of the state cached for `stream_id` if it is at exactly `version`; nothing while a
+    /// command has it taken out, or when it is at another version.
+    pub fn at_version(&self, stream_id: &str, version: u64) -> Option<A> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .map
+            .get(stream_id)
+            .filter(|(loaded, _)| loaded.version == version)
+            .map(|(loaded, _)| loaded.state.clone())
+    }
+
     /// Keeps `loaded` as `stream_id`'s state: the state a committed command left, or the state a
     /// queued command took ([`StateCache::load_cached`]) and did not change.
     pub fn remember(&self, stream_id: &str, loaded: Loaded<A>) {

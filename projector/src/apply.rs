@@ -10,7 +10,7 @@ use domain::generation::Generation;
 use domain::ids::FeatureId;
 use domain::project::{Feature, FeaturesTouched, Project};
 use domain::user::UserEvent;
-use event_store::{Position, RecordedEvent};
+use event_store::{Position, RecordedEvent, StateCache};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -111,6 +111,34 @@ impl ProjectStates {
             match text {
                 Ok(text) => lists.advance(id, as_i64(row.version), features.len(), &text),
                 Err(_) => lists.forget(id),
+            }
+        }
+    }
+
+    /// Takes, for each project of `events` (a batch just committed), the command side's state
+    /// when it caches one at the version this writer folded to (`serve`, where both run in one
+    /// process): the same events folded, so the same state, and with it each unchanged feature is
+    /// held once in the process instead of once per side (`domain::Shared`). M1 in
+    /// docs/benchmarks.md.
+    pub fn share_with(&mut self, events: &[RecordedEvent], command_states: &StateCache<Project>) {
+        let mut seen = HashSet::new();
+        for e in events {
+            let Some(id) = project_id(&e.stream_id) else {
+                continue;
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(row) = self.rows.get_mut(&id) else {
+                continue;
+            };
+            if let Some(state) = command_states.at_version(&e.stream_id, row.version) {
+                // Debug builds (every e2e run) check that both sides folded the same state.
+                debug_assert_eq!(
+                    state, row.state,
+                    "the command side's state differs from the projector's at one version"
+                );
+                row.state = state;
             }
         }
     }
@@ -659,7 +687,7 @@ async fn load_projects<C: GenericClient>(
         let project: Uuid = row.try_get(0)?;
         let Json(feature): Json<Feature> = row.try_get(1)?;
         if let Some(p) = out.get_mut(&project) {
-            p.state.features.push(feature);
+            p.state.features.push(feature.into());
         }
     }
     // Kept for as long as the project stays warm: no spare capacity from the pushes above.
@@ -989,4 +1017,101 @@ async fn apply_user(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::Shared;
+    use domain::ids::ProjectId;
+    use domain::project::FeatureType;
+    use event_store::Loaded;
+
+    use super::*;
+
+    fn project(id: ProjectId) -> Project {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let mut project = Project::default();
+        project.id = id;
+        for n in 1..=3u128 {
+            project.features.push(Shared::new(Feature {
+                id: FeatureId::from_uuid(Uuid::from_u128(n)),
+                name: format!("Feature{n}"),
+                feature_type: FeatureType::Auth,
+                generation_mode: None,
+                configuration: serde_json::Map::new(),
+                schema_definition: None,
+                is_enabled: true,
+                created_at: at,
+                updated_at: at,
+                ai_request_id: None,
+            }));
+        }
+        project
+    }
+
+    fn event_of(stream: &str, version: u64) -> RecordedEvent {
+        RecordedEvent {
+            position: Position {
+                tx: 1,
+                seq: version,
+            },
+            stream_id: stream.to_owned(),
+            stream_version: version,
+            event_id: Uuid::new_v4(),
+            event_type: "FeatureAdded".into(),
+            schema_version: 1,
+            data: RawValue::from_string("{}".into()).expect("json"),
+            metadata: Default::default(),
+            recorded_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn row(state: Project, version: u64) -> ProjectRow {
+        ProjectRow {
+            state,
+            version,
+            ..ProjectRow::new()
+        }
+    }
+
+    #[test]
+    fn the_projector_shares_the_command_sides_state_only_at_its_own_version() {
+        // Given two projects the command side holds at version 3, folded there separately
+        let (a, b) = (
+            ProjectId::from_uuid(Uuid::from_u128(1)),
+            ProjectId::from_uuid(Uuid::from_u128(2)),
+        );
+        let command_states = StateCache::<Project>::new(16, usize::MAX, Project::serialized_bytes);
+        for id in [a, b] {
+            command_states.remember(
+                &id.stream(),
+                Loaded {
+                    state: project(id),
+                    version: 3,
+                    position: Position { tx: 1, seq: 3 },
+                },
+            );
+        }
+        // and the projector, which wrote `a` at version 3 but `b` only at version 2
+        let mut states = ProjectStates::new(16);
+        states.rows.insert(a.as_uuid(), row(project(a), 3));
+        states.rows.insert(b.as_uuid(), row(project(b), 2));
+        // When it shares after a batch of both
+        states.share_with(
+            &[event_of(&a.stream(), 3), event_of(&b.stream(), 2)],
+            &command_states,
+        );
+        // Then `a`'s features are the command side's very own, and `b` kept its own
+        let cached = |id: ProjectId| command_states.at_version(&id.stream(), 3).expect("cached");
+        let same = |row: &ProjectRow, cached: &Project| {
+            row.state
+                .features
+                .iter()
+                .zip(&cached.features)
+                .all(|(x, y)| Shared::same(x, y))
+        };
+        assert!(same(&states.rows[&a.as_uuid()], &cached(a)));
+        assert!(!same(&states.rows[&b.as_uuid()], &cached(b)));
+        assert_eq!(states.rows[&a.as_uuid()].state, cached(a));
+    }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use event_store::{EventStore, PgEventStore, Position};
+use domain::project::Project;
+use event_store::{EventStore, PgEventStore, Position, StateCache};
 use read_model::tables::{LIVE, PROJECTION};
 use read_model::{Announced, FeatureLists, checkpoint};
 use runtime::metrics::Metrics;
@@ -87,6 +88,8 @@ pub struct Projector {
     warm: std::sync::Mutex<Option<Warm>>,
     /// The query side's feature lists in this process, carried to each committed version.
     feature_lists: Option<Arc<FeatureLists>>,
+    /// The command side's folded projects, when it runs in this process.
+    command_states: Option<Arc<StateCache<Project>>>,
 }
 
 /// A failed step: why, and what it knows about where the projection stands.
@@ -151,7 +154,16 @@ impl Projector {
             checkpoint_tx: Arc::new(checkpoint_tx),
             warm: std::sync::Mutex::new(None),
             feature_lists: None,
+            command_states: None,
         }
+    }
+
+    /// Shares the in-process command side's cache of folded projects: after each commit the
+    /// projector takes the command side's state of each project it wrote when that is at the
+    /// same version, so the process holds each unchanged feature once.
+    pub fn with_command_states(mut self, states: Arc<StateCache<Project>>) -> Self {
+        self.command_states = Some(states);
+        self
     }
 
     /// Shares the query side's feature lists: after each commit the projector moves the lists
@@ -389,6 +401,9 @@ impl Projector {
                     oldest: Some(oldest),
                     ..Failure::transient(e)
                 })?;
+                if let Some(command_states) = &self.command_states {
+                    states.share_with(&events, command_states);
+                }
                 if let Some(lists) = &self.feature_lists {
                     states.carry_lists(&events, lists);
                 }

@@ -383,7 +383,7 @@ impl Project {
             }
         }
         if let Some(schema) = schema {
-            let other_entities = || others().filter_map(Feature::entity);
+            let other_entities = || others().filter_map(|f| f.entity());
             if other_entities().any(|s| s.entity == schema.entity) {
                 return Err(ProjectError::EntityNameTaken {
                     entity: schema.entity.clone(),

@@ -98,7 +98,7 @@ impl Project {
             } => {
                 push_compact(
                     &mut self.features,
-                    Feature {
+                    crate::Shared::new(Feature {
                         id: *feature_id,
                         name: name.clone(),
                         feature_type: *feature_type,
@@ -109,7 +109,7 @@ impl Project {
                         created_at: *added_at,
                         updated_at: *added_at,
                         ai_request_id: *ai_request_id,
-                    },
+                    }),
                 );
                 self.updated_at = *added_at;
             }

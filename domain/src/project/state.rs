@@ -225,8 +225,8 @@ pub struct Project {
     pub owner_id: UserId,
     pub status: ProjectStatus,
     pub generation_mode: GenerationMode,
-    /// In creation order.
-    pub features: Vec<Feature>,
+    /// In creation order; clones of the state share each feature until one of them changes it.
+    pub features: Vec<crate::Shared<Feature>>,
     pub members: Vec<Member>,
     /// In creation order. Absent from the serialised state while empty, so documents stored
     /// before functions existed read the same.
@@ -275,14 +275,14 @@ impl Project {
     }
 
     pub fn feature(&self, id: FeatureId) -> Option<&Feature> {
-        self.features.iter().find(|f| f.id == id)
+        self.features.iter().find(|f| f.id == id).map(|f| &**f)
     }
 
     /// The crud features and their entities, in creation order.
     pub fn entities(&self) -> impl Iterator<Item = (&Feature, &EntitySchema)> {
         self.features
             .iter()
-            .filter_map(|f| f.entity().map(|schema| (f, schema)))
+            .filter_map(|f| f.entity().map(|schema| (&**f, schema)))
     }
 
     pub fn is_member(&self, user: UserId) -> bool {

@@ -213,8 +213,8 @@ pub fn build<'a>(project: &'a Project, version: u64) -> Result<Plan<'a>, Vec<Str
                     feature.name
                 )),
             },
-            FeatureType::Auth => auth.push(feature),
-            FeatureType::FileStorage => files.push(feature),
+            FeatureType::Auth => auth.push(&**feature),
+            FeatureType::FileStorage => files.push(&**feature),
             // `generation_problems` refused these already.
             other => problems.push(format!(
                 "feature `{}` is of type {other}, which this target cannot generate",

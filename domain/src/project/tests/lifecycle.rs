@@ -223,7 +223,7 @@ fn an_event_changes_no_feature_beyond_the_ones_it_says_it_touches() {
         match event.features_touched() {
             FeaturesTouched::None => assert_eq!(project.features, before, "{event:?}"),
             FeaturesTouched::One(id) => {
-                let others = |fs: &[Feature]| -> Vec<Feature> {
+                let others = |fs: &[crate::Shared<Feature>]| -> Vec<crate::Shared<Feature>> {
                     fs.iter().filter(|f| f.id != id).cloned().collect()
                 };
                 assert_eq!(others(&project.features), others(&before), "{event:?}");

@@ -72,10 +72,13 @@ fn a_state_the_memo_did_not_follow_is_measured_in_full() {
     assert_eq!(copy.serialized_bytes(), serialized_len(&project));
     // and a state changed behind `evolve`'s back is not summed from stale lengths.
     let mut changed = project.clone();
-    changed.features.push(Feature {
-        id: FeatureId::from_uuid(uuid::Uuid::from_u128(77)),
-        ..project.features[0].clone()
-    });
+    changed.features.push(
+        Feature {
+            id: FeatureId::from_uuid(uuid::Uuid::from_u128(77)),
+            ..(*project.features[0]).clone()
+        }
+        .into(),
+    );
     assert_eq!(changed.serialized_bytes(), serialized_len(&changed));
 }
 
