@@ -72,14 +72,7 @@ impl ProjectStates {
     /// written; lists nobody read since the last batch, or whose row is no longer held here, are
     /// dropped instead.
     pub fn carry_lists(&self, events: &[RecordedEvent], lists: &FeatureLists) {
-        let mut seen = HashSet::new();
-        for e in events {
-            let Some(id) = project_id(&e.stream_id) else {
-                continue;
-            };
-            if !seen.insert(id) {
-                continue;
-            }
+        for (id, _) in projects_of(events) {
             let Some(held) = lists.wanted(id) else {
                 continue;
             };
@@ -121,18 +114,11 @@ impl ProjectStates {
     /// held once in the process instead of once per side (`domain::Shared`). M1 in
     /// docs/benchmarks.md.
     pub fn share_with(&mut self, events: &[RecordedEvent], command_states: &StateCache<Project>) {
-        let mut seen = HashSet::new();
-        for e in events {
-            let Some(id) = project_id(&e.stream_id) else {
-                continue;
-            };
-            if !seen.insert(id) {
-                continue;
-            }
+        for (id, stream) in projects_of(events) {
             let Some(row) = self.rows.get_mut(&id) else {
                 continue;
             };
-            if let Some(state) = command_states.at_version(&e.stream_id, row.version) {
+            if let Some(state) = command_states.at_version(stream, row.version) {
                 // Debug builds (every e2e run) check that both sides folded the same state.
                 debug_assert_eq!(
                     state, row.state,
@@ -170,6 +156,16 @@ impl ProjectStates {
             }
         }
     }
+}
+
+/// Each project `events` write to, once, with its stream id.
+fn projects_of(events: &[RecordedEvent]) -> impl Iterator<Item = (Uuid, &str)> {
+    let mut seen = HashSet::new();
+    events.iter().filter_map(move |e| {
+        project_id(&e.stream_id)
+            .filter(|id| seen.insert(*id))
+            .map(|id| (id, e.stream_id.as_str()))
+    })
 }
 
 struct ProjectRow {
