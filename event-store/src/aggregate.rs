@@ -13,6 +13,9 @@ use crate::types::{Position, ReadUntil, StoreError};
 /// Events read per page while folding.
 const PAGE: usize = 1000;
 
+/// Events folded between two yields to the runtime.
+const YIELD_EVERY: usize = 250;
+
 /// An aggregate's state with the version and feed position of the last event folded in.
 #[derive(Debug, Clone)]
 pub struct Loaded<A> {
@@ -66,7 +69,13 @@ where
     loop {
         let page = store.read_stream(stream_id, version, until, PAGE).await?;
         let short = page.len() < PAGE;
-        for recorded in &page {
+        for (n, recorded) in page.iter().enumerate() {
+            // A long fold is synchronous between pages (about 6 ms per 1,000 events here): it
+            // lets the runtime's other tasks — the writer, the projector, on time travel's
+            // runtime — run every few hundred events instead.
+            if n > 0 && n % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
             let event: A::Event = recorded.decode().map_err(|source| StoreError::Decode {
                 event_id: recorded.event_id,
                 source,

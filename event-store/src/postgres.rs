@@ -99,7 +99,7 @@ impl PgEventStore {
     /// connection's driver task one socket read (about 8 KB) at a time through a one-slot
     /// channel, so a reader on another thread (an actix worker) and the driver wake each other
     /// across threads every few rows; on the driver's runtime the hand-over mostly stays on one
-    /// thread. Folding 1,000 events this way took a quarter less of `serve`'s CPU (W5,
+    /// thread. Folding 1,000 events this way took about a fifth less of `serve`'s CPU (W5,
     /// docs/benchmarks.md).
     pub async fn load_beside_drivers<A>(
         &self,
@@ -110,18 +110,27 @@ impl PgEventStore {
         A: Decider + Send + 'static,
         A::Event: DomainEvent,
     {
+        /// Stops the fold when its request is dropped (the client went away), as the fold did
+        /// when it ran inside the request's own future.
+        struct AbortOnDrop(tokio::task::AbortHandle);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
         let store = self.clone();
         let stream = stream_id.to_owned();
-        self.runtime
-            .spawn(async move { crate::load(&store, &stream, until).await })
-            .await
-            .map_err(|e| {
-                if e.is_panic() {
-                    StoreError::Backend(anyhow::anyhow!("a fold panicked: {e}"))
-                } else {
-                    StoreError::Unavailable(anyhow::anyhow!("the runtime is shutting down"))
-                }
-            })?
+        let fold = self
+            .runtime
+            .spawn(async move { crate::load(&store, &stream, until).await });
+        let _abort = AbortOnDrop(fold.abort_handle());
+        fold.await.map_err(|e| {
+            if e.is_panic() {
+                StoreError::Backend(anyhow::anyhow!("a fold panicked: {e}"))
+            } else {
+                StoreError::Unavailable(anyhow::anyhow!("the runtime is shutting down"))
+            }
+        })?
     }
 
     /// Whether appends go through the group-commit writer.
